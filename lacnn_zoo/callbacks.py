@@ -1,0 +1,77 @@
+"""Training callbacks whose files survive a crash: atomic best checkpoint, atomic backups, epoch timing."""
+
+import json
+import math
+import os
+import time
+
+import keras
+
+from lacnn_zoo.io import atomic_path, read_json, write_json
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_time_s` (wall time of the epoch, validation included) to the epoch logs.
+
+    Put it before CSVLogger so the column lands in the history file.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_time_s"] = time.perf_counter() - self._start
+
+
+class AtomicBestCheckpoint(keras.callbacks.Callback):
+    """Save the whole model as `.keras` whenever `monitor` improves, via a temporary file and a rename.
+
+    The best value so far lives in `<filepath>.json`, so a resumed run keeps
+    comparing against it instead of overwriting a better checkpoint.
+    """
+
+    def __init__(self, filepath, monitor="val_accuracy", mode="max"):
+        super().__init__()
+        if not str(filepath).endswith(".keras"):
+            raise ValueError(f"`filepath` must end in .keras; received {filepath!r}.")
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.mode = mode
+        self._sidecar = self.filepath + ".json"
+        self.best = -math.inf if mode == "max" else math.inf
+        if os.path.exists(self._sidecar) and os.path.exists(self.filepath):
+            self.best = read_json(self._sidecar)["best"]
+
+    def _improved(self, value):
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(
+                f"AtomicBestCheckpoint monitors {self.monitor!r}, which the model does not report; "
+                f"it reports {sorted(logs or {})}."
+            )
+        if self._improved(float(value)):
+            self.best = float(value)
+            with atomic_path(self.filepath, suffix=".keras") as tmp:
+                self.model.save(tmp)
+            write_json(self._sidecar, {"best": self.best, "epoch": epoch + 1, "monitor": self.monitor})
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose weights and metadata are written to temporary files and renamed into place.
+
+    Keras' own writes `latest.weights.h5` in place, so a crash during the write
+    leaves a corrupt backup; here the previous backup stays whole until the new
+    one is complete.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)
+        with atomic_path(self._training_metadata_path) as tmp:
+            with open(tmp, "w") as f:
+                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)

@@ -1,0 +1,139 @@
+"""`lacnn-zoo` command line: train, list, info."""
+
+import argparse
+import ast
+import json
+import os
+import sys
+
+
+def _parse_override(text):
+    """`key=value`, the value read as a Python literal when it is one (`widths=(16,32)`, `mixing=beta`)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set takes key=value; received {text!r}.")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key.strip(), value
+
+
+def _train(args):
+    from lacnn_zoo import training
+    from lacnn_zoo.io import read_json
+
+    if args.resume:
+        if not args.output_dir:
+            raise SystemExit("--resume needs --output-dir (the folder of the run to continue).")
+        stored = read_json(os.path.join(args.output_dir, "run.json"))
+    else:
+        stored = {}
+    defaults = dict(
+        model=training.DEFAULT_MODEL, dataset="digits", epochs=30, batch_size=64, learning_rate=3e-3,
+        weight_decay=1e-4, seed=0, overrides={}, image_size=None, augment=False,
+    )
+    asked = dict(
+        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+        overrides=dict(args.set) if args.set else None,
+        image_size=tuple(args.image_size) if args.image_size else None, augment=args.augment or None,
+    )
+    config = {k: (asked[k] if asked[k] is not None else stored.get(k, defaults[k])) for k in defaults}
+    if isinstance(config["image_size"], list):
+        config["image_size"] = tuple(config["image_size"])
+    model = config.pop("model")
+    result = training.train(
+        model,
+        output_dir=args.output_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        data_dir=args.data_dir,
+        download=args.download,
+        verbose=args.verbose,
+        **config,
+    )
+    m = result.metrics
+    print(
+        f"\n{m['model']} on {m['dataset']}: test accuracy {m['test_accuracy']:.4f}, "
+        f"{m['params']:,} parameters, {m['time_per_epoch_s']:.2f} s/epoch, "
+        f"{m['train_wall_time_s']:.1f} s training. Run folder: {result.output_dir}"
+    )
+    return 0
+
+
+def _list(args):
+    from lacnn_zoo import list_models, model_info
+
+    names = list_models(args.pattern or "*", family=args.family)
+    if not names:
+        print(f"No model matches {args.pattern!r}.", file=sys.stderr)
+        return 1
+    header = f"{'name':<28} {'family':<16} {'params':>12}  description"
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        info = model_info(name)
+        params = f"{info.num_params(num_classes=args.num_classes):,}" if args.params else "-"
+        print(f"{name:<28} {info.family:<16} {params:>12}  {info.description.splitlines()[0] if info.description else ''}")
+    return 0
+
+
+def _info(args):
+    from lacnn_zoo import model_info
+
+    info = model_info(args.name)
+    record = info.as_dict()
+    record["knobs"] = {k: v for k, v in info.knobs.items()}
+    record["params"] = info.num_params()
+    print(json.dumps(record, indent=2, default=str))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (default: the main job on the embedded digits)")
+    t.add_argument("--model", help="registered model name (see `lacnn-zoo list`)")
+    t.add_argument("--dataset", help="'digits' (embedded, default) or a TFDS name such as cifar10")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="peak learning rate (AdamW, cosine decay)")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--set", action="append", type=_parse_override, metavar="KNOB=VALUE",
+                   help="model override, repeatable, e.g. --set mixing=beta --set 'widths=(16,32,64)'")
+    t.add_argument("--output-dir", help="run folder (default runs/<model>-<dataset>-seed<seed>)")
+    t.add_argument("--resume", action="store_true", help="continue the unfinished run in --output-dir")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    t.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
+    t.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
+    t.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize TFDS images")
+    t.add_argument("--augment", action="store_true", help="random crop + flip on TFDS training data")
+    t.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    t.set_defaults(func=_train)
+
+    ls = sub.add_parser("list", help="list registered models")
+    ls.add_argument("pattern", nargs="?", help="wildcard, e.g. 'resnet*'")
+    ls.add_argument("--family")
+    ls.add_argument("--params", action="store_true", help="build each model to count its parameters")
+    ls.add_argument("--num-classes", type=int, default=10)
+    ls.set_defaults(func=_list)
+
+    i = sub.add_parser("info", help="a model's record, knobs and parameter count")
+    i.add_argument("name")
+    i.set_defaults(func=_info)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "verbose", None) not in (None, "auto"):
+        args.verbose = int(args.verbose)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError) as e:
+        print(f"lacnn-zoo: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

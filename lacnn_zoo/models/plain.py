@@ -1,0 +1,106 @@
+"""The plain sequential CNN of the layer-attended paper's Fig. 1."""
+
+import numbers
+
+from keras import Model, layers
+
+from lacnn_zoo.layers import ConvBNAct
+from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
+from lacnn_zoo.registry import check_input_shape, register_model
+from lacnn_zoo.validation import check_choice, check_positive_int_sequence
+
+DOWNSAMPLE_MODES = ("stride", "pool", None)
+
+
+def stage_depths(depth, widths):
+    """`depth` is layers per stage: one int for every stage, or one per stage."""
+    if isinstance(depth, numbers.Integral) and not isinstance(depth, bool):
+        depth = (depth,) * len(widths)
+    depths = check_positive_int_sequence("depth", depth)
+    if len(depths) != len(widths):
+        raise ValueError(
+            f"`depth` must be an int or have one entry per stage ({len(widths)} stages); received depth={depth!r}."
+        )
+    return depths
+
+
+def plain_backbone_config(input_shape, widths, depth, downsample):
+    """Validate the backbone knobs; returns (widths, depths, min_input_size)."""
+    widths = check_positive_int_sequence("widths", widths)
+    depths = stage_depths(depth, widths)
+    check_choice("downsample", downsample, DOWNSAMPLE_MODES)
+    min_size = 2 ** (len(widths) - 1) if downsample else 1
+    check_input_shape(input_shape, min_size=min_size)
+    return widths, depths, min_size
+
+
+def plain_backbone(x, widths, depths, downsample):
+    """Stack ConvBNAct layers; returns the output of EVERY layer (the taps of Fig. 3).
+
+    Stages after the first halve the spatial size, by a stride-2 first layer
+    (`"stride"`) or a 2x2 max pooling before it (`"pool"`).
+    """
+    outputs = []
+    for stage, (width, n_layers) in enumerate(zip(widths, depths), start=1):
+        for index in range(1, n_layers + 1):
+            first_of_later_stage = stage > 1 and index == 1
+            strides = 2 if first_of_later_stage and downsample == "stride" else 1
+            if first_of_later_stage and downsample == "pool":
+                x = layers.MaxPooling2D(2, padding="same", name=f"stage{stage}_pool")(x)
+            x = ConvBNAct(width, strides=strides, name=f"stage{stage}_layer{index}")(x)
+            outputs.append(x)
+    return outputs
+
+
+def build_plain_cnn(
+    *,
+    input_shape,
+    num_classes,
+    include_top,
+    pooling,
+    classifier_activation,
+    name,
+    widths=(32, 64, 128),
+    depth=2,
+    downsample="stride",
+):
+    """Sequential Conv-BN-ReLU stages, global pooling, linear classifier.
+
+    Knobs:
+        widths: filters of each stage.
+        depth: layers per stage (int, or one per stage).
+        downsample: "stride", "pool" or None, between stages.
+    """
+    widths, depths, _ = plain_backbone_config(input_shape, widths, depth, downsample)
+    check_head_arguments(input_shape, include_top, pooling)
+    inputs = model_input(input_shape)
+    features = plain_backbone(inputs, widths, depths, downsample)[-1]
+    outputs = classifier_head(
+        features,
+        num_classes=num_classes,
+        include_top=include_top,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+    )
+    return Model(inputs, outputs, name=name)
+
+
+_PAPER = "Bird 2022, Layer-Attended Convolutional Networks, Fig. 1"
+
+
+@register_model(build_plain_cnn, family="plain", paper=_PAPER)
+def plain_cnn():
+    """Plain CNN: 3 stages x 2 Conv-BN-ReLU layers, 32/64/128 filters (the layer-attended backbone)."""
+    return dict(widths=(32, 64, 128), depth=2)
+
+
+@register_model(build_plain_cnn, family="plain", paper=_PAPER, default_input_shape=(8, 8, 1))
+def plain_cnn_tiny():
+    """Plain CNN: 3 stages x 1 layer, 16/32/64 filters; trains in seconds on CPU."""
+    return dict(widths=(16, 32, 64), depth=1)
+
+
+@register_model(build_plain_cnn, family="plain", paper=_PAPER)
+def plain_cnn_deep():
+    """Plain CNN: 3 stages x 4 layers, 32/64/128 filters (deep enough for gradient dilution to show)."""
+    return dict(widths=(32, 64, 128), depth=4)

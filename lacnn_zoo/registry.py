@@ -1,0 +1,217 @@
+"""The model registry: a decorator turns a small preset function into a listed, buildable name.
+
+    @register_model(builder=build_resnet, family="resnet", paper="He et al. 2015")
+    def resnet20():
+        "ResNet-20 for CIFAR (3 stages x 3 blocks, 16/32/64 filters)."
+        return dict(depth=20)
+
+`build_model("resnet20", mixing="beta")` then calls
+`build_resnet(input_shape=..., ..., depth=20, mixing="beta")`.
+"""
+
+import dataclasses
+import difflib
+import fnmatch
+import inspect
+
+from lacnn_zoo.validation import check_choice, check_positive_int
+
+# Arguments every family builder takes; everything else is a family knob (an "override").
+COMMON_ARGUMENTS = ("input_shape", "num_classes", "include_top", "pooling", "classifier_activation", "name")
+POOLING_MODES = ("avg", "max", None)
+
+_REGISTRY = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one name (timm's "pretrained_cfg" counterpart)."""
+
+    name: str
+    family: str
+    paper: str
+    description: str
+    default_input_shape: tuple
+    preset: dict
+    builder: object = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def knobs(self):
+        """The overrides `build_model` accepts for this model, with their default values."""
+        params = inspect.signature(self.builder).parameters
+        knobs = {k: p.default for k, p in params.items() if k not in COMMON_ARGUMENTS}
+        knobs.update(self.preset)
+        return knobs
+
+    def num_params(self, input_shape=None, num_classes=10, **overrides):
+        """Parameter count (builds the model once; not cached, so it reflects overrides)."""
+        model = build_model(
+            self.name,
+            input_shape=input_shape or self.default_input_shape,
+            num_classes=num_classes,
+            **overrides,
+        )
+        return int(model.count_params())
+
+    def as_dict(self):
+        return {
+            "name": self.name,
+            "family": self.family,
+            "paper": self.paper,
+            "description": self.description,
+            "default_input_shape": list(self.default_input_shape),
+            "preset": dict(self.preset),
+        }
+
+
+def register_model(builder, *, family, paper="", default_input_shape=(32, 32, 3), name=None):
+    """Register a preset: a function of no arguments returning the builder's knobs.
+
+    Args:
+        builder: the family builder, called as `builder(input_shape=..., num_classes=...,
+            include_top=..., pooling=..., classifier_activation=..., name=..., **knobs)`.
+        family: family name shown by `list_models` and `model_info`.
+        paper: citation of the architecture.
+        default_input_shape: the input size the preset was designed for.
+        name: registered name; defaults to the function's name.
+    """
+
+    def decorator(preset_fn):
+        model_name = name or preset_fn.__name__
+        if model_name in _REGISTRY:
+            raise ValueError(f"A model named {model_name!r} is already registered.")
+        preset = dict(preset_fn())
+        accepted = set(inspect.signature(builder).parameters) - set(COMMON_ARGUMENTS)
+        unknown = sorted(set(preset) - accepted)
+        if unknown:
+            raise ValueError(f"Preset {model_name!r} sets knobs {unknown} that {builder.__name__} does not take.")
+        _REGISTRY[model_name] = ModelInfo(
+            name=model_name,
+            family=family,
+            paper=paper,
+            description=inspect.cleandoc(preset_fn.__doc__ or ""),
+            default_input_shape=tuple(default_input_shape),
+            preset=preset,
+            builder=builder,
+        )
+        return preset_fn
+
+    return decorator
+
+
+def _ensure_loaded():
+    # Importing the model modules runs their @register_model decorators.
+    import lacnn_zoo.models  # noqa: F401
+
+
+def list_models(pattern="*", family=None):
+    """Sorted registered names matching a wildcard pattern (or a list of them), e.g. `"resnet*"`."""
+    _ensure_loaded()
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    names = [
+        n
+        for n, info in _REGISTRY.items()
+        if any(fnmatch.fnmatchcase(n, p) for p in patterns) and (family is None or info.family == family)
+    ]
+    return sorted(names)
+
+
+def list_families():
+    _ensure_loaded()
+    return sorted({info.family for info in _REGISTRY.values()})
+
+
+def model_info(name):
+    """The `ModelInfo` record of a registered name; unknown names list the closest valid ones."""
+    _ensure_loaded()
+    if not isinstance(name, str) or name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"Unknown model name {name!r}.{hint} `lacnn_zoo.list_models()` lists all {len(_REGISTRY)} names."
+        )
+    return _REGISTRY[name]
+
+
+def check_input_shape(input_shape, *, min_size=1, allow_dynamic=True):
+    """Validate `(height, width, channels)`; height/width may be None when the model allows it."""
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels), e.g. (32, 32, 3); "
+            f"received input_shape={input_shape!r}."
+        )
+    height, width, channels = input_shape
+    check_positive_int("input_shape[2] (channels)", channels)
+    for axis, size in (("height", height), ("width", width)):
+        if size is None:
+            if not allow_dynamic:
+                raise ValueError(
+                    f"This model needs a fixed input {axis}; received input_shape={tuple(input_shape)!r}."
+                )
+            continue
+        check_positive_int(f"input_shape ({axis})", size)
+        if size < min_size:
+            raise ValueError(
+                f"`input_shape` {axis} must be at least {min_size} for this network's downsampling; "
+                f"received input_shape={tuple(input_shape)!r}."
+            )
+    return tuple(input_shape)
+
+
+def build_model(
+    name,
+    *,
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    include_top=True,
+    pooling="avg",
+    classifier_activation=None,
+    **overrides,
+):
+    """Build a registered model by name.
+
+    Args:
+        name: a name from `list_models()`.
+        input_shape: `(height, width, channels)`, any channel count.
+        num_classes: classifier width (with `include_top=True`).
+        include_top: add the classifier.  With `False` the model returns features:
+            pooled per `pooling`, or the feature map when `pooling=None`
+            (layer-attended models return their list of per-layer taps).
+        pooling: `"avg"`, `"max"` or `None` (flatten before the classifier / no pooling).
+        classifier_activation: `None` returns logits; e.g. `"softmax"` returns probabilities.
+        **overrides: the family's knobs (see `model_info(name).knobs`); unknown ones are errors.
+
+    Returns:
+        A `keras.Model` named `name`, input `"images"`.
+    """
+    info = model_info(name)
+    accepted = info.knobs
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown override(s) {unknown} for model {name!r}. Accepted knobs: {sorted(accepted)}."
+        )
+    check_positive_int("num_classes", num_classes)
+    check_choice("pooling", pooling, POOLING_MODES)
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False; received include_top={include_top!r}.")
+    if classifier_activation is not None:
+        import keras
+
+        try:
+            keras.activations.get(classifier_activation)
+        except ValueError as e:
+            raise ValueError(
+                "`classifier_activation` must be None or a Keras activation name such as 'softmax'; "
+                f"received classifier_activation={classifier_activation!r}."
+            ) from e
+    knobs = {**info.preset, **overrides}
+    return info.builder(
+        input_shape=tuple(input_shape),
+        num_classes=num_classes,
+        include_top=include_top,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        name=name,
+        **knobs,
+    )

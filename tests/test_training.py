@@ -1,0 +1,116 @@
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from lacnn_zoo import cli
+from lacnn_zoo.training import resume, train
+
+
+def _history(run):
+    with open(os.path.join(run, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+class _Crash(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def test_train_writes_the_run_folder(tmp_path):
+    run = str(tmp_path / "run")
+    result = train("plain_cnn_tiny", epochs=2, output_dir=run, verbose=0)
+    for name in ("run.json", "history.csv", "best.keras", "metrics.json"):
+        assert os.path.exists(os.path.join(run, name)), name
+    assert not os.path.exists(os.path.join(run, "backup"))  # removed once the run finished
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["params"] == result.model.count_params()
+    assert metrics["time_per_epoch_s"] > 0 and metrics["epochs"] == 2
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1]
+    # The reported accuracy is the best checkpoint's, recomputed here from the saved file.
+    from lacnn_zoo.data import load_digits
+
+    data = load_digits(seed=0)
+    best = keras.saving.load_model(os.path.join(run, "best.keras"))
+    acc = np.mean(np.argmax(best.predict(data.test[0], verbose=0), -1) == data.test[1])
+    assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_existing_run_is_never_overwritten_unless_asked(tmp_path):
+    run = str(tmp_path / "run")
+    train("plain_cnn_tiny", epochs=1, output_dir=run, verbose=0)
+    before = open(os.path.join(run, "metrics.json")).read()
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        train("plain_cnn_tiny", epochs=1, output_dir=run, verbose=0)
+    assert open(os.path.join(run, "metrics.json")).read() == before
+    with pytest.raises(ValueError, match="already finished"):
+        train("plain_cnn_tiny", epochs=1, output_dir=run, resume=True, verbose=0)
+    train("plain_cnn_tiny", epochs=1, output_dir=run, overwrite=True, seed=1, verbose=0)
+    assert json.load(open(os.path.join(run, "run.json")))["seed"] == 1
+
+
+def test_interrupted_run_resumes_from_the_saved_epoch(tmp_path):
+    run = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=4, output_dir=run, verbose=0, callbacks=[_Crash(at_epoch=1)])
+    assert os.path.exists(os.path.join(run, "backup", "latest.weights.h5"))
+    assert not os.path.exists(os.path.join(run, "metrics.json"))
+    saved = keras.saving.load_model(os.path.join(run, "best.keras"))
+
+    with pytest.raises(ValueError, match="different configuration.*epochs"):
+        train("plain_cnn_tiny", epochs=5, output_dir=run, resume=True, verbose=0)
+
+    epochs = _Epochs()
+    result = resume(run, callbacks=[epochs], verbose=0)
+    assert epochs.seen == [2, 3]  # continues after the two finished epochs, no rerun
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3]
+    assert result.metrics["epochs"] == 4
+    assert saved.count_params() == result.model.count_params()
+
+
+def test_resume_restores_weights_not_a_fresh_model(tmp_path):
+    run = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=3, output_dir=run, verbose=0, callbacks=[_Crash(at_epoch=1)])
+    first_losses = [float(r["loss"]) for r in _history(run)]
+    resume(run, verbose=0)
+    resumed_loss = float(_history(run)[2]["loss"])
+    # A fresh model would start near the first epoch's loss; a restored one continues to fall.
+    assert resumed_loss < first_losses[0] and resumed_loss < 1.5 * first_losses[1]
+
+
+def test_cli_list_and_bad_arguments(capsys):
+    assert cli.main(["list", "resnet1*"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet110" in out and "plain_cnn" not in out
+    assert cli.main(["train", "--model", "resnt8"]) == 2
+    assert "Did you mean" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "resnet8", "--set", "mixing=sum"]) == 2
+    assert "mixing" in capsys.readouterr().err
+
+
+def test_cli_train_and_resume(tmp_path, capsys):
+    run = str(tmp_path / "cli")
+    rc = cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "1", "--output-dir", run,
+                   "--set", "widths=(8, 16, 16)", "--verbose", "0"])
+    assert rc == 0 and "test accuracy" in capsys.readouterr().out
+    stored = json.load(open(os.path.join(run, "run.json")))
+    assert stored["overrides"] == {"widths": [8, 16, 16]}
+    assert cli.main(["train", "--output-dir", run, "--resume"]) == 2  # finished runs are not resumed
