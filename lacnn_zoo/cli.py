@@ -90,6 +90,12 @@ def _info(args):
     return 0
 
 
+def _bench(args):
+    from lacnn_zoo.bench import main_bench
+
+    return main_bench(args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +130,15 @@ def main(argv=None):
     i = sub.add_parser("info", help="a model's record, knobs and parameter count")
     i.add_argument("name")
     i.set_defaults(func=_info)
+
+    b = sub.add_parser("bench", help="training-step time of models against the backbone they tap")
+    b.add_argument("patterns", nargs="+", help="model names or wildcards, e.g. 'lacnn_*'")
+    b.add_argument("--input-shape", type=int, nargs=3, default=(32, 32, 3), metavar=("H", "W", "C"))
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
+    b.add_argument("--steps", type=int, default=3, help="training steps per round")
+    b.add_argument("--csv", help="also write the table as CSV")
+    b.set_defaults(func=_bench)
 
     args = parser.parse_args(argv)
     if getattr(args, "verbose", None) not in (None, "auto"):

@@ -26,7 +26,9 @@ from lacnn_zoo.io import read_json, write_json
 from lacnn_zoo.registry import build_model, model_info
 from lacnn_zoo.validation import check_positive_int
 
-DEFAULT_MODEL = "resnet8"
+DEFAULT_MODEL = "lacnn_static_vector_tiny"
+
+NO_DECAY = ["layer_logits", "layer_embedding", "beta_angle", "rel_height", "rel_width", "bias", "gamma", "beta"]
 
 RUN_KEYS = (
     "model", "dataset", "epochs", "batch_size", "learning_rate", "weight_decay", "seed", "overrides",
@@ -88,8 +90,12 @@ def compile_model(model, *, learning_rate, weight_decay, decay_steps, from_logit
     schedule = learning_rate
     if decay_steps:
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps, alpha=0.01)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    # Decay only kernels: decaying attention logits or beta would pull them towards uniform / 0,
+    # biasing exactly the quantities the layer-attention monitor reports.
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
@@ -215,8 +221,14 @@ def train(
 
 
 def _model_callbacks(model, data, output_dir):
-    """Callbacks a model family asks for (the layer-attention monitor)."""
-    return []
+    """Callbacks a model family asks for: the per-layer attention monitor for layer-attended models."""
+    from lacnn_zoo.monitor import LayerAttentionMonitor, is_layer_attended
+
+    if not is_layer_attended(model):
+        return []
+    x, _ = data.sample(256, split="validation")
+    tensorboard_dir = os.path.join(output_dir, "tensorboard", "layer_attention")
+    return [LayerAttentionMonitor(x, output_dir, tensorboard_dir=tensorboard_dir)]
 
 
 def _column(output_dir, name):

@@ -36,3 +36,34 @@ def relu(x):
 def softmax(x, axis=-1):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def multi_head_attention(tokens, wq, bq, wk, bk, wv, bv, wo, bo):
+    """Transformer attention, Keras' weight layout: w* (d, heads, dh), b* (heads, dh), wo (heads, dh, d).
+
+    Returns (output (B, n, d), probabilities (B, heads, n_queries, n_keys)).
+    """
+    q = np.einsum("bnd,dhk->bnhk", tokens, wq) + bq
+    k = np.einsum("bnd,dhk->bnhk", tokens, wk) + bk
+    v = np.einsum("bnd,dhk->bnhk", tokens, wv) + bv
+    logits = np.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(wq.shape[-1])
+    probs = softmax(logits, axis=-1)  # over keys
+    heads = np.einsum("bhqs,bshk->bqhk", probs, v)
+    return np.einsum("bqhk,hkd->bqd", heads, wo) + bo, probs
+
+
+def lstm_last_state(sequence, kernel, recurrent_kernel, bias):
+    """LSTM over sequence (B, T, d) in order t = 0..T-1; Keras gate order i, f, c, o. Returns h_T."""
+    units = recurrent_kernel.shape[0]
+    h = np.zeros((sequence.shape[0], units))
+    c = np.zeros_like(h)
+    for t in range(sequence.shape[1]):
+        z = sequence[:, t] @ kernel + h @ recurrent_kernel + bias
+        i, f, g, o = (z[:, j * units:(j + 1) * units] for j in range(4))
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(c)
+    return h

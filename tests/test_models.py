@@ -26,13 +26,22 @@ def smallest_shape(name):
 
 
 def expected_features(name, input_shape, pooling):
-    """Shape of `include_top=False` output, derived from the knobs (not from the model)."""
+    """Shapes of the `include_top=False` outputs, derived from the knobs (not from the model)."""
     info = model_info(name)
     knobs = info.knobs
-    channels = 64 * knobs["width"] if info.family == "wide_resnet" else knobs["widths"][-1]
     factor = min_input_size(name)
-    h, w = (math.ceil(s / factor) for s in input_shape[:2])
-    return (None, channels) if pooling else (None, h, w, channels)
+
+    def shape(channels, stage_factor):
+        h, w = (math.ceil(s / stage_factor) for s in input_shape[:2])
+        return (None, channels) if pooling else (None, h, w, channels)
+
+    if info.family == "layer_attended":  # one output per tap: every layer (plain) or block (residual)
+        depth = knobs["depth"]
+        depths = [depth] * len(knobs["widths"]) if isinstance(depth, int) else depth
+        return [shape(width, 2 ** stage if knobs["downsample"] else 1)
+                for stage, (width, d) in enumerate(zip(knobs["widths"], depths)) for _ in range(d)]
+    channels = 64 * knobs["width"] if info.family == "wide_resnet" else knobs["widths"][-1]
+    return [shape(channels, factor)]
 
 
 @pytest.mark.parametrize("input_shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -56,7 +65,7 @@ def test_heads_and_pooling(name):
         probs = keras.ops.convert_to_numpy(top(x))
         np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
         features = build_model(name, input_shape=shape, include_top=False, pooling=pooling)
-        assert tuple(features.output.shape) == expected_features(name, shape, pooling)
+        assert [tuple(o.shape) for o in features.outputs] == expected_features(name, shape, pooling)
 
 
 @pytest.mark.parametrize("name", MODELS)

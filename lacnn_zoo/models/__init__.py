@@ -1,3 +1,3 @@
 """One module per family; importing them registers their presets."""
 
-from lacnn_zoo.models import plain, resnet  # noqa: F401
+from lacnn_zoo.models import layer_attended, plain, resnet  # noqa: F401

@@ -26,11 +26,14 @@ def _blocks_per_stage(depth, offset, formula):
 
 
 def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, dropout, first_conv=None):
-    """Stages of residual blocks; the first block of every later stage has stride 2.
+    """Stages of residual blocks; returns every block's output (the last is the stage output).
+
+    The first block of every later stage has stride 2.
 
     `first_conv(stage, filters, strides)` may return a layer config that
     replaces the block's first convolution (attention augmentation), or None.
     """
+    outputs = []
     for stage, width in enumerate(widths, start=1):
         for index in range(1, blocks + 1):
             strides = 2 if stage > 1 and index == 1 else 1
@@ -45,7 +48,8 @@ def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, drop
                 first_conv=conv,
                 name=f"stage{stage}_block{index}",
             )(x)
-    return x
+            outputs.append(x)
+    return outputs
 
 
 def _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout):
@@ -89,7 +93,7 @@ def build_resnet(
     x = residual_stages(
         x, widths, blocks, mixing=mixing, beta_init=beta_init, preactivation=False, dropout=dropout,
         first_conv=first_conv,
-    )
+    )[-1]
     outputs = classifier_head(
         x, num_classes=num_classes, include_top=include_top, pooling=pooling,
         classifier_activation=classifier_activation,
@@ -129,7 +133,7 @@ def build_wide_resnet(
     x = residual_stages(
         x, widths, blocks, mixing=mixing, beta_init=beta_init, preactivation=True, dropout=dropout,
         first_conv=first_conv,
-    )
+    )[-1]
     x = layers.BatchNormalization(name="final_bn")(x)
     x = layers.Activation("relu", name="final_relu")(x)
     outputs = classifier_head(

@@ -1,0 +1,315 @@
+"""Layer attention: combining the per-layer taps of a convolutional backbone (Bird 2022, sections 3-4).
+
+After each layer of the backbone the tensor is duplicated: one copy feeds the
+next layer, the other is a *tap* (Fig. 3).  `TapForm` brings every tap to a
+vector (pooled, or resampled to a common spatial size and flattened, which
+keeps positional information); an optional per-tap Dense layer (the
+"reformative" transform of Fig. 4) gives every tap its own representation of
+one common width; a mechanism then weights the taps, concatenates and
+contracts them (Figs. 5 and 6).
+
+Every mechanism is a `LayerAttention` layer that takes the list of n tap
+vectors and returns the contracted vector, and exposes `layer_weights(taps)`:
+a `(batch, n)` array whose rows are non-negative and sum to 1.
+"""
+
+import math
+
+import keras
+from keras import layers, ops
+
+from lacnn_zoo.validation import check_choice, check_positive_int
+
+TAP_FORMS = ("pool", "resample")
+POOL_MODES = ("avg", "max", None)
+
+
+@keras.saving.register_keras_serializable(package="lacnn_zoo")
+class TapForm(layers.Layer):
+    """Bring one tap (a feature map) to a vector.
+
+    * ``form="pool"``: global average (``pool="avg"``) or max (``"max"``) pooling
+      to ``(batch, channels)``; ``pool=None`` flattens the whole map.
+    * ``form="resample"``: adaptive average pooling to ``size = (h, w)`` when the
+      map's height and width are multiples of it (exact block means), bilinear
+      resizing otherwise, then flattening to ``(batch, h * w * channels)``.
+      Positions survive, which global pooling throws away.
+
+    Args:
+        form: ``"pool"`` or ``"resample"``.
+        pool: ``"avg"``, ``"max"`` or None (``form="pool"`` only).
+        size: ``(h, w)`` target of ``form="resample"``.
+
+    Example:
+        >>> TapForm("resample", size=(2, 2))(keras.ops.ones((3, 8, 4, 5))).shape
+        (3, 20)
+    """
+
+    def __init__(self, form="pool", pool="avg", size=None, **kwargs):
+        super().__init__(**kwargs)
+        self.form = check_choice("tap_form", form, TAP_FORMS)
+        self.pool = check_choice("pooling", pool, POOL_MODES)
+        if form == "resample":
+            if size is None or len(size) != 2:
+                raise ValueError(f"`tap_size` must be (height, width) for tap_form='resample'; received {size!r}.")
+            size = tuple(check_positive_int("tap_size", s) for s in size)
+        self.size = None if size is None else tuple(size)
+
+    def _out_hw(self, input_shape):
+        return self.size if self.form == "resample" else tuple(input_shape[1:3])
+
+    def call(self, inputs):
+        if self.form == "pool":
+            if self.pool == "avg":
+                return ops.mean(inputs, axis=(1, 2))
+            if self.pool == "max":
+                return ops.max(inputs, axis=(1, 2))
+            return ops.reshape(inputs, (-1, math.prod(inputs.shape[1:])))
+        height, width, channels = inputs.shape[1:]
+        h, w = self.size
+        if height % h == 0 and width % w == 0:
+            blocks = ops.reshape(inputs, (-1, h, height // h, w, width // w, channels))
+            resampled = ops.mean(blocks, axis=(2, 4))
+        else:
+            resampled = ops.image.resize(inputs, (h, w), interpolation="bilinear")
+        return ops.reshape(resampled, (-1, h * w * channels))
+
+    def compute_output_shape(self, input_shape):
+        if self.form == "pool" and self.pool is not None:
+            return (input_shape[0], input_shape[-1])
+        h, w = self._out_hw(input_shape)
+        return (input_shape[0], h * w * input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(form=self.form, pool=self.pool, size=None if self.size is None else list(self.size))
+        return config
+
+
+class LayerAttention(layers.Layer):
+    """Base of the four mechanisms: n tap vectors in, one contracted vector out.
+
+    Subclasses implement `combine(taps, training)` (everything before the
+    contraction) and may override `layer_weights(taps)`.  The contraction is a
+    Dense layer named `contraction` ("many-to-few fully connected").
+
+    The default `layer_weights` is an occlusion share: with ``y = self(taps)``
+    and ``y_i`` the output when tap i is replaced by zeros,
+    ``w_i = ||y - y_i||_2 / sum_j ||y - y_j||_2`` (uniform if every difference
+    is 0).  For a contraction that is linear in the concatenated taps (Innate-
+    Static without a hidden activation) ``y - y_i = W_i^T t_i`` exactly: tap i's
+    share of the contraction's weight times its activation.
+
+    Args:
+        units: width of the contraction.
+        activation: activation after the contraction (None for logits).
+    """
+
+    def __init__(self, units, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("units", units)
+        self.activation = activation
+        self._activation_fn = keras.activations.get(activation)
+
+    def _check_taps(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or not input_shape or not isinstance(input_shape[0], (list, tuple)):
+            raise ValueError(f"{type(self).__name__} takes a list of tap tensors; received shape {input_shape!r}.")
+        for shape in input_shape:
+            if len(shape) != 2:
+                raise ValueError(f"Taps must be vectors (batch, features); received a tap of shape {shape}.")
+        self.num_layers = len(input_shape)
+        self.tap_widths = [int(s[-1]) for s in input_shape]
+
+    def _equal_widths(self, input_shape, what):
+        if len(set(self.tap_widths)) != 1:
+            raise ValueError(
+                f"{what} needs taps of one common width (set tap_transform=True, which maps every tap to "
+                f"`tap_units` features); received tap widths {self.tap_widths}."
+            )
+        return self.tap_widths[0]
+
+    def build_contraction(self, features):
+        self.contraction = layers.Dense(self.units, name="contraction")
+        self.contraction.build((None, features))
+
+    def call(self, taps, training=None):
+        return self._activation_fn(self.contraction(self.combine(list(taps), training=training)))
+
+    def layer_weights(self, taps):
+        taps = list(taps)
+        reference = self(taps, training=False)
+        shares = []
+        for i in range(len(taps)):
+            occluded = taps[:i] + [ops.zeros_like(taps[i])] + taps[i + 1:]
+            shares.append(ops.sqrt(ops.sum(ops.square(reference - self(occluded, training=False)), axis=-1)))
+        return _normalise_rows(ops.stack(shares, axis=-1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, activation=self.activation)
+        return config
+
+
+def _normalise_rows(scores):
+    total = ops.sum(scores, axis=-1, keepdims=True)
+    uniform = ops.ones_like(scores) / ops.cast(ops.shape(scores)[-1], scores.dtype)
+    return ops.where(total > 0, scores / ops.maximum(total, 1e-30), uniform)
+
+
+@keras.saving.register_keras_serializable(package="lacnn_zoo")
+class InnateStatic(LayerAttention):
+    """Innate-Static (Fig. 5): concatenate all taps, contract with a many-to-few Dense layer.
+
+    ``y = act(W [t_1; ...; t_n] + b)``.  The attention is innate in W; per-layer
+    weights are the occlusion shares of `LayerAttention` (for a linear
+    contraction, ``||W_i^T t_i|| / sum_j ||W_j^T t_j||``).
+    """
+
+    def build(self, input_shape):
+        self._check_taps(input_shape)
+        self.build_contraction(sum(self.tap_widths))
+
+    def combine(self, taps, training=None):
+        return ops.concatenate(taps, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="lacnn_zoo")
+class StaticTrainableVector(LayerAttention):
+    """Static Trainable-Vector: ``y = act(W [x_1 t_1; ...; x_n t_n] + b)``, ``x = softmax(layer_logits)``.
+
+    Every ``x_i`` is in [0, 1] and they sum to 1 for any value of the trainable
+    `layer_logits`; zeros at initialisation give equal attention ``1/n``
+    (section 4's starting point).  `layer_weights` returns ``x`` for every row.
+    """
+
+    def build(self, input_shape):
+        self._check_taps(input_shape)
+        self.layer_logits = self.add_weight(
+            name="layer_logits", shape=(self.num_layers,), initializer="zeros", trainable=True
+        )
+        self.build_contraction(sum(self.tap_widths))
+
+    def attention_vector(self):
+        return ops.softmax(self.layer_logits)
+
+    def combine(self, taps, training=None):
+        x = self.attention_vector()
+        return ops.concatenate([x[i] * tap for i, tap in enumerate(taps)], axis=-1)
+
+    def layer_weights(self, taps):
+        batch = ops.shape(taps[0])[0]
+        return ops.broadcast_to(self.attention_vector()[None, :], (batch, self.num_layers))
+
+
+@keras.saving.register_keras_serializable(package="lacnn_zoo")
+class TapSelfAttention(LayerAttention):
+    """Self-Attention: transformer attention over the sequence of taps, then concatenation and contraction.
+
+    Tokens are ``z_i = t_i + e_i`` with a learned embedding ``e_i`` (`layer_embedding`)
+    of the layer a token came from; multi-head attention
+    ``softmax(Q K^T / sqrt(d_head)) V`` over the n tokens gives n outputs that
+    are concatenated and contracted.  Which layers matter is decided per input.
+    `layer_weights` is the attention probability matrix averaged over heads and
+    queries: row b is ``mean_{h,q} A[b, h, q, :]`` (each A row sums to 1, so the
+    average does too).
+
+    Args:
+        heads: attention heads.
+        key_width: total query/key width; must be divisible by `heads`
+            (default: the tap width).
+    """
+
+    def __init__(self, units, activation=None, heads=4, key_width=None, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self.heads = check_positive_int("heads", heads)
+        self.key_width = None if key_width is None else check_positive_int("key_width", key_width)
+        if self.key_width is not None and self.key_width % self.heads:
+            raise ValueError(
+                f"`key_width` must be divisible by `heads`; received key_width={key_width}, heads={heads}."
+            )
+
+    def build(self, input_shape):
+        self._check_taps(input_shape)
+        width = self._equal_widths(input_shape, "Self-Attention")
+        key_width = self.key_width or width
+        if key_width % self.heads:
+            raise ValueError(
+                f"The key width ({key_width}, the tap width unless key_width is set) must be divisible by "
+                f"`heads`; received heads={self.heads}."
+            )
+        self.layer_embedding = self.add_weight(
+            name="layer_embedding", shape=(self.num_layers, width),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+        self.attention = layers.MultiHeadAttention(self.heads, key_width // self.heads, name="attention")
+        tokens = (None, self.num_layers, width)
+        self.attention.build(tokens, tokens)
+        self.build_contraction(self.num_layers * width)
+
+    def _attend(self, taps, training=None):
+        tokens = ops.stack(taps, axis=1) + self.layer_embedding[None]
+        return self.attention(tokens, tokens, return_attention_scores=True, training=training)
+
+    def combine(self, taps, training=None):
+        attended, _ = self._attend(taps, training=training)
+        return ops.reshape(attended, (-1, self.num_layers * self.tap_widths[0]))
+
+    def layer_weights(self, taps):
+        _, scores = self._attend(list(taps), training=False)  # (batch, heads, queries, keys)
+        return ops.mean(scores, axis=(1, 2))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(heads=self.heads, key_width=self.key_width)
+        return config
+
+
+LSTM_DIRECTIONS = ("forward", "bidirectional")
+
+
+@keras.saving.register_keras_serializable(package="lacnn_zoo")
+class DynamicRecurrent(LayerAttention):
+    """Dynamic-Recurrent (Fig. 6, dashed line): an LSTM reads the taps from the lowest layer to the highest.
+
+    Its final state (both final states when bidirectional) is contracted.  The
+    LSTM's gates decide, per input, what of each layer propagates.
+    `layer_weights` is the occlusion share of `LayerAttention`: how much the
+    contracted output changes when tap i is zeroed, normalised over taps.
+
+    Args:
+        lstm_units: LSTM state size.
+        direction: ``"forward"`` (lowest to highest layer) or ``"bidirectional"``.
+    """
+
+    def __init__(self, units, activation=None, lstm_units=64, direction="forward", **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self.lstm_units = check_positive_int("lstm_units", lstm_units)
+        self.direction = check_choice("lstm_direction", direction, LSTM_DIRECTIONS)
+
+    def build(self, input_shape):
+        self._check_taps(input_shape)
+        width = self._equal_widths(input_shape, "Dynamic-Recurrent")
+        lstm = layers.LSTM(self.lstm_units, name="lstm")
+        self.recurrent = layers.Bidirectional(lstm, name="bidirectional") if self.direction == "bidirectional" else lstm
+        self.recurrent.build((None, self.num_layers, width))
+        factor = 2 if self.direction == "bidirectional" else 1
+        self.build_contraction(factor * self.lstm_units)
+
+    def combine(self, taps, training=None):
+        return self.recurrent(ops.stack(taps, axis=1), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(lstm_units=self.lstm_units, direction=self.direction)
+        return config
+
+
+MECHANISMS = {
+    "innate_static": InnateStatic,
+    "static_vector": StaticTrainableVector,
+    "self_attention": TapSelfAttention,
+    "dynamic_recurrent": DynamicRecurrent,
+}

@@ -1,0 +1,148 @@
+"""Observe per-layer attention: `layer_weights(model, x)` and the `LayerAttentionMonitor` callback.
+
+Section 4 of the layer-attended paper predicts that, from equal attention,
+the weight first moves to the lowest layer and then climbs to higher layers as
+training goes on.  The monitor records the per-layer weights on a fixed batch
+at every epoch (and once before training), writes `layer_attention.csv`,
+TensorBoard scalars (TensorFlow backend) and, at the end, `layer_attention.png`.
+"""
+
+import csv
+import os
+
+import keras
+import numpy as np
+
+from lacnn_zoo.io import atomic_path
+from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
+
+
+def is_layer_attended(model):
+    try:
+        model.get_layer(ATTENTION_LAYER)
+    except ValueError:
+        return False
+    return True
+
+
+def _attention_layer(model):
+    if not is_layer_attended(model):
+        raise ValueError(
+            f"Model {model.name!r} has no layer-attention layer (named {ATTENTION_LAYER!r}); "
+            "per-layer weights exist for the lacnn_* models only."
+        )
+    return model.get_layer(ATTENTION_LAYER)
+
+
+class TapReader:
+    """Reads a layer-attended model's per-layer weights; holds the sub-model from images to formed taps."""
+
+    def __init__(self, model):
+        self.mechanism = _attention_layer(model)
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        self.taps = keras.Model(inputs, self.mechanism.input, name=f"{model.name}_taps")
+
+    def __call__(self, x):
+        taps = self.taps(x, training=False)
+        taps = taps if isinstance(taps, (list, tuple)) else [taps]
+        return keras.ops.convert_to_numpy(self.mechanism.layer_weights(list(taps)))
+
+
+def layer_weights(model, x):
+    """Per-layer attention of a layer-attended model for a batch: array (batch, n_layers), rows sum to 1.
+
+    Static Trainable-Vector: the softmax vector; Self-Attention: attention
+    probabilities averaged over heads and queries; Innate-Static and
+    Dynamic-Recurrent: occlusion shares (see `LayerAttention.layer_weights`).
+    """
+    return TapReader(model)(x)
+
+
+class LayerAttentionMonitor(keras.callbacks.Callback):
+    """Record the batch-mean per-layer weights every epoch; write CSV, TensorBoard scalars and a PNG.
+
+    Args:
+        x: a fixed batch of inputs (e.g. the first 256 validation images).
+        output_dir: folder for `layer_attention.csv` and `layer_attention.png`.
+        tensorboard_dir: where to write scalars `layer_attention/layer_i` (TensorFlow backend only);
+            None to skip.
+
+    Rows are `epoch, layer_1, ..., layer_n`; epoch 0 is before any training,
+    epoch k after k epochs.  A resumed run appends to the existing file.
+    """
+
+    def __init__(self, x, output_dir, tensorboard_dir=None):
+        super().__init__()
+        self.x = np.asarray(x)
+        self.output_dir = os.fspath(output_dir)
+        self.csv_path = os.path.join(self.output_dir, "layer_attention.csv")
+        self.png_path = os.path.join(self.output_dir, "layer_attention.png")
+        self.tensorboard_dir = tensorboard_dir
+        self.rows = []
+        self._reader = None
+        self._writer = None
+
+    def _record(self, epoch):
+        weights = self._reader(self.x).mean(axis=0)
+        self.rows = [r for r in self.rows if r[0] != epoch] + [[epoch, *map(float, weights)]]
+        self._write_csv()
+        if self._writer is not None:
+            import tensorflow as tf
+
+            with self._writer.as_default():
+                for i, w in enumerate(weights, start=1):
+                    tf.summary.scalar(f"layer_attention/layer_{i}", w, step=epoch)
+            self._writer.flush()
+
+    def _write_csv(self):
+        n = len(self.rows[0]) - 1
+        with atomic_path(self.csv_path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["epoch", *(f"layer_{i}" for i in range(1, n + 1))])
+                writer.writerows(sorted(self.rows))
+
+    def on_train_begin(self, logs=None):
+        self._reader = TapReader(self.model)
+        if self.tensorboard_dir and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
+        if os.path.exists(self.csv_path):
+            with open(self.csv_path) as f:
+                self.rows = [[int(r[0]), *map(float, r[1:])] for r in list(csv.reader(f))[1:]]
+        if not any(r[0] == 0 for r in self.rows):
+            self._record(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._record(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.rows:
+            plot_layer_attention(self.rows, self.png_path, title=f"{self.model.name}: per-layer attention")
+
+
+def plot_layer_attention(rows, path, title="per-layer attention"):
+    """Draw attention per layer against epoch (one line and colour per layer) to a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = np.asarray(sorted(rows), dtype=float)
+    epochs, weights = rows[:, 0], rows[:, 1:]
+    n = weights.shape[1]
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, n))
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for i in range(n):
+        ax.plot(epochs, weights[:, i], marker="o", markersize=3, color=colours[i], label=f"layer {i + 1}")
+    ax.axhline(1.0 / n, color="grey", linestyle=":", linewidth=1, label="equal (1/n)")
+    ax.set_xlabel("epoch (0 = before training)")
+    ax.set_ylabel("attention weight (batch mean)")
+    ax.set_title(title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="lowest to highest")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

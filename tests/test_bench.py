@@ -1,0 +1,33 @@
+import math
+
+from lacnn_zoo import cli
+from lacnn_zoo.bench import baseline_of, overhead_table, time_steps
+
+
+def test_time_steps_interleaves_and_measures():
+    calls = []
+    times = time_steps({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                       rounds=2, steps_per_round=2, warmup=1)
+    assert calls == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+
+
+def test_baseline_is_the_backbone_the_variant_taps():
+    label, (name, knobs) = baseline_of("lacnn_self_attention_tiny")
+    assert label == "plain backbone" and name == "plain_cnn"
+    assert knobs == {"widths": (16, 32, 64), "depth": 2, "downsample": "stride"}
+    label, (name, knobs) = baseline_of("lacnn_static_vector_resnet8")
+    assert name == "resnet20" and knobs["depth"] == 8
+    assert baseline_of("resnet20") is None
+
+
+def test_overhead_table_and_cli(tmp_path, capsys):
+    rows = overhead_table(["lacnn_innate_static_tiny", "plain_cnn_tiny"], input_shape=(8, 8, 1), batch_size=4,
+                          rounds=1, steps_per_round=1, warmup=1)
+    assert [r["model"] for r in rows] == ["lacnn_innate_static_tiny", "plain_cnn_tiny"]
+    assert rows[0]["ratio"] > 0 and math.isnan(rows[1]["ratio"])
+    out = tmp_path / "bench.csv"
+    assert cli.main(["bench", "lacnn_static_vector_tiny", "--input-shape", "8", "8", "1", "--batch-size", "4",
+                     "--rounds", "1", "--steps", "1", "--csv", str(out)]) == 0
+    assert "ratio" in capsys.readouterr().out
+    assert out.read_text().splitlines()[0].startswith("model,baseline,params,step_ms")

@@ -1,0 +1,254 @@
+"""The four layer-attended mechanisms against NumPy references, the special cases, and the monitor."""
+
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import random_batch
+from lacnn_zoo import build_model, list_models
+from lacnn_zoo.layers.layer_attention import (
+    DynamicRecurrent,
+    InnateStatic,
+    StaticTrainableVector,
+    TapForm,
+    TapSelfAttention,
+)
+from lacnn_zoo.monitor import LayerAttentionMonitor, layer_weights
+from reference import lstm_last_state, multi_head_attention, softmax
+
+MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
+rng = np.random.default_rng(7)
+
+
+def _np(x):
+    return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
+
+
+def _taps(widths, batch=5):
+    return [rng.normal(size=(batch, w)).astype("float32") for w in widths]
+
+
+# --- tap forms -------------------------------------------------------------------------------------
+
+def test_tap_form_pooling_and_resampling_reference():
+    x = rng.normal(size=(2, 8, 6, 3)).astype("float32")
+    np.testing.assert_allclose(_np(TapForm("pool", pool="avg")(x)), x.mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(_np(TapForm("pool", pool="max")(x)), x.max(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(_np(TapForm("pool", pool=None)(x)), x.reshape(2, -1), rtol=1e-6)
+    # Resampling 8x6 -> 2x3 is the mean of each 4x2 block, flattened row-major with channels last.
+    blocks = x.reshape(2, 2, 4, 3, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(_np(TapForm("resample", size=(2, 3))(x)), blocks.reshape(2, -1), rtol=1e-5)
+    odd = TapForm("resample", size=(3, 4))(x)  # not a divisor: bilinear resizing
+    assert odd.shape == (2, 36)
+
+
+# --- mechanisms against the equations -------------------------------------------------------------
+
+def test_static_trainable_vector_reference():
+    taps = _taps([3, 4, 2])
+    layer = StaticTrainableVector(5)
+    layer(taps)
+    logits = rng.normal(size=3)
+    layer.layer_logits.assign(logits)
+    x = softmax(logits)
+    kernel, bias = _np(layer.contraction.kernel), _np(layer.contraction.bias)
+    expected = np.concatenate([x[i] * taps[i] for i in range(3)], axis=-1) @ kernel + bias
+    np.testing.assert_allclose(_np(layer(taps)), expected, rtol=1e-5, atol=1e-6)
+    weights = _np(layer.layer_weights(taps))
+    np.testing.assert_allclose(weights, np.broadcast_to(x, (5, 3)), rtol=1e-6)
+
+
+def test_static_trainable_vector_starts_equal():
+    layer = StaticTrainableVector(4)
+    taps = _taps([2, 2, 2, 2])
+    layer(taps)
+    np.testing.assert_allclose(_np(layer.layer_weights(taps)), 0.25, rtol=1e-6)
+
+
+def test_innate_static_reference_and_contribution_shares():
+    taps = _taps([3, 4, 2])
+    layer = InnateStatic(6)
+    out = _np(layer(taps))
+    kernel, bias = _np(layer.contraction.kernel), _np(layer.contraction.bias)
+    np.testing.assert_allclose(out, np.concatenate(taps, -1) @ kernel + bias, rtol=1e-5, atol=1e-6)
+    # Linear contraction: occlusion share = ||W_i^T t_i|| / sum_j ||W_j^T t_j||.
+    rows = np.split(kernel, np.cumsum([3, 4])[:2], axis=0)
+    norms = np.stack([np.linalg.norm(t @ w, axis=-1) for t, w in zip(taps, rows)], axis=-1)
+    np.testing.assert_allclose(_np(layer.layer_weights(taps)), norms / norms.sum(-1, keepdims=True), rtol=1e-4)
+
+
+def test_self_attention_reference():
+    taps = _taps([8, 8, 8, 8])
+    layer = TapSelfAttention(3, heads=2, key_width=6)
+    layer(taps)
+    layer.layer_embedding.assign(rng.normal(size=(4, 8)))
+    mha = layer.attention
+    weights = [_np(w) for w in (
+        mha.query_dense.kernel, mha.query_dense.bias, mha.key_dense.kernel, mha.key_dense.bias,
+        mha.value_dense.kernel, mha.value_dense.bias, mha.output_dense.kernel, mha.output_dense.bias,
+    )]
+    assert weights[0].shape == (8, 2, 3)
+    tokens = np.stack(taps, axis=1) + _np(layer.layer_embedding)[None]  # layer identity embedding
+    attended, probs = multi_head_attention(tokens, *weights)
+    kernel, bias = _np(layer.contraction.kernel), _np(layer.contraction.bias)
+    np.testing.assert_allclose(_np(layer(taps)), attended.reshape(5, -1) @ kernel + bias, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_np(layer.layer_weights(taps)), probs.mean(axis=(1, 2)), rtol=1e-4, atol=1e-6)
+
+
+def test_dynamic_recurrent_reads_lowest_to_highest():
+    taps = _taps([4, 4, 4])
+    layer = DynamicRecurrent(3, lstm_units=5)
+    out = _np(layer(taps))
+    cell = layer.recurrent.cell
+    h = lstm_last_state(np.stack(taps, 1).astype(np.float64), _np(cell.kernel), _np(cell.recurrent_kernel),
+                        _np(cell.bias))
+    kernel, bias = _np(layer.contraction.kernel), _np(layer.contraction.bias)
+    np.testing.assert_allclose(out, h @ kernel + bias, rtol=1e-4, atol=1e-5)
+    reversed_h = lstm_last_state(np.stack(taps[::-1], 1).astype(np.float64), _np(cell.kernel),
+                                 _np(cell.recurrent_kernel), _np(cell.bias))
+    assert not np.allclose(out, reversed_h @ kernel + bias, atol=1e-4)  # the order is really used
+    bidirectional = DynamicRecurrent(3, lstm_units=5, direction="bidirectional")
+    assert bidirectional(taps).shape == (5, 3) and bidirectional.contraction.kernel.shape == (10, 3)
+
+
+# --- whole models ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize("tap_form", ["pool", "resample"])
+def test_model_shapes_and_weight_rows(mechanism, tap_form):
+    shape = (12, 10, 2)
+    model = build_model("lacnn_static_vector_tiny", mechanism=mechanism, tap_form=tap_form,
+                        input_shape=shape, num_classes=4, contraction_units=16)
+    x, _ = random_batch(shape, n=6)
+    assert model(x).shape == (6, 4)
+    weights = layer_weights(model, x)
+    assert weights.shape == (6, 6)  # (batch, n_layers): 3 stages x 2 layers
+    assert np.all(weights >= 0)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    if mechanism in ("self_attention", "innate_static", "dynamic_recurrent"):
+        assert not np.allclose(weights, 1 / 6)  # per-input measures, not a constant
+
+
+def test_resample_keeps_positions_and_transform_widths():
+    model = build_model("lacnn_innate_static", input_shape=(16, 16, 3), tap_form="resample", tap_transform=True,
+                        tap_units=24)
+    # Taps of 16x16 (x2), 8x8 (x2), 4x4 (x2) all resampled to the smallest, 4x4, then 24 features each.
+    assert [model.get_layer(f"tap{i}_form").output.shape[-1] for i in range(1, 7)] == [
+        16 * 32, 16 * 32, 16 * 64, 16 * 64, 16 * 128, 16 * 128]
+    assert model.get_layer("layer_attention").contraction.kernel.shape == (6 * 24, 10)
+
+
+def test_include_top_false_returns_every_tap():
+    model = build_model("lacnn_dynamic_recurrent", input_shape=(24, 40, 3), include_top=False, pooling=None)
+    assert [tuple(o.shape) for o in model.outputs] == [
+        (None, 24, 40, 32), (None, 24, 40, 32), (None, 12, 20, 64), (None, 12, 20, 64),
+        (None, 6, 10, 128), (None, 6, 10, 128)]
+
+
+def _copy_weights_by_name(source, target):
+    for layer in source.layers:
+        if layer.weights and layer.name != "logits":
+            target.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+@pytest.mark.parametrize("baseline,la_name", [("plain_cnn_tiny", "plain"), ("resnet8", "residual")])
+def test_one_hot_static_vector_is_exactly_the_baseline(baseline, la_name, digits):
+    """The paper's claim: the plain CNN and the ResNet are special cases of the layer-attended net."""
+    shape = (8, 8, 1)
+    base = build_model(baseline, input_shape=shape)
+    knobs = dict(widths=(16, 32, 64), depth=1, backbone=la_name)
+    la = build_model("lacnn_static_vector_tiny", input_shape=shape, **knobs)
+    x = digits.test[0][:32]
+    base.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))
+    base.fit(x, digits.test[1][:32], epochs=1, verbose=0)  # non-trivial BN statistics and weights
+    _copy_weights_by_name(base, la)
+    attention = la.get_layer("layer_attention")
+    n = attention.num_layers
+    attention.layer_logits.assign([-1e4] * (n - 1) + [0.0])  # softmax is exactly one-hot in float32
+    kernel, bias = base.get_layer("logits").get_weights()
+    contraction = np.random.default_rng(0).normal(size=attention.contraction.kernel.shape).astype("float32")
+    contraction[-kernel.shape[0]:] = kernel  # rows of the last tap; the others meet a zero weight
+    attention.contraction.set_weights([contraction, bias])
+    np.testing.assert_array_equal(layer_weights(la, x)[0], [0.0] * (n - 1) + [1.0])
+    np.testing.assert_allclose(_np(la(x, training=False)), _np(base(x, training=False)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_gradient_reaches_the_first_layer(mechanism):
+    model = build_model("lacnn_static_vector_tiny", mechanism=mechanism, input_shape=(8, 8, 1))
+    x, y = random_batch((8, 8, 1), n=8)
+    first = model.get_layer("stage1_layer1").conv.kernel
+    with tf.GradientTape() as tape:
+        loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True), from_logits=True)
+    grad = tape.gradient(loss, first.value)
+    assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_each_mechanism_trains_on_digits(mechanism, digits):
+    model = build_model("lacnn_static_vector_tiny", mechanism=mechanism, input_shape=(8, 8, 1))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = digits.train
+    history = model.fit(x, y, batch_size=64, epochs=3, verbose=0, validation_data=digits.validation)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert history.history["val_accuracy"][-1] > 0.5
+
+
+def test_round_trip_keeps_layer_weights(tmp_path):
+    model = build_model("lacnn_self_attention_tiny", input_shape=(8, 8, 1))
+    x, _ = random_batch((8, 8, 1), n=4)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(layer_weights(reloaded, x), layer_weights(model, x))
+
+
+@pytest.mark.parametrize("knobs,match", [
+    (dict(depth=0), "depth"),
+    (dict(widths=()), "widths"),
+    (dict(mechanism="self_attention", heads=3, tap_units=64), r"divisible by `heads`"),
+    (dict(mechanism="self_attention", key_width=10, heads=4), r"key_width.*divisible"),
+    (dict(tap_form="crop"), r"tap_form.*'pool', 'resample'"),
+    (dict(mechanism="transformer"), "mechanism"),
+    (dict(mechanism="dynamic_recurrent", tap_transform=False), "common width"),
+    (dict(mechanism="dynamic_recurrent", lstm_direction="backward"), "lstm_direction"),
+    (dict(contraction_units=0), "contraction_units"),
+    (dict(backbone="dense"), "backbone"),
+])
+def test_bad_knobs_raise_clear_errors(knobs, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("lacnn_static_vector_tiny", input_shape=(8, 8, 1), **knobs)
+
+
+def test_layer_weights_refuses_other_models():
+    with pytest.raises(ValueError, match="layer-attention"):
+        layer_weights(build_model("plain_cnn_tiny", input_shape=(8, 8, 1)), np.zeros((1, 8, 8, 1)))
+
+
+def test_monitor_writes_csv_png_and_tensorboard(tmp_path, digits):
+    model = build_model("lacnn_static_vector_tiny", input_shape=(8, 8, 1))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    monitor = LayerAttentionMonitor(digits.validation[0][:64], tmp_path, tensorboard_dir=str(tmp_path / "tb"))
+    model.fit(*digits.train, batch_size=128, epochs=2, verbose=0, callbacks=[monitor])
+    with open(tmp_path / "layer_attention.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["epoch"] + [f"layer_{i}" for i in range(1, 7)]
+    table = np.array(rows[1:], dtype=float)
+    assert table[:, 0].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(table[0, 1:], 1 / 6, rtol=1e-5)  # equal attention before training
+    np.testing.assert_allclose(table[:, 1:].sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(table[-1, 1:], 1 / 6)  # it moved
+    with open(tmp_path / "layer_attention.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tb"))
+
+
+def test_every_layer_attended_preset_is_registered():
+    names = list_models("lacnn_*")
+    for mechanism in MECHANISMS:
+        assert f"lacnn_{mechanism}" in names and f"lacnn_{mechanism}_tiny" in names
