@@ -40,7 +40,7 @@ def expected_features(name, input_shape, pooling):
         depths = [depth] * len(knobs["widths"]) if isinstance(depth, int) else depth
         return [shape(width, 2 ** stage if knobs["downsample"] else 1)
                 for stage, (width, d) in enumerate(zip(knobs["widths"], depths)) for _ in range(d)]
-    channels = 64 * knobs["width"] if info.family == "wide_resnet" else knobs["widths"][-1]
+    channels = 64 * knobs["width"] if "width" in knobs else knobs["widths"][-1]
     return [shape(channels, factor)]
 
 

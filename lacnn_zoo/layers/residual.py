@@ -13,6 +13,7 @@ import math
 import keras
 from keras import layers, ops
 
+from lacnn_zoo.layers.augmented_conv import AugmentedConv2D
 from lacnn_zoo.validation import check_choice, check_positive_int, check_unit_interval
 
 MIXING_MODES = ("add", "beta", "projection")
@@ -45,9 +46,12 @@ class ResidualBlock(layers.Layer):
         beta_init: initial beta in [0, 1] (``mixing="beta"`` only).
         preactivation: Wide-ResNet pre-activation ordering.
         dropout: dropout rate between the two convolutions, in [0, 1).
-        first_conv: ``None`` for a 3x3 convolution, or a config dict of a layer
-            that replaces the first convolution (used by the attention-augmented
-            networks); it must accept ``filters`` and ``strides``.
+        attention: ``None`` for a 3x3 first convolution, or the keyword arguments
+            of `AugmentedConv2D` (``dk``, ``dv``, ``heads``, ``relative``,
+            ``min_key_dims_per_head``) to augment it with self-attention, as the
+            attention-augmented Wide-ResNets do (Bello et al. 2019).  The block's
+            BatchNormalization after that convolution is the paper's BN after the
+            concatenation.
 
     Call arguments:
         inputs: ``(batch, height, width, channels)``.
@@ -70,7 +74,7 @@ class ResidualBlock(layers.Layer):
         beta_init=0.5,
         preactivation=False,
         dropout=0.0,
-        first_conv=None,
+        attention=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -80,12 +84,12 @@ class ResidualBlock(layers.Layer):
         self.beta_init = check_unit_interval("beta_init", beta_init)
         self.preactivation = bool(preactivation)
         self.dropout = check_unit_interval("dropout", dropout, open_right=True)
-        if first_conv is not None and not isinstance(first_conv, dict):
-            raise ValueError(
-                "`first_conv` must be None or a serialized layer config dict; "
-                f"received first_conv={first_conv!r}."
-            )
-        self.first_conv = first_conv
+        if attention is not None:
+            if not isinstance(attention, dict):
+                raise ValueError(f"`attention` must be None or a dict of AugmentedConv2D arguments; got {attention!r}.")
+            # Validate now (clear errors at construction), build later.
+            AugmentedConv2D(self.filters, strides=self.strides, **attention)
+        self.attention = None if attention is None else dict(attention)
 
     def _conv(self, filters, kernel_size, strides, name):
         return layers.Conv2D(
@@ -100,14 +104,10 @@ class ResidualBlock(layers.Layer):
 
     def build(self, input_shape):
         in_channels = input_shape[-1]
-        if self.first_conv is None:
+        if self.attention is None:
             self.conv1 = self._conv(self.filters, 3, self.strides, "conv1")
         else:
-            self.conv1 = keras.saving.deserialize_keras_object(self.first_conv)
-            if getattr(self.conv1, "filters", self.filters) != self.filters:
-                raise ValueError(
-                    f"`first_conv` must produce filters={self.filters}; it has {self.conv1.filters}."
-                )
+            self.conv1 = AugmentedConv2D(self.filters, strides=self.strides, name="conv1", **self.attention)
         self.conv2 = self._conv(self.filters, 3, 1, "conv2")
         self.bn1 = layers.BatchNormalization(name="bn1")
         self.bn2 = layers.BatchNormalization(name="bn2")
@@ -197,6 +197,6 @@ class ResidualBlock(layers.Layer):
             beta_init=self.beta_init,
             preactivation=self.preactivation,
             dropout=self.dropout,
-            first_conv=self.first_conv,
+            attention=self.attention,
         )
         return config

@@ -25,19 +25,18 @@ def _blocks_per_stage(depth, offset, formula):
     return (depth - offset) // 6
 
 
-def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, dropout, first_conv=None):
+def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, dropout, attention=None,
+                    augment_stages=()):
     """Stages of residual blocks; returns every block's output (the last is the stage output).
 
-    The first block of every later stage has stride 2.
-
-    `first_conv(stage, filters, strides)` may return a layer config that
-    replaces the block's first convolution (attention augmentation), or None.
+    The first block of every later stage has stride 2.  In the stages listed in
+    `augment_stages` (1-based) the first convolution of every block is an
+    `AugmentedConv2D` with the `attention` arguments.
     """
     outputs = []
     for stage, width in enumerate(widths, start=1):
         for index in range(1, blocks + 1):
             strides = 2 if stage > 1 and index == 1 else 1
-            conv = first_conv(stage, width, strides) if first_conv else None
             x = ResidualBlock(
                 width,
                 strides=strides,
@@ -45,20 +44,33 @@ def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, drop
                 beta_init=beta_init,
                 preactivation=preactivation,
                 dropout=dropout,
-                first_conv=conv,
+                attention=attention if stage in augment_stages else None,
                 name=f"stage{stage}_block{index}",
             )(x)
             outputs.append(x)
     return outputs
 
 
-def _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout):
+def _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout, augment_stages):
     widths = check_positive_int_sequence("widths", widths)
     check_choice("mixing", mixing, MIXING_MODES)
     check_unit_interval("beta_init", beta_init)
     check_unit_interval("dropout", dropout, open_right=True)
-    check_input_shape(input_shape, min_size=2 ** (len(widths) - 1))
-    return widths
+    stages = tuple(range(1, len(widths) + 1))
+    if isinstance(augment_stages, (str, bytes)) or not hasattr(augment_stages, "__iter__") or any(
+        s not in stages for s in augment_stages
+    ):
+        raise ValueError(
+            f"`augment_stages` must list stage numbers from {stages} (e.g. (3,) for the last, smallest stage); "
+            f"received augment_stages={augment_stages!r}."
+        )
+    augment_stages = tuple(sorted(set(augment_stages)))
+    check_input_shape(input_shape, min_size=2 ** (len(widths) - 1), allow_dynamic=not augment_stages)
+    return widths, augment_stages
+
+
+def _attention(heads, dk, dv, relative, min_key_dims_per_head):
+    return dict(heads=heads, dk=dk, dv=dv, relative=relative, min_key_dims_per_head=min_key_dims_per_head)
 
 
 def build_resnet(
@@ -74,7 +86,12 @@ def build_resnet(
     mixing="add",
     beta_init=0.5,
     dropout=0.0,
-    first_conv=None,
+    augment_stages=(),
+    heads=8,
+    dk=0.2,
+    dv=0.1,
+    relative=True,
+    min_key_dims_per_head=1,
 ):
     """CIFAR ResNet: 3x3 stem, `len(widths)` stages of (depth - 2) / 6 basic blocks, pooling, classifier.
 
@@ -84,15 +101,19 @@ def build_resnet(
         mixing: "add", "beta" or "projection".
         beta_init: initial beta for mixing="beta", in [0, 1].
         dropout: dropout between the two convolutions of a block.
+        augment_stages: stages (1-based) whose blocks get an attention-augmented first
+            convolution (Bello et al. 2019); () for none.
+        heads, dk, dv, relative, min_key_dims_per_head: the `AugmentedConv2D` settings
+            (paper: 8 heads, dk = 0.2 Fout, dv = 0.1 Fout, relative positions).
     """
-    widths = _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout)
+    widths, augment_stages = _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout, augment_stages)
     blocks = _blocks_per_stage(depth, 2, "6n + 2 (20, 32, 56, 110, ...)")
     check_head_arguments(input_shape, include_top, pooling)
     inputs = model_input(input_shape)
     x = ConvBNAct(widths[0], name="stem")(inputs)
     x = residual_stages(
         x, widths, blocks, mixing=mixing, beta_init=beta_init, preactivation=False, dropout=dropout,
-        first_conv=first_conv,
+        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head), augment_stages=augment_stages,
     )[-1]
     outputs = classifier_head(
         x, num_classes=num_classes, include_top=include_top, pooling=pooling,
@@ -114,25 +135,31 @@ def build_wide_resnet(
     mixing="add",
     beta_init=0.5,
     dropout=0.0,
-    first_conv=None,
+    augment_stages=(),
+    heads=8,
+    dk=0.2,
+    dv=0.1,
+    relative=True,
+    min_key_dims_per_head=1,
 ):
     """Wide-ResNet-depth-width: pre-activation blocks, stages of 16k/32k/64k filters.
 
     Knobs:
         depth: 6n + 4 (16, 22, 28, 40, ...).
         width: widening factor k.
-        mixing, beta_init, dropout: as for `build_resnet`.
+        mixing, beta_init, dropout, augment_stages, heads, dk, dv, relative,
+        min_key_dims_per_head: as for `build_resnet`.
     """
     check_positive_int("width", width)
     widths = (16 * width, 32 * width, 64 * width)
-    _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout)
+    _, augment_stages = _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout, augment_stages)
     blocks = _blocks_per_stage(depth, 4, "6n + 4 (16, 22, 28, 40, ...)")
     check_head_arguments(input_shape, include_top, pooling)
     inputs = model_input(input_shape)
     x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem")(inputs)
     x = residual_stages(
         x, widths, blocks, mixing=mixing, beta_init=beta_init, preactivation=True, dropout=dropout,
-        first_conv=first_conv,
+        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head), augment_stages=augment_stages,
     )[-1]
     x = layers.BatchNormalization(name="final_bn")(x)
     x = layers.Activation("relu", name="final_relu")(x)
@@ -199,3 +226,30 @@ def wrn10_2():
 def wrn28_10():
     """Wide-ResNet-28-10 (3 x 4 blocks, 160/320/640 filters, 36.5M parameters): the AA paper's baseline."""
     return dict(depth=28, width=10)
+
+
+_BELLO = "Bello et al. 2019, Attention Augmented Convolutional Networks"
+
+
+@register_model(build_wide_resnet, family="aa_resnet", paper=_BELLO)
+def aa_wrn28_10():
+    """AA-Wide-ResNet-28-10 (the paper's CIFAR-100 setting): every block's first conv augmented, Nh=8, dk=0.2 Fout (at least 20 per head), dv=0.1 Fout."""
+    return dict(depth=28, width=10, augment_stages=(1, 2, 3), heads=8, dk=0.2, dv=0.1, min_key_dims_per_head=20)
+
+
+@register_model(build_resnet, family="aa_resnet", paper=_BELLO)
+def aa_resnet20():
+    """AA-ResNet-20: every block's first conv augmented (4 heads; dk, dv rounded to multiples of 4)."""
+    return dict(depth=20, augment_stages=(1, 2, 3), heads=4, dk=0.2, dv=0.1)
+
+
+@register_model(build_resnet, family="aa_resnet", paper=_BELLO, default_input_shape=(8, 8, 1))
+def aa_resnet8():
+    """AA-ResNet-8: 3 augmented blocks, 2 heads, dk=0.25, dv=0.125 Fout; trains on CPU in seconds."""
+    return dict(depth=8, augment_stages=(1, 2, 3), heads=2, dk=0.25, dv=0.125)
+
+
+@register_model(build_resnet, family="aa_resnet", paper=_BELLO, default_input_shape=(8, 8, 1))
+def aa_resnet8_late():
+    """AA-ResNet-8 with attention only in the last (smallest) stage, as the paper does when memory is short."""
+    return dict(depth=8, augment_stages=(3,), heads=2, dk=0.25, dv=0.125)

@@ -1,0 +1,173 @@
+"""Attention-augmented convolution: time and peak memory against a tiling implementation and Keras MHA.
+
+    python -m lacnn_zoo.bench_aa            # 32x32 and 16x16, Nh=8, batch 32, Fout=Cin=160 (WRN stage 1)
+
+Forward + backward time of one training step is measured in one process,
+interleaved, median of several rounds, for:
+  aa_layer      AugmentedConv2D (conv branch + relative attention), this package
+  aa_attention  its attention branch alone (no conv branch)
+  aa_tiled      the same attention with the relative logits tiled to [B, Nh, H, W, H, W]
+                and transposed, as public ports do (written here, for comparison)
+  keras_mha     keras.layers.MultiHeadAttention over the flattened pixels, no relative logits
+Peak memory is the growth of the peak resident set (Linux VmHWM, reset through
+/proc/self/clear_refs) over one training step at the full batch, after a
+warm-up step at batch 1 that traces and compiles without allocating the
+batch's working set; each variant runs in a fresh child process, so one
+variant's allocator cache cannot hide another's peak.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, relative_logits_1d
+
+VARIANTS = ("aa_layer", "aa_attention", "aa_tiled", "keras_mha")
+
+
+class TiledRelativeAttention(AugmentedConv2D):
+    """The same layer, but the relative logits are materialised as tiled [B, Nh, H, W, H, W] copies."""
+
+    def attention_logits(self, q, k):
+        height, width = self.grid
+        pixels = height * width
+        dkh = q.shape[-1]
+        logits = ops.matmul(ops.reshape(q, (-1, self.heads, pixels, dkh)),
+                            ops.transpose(ops.reshape(k, (-1, self.heads, pixels, dkh)), (0, 1, 3, 2)))
+        rw = ops.tile(ops.expand_dims(relative_logits_1d(q, self.rel_width), 4), (1, 1, 1, 1, height, 1))
+        rh = relative_logits_1d(ops.transpose(q, (0, 1, 3, 2, 4)), self.rel_height)  # [.., x_i, y_i, y_j]
+        rh = ops.tile(ops.expand_dims(rh, 4), (1, 1, 1, 1, width, 1))  # [.., x_i, y_i, x_j, y_j]
+        rh = ops.transpose(rh, (0, 1, 3, 2, 5, 4))  # [.., y_i, x_i, y_j, x_j]
+        return logits + ops.reshape(rw, (-1, self.heads, pixels, pixels)) + ops.reshape(rh, (-1, self.heads, pixels, pixels))
+
+
+class _Branch(layers.Layer):
+    """Wraps a layer's `attention_branch` so it can be trained on its own."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+
+    def call(self, x):
+        return self.inner.attention_branch(x)
+
+
+def build_variant(variant, size, channels, heads, dk, dv):
+    inputs = keras.Input((size, size, channels))
+    if variant == "aa_layer":
+        out = AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads)(inputs)
+    elif variant == "aa_attention":
+        out = _Branch(AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads))(inputs)
+    elif variant == "aa_tiled":
+        out = _Branch(TiledRelativeAttention(channels, dk=dk, dv=dv, heads=heads))(inputs)
+    elif variant == "keras_mha":
+        flat = layers.Reshape((size * size, channels))(inputs)
+        out = layers.MultiHeadAttention(heads, key_dim=dk // heads, value_dim=dv // heads, output_shape=dv)(flat, flat)
+    else:
+        raise ValueError(f"`variant` must be one of {VARIANTS}; received {variant!r}.")
+    model = keras.Model(inputs, out)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    return model
+
+
+def _batch(model, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, *model.input_shape[1:])).astype("float32")
+    y = np.zeros((batch, *model.output_shape[1:]), "float32")
+    return x, y
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def peak_memory_child(variant, size, channels, heads, dk, dv, batch):
+    """Run in a fresh process: MiB of peak-RSS growth over one training step after a warm-up step."""
+    model = build_variant(variant, size, channels, heads, dk, dv)
+    x, y = _batch(model, batch)
+    model.train_on_batch(x[:1], y[:1])  # trace and compile at batch 1: small buffers only
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident set
+    before = _status_kib("VmRSS")
+    model.train_on_batch(x, y)
+    return max(0, _status_kib("VmHWM") - before) / 1024
+
+
+def measure_memory(variant, size, args):
+    code = (
+        "import json, sys; from lacnn_zoo.bench_aa import peak_memory_child; "
+        f"print(json.dumps(peak_memory_child({variant!r}, {size}, {args.channels}, {args.heads}, "
+        f"{args.dk}, {args.dv}, {args.batch_size})))"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure_times(size, args):
+    models = {v: build_variant(v, size, args.channels, args.heads, args.dk, args.dv) for v in VARIANTS}
+    batches = {v: _batch(m, args.batch_size) for v, m in models.items()}
+    for v, m in models.items():
+        for _ in range(args.warmup):
+            m.train_on_batch(*batches[v])
+    samples = {v: [] for v in VARIANTS}
+    for _ in range(args.rounds):
+        for v, m in models.items():
+            start = time.perf_counter()
+            m.train_on_batch(*batches[v])
+            samples[v].append(time.perf_counter() - start)
+    return {v: statistics.median(s) for v, s in samples.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 16])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=160, help="input channels = Fout")
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--dk", type=int, default=32)
+    parser.add_argument("--dv", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-memory", action="store_true", help="skip the child-process memory measurements")
+    parser.add_argument("--json", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+
+    print(f"backend {keras.backend.backend()}, batch {args.batch_size}, Cin=Fout={args.channels}, "
+          f"Nh={args.heads}, dk={args.dk}, dv={args.dv}; forward+backward (one SGD step), median of {args.rounds}")
+    results = []
+    for size in args.sizes:
+        times = measure_times(size, args)
+        memory = {} if args.no_memory else {v: measure_memory(v, size, args) for v in VARIANTS}
+        print(f"\n{size}x{size}: logits tensor [B, Nh, HW, HW] = "
+              f"{args.batch_size * args.heads * (size * size) ** 2 * 4 / 2**20:.0f} MiB")
+        print(f"  {'variant':<14} {'step ms':>9} {'vs keras_mha':>13} {'peak MiB':>9}")
+        for v in VARIANTS:
+            mem = memory.get(v, float("nan"))
+            print(f"  {v:<14} {1e3 * times[v]:>9.1f} {times[v] / times['keras_mha']:>12.2f}x {mem:>9.0f}")
+            results.append({"size": size, "variant": v, "step_ms": 1e3 * times[v],
+                             "ratio_to_keras_mha": times[v] / times["keras_mha"], "peak_mib": mem})
+    if args.json:
+        from lacnn_zoo.io import write_json
+
+        write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
