@@ -82,3 +82,17 @@ def test_wide_resnet_block_is_preactivation():
     block = ResidualBlock(8, strides=2, preactivation=True)
     block.build((None, 8, 8, 4))
     assert block.shortcut_bn is None and block.bn1.gamma.shape == (4,)
+
+
+def test_calibrate_batchnorm_makes_inference_match_training_mode():
+    from conftest import random_batch
+    from lacnn_zoo.batchnorm import calibrate_batchnorm
+
+    model = build_model("resnet20", input_shape=(8, 8, 1))
+    x, _ = random_batch((8, 8, 1), n=16)
+    training = keras.ops.convert_to_numpy(model(x, training=True))
+    assert not np.allclose(keras.ops.convert_to_numpy(model(x, training=False)), training, atol=1e-2)
+    calibrate_batchnorm(model, x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x, training=False)), training, rtol=1e-3, atol=1e-3)
+    assert all(layer.momentum == 0.99 for layer in model._flatten_layers()
+               if isinstance(layer, keras.layers.BatchNormalization))

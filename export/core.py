@@ -1,0 +1,323 @@
+"""Export a trained zoo model to SavedModel and ONNX, verified against Keras.
+
+The artifacts are written into a temporary folder beside the destination and
+renamed into place only once every format has been written, reloaded and
+checked; a failed export leaves nothing behind, and an existing destination is
+replaced only with `overwrite=True`.
+
+Layout of the output folder:
+
+    model.onnx        ONNX graph, input `images` (NHWC float32), output `logits` or `probabilities`
+    saved_model/      TensorFlow SavedModel, endpoint `serve` / signature `serving_default`
+    manifest.json     what a deployment needs: names, shapes, preprocessing, opset, versions, parity
+"""
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMATS = ("onnx", "saved_model", "both")
+OUTPUTS = ("logits", "probabilities")
+INPUT_NAME = "images"
+MIN_OPSET, MAX_OPSET = 13, 18
+
+
+class ExportError(RuntimeError):
+    """The model could not be exported, or an exported artifact disagrees with Keras."""
+
+
+def load_trained_model(path):
+    """Load a `.keras` file (safe mode on) with the zoo's layers registered; clear errors for anything else."""
+    import keras
+
+    import lacnn_zoo.layers  # noqa: F401  (registers the custom classes)
+    import lacnn_zoo.layers.layer_attention  # noqa: F401
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path!r}.")
+    if os.path.isdir(path):
+        raise ExportError(f"{path!r} is a folder; export takes a trained model saved as a .keras file.")
+    if not zipfile.is_zipfile(path):
+        raise ExportError(f"{path!r} is not a Keras .keras model file (it is not a .keras zip archive).")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # a corrupted archive surfaces as many different exception types
+        raise ExportError(f"Could not load {path!r} as a Keras model: {type(e).__name__}: {e}") from e
+    if not isinstance(model, keras.Model):
+        raise ExportError(f"{path!r} holds a {type(model).__name__}, not a Keras model.")
+    return model
+
+
+def _with_output(model, output):
+    """A model whose single output is the logits or the softmax probabilities."""
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    last = model.layers[-1]
+    if output == "logits":
+        if last.name == "logits":
+            return model
+        if "logits" in names:
+            return keras.Model(model.inputs[0], model.get_layer("logits").output, name=model.name)
+        raise ExportError(f"Model {model.name!r} has no layer named 'logits'; is it a classifier?")
+    if last.name == "probabilities":
+        return model
+    if last.name == "logits":
+        probs = keras.layers.Softmax(name="probabilities")(model.outputs[0])
+        return keras.Model(model.inputs[0], probs, name=model.name)
+    raise ExportError(f"Model {model.name!r} ends in {last.name!r}; cannot add probabilities.")
+
+
+def _dynamic_size_copy(model):
+    """The same model with height and width left open, weights copied; ExportError where the model needs them."""
+    import keras
+
+    config = model.get_config()
+    input_layers = [layer for layer in config["layers"] if layer["class_name"] == "InputLayer"]
+    if len(input_layers) != 1:
+        raise ExportError("dynamic_size needs a model with exactly one input.")
+    shape = input_layers[0]["config"]["batch_shape"]
+    input_layers[0]["config"]["batch_shape"] = [shape[0], None, None, shape[-1]]
+    height, width, channels = shape[1:]
+    probe = np.zeros((1, 2 * height, width + 4, channels), "float32")
+    try:
+        dynamic = keras.Model.from_config(config)
+        dynamic.set_weights(model.get_weights())
+        dynamic(probe, training=False)  # layers sized from the input fail only when run at another size
+    except Exception as e:
+        raise ExportError(
+            f"Model {model.name!r} cannot take a variable input size ({type(e).__name__}: {e}). Models with "
+            "attention-augmented layers, resampled taps or flattening heads need their fixed size: export "
+            "without dynamic_size."
+        ) from e
+    return dynamic
+
+
+def _disable_cudnn(model):
+    """Keras bakes a cuDNN LSTM kernel into the traced graph when a GPU is visible; tf2onnx cannot convert it."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if hasattr(layer, "use_cudnn"):
+            layer.use_cudnn = False
+
+
+def _rename_onnx_output(path, new_name):
+    import onnx
+
+    proto = onnx.load(path)
+    graph = proto.graph
+    if len(graph.output) != 1:
+        raise ExportError(f"Expected one ONNX output, found {len(graph.output)}.")
+    old = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [new_name if o == old else o for o in node.output]
+        node.input[:] = [new_name if i == old else i for i in node.input]
+    graph.output[0].name = new_name
+    onnx.save(proto, path)
+    onnx.checker.check_model(path)
+
+
+def _write_saved_model(model, path, spec, output_name):
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(images):
+        return {output_name: model(images, training=False)}
+
+    archive.add_endpoint(name="serve", fn=serve, input_signature=[spec])
+    archive.write_out(path, verbose=False)
+
+
+PARITY_RULE = "per sample: max |export - keras| <= atol + rtol * max |keras| (rtol relative to the output's scale)"
+
+
+def _parity(model, runners, input_shapes, batch_sizes, rtol, atol, seed):
+    """Largest |difference| to Keras of each runner, per batch size; ExportError beyond tolerance.
+
+    rtol is taken relative to each sample's output scale (its largest |logit|),
+    not element by element: float32 rounding accumulated over a deep network is
+    proportional to the activations' scale, so an element-wise rule would turn
+    rtol into atol for every logit near zero.  A wrong conversion (a BN folded
+    wrongly, channels scrambled) errs by the order of the scale and still fails.
+    """
+    rng = np.random.default_rng(seed)
+    figures = {name: {} for name in runners}
+    for shape in input_shapes:
+        for batch in batch_sizes:
+            x = rng.normal(size=(batch, *shape)).astype("float32")
+            expected = np.asarray(model(x, training=False))
+            scale = np.max(np.abs(expected.reshape(batch, -1)), axis=1)
+            for name, run in runners.items():
+                got = np.asarray(run(x))
+                if got.shape != expected.shape:
+                    raise ExportError(f"{name} output shape {got.shape} differs from Keras' {expected.shape}.")
+                per_sample = np.max(np.abs(got - expected).reshape(batch, -1), axis=1)
+                diff = float(np.max(per_sample))
+                key = f"{batch}" if len(input_shapes) == 1 else f"{batch}@{shape[0]}x{shape[1]}"
+                figures[name][key] = diff
+                if not np.all(per_sample <= atol + rtol * scale):
+                    raise ExportError(
+                        f"{name} disagrees with the Keras model at batch {batch}, input {shape}: largest "
+                        f"|difference| {diff:.3g} exceeds atol={atol} + rtol={rtol} x output scale "
+                        f"{float(np.max(scale)):.3g}. Nothing was written."
+                    )
+    return figures
+
+
+def _sidecar(source, name):
+    """run.json / metrics.json written by `lacnn-zoo train` beside the checkpoint, if any."""
+    if source is None:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(source)), name)
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def _versions():
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "keras": keras.__version__, "tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def export_model(
+    source,
+    out_dir,
+    *,
+    format="both",
+    opset=17,
+    output="logits",
+    dynamic_size=False,
+    overwrite=False,
+    verify=True,
+    batch_sizes=(1, 7, 32),
+    rtol=1e-4,
+    atol=1e-5,
+    preprocessing=None,
+    seed=0,
+):
+    """Export a trained model; returns the manifest (also written as `manifest.json`).
+
+    Args:
+        source: path of a `.keras` file, or a `keras.Model`.
+        out_dir: destination folder (created; must not exist unless `overwrite`).
+        format: "onnx", "saved_model" or "both".
+        opset: ONNX opset, 13 to 18.
+        output: "logits" or "probabilities" (softmax added when the model ends in logits).
+        dynamic_size: leave input height and width open (not for AA / resampled-tap models).
+        verify: compare Keras, the reloaded SavedModel and onnxruntime at `batch_sizes`.
+        preprocessing: the input preprocessing to record; by default read from the
+            `metrics.json` that `lacnn-zoo train` writes beside the checkpoint.
+    """
+    import keras
+
+    if format not in FORMATS:
+        raise ValueError(f"`format` must be one of {FORMATS}; received format={format!r}.")
+    if output not in OUTPUTS:
+        raise ValueError(f"`output` must be one of {OUTPUTS}; received output={output!r}.")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"`opset` must be an integer from {MIN_OPSET} to {MAX_OPSET}; received opset={opset!r}.")
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)) and not overwrite:
+        raise FileExistsError(f"{out_dir!r} already exists; pass overwrite=True (--overwrite) to replace it.")
+
+    source_path = None if isinstance(source, keras.Model) else os.fspath(source)
+    model = source if source_path is None else load_trained_model(source_path)
+    if model.dtype_policy.name != "float32":
+        raise ExportError(f"Export needs a float32 model; {model.name!r} uses {model.dtype_policy.name!r}.")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ExportError("Export handles single-input, single-output classifiers (include_top=True).")
+    fixed_shape = tuple(model.inputs[0].shape[1:])
+    model = _with_output(model, output)
+    if dynamic_size:
+        model = _dynamic_size_copy(model)
+    _disable_cudnn(model)
+
+    import tensorflow as tf
+
+    in_shape = (None, None, None, fixed_shape[-1]) if dynamic_size else (None, *fixed_shape)
+    spec = tf.TensorSpec(in_shape, tf.float32, name=INPUT_NAME)
+    formats = ("onnx", "saved_model") if format == "both" else (format,)
+
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.export-", dir=parent)
+    try:
+        runners = {}
+        manifest_formats = {}
+        if "saved_model" in formats:
+            _write_saved_model(model, os.path.join(tmp, "saved_model"), spec, output)
+            loaded = tf.saved_model.load(os.path.join(tmp, "saved_model"))
+            runners["saved_model"] = lambda x, loaded=loaded: loaded.serve(tf.constant(x))[output].numpy()
+            manifest_formats["saved_model"] = {
+                "path": "saved_model", "endpoint": "serve", "signature": "serving_default", "output_key": output,
+            }
+        if "onnx" in formats:
+            import onnxruntime as ort
+
+            onnx_path = os.path.join(tmp, "model.onnx")
+            model.export(onnx_path, format="onnx", opset_version=opset, input_signature=[spec], verbose=False)
+            _rename_onnx_output(onnx_path, output)
+            session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+            runners["onnx"] = lambda x, s=session: s.run([output], {INPUT_NAME: x})[0]
+            manifest_formats["onnx"] = {"path": "model.onnx", "opset": opset}
+
+        parity = None
+        if verify:
+            shapes = [fixed_shape]
+            if dynamic_size:
+                shapes.append((fixed_shape[0] * 2, fixed_shape[1] + 4, fixed_shape[2]))
+            parity = {"rtol": rtol, "atol": atol, "rule": PARITY_RULE, "max_abs_diff": _parity(
+                model, runners, shapes, batch_sizes, rtol, atol, seed)}
+
+        metrics = _sidecar(source_path, "metrics.json")
+        if preprocessing is None and metrics:
+            preprocessing = metrics.get("preprocessing")
+        manifest = {
+            "model": model.name,
+            "source": source_path,
+            "run": _sidecar(source_path, "run.json"),
+            "keras_config": model.get_config(),
+            "input": {"name": INPUT_NAME, "shape": list(in_shape), "dtype": "float32", "layout": "NHWC"},
+            "outputs": [{"name": output, "shape": [None, int(model.outputs[0].shape[-1])]}],
+            "num_classes": int(model.outputs[0].shape[-1]),
+            "preprocessing": preprocessing,
+            "preprocessing_formula": "images = (raw * scale - mean) / std, per channel" if preprocessing else
+            "unknown: not trained with `lacnn-zoo train` and no preprocessing given",
+            "formats": manifest_formats,
+            "versions": _versions(),
+            "parity": parity,
+        }
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=2, default=str)
+            f.write("\n")
+
+        old = None
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+            os.rmdir(old)
+            os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        tmp = None
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+        return manifest
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,155 @@
+"""Export: every registered model to SavedModel and ONNX, reloaded and compared to Keras here, plus safety."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tensorflow as tf
+
+from conftest import random_batch
+from export import ExportError, export_model
+from lacnn_zoo import build_model, list_models
+from lacnn_zoo.batchnorm import calibrate_batchnorm
+from test_models import smallest_shape
+
+README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+
+
+def _trained_a_little(name, shape):
+    """A model with moved weights and realistic BatchNorm statistics (inference ~ training activations)."""
+    model = build_model(name, input_shape=shape, num_classes=10)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True), run_eagerly=True)
+    x, y = random_batch(shape, n=16)
+    model.train_on_batch(x, y)
+    return calibrate_batchnorm(model, x)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_exports_to_both_formats_with_parity(name, tmp_path):
+    shape = smallest_shape(name)
+    model = _trained_a_little(name, shape)
+    out = tmp_path / "out"
+    manifest = export_model(model, out)
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx", "saved_model"]
+    assert set(manifest["parity"]["max_abs_diff"]) == {"onnx", "saved_model"}
+    assert set(manifest["parity"]["max_abs_diff"]["onnx"]) == {"1", "7", "32"}
+
+    # Independently of the exporter's own check: reload both and compare to Keras on fresh inputs.
+    x = np.random.default_rng(5).normal(size=(7, *shape)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    tolerance = 1e-5 + 1e-4 * np.abs(expected).max(axis=1, keepdims=True)  # the documented parity rule
+    assert np.all(np.abs(session.run(["logits"], {"images": x})[0] - expected) <= tolerance)
+    served = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"](images=tf.constant(x))
+    assert np.all(np.abs(served["logits"].numpy() - expected) <= tolerance)
+
+
+def test_manifest_from_a_training_run(tmp_path):
+    from lacnn_zoo.training import train
+
+    run = tmp_path / "run"
+    train("plain_cnn_tiny", epochs=1, output_dir=str(run), verbose=0)
+    manifest = export_model(run / "best.keras", tmp_path / "exported", opset=15, output="probabilities")
+    saved = json.load(open(tmp_path / "exported" / "manifest.json"))
+    assert saved["model"] == "plain_cnn_tiny" == manifest["model"]
+    assert saved["input"] == {"name": "images", "shape": [None, 8, 8, 1], "dtype": "float32", "layout": "NHWC"}
+    assert saved["outputs"] == [{"name": "probabilities", "shape": [None, 10]}] and saved["num_classes"] == 10
+    metrics = json.load(open(run / "metrics.json"))
+    assert saved["preprocessing"] == metrics["preprocessing"] and saved["preprocessing"]["scale"] == 1 / 16
+    assert saved["formats"]["onnx"]["opset"] == 15 and saved["run"]["model"] == "plain_cnn_tiny"
+    assert {"keras", "tensorflow", "tf2onnx", "onnx", "onnxruntime"} <= set(saved["versions"])
+    assert saved["keras_config"]["name"] == "plain_cnn_tiny"
+    session = ort.InferenceSession(str(tmp_path / "exported" / "model.onnx"), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {"images": np.random.rand(3, 8, 8, 1).astype("float32")})[0]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    import onnx
+
+    assert onnx.load(str(tmp_path / "exported" / "model.onnx")).opset_import[0].version == 15
+
+
+def test_existing_output_is_never_overwritten_unless_asked(tmp_path):
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_model(model, out)
+    assert (out / "keep.txt").read_text() == "precious"
+    export_model(model, out, format="onnx", overwrite=True)
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]
+
+
+def test_failed_export_leaves_nothing_behind(tmp_path):
+    model = build_model("lacnn_dynamic_recurrent_tiny", input_shape=(8, 8, 1))
+    with pytest.raises(ExportError, match=r"largest \|difference\|.*Nothing was written"):
+        export_model(model, tmp_path / "out", rtol=0.0, atol=0.0)  # no runtime is bit-exact with onnx
+    assert os.listdir(tmp_path) == []
+
+
+def test_dynamic_size(tmp_path):
+    manifest = export_model(build_model("resnet8", input_shape=(8, 8, 1)), tmp_path / "dyn", dynamic_size=True)
+    assert manifest["input"]["shape"] == [None, None, None, 1]
+    assert any("@16x12" in k for k in manifest["parity"]["max_abs_diff"]["onnx"])
+    session = ort.InferenceSession(str(tmp_path / "dyn" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"images": np.zeros((2, 20, 30, 1), np.float32)})[0].shape == (2, 10)
+    with pytest.raises(ExportError, match="variable input size"):
+        export_model(build_model("aa_resnet8", input_shape=(8, 8, 1)), tmp_path / "aa", dynamic_size=True)
+
+
+def test_bad_inputs_get_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No model file"):
+        export_model(tmp_path / "missing.keras", tmp_path / "o1")
+    text = tmp_path / "notes.keras"
+    text.write_text("not a model")
+    with pytest.raises(ExportError, match="not a Keras .keras model file"):
+        export_model(text, tmp_path / "o2")
+    fake = tmp_path / "fake.keras"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("hello.txt", "a zip, but no model")
+    with pytest.raises(ExportError, match="Could not load"):
+        export_model(fake, tmp_path / "o3")
+    good = tmp_path / "good.keras"
+    build_model("plain_cnn_tiny", input_shape=(8, 8, 1)).save(good)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ExportError):
+        export_model(truncated, tmp_path / "o4")
+    with pytest.raises(ValueError, match="opset"):
+        export_model(good, tmp_path / "o5", opset=7)
+    with pytest.raises(ValueError, match="format"):
+        export_model(good, tmp_path / "o6", format="tflite")
+    assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
+
+
+def test_cli(tmp_path, capsys):
+    from export.__main__ import main
+
+    path = tmp_path / "m.keras"
+    build_model("resnet8_beta", input_shape=(8, 8, 1)).save(path)
+    assert main([str(path), "--out", str(tmp_path / "e"), "--format", "onnx"]) == 0
+    assert "largest |difference|" in capsys.readouterr().out
+    assert main([str(path), "--out", str(tmp_path / "e")]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_readme_deploy_snippet_runs_without_tensorflow(tmp_path):
+    from lacnn_zoo.training import train
+
+    text = open(README).read()
+    snippet = re.search(r"<!-- deploy-snippet -->\s*```python\n(.*?)```", text, re.S).group(1)
+    run = tmp_path / "run"
+    train("plain_cnn_tiny", epochs=1, output_dir=str(run), verbose=0)
+    export_model(run / "best.keras", tmp_path / "exported" / "digits", format="onnx")
+    code = snippet + "\nimport sys\nassert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"\[\d\]\n", result.stdout)
