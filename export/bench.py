@@ -84,9 +84,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
 
-    from lacnn_zoo import list_models
+    from lacnn_zoo.registry import resolve_models
 
-    names = list_models(args.patterns) if args.patterns else DEFAULT_MODELS
+    names = resolve_models(args.patterns) if args.patterns else DEFAULT_MODELS
     if not names:
         print(f"No registered model matches {args.patterns}.", file=sys.stderr)
         return 1

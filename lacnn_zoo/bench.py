@@ -1,22 +1,29 @@
-"""Side-by-side training-step timing of models against the backbone they build on.
+"""Benchmark models: parameters, FLOPs, training / inference throughput, peak memory, overhead ratio.
 
-    lacnn-zoo bench 'lacnn_*' --input-shape 32 32 3 --batch-size 128
+    lacnn-zoo bench 'lacnn_*' --input-shape 32 32 3 --batch-size 128 [--memory] [--csv out.csv]
 
 For every model it builds "the plain backbone it taps" (same convolutional
-stack, global-average-pooling head), warms both up, then times them in
-interleaved rounds in one process and reports median step times and the ratio.
-Interleaving means a noisy machine slows both sides of a ratio alike.
+stack, global-average-pooling head), warms both up, then times their training
+steps in interleaved rounds in one process and reports median step times and
+the ratio.  Interleaving means a noisy machine slows both sides of a ratio
+alike.  FLOPs per image come from the backend's own cost analysis (TensorFlow's
+profiler on the frozen inference graph, XLA's cost analysis on JAX; one
+multiply-add counts as two FLOPs).  `--memory` measures the peak resident-set
+growth of one training step, each model in a fresh child process.
 """
 
 import csv
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 
 import keras
 import numpy as np
 
-from lacnn_zoo.registry import build_model, list_models, model_info
+from lacnn_zoo.registry import build_model, model_info, resolve_models
 
 
 def baseline_of(name, overrides=None):
@@ -58,9 +65,82 @@ def time_steps(steps, *, rounds=5, steps_per_round=3, warmup=3):
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
+def flops_per_image(model, input_shape):
+    """Inference FLOPs for one image from the backend's cost analysis; None where unsupported."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+        from tensorflow.python.profiler import model_analyzer, option_builder
+
+        def forward(x):
+            return model(x, training=False)
+
+        concrete = tf.function(forward).get_concrete_function(tf.TensorSpec([1, *input_shape], tf.float32))
+        options = option_builder.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        graph = convert_variables_to_constants_v2(concrete).graph
+        return int(model_analyzer.profile(graph=graph, options=options).total_float_ops)
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        fixed = [v.value for v in model.non_trainable_variables]
+
+        def forward(x):
+            return model.stateless_call(trainable, fixed, x, training=False)[0]
+
+        analysis = jax.jit(forward).lower(np.zeros((1, *input_shape), "float32")).compile().cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+        return int(analysis.get("flops", 0)) or None
+    return None
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def peak_step_memory_mib(step, warmup_step):
+    """Peak resident-set growth (MiB) of `step()` after `warmup_step()` (Linux VmHWM, reset via clear_refs).
+
+    Warm up on a small batch so tracing and compilation happen first without
+    allocating the full batch's working set.
+    """
+    warmup_step()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident set
+    before = _status_kib("VmRSS")
+    step()
+    return max(0, _status_kib("VmHWM") - before) / 1024
+
+
+def model_memory_child(name, input_shape, batch_size, num_classes=10):
+    """Run in a fresh process: peak MiB of one training step of a registered model."""
+    model = build_model(name, input_shape=tuple(input_shape), num_classes=num_classes)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
+    y = rng.integers(0, num_classes, size=batch_size).astype("int32")
+    step = _step_fn(model, x, y)
+    return peak_step_memory_mib(step, lambda: model.train_on_batch(x[:1], y[:1]))
+
+
+def measure_memory(name, input_shape, batch_size):
+    code = (
+        "import json; from lacnn_zoo.bench import model_memory_child; "
+        f"print(json.dumps(model_memory_child({name!r}, {list(input_shape)!r}, {batch_size})))"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classes=10, rounds=5,
-                   steps_per_round=3, warmup=3, seed=0):
-    """Rows of (model, baseline, params, step ms, baseline step ms, ratio, images/s)."""
+                   steps_per_round=3, warmup=3, seed=0, memory=False, flops=True):
+    """One row per model: params, FLOPs/image, step times, ratio to its backbone, throughputs, peak memory."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
     y = rng.integers(0, num_classes, size=batch_size).astype("int32")
@@ -69,6 +149,8 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         model = build_model(name, input_shape=input_shape, num_classes=num_classes)
+        info = model_info(name)
+        model_flops = flops_per_image(model, input_shape) if flops else None
         steps = {name: _step_fn(model, x, y)}
         base = baseline_of(name)
         if base is not None:
@@ -76,24 +158,32 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
             baseline = build_model(base_name, input_shape=input_shape, num_classes=num_classes, **base_knobs)
             steps["baseline"] = _step_fn(baseline, x, y)
         times = time_steps(steps, rounds=rounds, steps_per_round=steps_per_round, warmup=warmup)
+        infer = time_steps({name: lambda: model.predict_on_batch(x)}, rounds=rounds,
+                           steps_per_round=steps_per_round, warmup=warmup)[name]
         rows.append({
             "model": name,
+            "family": info.family,
             "baseline": label if base is not None else "",
             "params": int(model.count_params()),
+            "mflops_per_image": model_flops / 1e6 if model_flops else float("nan"),
             "step_ms": 1e3 * times[name],
             "baseline_step_ms": 1e3 * times["baseline"] if base is not None else float("nan"),
             "ratio": times[name] / times["baseline"] if base is not None else float("nan"),
             "images_per_s": batch_size / times[name],
+            "inference_images_per_s": batch_size / infer,
+            "peak_train_mib": measure_memory(name, input_shape, batch_size) if memory else float("nan"),
         })
     return rows
 
 
 def print_table(rows, file=None):
     file = file or sys.stdout
-    print(f"{'model':<32} {'params':>10} {'step ms':>9} {'backbone ms':>12} {'ratio':>7} {'img/s':>8}", file=file)
+    print(f"{'model':<30} {'params':>10} {'MFLOPs':>8} {'step ms':>9} {'backbone ms':>12} {'ratio':>7} "
+          f"{'train img/s':>12} {'infer img/s':>12} {'peak MiB':>9}", file=file)
     for r in rows:
-        print(f"{r['model']:<32} {r['params']:>10,} {r['step_ms']:>9.1f} {r['baseline_step_ms']:>12.1f} "
-              f"{r['ratio']:>7.3f} {r['images_per_s']:>8.0f}", file=file)
+        print(f"{r['model']:<30} {r['params']:>10,} {r['mflops_per_image']:>8.1f} {r['step_ms']:>9.1f} "
+              f"{r['baseline_step_ms']:>12.1f} {r['ratio']:>7.3f} {r['images_per_s']:>12.0f} "
+              f"{r['inference_images_per_s']:>12.0f} {r['peak_train_mib']:>9.0f}", file=file)
 
 
 def write_csv(rows, path):
@@ -107,11 +197,11 @@ def write_csv(rows, path):
 
 
 def main_bench(args):
-    names = list_models(args.patterns)
+    names = resolve_models(args.patterns)
     if not names:
         raise ValueError(f"No registered model matches {args.patterns!r}.")
     rows = overhead_table(names, input_shape=tuple(args.input_shape), batch_size=args.batch_size,
-                          rounds=args.rounds, steps_per_round=args.steps)
+                          rounds=args.rounds, steps_per_round=args.steps, memory=args.memory)
     print(f"backend {keras.backend.backend()}, input {tuple(args.input_shape)}, batch {args.batch_size}, "
           f"median of {args.rounds} interleaved rounds x {args.steps} steps")
     print_table(rows)

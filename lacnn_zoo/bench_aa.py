@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from lacnn_zoo.bench import peak_step_memory_mib
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, relative_logits_1d
 
 VARIANTS = ("aa_layer", "aa_attention", "aa_tiled", "keras_mha")
@@ -88,24 +89,11 @@ def _batch(model, batch, seed=0):
     return x, y
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise OSError(f"/proc/self/status has no {field}")
-
-
 def peak_memory_child(variant, size, channels, heads, dk, dv, batch):
-    """Run in a fresh process: MiB of peak-RSS growth over one training step after a warm-up step."""
+    """Run in a fresh process: MiB of peak-RSS growth over one training step after a batch-1 warm-up."""
     model = build_variant(variant, size, channels, heads, dk, dv)
     x, y = _batch(model, batch)
-    model.train_on_batch(x[:1], y[:1])  # trace and compile at batch 1: small buffers only
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current resident set
-    before = _status_kib("VmRSS")
-    model.train_on_batch(x, y)
-    return max(0, _status_kib("VmHWM") - before) / 1024
+    return peak_step_memory_mib(lambda: model.train_on_batch(x, y), lambda: model.train_on_batch(x[:1], y[:1]))
 
 
 def measure_memory(variant, size, args):

@@ -96,6 +96,17 @@ def _bench(args):
     return main_bench(args)
 
 
+def _compare(args):
+    from lacnn_zoo.compare import compare, print_rows
+
+    rows = compare(args.patterns or None, seeds=args.seeds, epochs=args.epochs, dataset=args.dataset,
+                   target=args.target, out_dir=args.out)
+    print()
+    print_rows(rows)
+    print(f"\nTables and plots in {args.out}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,14 +142,24 @@ def main(argv=None):
     i.add_argument("name")
     i.set_defaults(func=_info)
 
-    b = sub.add_parser("bench", help="training-step time of models against the backbone they tap")
+    b = sub.add_parser("bench", help="params, FLOPs, throughput, memory, overhead vs backbone")
     b.add_argument("patterns", nargs="+", help="model names or wildcards, e.g. 'lacnn_*'")
     b.add_argument("--input-shape", type=int, nargs=3, default=(32, 32, 3), metavar=("H", "W", "C"))
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
     b.add_argument("--steps", type=int, default=3, help="training steps per round")
+    b.add_argument("--memory", action="store_true", help="also measure peak training memory (child processes)")
     b.add_argument("--csv", help="also write the table as CSV")
     b.set_defaults(func=_bench)
+
+    c = sub.add_parser("compare", help="train a set of models under one recipe and compare them")
+    c.add_argument("patterns", nargs="*", help="model names or wildcards (default: the comparison set)")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--epochs", type=int, default=20)
+    c.add_argument("--dataset", default="digits")
+    c.add_argument("--target", type=float, default=0.95, help="validation accuracy for 'epochs to reach'")
+    c.add_argument("--out", default="runs/compare")
+    c.set_defaults(func=_compare)
 
     args = parser.parse_args(argv)
     if getattr(args, "verbose", None) not in (None, "auto"):

@@ -116,6 +116,17 @@ def list_models(pattern="*", family=None):
     return sorted(names)
 
 
+def resolve_models(patterns):
+    """Names matching each pattern in turn, in the order given (sorted within a wildcard), without repeats."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    names = []
+    for pattern in patterns:
+        for name in list_models(pattern):
+            if name not in names:
+                names.append(name)
+    return names
+
+
 def list_families():
     _ensure_loaded()
     return sorted({info.family for info in _REGISTRY.values()})

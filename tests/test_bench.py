@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from lacnn_zoo import cli
 from lacnn_zoo.bench import baseline_of, overhead_table, time_steps
 
@@ -30,4 +32,28 @@ def test_overhead_table_and_cli(tmp_path, capsys):
     assert cli.main(["bench", "lacnn_static_vector_tiny", "--input-shape", "8", "8", "1", "--batch-size", "4",
                      "--rounds", "1", "--steps", "1", "--csv", str(out)]) == 0
     assert "ratio" in capsys.readouterr().out
-    assert out.read_text().splitlines()[0].startswith("model,baseline,params,step_ms")
+    assert out.read_text().splitlines()[0].startswith("model,family,baseline,params,mflops_per_image,step_ms")
+
+
+def test_flops_of_a_single_convolution_are_counted_exactly():
+    import keras
+
+    from lacnn_zoo.bench import flops_per_image
+
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, padding="same", use_bias=False)])
+    # 4 x 4 outputs x 2 filters x (3 x 3 x 1) multiply-adds, 2 FLOPs each.
+    assert flops_per_image(model, (4, 4, 1)) == 2 * 4 * 4 * 2 * 9
+
+
+def test_resnet20_flops_match_the_paper():
+    from lacnn_zoo import build_model
+    from lacnn_zoo.bench import flops_per_image
+
+    # He et al. 2015: ResNet-20 ~ 41M multiply-adds on 32x32 inputs.
+    assert flops_per_image(build_model("resnet20"), (32, 32, 3)) / 2 == pytest.approx(41e6, rel=0.03)
+
+
+def test_peak_memory_is_measured_in_a_child_process():
+    from lacnn_zoo.bench import measure_memory
+
+    assert measure_memory("plain_cnn_tiny", (8, 8, 1), 64) > 0

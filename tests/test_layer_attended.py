@@ -155,12 +155,12 @@ def _copy_weights_by_name(source, target):
             target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
-@pytest.mark.parametrize("baseline,la_name", [("plain_cnn_tiny", "plain"), ("resnet8", "residual")])
-def test_one_hot_static_vector_is_exactly_the_baseline(baseline, la_name, digits):
+@pytest.mark.parametrize("baseline,la_name,depth", [("plain_cnn_tiny", "plain", 2), ("resnet8", "residual", 1)])
+def test_one_hot_static_vector_is_exactly_the_baseline(baseline, la_name, depth, digits):
     """The paper's claim: the plain CNN and the ResNet are special cases of the layer-attended net."""
     shape = (8, 8, 1)
     base = build_model(baseline, input_shape=shape)
-    knobs = dict(widths=(16, 32, 64), depth=1, backbone=la_name)
+    knobs = dict(widths=(16, 32, 64), depth=depth, backbone=la_name)
     la = build_model("lacnn_static_vector_tiny", input_shape=shape, **knobs)
     x = digits.test[0][:32]
     base.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(True))

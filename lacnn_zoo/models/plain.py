@@ -96,8 +96,8 @@ def plain_cnn():
 
 @register_model(build_plain_cnn, family="plain", paper=_PAPER, default_input_shape=(8, 8, 1))
 def plain_cnn_tiny():
-    """Plain CNN: 3 stages x 1 layer, 16/32/64 filters; trains in seconds on CPU."""
-    return dict(widths=(16, 32, 64), depth=1)
+    """Plain CNN: 3 stages x 2 layers, 16/32/64 filters (the lacnn_*_tiny backbone); trains in seconds on CPU."""
+    return dict(widths=(16, 32, 64), depth=2)
 
 
 @register_model(build_plain_cnn, family="plain", paper=_PAPER)

@@ -1,0 +1,69 @@
+"""`compare` and the gradient-norm measure (checked where the answer is known analytically)."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from lacnn_zoo import cli
+from lacnn_zoo.compare import backbone_profile, compare, epochs_to_reach, gradient_norms
+
+
+def test_gradient_norms_match_the_analytic_gradient_of_a_linear_net():
+    rng = np.random.default_rng(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, use_bias=False, name="a"),
+                              keras.layers.Dense(2, use_bias=False, name="b")])
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2))
+    model.get_layer("a").set_weights([a]), model.get_layer("b").set_weights([b])
+    x, y = rng.normal(size=(5, 4)).astype("float32"), rng.normal(size=(5, 2)).astype("float32")
+    # L = mean((x A B - y)^2) over all 10 entries: dL/dout = 2 (out - y) / 10.
+    h = x @ a
+    d_out = 2 * (h @ b - y) / y.size
+    expected = {"a": np.linalg.norm(x.T @ (d_out @ b.T)), "b": np.linalg.norm(h.T @ d_out)}
+    got = dict(gradient_norms(model, x, y, keras.losses.MeanSquaredError()))
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+def test_gradient_norms_have_no_side_effects_on_batchnorm():
+    from lacnn_zoo import build_model
+
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1))
+    before = [np.array(v) for v in model.non_trainable_variables]
+    x = np.random.default_rng(1).normal(size=(8, 8, 8, 1)).astype("float32")
+    norms = gradient_norms(model, x, np.arange(8) % 10, keras.losses.SparseCategoricalCrossentropy(True))
+    assert [n for n, _ in norms] == [f"stage{s}_layer{i}" for s in (1, 2, 3) for i in (1, 2)] + ["logits"]
+    assert all(v > 0 for _, v in norms)
+    for old, new in zip(before, model.non_trainable_variables):
+        np.testing.assert_array_equal(old, np.array(new))
+
+
+def test_epochs_to_reach_and_backbone_profile():
+    history = [{"epoch": "0", "val_accuracy": "0.5"}, {"epoch": "1", "val_accuracy": "0.96"}]
+    assert epochs_to_reach(history, 0.95) == 2 and epochs_to_reach(history, 0.99) is None
+    rows = [{"epoch": "0", "layer": n, "grad_norm": str(v)} for n, v in
+            [("stem", 1), ("stage1_block1", 2), ("tap1_transform", 9), ("layer_attention", 7)]]
+    assert backbone_profile(rows, 0) == [1.0, 2.0]
+
+
+def test_small_compare_writes_its_tables_and_plots(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "plain_cnn_tiny", "lacnn_innate_static_tiny", "--seeds", "0", "--epochs", "1",
+                     "--out", str(out)]) == 0
+    assert "epochs_to_val_0.95" in capsys.readouterr().out
+    with open(out / "compare.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == ["plain_cnn_tiny", "lacnn_innate_static_tiny"]
+    assert {"params", "test_accuracy_mean", "test_accuracy_std", "epochs_to_val_0.95", "time_per_epoch_s",
+            "grad_first_over_last_init", "grad_first_over_last_epoch1"} <= set(rows[0])
+    for name in ("learning_curves.png", "layer_attention.png", "gradient_norms.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    summary = json.load(open(out / "compare.json"))
+    assert summary["seeds"] == [0] and summary["epochs"] == 1
+    grads = list(csv.DictReader(open(out / "plain_cnn_tiny" / "seed0" / "grad_norms.csv")))
+    assert {int(r["epoch"]) for r in grads} == {0, 1}
+    # Running again reuses the finished runs instead of training them again.
+    before = (out / "plain_cnn_tiny" / "seed0" / "metrics.json").stat().st_mtime
+    compare(["plain_cnn_tiny"], seeds=[0], epochs=1, out_dir=str(out), log=lambda *_: None)
+    assert (out / "plain_cnn_tiny" / "seed0" / "metrics.json").stat().st_mtime == before

@@ -1,0 +1,173 @@
+"""The mechanism search: space, end-to-end run, resume, distributed chief + workers, JAX backend, bad input."""
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import keras_tuner
+import pytest
+
+from lacnn_zoo.layers.layer_attention import MECHANISMS as LAYER_ATTENTION_MECHANISMS
+from lacnn_zoo.layers.residual import MIXING_MODES
+from tuning import MECHANISMS, MechanismHyperModel, run_search
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_space_covers_every_mechanism_of_the_zoo():
+    expected = {"plain", "attention_augmented", *(f"resnet_{m}" for m in MIXING_MODES), *LAYER_ATTENTION_MECHANISMS}
+    assert set(MECHANISMS) == expected
+
+
+def _conditional_values(hp, mechanism):
+    """The searched values of every knob that is active for `mechanism`."""
+    knobs = {}
+    for spec in hp.space:
+        if spec.name in ("mechanism", "learning_rate"):
+            continue
+        conditions = spec.conditions
+        if conditions and not all(mechanism in c.values for c in conditions):
+            continue
+        values = getattr(spec, "values", None)
+        if values is None:  # Int / Float / Boolean
+            values = [spec.min_value, spec.max_value] if hasattr(spec, "min_value") else [True, False]
+        knobs[spec.name] = list(values)
+    return knobs
+
+
+def test_every_branch_of_the_space_builds():
+    hypermodel = MechanismHyperModel((8, 8, 1), 10)
+    hp = keras_tuner.HyperParameters()
+    hypermodel.build(hp)  # registers the whole space, conditional branches included
+    built = 0
+    for mechanism in MECHANISMS:
+        knobs = _conditional_values(hp, mechanism)
+        assert "width" in knobs and "depth" in knobs
+        names = list(knobs)
+        for combo in itertools.product(*(knobs[n] for n in names)):
+            trial = hp.copy()
+            trial.values["mechanism"] = mechanism
+            trial.values.update(dict(zip(names, combo)))
+            keras.backend.clear_session()
+            model = hypermodel.build(trial)
+            assert model.output.shape == (None, 10)
+            built += 1
+    assert built > 50
+
+
+def test_restricted_space_and_inactive_knobs():
+    hypermodel = MechanismHyperModel((8, 8, 1), 10, mechanisms=["plain", "dynamic_recurrent"])
+    hp = keras_tuner.HyperParameters()
+    hypermodel.build(hp)
+    names = {spec.name for spec in hp.space}
+    assert {"lstm_units", "lstm_direction", "tap_form"} <= names
+    assert not {"heads", "beta_init", "aa_heads", "blocks_per_stage", "tap_transform"} & names
+
+
+class _CountFits(keras.callbacks.Callback):
+    fits = 0
+
+    def on_train_begin(self, logs=None):
+        type(self).fits += 1
+
+
+class _CrashInSecondTrial(keras.callbacks.Callback):
+    fits = 0
+
+    def on_train_begin(self, logs=None):
+        type(self).fits += 1
+        if type(self).fits == 2:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_tiny_search_end_to_end(tmp_path):
+    result = run_search(["plain", "static_vector"], max_trials=2, epochs=1, directory=str(tmp_path), seed=1)
+    project = tmp_path / "mechanisms"
+    for name in ("mechanisms.csv", "mechanisms.json", "mechanisms.png", "best.keras", "oracle.json"):
+        assert (project / name).exists(), name
+    summary = json.load(open(project / "mechanisms.json"))
+    assert sum(r["trials"] for r in summary["mechanisms"]) == 2 == len(summary["trials"])
+    header = (project / "mechanisms.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "mechanism"
+    assert {"best_val_accuracy", "params_of_best", "time_per_epoch_s", "trials"} <= set(header)
+    best = keras.saving.load_model(project / "best.keras")
+    assert best.count_params() == result.best_model.count_params()
+    assert 0.0 <= result.test_accuracy <= 1.0
+
+
+def test_resume_does_not_rerun_finished_trials(tmp_path):
+    kwargs = dict(mechanisms=["plain", "resnet_add"], max_trials=3, epochs=1, directory=str(tmp_path), seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(callbacks=[_CrashInSecondTrial()], **kwargs)
+    oracle = json.load(open(tmp_path / "mechanisms" / "oracle.json"))
+    finished_before = {t for t in os.listdir(tmp_path / "mechanisms") if t.startswith("trial_")}
+    assert len(finished_before) >= 1
+    _CountFits.fits = 0
+    result = run_search(callbacks=[_CountFits()], **kwargs)
+    assert sum(r["trials"] for r in result.table) == 3
+    # Three trials in all; the one finished before the interruption was not trained again.
+    assert _CountFits.fits == 2, (_CountFits.fits, oracle)
+
+
+def test_bad_input_fails_before_any_trial(tmp_path):
+    cases = [
+        (dict(mechanisms=["plain", "transformer"]), "Unknown mechanism"),
+        (dict(mechanisms=[]), "empty"),
+        (dict(max_trials=0), "max_trials"),
+        (dict(objective="val_auc"), "objective"),
+        (dict(tuner="grid"), "tuner"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            run_search(directory=str(tmp_path / "never"), **kwargs)
+    assert not (tmp_path / "never").exists()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_chief_and_two_workers(tmp_path):
+    port = str(_free_port())
+    command = [sys.executable, "-m", "tuning", "--mechanisms", "plain,resnet_add", "--trials", "4", "--epochs", "1",
+               "--directory", str(tmp_path), "--verbose", "0"]
+    base_env = {**os.environ, "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port,
+                "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    procs = []
+    try:
+        for tuner_id in ("chief", "tuner0", "tuner1"):
+            env = {**base_env, "KERASTUNER_TUNER_ID": tuner_id}
+            procs.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+        outputs = [p.communicate(timeout=420)[0] for p in procs]
+    finally:
+        for p in procs:  # bounded: nothing outlives the test
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs[0][-3000:]
+    summary = json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))
+    assert len(summary["trials"]) == 4
+    assert "test accuracy of the best model" in outputs[0]
+    trial_dirs = [d for d in os.listdir(tmp_path / "mechanisms") if d.startswith("trial_")]
+    assert len(trial_dirs) == 4
+
+
+def test_jax_backend_builds_and_runs_one_trial(tmp_path):
+    pytest.importorskip("jax")
+    code = (
+        "import keras; assert keras.backend.backend() == 'jax'\n"
+        "from tuning import run_search\n"
+        f"r = run_search(['static_vector'], max_trials=1, epochs=1, directory={str(tmp_path)!r})\n"
+        "print('JAX-OK', r.table[0]['mechanism'], r.table[0]['trials'])\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "JAX-OK static_vector 1" in out.stdout

@@ -1,0 +1,46 @@
+"""`python -m tuning` (also `lacnn-zoo-tune`): search the attention mechanism with Keras Tuner."""
+
+import argparse
+import sys
+
+
+def main(argv=None):
+    from tuning.hypermodel import MECHANISMS, OBJECTIVES
+    from tuning.search import TUNERS
+
+    parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__)
+    parser.add_argument("--mechanisms", help=f"comma-separated subset of: {', '.join(MECHANISMS)} (default: all)")
+    parser.add_argument("--dataset", default="digits", help="'digits' (embedded) or a TFDS name")
+    parser.add_argument("--tuner", default="random", choices=TUNERS)
+    parser.add_argument("--trials", type=int, default=20, help="max trials (random and bayesian)")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (hyperband: max epochs)")
+    parser.add_argument("--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}")
+    parser.add_argument("--directory", default="tuning_runs")
+    parser.add_argument("--project-name", default="mechanisms")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    parser.add_argument("--data-dir", help="TFDS data_dir")
+    parser.add_argument("--download", action="store_true", help="let TFDS download (needs network)")
+    parser.add_argument("--verbose", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    from tuning.search import print_table, run_search
+
+    extra = {} if args.dataset == "digits" else {"data_dir": args.data_dir, "download": args.download}
+    try:
+        result = run_search(
+            args.mechanisms, dataset=args.dataset, tuner=args.tuner, max_trials=args.trials, epochs=args.epochs,
+            objective=args.objective, directory=args.directory, project_name=args.project_name, seed=args.seed,
+            overwrite=args.overwrite, batch_size=args.batch_size, verbose=args.verbose, **extra,
+        )
+    except ValueError as e:
+        print(f"tuning: error: {e}", file=sys.stderr)
+        return 2
+    if result is not None:  # None on a distributed worker
+        print_table(result, args.objective)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The search space: which attention mechanism, and each mechanism's own knobs.
+
+`MechanismHyperModel.build(hp)` reads as the space.  `hp.Choice("mechanism")`
+picks among the zoo's families; knobs that belong to one mechanism live under
+`hp.conditional_scope("mechanism", [...])`, so they are active (and searched)
+only when that mechanism is chosen.  Depth, width and learning rate are
+shared.  `build` only assembles a small model; it is cheap, as Keras Tuner
+calls it repeatedly.
+"""
+
+import keras
+import keras_tuner
+
+from lacnn_zoo import build_model
+
+# name -> (registered model it starts from, fixed knobs)
+MECHANISMS = {
+    "plain": ("plain_cnn_tiny", {}),
+    "resnet_add": ("resnet8", {"mixing": "add"}),
+    "resnet_beta": ("resnet8", {"mixing": "beta"}),
+    "resnet_projection": ("resnet8", {"mixing": "projection"}),
+    "attention_augmented": ("aa_resnet8", {}),
+    "innate_static": ("lacnn_innate_static_tiny", {}),
+    "static_vector": ("lacnn_static_vector_tiny", {}),
+    "self_attention": ("lacnn_self_attention_tiny", {}),
+    "dynamic_recurrent": ("lacnn_dynamic_recurrent_tiny", {}),
+}
+RESIDUAL = ("resnet_add", "resnet_beta", "resnet_projection", "attention_augmented")
+LAYER_ATTENDED = ("innate_static", "static_vector", "self_attention", "dynamic_recurrent")
+OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+
+
+def check_mechanisms(mechanisms):
+    if mechanisms is None:
+        return list(MECHANISMS)
+    if isinstance(mechanisms, str):
+        mechanisms = [m.strip() for m in mechanisms.split(",") if m.strip()]
+    mechanisms = list(dict.fromkeys(mechanisms))
+    if not mechanisms:
+        raise ValueError(f"`mechanisms` is empty; choose from {list(MECHANISMS)}.")
+    unknown = [m for m in mechanisms if m not in MECHANISMS]
+    if unknown:
+        raise ValueError(f"Unknown mechanism(s) {unknown}; accepted: {list(MECHANISMS)}.")
+    return mechanisms
+
+
+class MechanismHyperModel(keras_tuner.HyperModel):
+    """Search over attention mechanisms (and their knobs) for one data set.
+
+    Args:
+        input_shape: `(height, width, channels)` of the data.
+        num_classes: classifier width.
+        mechanisms: the subset of `MECHANISMS` to search (default: all).
+        widths: the candidate first-stage widths (stages double it).
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(self, input_shape, num_classes, mechanisms=None, widths=(16, 32), weight_decay=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.mechanisms = check_mechanisms(mechanisms)
+        self.widths = list(widths)
+        self.weight_decay = weight_decay
+
+    def _in(self, hp, names):
+        """conditional_scope for the searched mechanisms among `names` (None when none is searched)."""
+        active = [m for m in names if m in self.mechanisms]
+        return hp.conditional_scope("mechanism", active) if active else None
+
+    def build(self, hp):
+        mechanism = hp.Choice("mechanism", self.mechanisms)
+        width = hp.Choice("width", self.widths)
+        depth = hp.Int("depth", 1, 2)
+        learning_rate = hp.Float("learning_rate", 1e-3, 1e-2, sampling="log")
+        knobs = {"widths": (width, 2 * width, 4 * width)}
+
+        residual = self._in(hp, RESIDUAL)
+        if residual:
+            with residual:
+                blocks = hp.Int("blocks_per_stage", 1, 2)
+        if "resnet_beta" in self.mechanisms:
+            with hp.conditional_scope("mechanism", ["resnet_beta"]):
+                beta_init = hp.Float("beta_init", 0.1, 0.9, step=0.2)
+        if "attention_augmented" in self.mechanisms:
+            with hp.conditional_scope("mechanism", ["attention_augmented"]):
+                aa_heads = hp.Choice("aa_heads", [1, 2])
+                aa_key_ratio = hp.Choice("aa_key_ratio", [0.25, 0.5])
+                aa_relative = hp.Boolean("aa_relative", default=True)
+        layer_attended = self._in(hp, LAYER_ATTENDED)
+        if layer_attended:
+            with layer_attended:
+                tap_form = hp.Choice("tap_form", ["pool", "resample"])
+        static = self._in(hp, ("innate_static", "static_vector"))
+        if static:
+            with static:
+                tap_transform = hp.Boolean("tap_transform", default=False)
+        if "self_attention" in self.mechanisms:
+            with hp.conditional_scope("mechanism", ["self_attention"]):
+                heads = hp.Choice("heads", [2, 4])
+                key_width = hp.Choice("key_width", [32, 64])
+        if "dynamic_recurrent" in self.mechanisms:
+            with hp.conditional_scope("mechanism", ["dynamic_recurrent"]):
+                lstm_units = hp.Choice("lstm_units", [32, 64])
+                lstm_direction = hp.Choice("lstm_direction", ["forward", "bidirectional"])
+
+        base, fixed = MECHANISMS[mechanism]
+        knobs.update(fixed)
+        if mechanism == "plain":
+            knobs["depth"] = depth
+        elif mechanism in RESIDUAL:
+            knobs["depth"] = 6 * blocks + 2
+            if mechanism == "resnet_beta":
+                knobs["beta_init"] = beta_init
+            if mechanism == "attention_augmented":
+                knobs.update(heads=aa_heads, dk=aa_key_ratio, dv=aa_key_ratio / 2, relative=aa_relative)
+        else:
+            knobs.update(depth=depth, tap_form=tap_form)
+            if mechanism in ("innate_static", "static_vector"):
+                knobs["tap_transform"] = tap_transform
+            if mechanism == "self_attention":
+                knobs.update(heads=heads, key_width=key_width)
+            if mechanism == "dynamic_recurrent":
+                knobs.update(lstm_units=lstm_units, lstm_direction=lstm_direction)
+        model = build_model(base, input_shape=self.input_shape, num_classes=self.num_classes, **knobs)
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
+        from lacnn_zoo.training import NO_DECAY
+
+        optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        return model

@@ -1,0 +1,248 @@
+"""Run a Keras Tuner search over the attention mechanisms and report it per mechanism.
+
+    python -m tuning                  # digits, random search, 20 trials x 15 epochs, all mechanisms
+
+Results live in `<directory>/<project_name>/`: Keras Tuner's own state
+(`oracle.json`, `trial_*/`; an interrupted search resumes from it unless
+`overwrite=True`: finished trials are neither lost nor rerun), plus
+`mechanisms.csv`, `mechanisms.json`, `mechanisms.png` and `best.keras`.
+
+Distributed (Keras Tuner's own mode): run the same command on every machine
+with KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set, KERASTUNER_TUNER_ID=chief
+on one (it serves the oracle and writes the report once every worker is done)
+and tuner0, tuner1, ... on the others, all with the same --directory on a
+shared filesystem.
+"""
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+
+from lacnn_zoo.callbacks import EpochTimer
+from lacnn_zoo.data import load_dataset
+from lacnn_zoo.io import atomic_path, write_json
+from lacnn_zoo.validation import check_choice, check_positive_int
+from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
+
+TUNERS = ("random", "hyperband", "bayesian")
+
+
+@dataclasses.dataclass
+class SearchResult:
+    table: list
+    best_model: object
+    best_hyperparameters: dict
+    test_accuracy: float
+    project_dir: str
+    wall_time_s: float
+
+
+def _distribution_strategy():
+    """MirroredStrategy across GPUs on the TensorFlow backend when there are several; None otherwise."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
+
+
+def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, project_name, seed, overwrite):
+    import keras_tuner
+
+    direction = "min" if objective.endswith("loss") else "max"
+    common = dict(
+        objective=keras_tuner.Objective(objective, direction),
+        directory=directory,
+        project_name=project_name,
+        seed=seed,
+        overwrite=overwrite,
+        distribution_strategy=_distribution_strategy(),
+    )
+    if tuner == "random":
+        return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if tuner == "bayesian":
+        return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    return keras_tuner.Hyperband(hypermodel, max_epochs=epochs, factor=3, hyperband_iterations=1, **common)
+
+
+def _is_worker():
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
+def run_search(
+    mechanisms=None,
+    *,
+    dataset="digits",
+    tuner="random",
+    max_trials=20,
+    epochs=15,
+    objective="val_accuracy",
+    directory="tuning_runs",
+    project_name="mechanisms",
+    seed=0,
+    overwrite=False,
+    batch_size=64,
+    verbose=0,
+    callbacks=(),
+    **data_kwargs,
+):
+    """Search, then write the per-mechanism report and the best model; returns a `SearchResult`.
+
+    Every argument is checked before the first trial starts.  On a distributed
+    worker the function returns None once the chief has no more trials for it.
+    """
+    mechanisms = check_mechanisms(mechanisms)
+    check_choice("tuner", tuner, TUNERS)
+    check_positive_int("max_trials", max_trials)
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
+    if objective not in OBJECTIVES:
+        raise ValueError(
+            f"The models report {list(OBJECTIVES)}; `objective`={objective!r} is not among them "
+            "(the search would fail only after its first trial)."
+        )
+    keras.utils.set_random_seed(seed)
+    data = load_dataset(dataset, seed=seed, batch_size=batch_size, **data_kwargs)
+    hypermodel = MechanismHyperModel(data.input_shape, data.num_classes, mechanisms)
+    search_tuner = make_tuner(
+        hypermodel, tuner=tuner, objective=objective, max_trials=max_trials, epochs=epochs,
+        directory=directory, project_name=project_name, seed=seed, overwrite=overwrite,
+    )
+    fit = dict(validation_data=data.validation, callbacks=[EpochTimer(), *callbacks], verbose=verbose)
+    if data.is_numpy:
+        fit.update(x=data.train[0], y=data.train[1], batch_size=batch_size)
+    else:
+        fit.update(x=data.train)
+    if tuner != "hyperband":
+        fit["epochs"] = epochs
+
+    start = time.perf_counter()
+    search_tuner.search(**fit)
+    wall = time.perf_counter() - start
+    if _is_worker():
+        return None
+    return report(search_tuner, data, hypermodel, objective, wall)
+
+
+def _trial_rows(search_tuner, hypermodel, objective):
+    rows = []
+    for trial in search_tuner.oracle.trials.values():
+        if trial.status != "COMPLETED" or trial.score is None:
+            continue
+        hp = trial.hyperparameters
+        metrics = trial.metrics
+        times = [o.value for o in metrics.get_history("epoch_time_s")] if metrics.exists("epoch_time_s") else []
+        keras.backend.clear_session()
+        params = hypermodel.build(hp).count_params()
+        rows.append({
+            "trial": trial.trial_id,
+            "mechanism": hp.get("mechanism"),
+            "score": float(trial.score),
+            "val_accuracy": float(metrics.get_best_value("val_accuracy")) if metrics.exists("val_accuracy") else None,
+            "params": int(params),
+            "time_per_epoch_s": float(np.mean(times)) if times else None,
+            "hyperparameters": dict(hp.values),
+        })
+    return rows
+
+
+def mechanism_table(rows, objective):
+    """One row per mechanism: best objective, its val accuracy, params, time per epoch, trials run."""
+    better = min if objective.endswith("loss") else max
+    table = []
+    for mechanism in sorted({r["mechanism"] for r in rows}):
+        runs = [r for r in rows if r["mechanism"] == mechanism]
+        best = better(runs, key=lambda r: r["score"])
+        times = [r["time_per_epoch_s"] for r in runs if r["time_per_epoch_s"] is not None]
+        table.append({
+            "mechanism": mechanism,
+            f"best_{objective}": best["score"],
+            "best_val_accuracy": best["val_accuracy"],
+            "params_of_best": best["params"],
+            "time_per_epoch_s": float(np.mean(times)) if times else None,
+            "trials": len(runs),
+            "best_trial": best["trial"],
+        })
+    return sorted(table, key=lambda r: r[f"best_{objective}"], reverse=not objective.endswith("loss"))
+
+
+def _write_csv(table, path):
+    import csv
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+
+
+def plot_mechanisms(table, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = [r["mechanism"] for r in table]
+    accuracy = [r["best_val_accuracy"] or 0.0 for r in table]
+    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
+    colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
+    bars = ax.barh(names, accuracy, color=colours)
+    for bar, row in zip(bars, table):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                f" {bar.get_width():.3f}  ({row['params_of_best']:,} params, {row['trials']} trials)",
+                va="center", fontsize=8)
+    low = min(accuracy) if accuracy else 0.0
+    ax.set_xlim(max(0.0, low - 0.05), 1.08)
+    ax.set_xlabel("best validation accuracy")
+    ax.set_ylabel("mechanism")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def report(search_tuner, data, hypermodel, objective, wall_time_s):
+    project_dir = search_tuner.project_dir
+    rows = _trial_rows(search_tuner, hypermodel, objective)
+    if not rows:
+        raise RuntimeError(f"No trial completed in {project_dir!r}; see the trial logs there.")
+    table = mechanism_table(rows, objective)
+    best_hp = search_tuner.get_best_hyperparameters(1)[0]
+    best_model = search_tuner.get_best_models(1)[0]
+    if data.is_numpy:
+        test = best_model.evaluate(data.test[0], data.test[1], verbose=0, return_dict=True)
+    else:
+        test = best_model.evaluate(data.test, verbose=0, return_dict=True)
+    with atomic_path(os.path.join(project_dir, "best.keras"), suffix=".keras") as tmp:
+        best_model.save(tmp)
+    summary = {
+        "objective": objective,
+        "dataset": data.name,
+        "preprocessing": data.preprocessing,
+        "wall_time_s": wall_time_s,
+        "best": {"hyperparameters": dict(best_hp.values), "test_accuracy": float(test["accuracy"])},
+        "mechanisms": table,
+        "trials": rows,
+        "backend": keras.backend.backend(),
+    }
+    write_json(os.path.join(project_dir, "mechanisms.json"), summary)
+    _write_csv(table, os.path.join(project_dir, "mechanisms.csv"))
+    plot_mechanisms(table, os.path.join(project_dir, "mechanisms.png"),
+                    f"{data.name}: best validation accuracy per mechanism")
+    return SearchResult(table=table, best_model=best_model, best_hyperparameters=dict(best_hp.values),
+                        test_accuracy=float(test["accuracy"]), project_dir=project_dir, wall_time_s=wall_time_s)
+
+
+def print_table(result, objective="val_accuracy"):
+    print(f"{'mechanism':<22} {'best ' + objective:>18} {'params':>9} {'s/epoch':>8} {'trials':>7}")
+    for r in result.table:
+        t = f"{r['time_per_epoch_s']:.2f}" if r["time_per_epoch_s"] is not None else "-"
+        print(f"{r['mechanism']:<22} {r[f'best_{objective}']:>18.4f} {r['params_of_best']:>9,} {t:>8} {r['trials']:>7}")
+    print(f"\nbest: {result.best_hyperparameters}\ntest accuracy of the best model: {result.test_accuracy:.4f}; "
+          f"search wall time {result.wall_time_s:.0f} s; files in {result.project_dir}")
