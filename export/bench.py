@@ -9,6 +9,7 @@ interleaved rounds in one process after warm-up; medians are reported.
 """
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -55,9 +56,9 @@ def latency_rows(names, batch_sizes=(1, 32), rounds=5, repeats=10, seed=0):
                 x = rng.normal(size=(batch, *shape)).astype("float32")
                 tx = tf.constant(x)
                 runners = {
-                    "onnxruntime": lambda: session.run(None, {"images": x}),
-                    "keras": lambda: model.predict_on_batch(x),
-                    "saved_model": lambda: loaded.serve(tx),
+                    "onnxruntime": functools.partial(session.run, None, {"images": x}),
+                    "keras": functools.partial(model.predict_on_batch, x),
+                    "saved_model": functools.partial(loaded.serve, tx),
                 }
                 for run in runners.values():  # warm-up: tracing, graph optimisation
                     for _ in range(3):

@@ -12,7 +12,7 @@ multiply-add counts as two FLOPs).  `--memory` measures the peak resident-set
 growth of one training step, each model in a fresh child process.
 """
 
-import csv
+import functools
 import json
 import os
 import statistics
@@ -23,6 +23,7 @@ import time
 import keras
 import numpy as np
 
+from lacnn_zoo.io import write_csv
 from lacnn_zoo.registry import build_model, model_info, resolve_models
 
 
@@ -158,7 +159,7 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
             baseline = build_model(base_name, input_shape=input_shape, num_classes=num_classes, **base_knobs)
             steps["baseline"] = _step_fn(baseline, x, y)
         times = time_steps(steps, rounds=rounds, steps_per_round=steps_per_round, warmup=warmup)
-        infer = time_steps({name: lambda: model.predict_on_batch(x)}, rounds=rounds,
+        infer = time_steps({name: functools.partial(model.predict_on_batch, x)}, rounds=rounds,
                            steps_per_round=steps_per_round, warmup=warmup)[name]
         rows.append({
             "model": name,
@@ -184,16 +185,6 @@ def print_table(rows, file=None):
         print(f"{r['model']:<30} {r['params']:>10,} {r['mflops_per_image']:>8.1f} {r['step_ms']:>9.1f} "
               f"{r['baseline_step_ms']:>12.1f} {r['ratio']:>7.3f} {r['images_per_s']:>12.0f} "
               f"{r['inference_images_per_s']:>12.0f} {r['peak_train_mib']:>9.0f}", file=file)
-
-
-def write_csv(rows, path):
-    from lacnn_zoo.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
 
 
 def main_bench(args):

@@ -17,7 +17,6 @@ variant's allocator cache cannot hide another's peak.
 """
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -47,7 +46,8 @@ class TiledRelativeAttention(AugmentedConv2D):
         rh = relative_logits_1d(ops.transpose(q, (0, 1, 3, 2, 4)), self.rel_height)  # [.., x_i, y_i, y_j]
         rh = ops.tile(ops.expand_dims(rh, 4), (1, 1, 1, 1, width, 1))  # [.., x_i, y_i, x_j, y_j]
         rh = ops.transpose(rh, (0, 1, 3, 2, 5, 4))  # [.., y_i, x_i, y_j, x_j]
-        return logits + ops.reshape(rw, (-1, self.heads, pixels, pixels)) + ops.reshape(rh, (-1, self.heads, pixels, pixels))
+        rw = ops.reshape(rw, (-1, self.heads, pixels, pixels))
+        return logits + rw + ops.reshape(rh, (-1, self.heads, pixels, pixels))
 
 
 class _Branch(layers.Layer):

@@ -75,7 +75,8 @@ def _list(args):
     for name in names:
         info = model_info(name)
         params = f"{info.num_params(num_classes=args.num_classes):,}" if args.params else "-"
-        print(f"{name:<28} {info.family:<16} {params:>12}  {info.description.splitlines()[0] if info.description else ''}")
+        description = info.description.splitlines()[0] if info.description else ""
+        print(f"{name:<28} {info.family:<16} {params:>12}  {description}")
     return 0
 
 

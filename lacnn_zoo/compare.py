@@ -26,7 +26,7 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.io import atomic_path, write_json
+from lacnn_zoo.io import atomic_path, write_csv, write_json
 from lacnn_zoo.registry import model_info, resolve_models
 
 DEFAULT_MODELS = [
@@ -96,11 +96,7 @@ class GradientNormMonitor(keras.callbacks.Callback):
     def _record(self, epoch):
         for index, (name, norm) in enumerate(gradient_norms(self.model, self.x, self.y, self.loss), start=1):
             self.rows.append({"epoch": epoch, "layer_index": index, "layer": name, "grad_norm": norm})
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=["epoch", "layer_index", "layer", "grad_norm"])
-                writer.writeheader()
-                writer.writerows(self.rows)
+        write_csv(self.rows, self.path, fieldnames=["epoch", "layer_index", "layer", "grad_norm"])
 
     def on_train_begin(self, logs=None):
         if not os.path.exists(self.path):
@@ -177,7 +173,8 @@ def summarise(names, seeds, out_dir, target, grad_epoch):
             "runs_reaching_target": len(reached),
             "time_per_epoch_s": float(np.mean([m["time_per_epoch_s"] for m in metrics])),
             "grad_first_over_last_init": float(np.mean(ratios[0])) if ratios[0] else None,
-            f"grad_first_over_last_epoch{grad_epoch}": float(np.mean(ratios[grad_epoch])) if ratios[grad_epoch] else None,
+            f"grad_first_over_last_epoch{grad_epoch}": (
+                float(np.mean(ratios[grad_epoch])) if ratios[grad_epoch] else None),
         })
     return rows
 
@@ -299,11 +296,7 @@ def compare(models=None, *, seeds=(0, 1, 2), epochs=20, dataset="digits", target
     plot_learning_curves(names, seeds, out_dir, os.path.join(out_dir, "learning_curves.png"))
     plot_attention(names, seeds, out_dir, os.path.join(out_dir, "layer_attention.png"))
     plot_gradient_norms(names, seeds, out_dir, os.path.join(out_dir, "gradient_norms.png"), grad_epoch)
-    with atomic_path(os.path.join(out_dir, "compare.csv")) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    write_csv(rows, os.path.join(out_dir, "compare.csv"))
     write_json(os.path.join(out_dir, "compare.json"), {
         "models": rows, "seeds": seeds, "epochs": epochs, "dataset": dataset, "target": target,
         "wall_time_s": time.perf_counter() - start, "backend": keras.backend.backend(),

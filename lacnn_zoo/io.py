@@ -37,6 +37,17 @@ def write_json(path, data):
             f.write("\n")
 
 
+def write_csv(rows, path, fieldnames=None):
+    """Rows (dicts) as a CSV file with a header, written atomically."""
+    import csv
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

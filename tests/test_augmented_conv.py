@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from reference import conv2d, same_padding, softmax
 
 from lacnn_zoo import build_model
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, rel_to_abs
-from reference import conv2d, same_padding, softmax
 
 rng = np.random.default_rng(11)
 

@@ -12,12 +12,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tensorflow as tf
-
 from conftest import random_batch
+from test_models import smallest_shape
+
 from export import ExportError, export_model
 from lacnn_zoo import build_model, list_models
 from lacnn_zoo.batchnorm import calibrate_batchnorm
-from test_models import smallest_shape
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 

@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import random_batch
+from reference import lstm_last_state, multi_head_attention, softmax
+
 from lacnn_zoo import build_model, list_models
 from lacnn_zoo.layers.layer_attention import (
     DynamicRecurrent,
@@ -18,7 +19,6 @@ from lacnn_zoo.layers.layer_attention import (
     TapSelfAttention,
 )
 from lacnn_zoo.monitor import LayerAttentionMonitor, layer_weights
-from reference import lstm_last_state, multi_head_attention, softmax
 
 MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
 rng = np.random.default_rng(7)

@@ -5,8 +5,8 @@ import math
 import keras
 import numpy as np
 import pytest
-
 from conftest import random_batch
+
 from lacnn_zoo import build_model, list_models, model_info
 
 MODELS = list_models()

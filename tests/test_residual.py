@@ -5,10 +5,10 @@ import math
 import keras
 import numpy as np
 import pytest
+from reference import batch_norm, conv2d, relu
 
 from lacnn_zoo import build_model
 from lacnn_zoo.layers import ResidualBlock
-from reference import batch_norm, conv2d, relu
 
 
 def _randomise_bn(bn, rng):
@@ -86,6 +86,7 @@ def test_wide_resnet_block_is_preactivation():
 
 def test_calibrate_batchnorm_makes_inference_match_training_mode():
     from conftest import random_batch
+
     from lacnn_zoo.batchnorm import calibrate_batchnorm
 
     model = build_model("resnet20", input_shape=(8, 8, 1))

@@ -1,6 +1,5 @@
 """The mechanism search: space, end-to-end run, resume, distributed chief + workers, JAX backend, bad input."""
 
-import itertools
 import json
 import os
 import socket
@@ -40,6 +39,7 @@ def _conditional_values(hp, mechanism):
 
 
 def test_every_branch_of_the_space_builds():
+    """Every value of every knob of every mechanism builds (each knob varied in turn, the others at defaults)."""
     hypermodel = MechanismHyperModel((8, 8, 1), 10)
     hp = keras_tuner.HyperParameters()
     hypermodel.build(hp)  # registers the whole space, conditional branches included
@@ -47,16 +47,17 @@ def test_every_branch_of_the_space_builds():
     for mechanism in MECHANISMS:
         knobs = _conditional_values(hp, mechanism)
         assert "width" in knobs and "depth" in knobs
-        names = list(knobs)
-        for combo in itertools.product(*(knobs[n] for n in names)):
+        variants = [{}] + [{name: value} for name, values in knobs.items() for value in values[1:]]
+        for variant in variants:
             trial = hp.copy()
             trial.values["mechanism"] = mechanism
-            trial.values.update(dict(zip(names, combo)))
+            trial.values.update({name: values[0] for name, values in knobs.items()})
+            trial.values.update(variant)
             keras.backend.clear_session()
             model = hypermodel.build(trial)
             assert model.output.shape == (None, 10)
             built += 1
-    assert built > 50
+    assert built > 30
 
 
 def test_restricted_space_and_inactive_knobs():

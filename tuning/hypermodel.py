@@ -8,10 +8,10 @@ shared.  `build` only assembles a small model; it is cheap, as Keras Tuner
 calls it repeatedly.
 """
 
-import keras
 import keras_tuner
 
 from lacnn_zoo import build_model
+from lacnn_zoo.training import compile_model
 
 # name -> (registered model it starts from, fixed knobs)
 MECHANISMS = {
@@ -123,13 +123,5 @@ class MechanismHyperModel(keras_tuner.HyperModel):
             if mechanism == "dynamic_recurrent":
                 knobs.update(lstm_units=lstm_units, lstm_direction=lstm_direction)
         model = build_model(base, input_shape=self.input_shape, num_classes=self.num_classes, **knobs)
-        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
-        from lacnn_zoo.training import NO_DECAY
-
-        optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        return model
+        # The training command's recipe, at a constant learning rate (trials differ in length under Hyperband).
+        return compile_model(model, learning_rate=learning_rate, weight_decay=self.weight_decay, decay_steps=None)

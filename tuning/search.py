@@ -23,7 +23,7 @@ import numpy as np
 
 from lacnn_zoo.callbacks import EpochTimer
 from lacnn_zoo.data import load_dataset
-from lacnn_zoo.io import atomic_path, write_json
+from lacnn_zoo.io import atomic_path, write_csv, write_json
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
@@ -170,16 +170,6 @@ def mechanism_table(rows, objective):
     return sorted(table, key=lambda r: r[f"best_{objective}"], reverse=not objective.endswith("loss"))
 
 
-def _write_csv(table, path):
-    import csv
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
-
-
 def plot_mechanisms(table, path, title):
     import matplotlib
 
@@ -232,7 +222,7 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
         "backend": keras.backend.backend(),
     }
     write_json(os.path.join(project_dir, "mechanisms.json"), summary)
-    _write_csv(table, os.path.join(project_dir, "mechanisms.csv"))
+    write_csv(table, os.path.join(project_dir, "mechanisms.csv"))
     plot_mechanisms(table, os.path.join(project_dir, "mechanisms.png"),
                     f"{data.name}: best validation accuracy per mechanism")
     return SearchResult(table=table, best_model=best_model, best_hyperparameters=dict(best_hp.values),

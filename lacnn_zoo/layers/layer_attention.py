@@ -112,7 +112,8 @@ class LayerAttention(layers.Layer):
         self._activation_fn = keras.activations.get(activation)
 
     def _check_taps(self, input_shape):
-        if not isinstance(input_shape, (list, tuple)) or not input_shape or not isinstance(input_shape[0], (list, tuple)):
+        is_list = isinstance(input_shape, (list, tuple)) and input_shape
+        if not is_list or not isinstance(input_shape[0], (list, tuple)):
             raise ValueError(f"{type(self).__name__} takes a list of tap tensors; received shape {input_shape!r}.")
         for shape in input_shape:
             if len(shape) != 2:

@@ -24,12 +24,12 @@ weights; `tests/test_layer_attended.py` checks both.
 
 from keras import Model, layers
 
+from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, MECHANISMS, TAP_FORMS, TapForm
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.heads import check_head_arguments, classifier, model_input
 from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
 from lacnn_zoo.models.resnet import residual_stages
-from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.registry import register_model
 from lacnn_zoo.validation import check_choice, check_positive_int, check_unit_interval
 

@@ -233,7 +233,10 @@ _BELLO = "Bello et al. 2019, Attention Augmented Convolutional Networks"
 
 @register_model(build_wide_resnet, family="aa_resnet", paper=_BELLO)
 def aa_wrn28_10():
-    """AA-Wide-ResNet-28-10 (the paper's CIFAR-100 setting): every block's first conv augmented, Nh=8, dk=0.2 Fout (at least 20 per head), dv=0.1 Fout."""
+    """AA-Wide-ResNet-28-10 (paper's CIFAR-100 setting): every block's first conv augmented, Nh=8, dk=0.2 Fout.
+
+    At least 20 key dimensions per head, dv=0.1 Fout.
+    """
     return dict(depth=28, width=10, augment_stages=(1, 2, 3), heads=8, dk=0.2, dv=0.1, min_key_dims_per_head=20)
 
 
