@@ -135,7 +135,8 @@ def main(argv=None):
     ls = sub.add_parser("list", help="list registered models")
     ls.add_argument("pattern", nargs="?", help="wildcard, e.g. 'resnet*'")
     ls.add_argument("--family")
-    ls.add_argument("--params", action="store_true", help="build each model to count its parameters")
+    ls.add_argument("--no-params", dest="params", action="store_false",
+                    help="skip building each model to count its parameters (faster)")
     ls.add_argument("--num-classes", type=int, default=10)
     ls.set_defaults(func=_list)
 
