@@ -11,10 +11,10 @@ import sys
 import keras
 import numpy as np
 import pytest
+from test_models import smallest_shape
 
 from lacnn_zoo import build_model, list_models
 from lacnn_zoo.batchnorm import calibrate_batchnorm
-from test_models import smallest_shape
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
