@@ -26,7 +26,8 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.io import atomic_path, write_csv, write_json
+from lacnn_zoo.io import read_json, write_csv, write_json
+from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.registry import model_info, resolve_models
 
 DEFAULT_MODELS = [
@@ -132,7 +133,6 @@ def epochs_to_reach(history, target):
 def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0):
     """Train one (model, seed) under the shared recipe; reuse or resume an existing run folder."""
     from lacnn_zoo.data import load_dataset
-    from lacnn_zoo.io import read_json
     from lacnn_zoo.training import train
 
     run = os.path.join(out_dir, name, f"seed{seed}")
@@ -151,7 +151,7 @@ def summarise(names, seeds, out_dir, target, grad_epoch):
     rows = []
     for name in names:
         runs = [os.path.join(out_dir, name, f"seed{s}") for s in seeds]
-        metrics = [_read_json(os.path.join(r, "metrics.json")) for r in runs]
+        metrics = [read_json(os.path.join(r, "metrics.json")) for r in runs]
         reach = [epochs_to_reach(_read_csv(os.path.join(r, "history.csv")), target) for r in runs]
         reached = [e for e in reach if e is not None]
         ratios = {0: [], grad_epoch: []}
@@ -179,29 +179,8 @@ def summarise(names, seeds, out_dir, target, grad_epoch):
     return rows
 
 
-def _read_json(path):
-    from lacnn_zoo.io import read_json
-
-    return read_json(path)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path):
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    _plt().close(fig)
-
-
 def plot_learning_curves(names, seeds, out_dir, path):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
     for name, colour in zip(names, colours):
@@ -217,14 +196,14 @@ def plot_learning_curves(names, seeds, out_dir, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_attention(names, seeds, out_dir, path):
     attended = [n for n in names if os.path.exists(os.path.join(out_dir, n, f"seed{seeds[0]}", "layer_attention.csv"))]
     if not attended:
         return False
-    plt = _plt()
+    plt = pyplot()
     cols = min(2, len(attended))
     rows = -(-len(attended) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), dpi=110, squeeze=False)
@@ -247,12 +226,12 @@ def plot_attention(names, seeds, out_dir, path):
         ax.set_visible(False)
     fig.suptitle(f"per-layer attention (mean of {len(seeds)} seeds); section 4 predicts: lowest layer first, then up")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
 def plot_gradient_norms(names, seeds, out_dir, path, grad_epoch):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110, sharey=True)
     colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
     for ax, epoch in zip(axes, (0, grad_epoch)):
@@ -272,7 +251,7 @@ def plot_gradient_norms(names, seeds, out_dir, path, grad_epoch):
     axes[1].legend(fontsize=7, loc="best")
     fig.suptitle("gradient dilution: do early layers get smaller gradients?")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def compare(models=None, *, seeds=(0, 1, 2), epochs=20, dataset="digits", target=0.95, out_dir="runs/compare",

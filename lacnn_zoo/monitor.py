@@ -13,8 +13,9 @@ import os
 import keras
 import numpy as np
 
-from lacnn_zoo.io import atomic_path
+from lacnn_zoo.io import write_csv
 from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
+from lacnn_zoo.plotting import pyplot, save_figure
 
 
 def is_layer_attended(model):
@@ -95,12 +96,8 @@ class LayerAttentionMonitor(keras.callbacks.Callback):
             self._writer.flush()
 
     def _write_csv(self):
-        n = len(self.rows[0]) - 1
-        with atomic_path(self.csv_path) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["epoch", *(f"layer_{i}" for i in range(1, n + 1))])
-                writer.writerows(sorted(self.rows))
+        header = ["epoch", *(f"layer_{i}" for i in range(1, len(self.rows[0])))]
+        write_csv([dict(zip(header, row)) for row in sorted(self.rows)], self.csv_path, fieldnames=header)
 
     def on_train_begin(self, logs=None):
         self._reader = TapReader(self.model)
@@ -124,11 +121,7 @@ class LayerAttentionMonitor(keras.callbacks.Callback):
 
 def plot_layer_attention(rows, path, title="per-layer attention"):
     """Draw attention per layer against epoch (one line and colour per layer) to a PNG, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = np.asarray(sorted(rows), dtype=float)
     epochs, weights = rows[:, 0], rows[:, 1:]
     n = weights.shape[1]
@@ -143,6 +136,4 @@ def plot_layer_attention(rows, path, title="per-layer attention"):
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, title="lowest to highest")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

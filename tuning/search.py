@@ -24,6 +24,7 @@ import numpy as np
 from lacnn_zoo.callbacks import EpochTimer
 from lacnn_zoo.data import load_dataset
 from lacnn_zoo.io import atomic_path, write_csv, write_json
+from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
@@ -171,11 +172,7 @@ def mechanism_table(rows, objective):
 
 
 def plot_mechanisms(table, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [r["mechanism"] for r in table]
     accuracy = [r["best_val_accuracy"] or 0.0 for r in table]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
@@ -192,9 +189,7 @@ def plot_mechanisms(table, path, title):
     ax.set_title(title)
     ax.invert_yaxis()
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def report(search_tuner, data, hypermodel, objective, wall_time_s):

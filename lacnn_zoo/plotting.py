@@ -1,0 +1,20 @@
+"""Headless matplotlib for the PNGs the zoo writes (attention trajectories, comparisons, search reports)."""
+
+from lacnn_zoo.io import atomic_path
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use, not at import time)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path):
+    """Write `fig` as a PNG atomically and release it."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    pyplot().close(fig)
