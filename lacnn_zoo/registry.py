@@ -14,7 +14,7 @@ import difflib
 import fnmatch
 import inspect
 
-from lacnn_zoo.validation import check_choice, check_positive_int
+from lacnn_zoo.validation import check_choice, check_input_shape, check_positive_int
 
 # Arguments every family builder takes; everything else is a family knob (an "override").
 COMMON_ARGUMENTS = ("input_shape", "num_classes", "include_top", "pooling", "classifier_activation", "name")
@@ -99,14 +99,8 @@ def register_model(builder, *, family, paper="", default_input_shape=(32, 32, 3)
     return decorator
 
 
-def _ensure_loaded():
-    # Importing the model modules runs their @register_model decorators.
-    import lacnn_zoo.models  # noqa: F401
-
-
 def list_models(pattern="*", family=None):
     """Sorted registered names matching a wildcard pattern (or a list of them), e.g. `"resnet*"`."""
-    _ensure_loaded()
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     names = [
         n
@@ -128,13 +122,11 @@ def resolve_models(patterns):
 
 
 def list_families():
-    _ensure_loaded()
     return sorted({info.family for info in _REGISTRY.values()})
 
 
 def model_info(name):
     """The `ModelInfo` record of a registered name; unknown names list the closest valid ones."""
-    _ensure_loaded()
     if not isinstance(name, str) or name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -144,35 +136,10 @@ def model_info(name):
     return _REGISTRY[name]
 
 
-def check_input_shape(input_shape, *, min_size=1, allow_dynamic=True):
-    """Validate `(height, width, channels)`; height/width may be None when the model allows it."""
-    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 3:
-        raise ValueError(
-            "`input_shape` must be (height, width, channels), e.g. (32, 32, 3); "
-            f"received input_shape={input_shape!r}."
-        )
-    height, width, channels = input_shape
-    check_positive_int("input_shape[2] (channels)", channels)
-    for axis, size in (("height", height), ("width", width)):
-        if size is None:
-            if not allow_dynamic:
-                raise ValueError(
-                    f"This model needs a fixed input {axis}; received input_shape={tuple(input_shape)!r}."
-                )
-            continue
-        check_positive_int(f"input_shape ({axis})", size)
-        if size < min_size:
-            raise ValueError(
-                f"`input_shape` {axis} must be at least {min_size} for this network's downsampling; "
-                f"received input_shape={tuple(input_shape)!r}."
-            )
-    return tuple(input_shape)
-
-
 def build_model(
     name,
     *,
-    input_shape=(32, 32, 3),
+    input_shape=None,
     num_classes=10,
     include_top=True,
     pooling="avg",
@@ -183,7 +150,8 @@ def build_model(
 
     Args:
         name: a name from `list_models()`.
-        input_shape: `(height, width, channels)`, any channel count.
+        input_shape: `(height, width, channels)`, any channel count; None (the default) means the
+            model's registered `default_input_shape`, as in `keras.applications`.
         num_classes: classifier width (with `include_top=True`).
         include_top: add the classifier.  With `False` the model returns features:
             pooled per `pooling`, or the feature map when `pooling=None`
@@ -217,8 +185,9 @@ def build_model(
                 f"received classifier_activation={classifier_activation!r}."
             ) from e
     knobs = {**info.preset, **overrides}
+    input_shape = check_input_shape(info.default_input_shape if input_shape is None else input_shape)
     return info.builder(
-        input_shape=tuple(input_shape),
+        input_shape=input_shape,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,

@@ -9,12 +9,6 @@ def check_positive_int(name, value):
     return int(value)
 
 
-def check_non_negative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer; received {name}={value!r}.")
-    return int(value)
-
-
 def check_choice(name, value, choices):
     if value not in choices:
         accepted = ", ".join(repr(c) for c in choices)
@@ -43,3 +37,28 @@ def check_positive_int_sequence(name, value):
                 f"`{name}` must be a non-empty sequence of positive integers; received {name}={value!r}."
             )
     return tuple(int(v) for v in value)
+
+
+def check_input_shape(input_shape, *, min_size=1, allow_dynamic=True):
+    """Validate `(height, width, channels)`; height/width may be None when the model allows it."""
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels), e.g. (32, 32, 3); "
+            f"received input_shape={input_shape!r}."
+        )
+    height, width, channels = input_shape
+    check_positive_int("input_shape[2] (channels)", channels)
+    for axis, size in (("height", height), ("width", width)):
+        if size is None:
+            if not allow_dynamic:
+                raise ValueError(
+                    f"This model needs a fixed input {axis}; received input_shape={tuple(input_shape)!r}."
+                )
+            continue
+        check_positive_int(f"input_shape ({axis})", size)
+        if size < min_size:
+            raise ValueError(
+                f"`input_shape` {axis} must be at least {min_size} for this network's downsampling; "
+                f"received input_shape={tuple(input_shape)!r}."
+            )
+    return tuple(input_shape)

@@ -60,3 +60,11 @@ def test_register_model_decorator_adds_a_buildable_name():
             lacnn_zoo.register_model(build_plain_cnn, family="plain", name="x_bad")(lambda: {"nope": 1})
     finally:
         _REGISTRY.pop("test_only_plain", None)
+
+
+def test_input_shape_none_means_the_registered_default():
+    for name in ("lacnn_static_vector_tiny", "plain_cnn"):
+        expected = model_info(name).default_input_shape
+        assert build_model(name).input_shape == (None, *expected)
+    assert model_info("lacnn_static_vector_tiny").default_input_shape != model_info("plain_cnn").default_input_shape
+    assert build_model("resnet8", input_shape=(16, 16, 2)).input_shape == (None, 16, 16, 2)

@@ -1,0 +1,30 @@
+"""Loading what the zoo saves: `.keras` files of any zoo model, in any process."""
+
+import os
+import zipfile
+
+
+def load_model(path, *, compile=True, safe_mode=True):
+    """Load a `.keras` file written by the zoo (`lacnn-zoo train`, `tuning`, `model.save`).
+
+    Importing `lacnn_zoo` registers every custom class, so `keras.saving.load_model`
+    works too; this adds one-line errors for the usual mistakes (a missing file, a
+    SavedModel folder, a file that is not a `.keras` archive).
+
+    Args:
+        path: a `.keras` file.
+        compile: restore the optimizer, loss and metrics it was trained with.
+        safe_mode: refuse Python lambdas stored in the file (Keras' default).
+    """
+    import keras
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(
+            f"`path` must be a .keras file; {path!r} is a folder (a SavedModel loads with tf.saved_model.load)."
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path!r}.")
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        raise ValueError(f"`path` must be a .keras archive written by Keras 3; {path!r} is not one.")
+    return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode)
