@@ -10,9 +10,9 @@ from lacnn_zoo.layers import ConvBNAct, ResidualBlock
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
 from lacnn_zoo.registry import register_model
-from lacnn_zoo.validation import check_input_shape
 from lacnn_zoo.validation import (
     check_choice,
+    check_input_shape,
     check_positive_int,
     check_positive_int_sequence,
     check_unit_interval,
