@@ -15,8 +15,6 @@ import numpy as np
 
 from lacnn_zoo.validation import check_positive_int, check_unit_interval
 
-EMBEDDED = ("digits",)
-
 
 @dataclasses.dataclass
 class DataSplits:

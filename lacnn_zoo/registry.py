@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import fnmatch
 import inspect
+import os
 
 from lacnn_zoo.validation import check_choice, check_input_shape, check_positive_int
 
@@ -20,7 +21,46 @@ from lacnn_zoo.validation import check_choice, check_input_shape, check_positive
 COMMON_ARGUMENTS = ("input_shape", "num_classes", "include_top", "pooling", "classifier_activation", "name")
 POOLING_MODES = ("avg", "max", None)
 
+# Training keeps a float32 weight, its gradient and Adam's two moments per parameter.
+TRAINING_BYTES_PER_PARAMETER = 16
+# The smallest batch the size check assumes a model must train on (BatchNormalization needs a few images).
+SIZE_CHECK_BATCH = 8
+
 _REGISTRY = {}
+
+
+def memory_budget_bytes():
+    """The machine's physical memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_model_size(params, activations, *, knobs):
+    """Refuse, before anything is allocated, a model that could not train in this machine's memory.
+
+    The estimate is `16 * params` bytes (float32 weights, gradients and Adam's two moments) plus
+    `4 * activations` bytes per image for a batch of `SIZE_CHECK_BATCH` images, where `params`
+    and `activations` (values kept for the backward pass, per image) come from the family's knobs.
+
+    Args:
+        params: parameter count.
+        activations: activation values per image.
+        knobs: `{knob: value}` that set the size, named in the error.
+    """
+    budget = memory_budget_bytes()
+    weights = TRAINING_BYTES_PER_PARAMETER * params
+    needed = weights + 4 * SIZE_CHECK_BATCH * activations
+    if budget is None or needed <= budget:
+        return
+    described = ", ".join(f"{k}={v!r}" for k, v in knobs.items())
+    raise ValueError(
+        f"{described} is too large to build: about {params:,} parameters and {activations:,} activation values "
+        f"per image, so one training step at batch {SIZE_CHECK_BATCH} needs about {needed / 2**30:,.1f} GiB "
+        f"({weights / 2**30:,.1f} GiB of float32 weights, gradients and Adam moments) and this machine has "
+        f"{budget / 2**30:,.1f} GiB. Choose a smaller {' or '.join(f'`{k}`' for k in knobs)}."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,14 +84,22 @@ class ModelInfo:
         return knobs
 
     def num_params(self, input_shape=None, num_classes=10, **overrides):
-        """Parameter count (builds the model once; not cached, so it reflects overrides)."""
-        model = build_model(
-            self.name,
-            input_shape=input_shape or self.default_input_shape,
-            num_classes=num_classes,
-            **overrides,
-        )
-        return int(model.count_params())
+        """Parameter count, without allocating a single weight.
+
+        The model is built under `keras.StatelessScope(initialize_variables=False)`, where Keras
+        creates every variable with its shape but defers its value; the deferred variables are
+        then dropped from Keras' list of variables to initialise, so no later scope allocates them.
+        """
+        import keras
+        from keras.src.backend.common import global_state  # no public way to drop deferred variables
+
+        pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
+        try:
+            with keras.StatelessScope(initialize_variables=False):
+                model = build_model(self.name, input_shape=input_shape, num_classes=num_classes, **overrides)
+            return int(model.count_params())
+        finally:
+            global_state.set_global_attribute("uninitialized_variables", pending)
 
     def as_dict(self):
         return {
@@ -162,6 +210,10 @@ def build_model(
 
     Returns:
         A `keras.Model` named `name`, input `"images"`.
+
+    Raises:
+        ValueError: for an unknown name or knob, a bad value, or a size whose training step would
+            not fit in the machine's memory (`check_model_size`, checked before any weight exists).
     """
     info = model_info(name)
     accepted = info.knobs

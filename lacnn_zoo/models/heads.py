@@ -12,7 +12,7 @@ def check_head_arguments(input_shape, include_top, pooling):
         )
 
 
-def classifier_head(features, *, num_classes, include_top, pooling, classifier_activation, prefix=""):
+def classifier_head(features, *, num_classes, include_top, pooling, classifier_activation):
     """Pool (or flatten) a feature map and add the classifier.
 
     With `include_top=False` the pooled vector is returned, or the map itself
@@ -21,11 +21,11 @@ def classifier_head(features, *, num_classes, include_top, pooling, classifier_a
     """
     x = features
     if pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name=f"{prefix}avg_pool")(x)
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name=f"{prefix}max_pool")(x)
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     elif include_top:
-        x = layers.Flatten(name=f"{prefix}flatten")(x)
+        x = layers.Flatten(name="flatten")(x)
     if not include_top:
         return x
     return classifier(x, num_classes=num_classes, classifier_activation=classifier_activation)

@@ -111,7 +111,7 @@ def build_layer_attended(
         check_positive_int("depth", depth)
         if downsample != "stride":
             raise ValueError(f"A residual backbone downsamples by stride; received downsample={downsample!r}.")
-    widths, depths, _ = plain_backbone_config(input_shape, widths, depth, downsample)
+    widths, depths = plain_backbone_config(input_shape, widths, depth, downsample)
     if include_top and tap_form == "pool":
         check_head_arguments(input_shape, include_top, pooling)
 

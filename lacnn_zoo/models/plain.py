@@ -1,12 +1,13 @@
 """The plain sequential CNN of the layer-attended paper's Fig. 1."""
 
+import math
 import numbers
 
 from keras import Model, layers
 
 from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
-from lacnn_zoo.registry import register_model
+from lacnn_zoo.registry import check_model_size, register_model
 from lacnn_zoo.validation import check_choice, check_input_shape, check_positive_int_sequence
 
 DOWNSAMPLE_MODES = ("stride", "pool", None)
@@ -25,21 +26,43 @@ def stage_depths(depth, widths):
 
 
 def plain_backbone_config(input_shape, widths, depth, downsample):
-    """Validate the backbone knobs; returns (widths, depths, min_input_size)."""
+    """Validate the backbone knobs; returns (widths, depths)."""
     widths = check_positive_int_sequence("widths", widths)
     depths = stage_depths(depth, widths)
     check_choice("downsample", downsample, DOWNSAMPLE_MODES)
     min_size = 2 ** (len(widths) - 1) if downsample else 1
     check_input_shape(input_shape, min_size=min_size)
-    return widths, depths, min_size
+    return widths, depths
+
+
+def plain_backbone_size(input_shape, widths, depths, downsample):
+    """`(parameters, activations)` of `plain_backbone` on a `(height, width, channels)` input, from the knobs alone.
+
+    `parameters` is exact (BatchNormalization's moving statistics included); `activations`
+    estimates the values one image keeps for the backward pass: three maps (convolution,
+    normalisation, activation) per layer.  Unknown (None) spatial sizes count as 1.
+    """
+    height, width, channels = (1 if s is None else s for s in input_shape)
+    params = activations = 0
+    for stage, (filters, n_layers) in enumerate(zip(widths, depths), start=1):
+        if stage > 1 and downsample:
+            height, width = math.ceil(height / 2), math.ceil(width / 2)
+        for _ in range(n_layers):
+            params += 9 * channels * filters + 4 * filters
+            activations += 3 * height * width * filters
+            channels = filters
+    return params, activations
 
 
 def plain_backbone(x, widths, depths, downsample):
     """Stack ConvBNAct layers; returns the output of EVERY layer (the taps of Fig. 3).
 
     Stages after the first halve the spatial size, by a stride-2 first layer
-    (`"stride"`) or a 2x2 max pooling before it (`"pool"`).
+    (`"stride"`) or a 2x2 max pooling before it (`"pool"`).  The stack's size is
+    checked against the machine's memory before any layer is built.
     """
+    params, activations = plain_backbone_size(tuple(x.shape[1:]), widths, depths, downsample)
+    check_model_size(params, activations, knobs=dict(widths=widths, depth=depths))
     outputs = []
     for stage, (width, n_layers) in enumerate(zip(widths, depths), start=1):
         for index in range(1, n_layers + 1):
@@ -71,7 +94,7 @@ def build_plain_cnn(
         depth: layers per stage (int, or one per stage).
         downsample: "stride", "pool" or None, between stages.
     """
-    widths, depths, _ = plain_backbone_config(input_shape, widths, depth, downsample)
+    widths, depths = plain_backbone_config(input_shape, widths, depth, downsample)
     check_head_arguments(input_shape, include_top, pooling)
     inputs = model_input(input_shape)
     features = plain_backbone(inputs, widths, depths, downsample)[-1]

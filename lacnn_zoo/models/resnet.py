@@ -1,15 +1,21 @@
 """Residual networks: CIFAR ResNets (He et al. 2015) and Wide-ResNets (Zagoruyko & Komodakis 2016).
 
+One generic builder, `residual_network`, makes every residual model; `build_resnet`
+and `build_wide_resnet` only translate their knobs (depth 6n + 2 or 6n + 4, widths or
+a widening factor), as keras.applications' presets do over `ResNet`.
 Each takes the `mixing` knob of `ResidualBlock`: "add", "beta" (eq. 1 of the
 layer-attended paper) or "projection" (the "useful layers" lecture).
 """
 
+import math
+
 from keras import Model, layers
 
 from lacnn_zoo.layers import ConvBNAct, ResidualBlock
+from lacnn_zoo.layers.augmented_conv import _resolve_depth
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
-from lacnn_zoo.registry import register_model
+from lacnn_zoo.registry import check_model_size, register_model
 from lacnn_zoo.validation import (
     check_choice,
     check_input_shape,
@@ -26,14 +32,54 @@ def _blocks_per_stage(depth, offset, formula):
     return (depth - offset) // 6
 
 
+def residual_stages_size(input_shape, widths, blocks, *, mixing, preactivation, attention=None, augment_stages=()):
+    """`(parameters, activations)` of `residual_stages` on a `(height, width, channels)` input, from the knobs alone.
+
+    `parameters` is exact (BatchNormalization's moving statistics included, as in
+    `Model.count_params`).  `activations` estimates the values one image keeps
+    for the backward pass: seven maps of each block's output size, plus three
+    `(heads, HW, HW)` attention tensors per augmented block.  Unknown (None)
+    spatial sizes count as 1.
+    """
+    height, width, channels = (1 if s is None else s for s in input_shape)
+    params = activations = 0
+    for stage, filters in enumerate(widths, start=1):
+        for index in range(1, blocks + 1):
+            strides = 2 if stage > 1 and index == 1 else 1
+            height, width = math.ceil(height / strides), math.ceil(width / strides)
+            if attention is not None and stage in augment_stages:
+                heads = attention["heads"]
+                dk = _resolve_depth("dk", attention["dk"], filters, heads, attention["min_key_dims_per_head"])
+                dv = _resolve_depth("dv", attention["dv"], filters, heads)
+                relative = (2 * height - 1 + 2 * width - 1) * (dk // heads) if attention["relative"] else 0
+                params += 9 * channels * (filters - dv) + (channels + 1) * (2 * dk + dv) + (dv + 1) * dv + relative
+                activations += 3 * heads * (height * width) ** 2
+            else:
+                params += 9 * channels * filters
+            params += 9 * filters * filters + 4 * (channels if preactivation else filters) + 4 * filters
+            if strides != 1 or channels != filters:  # shortcut projection (+ BN unless pre-activation)
+                params += channels * filters + (0 if preactivation else 4 * filters)
+            params += {"beta": 1, "projection": filters * filters}.get(mixing, 0)
+            activations += 7 * height * width * filters
+            channels = filters
+    return params, activations
+
+
 def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, dropout, attention=None,
-                    augment_stages=()):
+                    augment_stages=(), size_knobs=None):
     """Stages of residual blocks; returns every block's output (the last is the stage output).
 
     The first block of every later stage has stride 2.  In the stages listed in
     `augment_stages` (1-based) the first convolution of every block is an
-    `AugmentedConv2D` with the `attention` arguments.
+    `AugmentedConv2D` with the `attention` arguments.  Before building, the
+    stages' size is checked against the machine's memory (`check_model_size`);
+    `size_knobs` names the knobs that set it in the error (default: widths, blocks).
     """
+    params, activations = residual_stages_size(
+        tuple(x.shape[1:]), widths, blocks, mixing=mixing, preactivation=preactivation, attention=attention,
+        augment_stages=augment_stages,
+    )
+    check_model_size(params, activations, knobs=size_knobs or dict(widths=widths, blocks=blocks))
     outputs = []
     for stage, width in enumerate(widths, start=1):
         for index in range(1, blocks + 1):
@@ -52,12 +98,8 @@ def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, drop
     return outputs
 
 
-def _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout, augment_stages):
-    widths = check_positive_int_sequence("widths", widths)
-    check_choice("mixing", mixing, MIXING_MODES)
-    check_unit_interval("beta_init", beta_init)
-    check_unit_interval("dropout", dropout, open_right=True)
-    stages = tuple(range(1, len(widths) + 1))
+def _check_augment_stages(augment_stages, num_stages):
+    stages = tuple(range(1, num_stages + 1))
     if isinstance(augment_stages, (str, bytes)) or not hasattr(augment_stages, "__iter__") or any(
         s not in stages for s in augment_stages
     ):
@@ -65,13 +107,73 @@ def _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout, augme
             f"`augment_stages` must list stage numbers from {stages} (e.g. (3,) for the last, smallest stage); "
             f"received augment_stages={augment_stages!r}."
         )
-    augment_stages = tuple(sorted(set(augment_stages)))
-    check_input_shape(input_shape, min_size=2 ** (len(widths) - 1), allow_dynamic=not augment_stages)
-    return widths, augment_stages
+    return tuple(sorted(set(augment_stages)))
 
 
 def _attention(heads, dk, dv, relative, min_key_dims_per_head):
     return dict(heads=heads, dk=dk, dv=dv, relative=relative, min_key_dims_per_head=min_key_dims_per_head)
+
+
+def residual_network(
+    *,
+    input_shape,
+    num_classes,
+    include_top,
+    pooling,
+    classifier_activation,
+    name,
+    stem_width,
+    widths,
+    blocks,
+    preactivation,
+    mixing,
+    beta_init,
+    dropout,
+    augment_stages,
+    attention,
+    size_knobs,
+):
+    """The one residual builder behind every ResNet, Wide-ResNet and AA preset (keras.applications' `ResNet`).
+
+    Stem: a 3x3 convolution of `stem_width` filters (with BN-ReLU unless `preactivation`); then
+    `len(widths)` stages of `blocks` `ResidualBlock`s; pre-activation networks end with BN-ReLU,
+    since their blocks end on the mixing; then the classifier head.
+
+    Args:
+        stem_width: filters of the stem convolution.
+        widths: filters per stage (validated positive ints).
+        blocks: residual blocks per stage.
+        preactivation: Wide-ResNet block ordering, bare-convolution stem and final BN-ReLU.
+        mixing, beta_init, dropout: `ResidualBlock` arguments.
+        augment_stages: stages (1-based) whose blocks' first convolution is an `AugmentedConv2D`.
+        attention: that layer's keyword arguments.
+        size_knobs: the knobs that set the size, named by the memory check's error.
+        The other arguments are `build_model`'s.
+    """
+    check_choice("mixing", mixing, MIXING_MODES)
+    check_unit_interval("beta_init", beta_init)
+    check_unit_interval("dropout", dropout, open_right=True)
+    augment_stages = _check_augment_stages(augment_stages, len(widths))
+    check_input_shape(input_shape, min_size=2 ** (len(widths) - 1), allow_dynamic=not augment_stages)
+    check_head_arguments(input_shape, include_top, pooling)
+    inputs = model_input(input_shape)
+    if preactivation:
+        x = layers.Conv2D(stem_width, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
+                          name="stem")(inputs)
+    else:
+        x = ConvBNAct(stem_width, name="stem")(inputs)
+    x = residual_stages(
+        x, widths, blocks, mixing=mixing, beta_init=beta_init, preactivation=preactivation, dropout=dropout,
+        attention=attention, augment_stages=augment_stages, size_knobs=size_knobs,
+    )[-1]
+    if preactivation:
+        x = layers.BatchNormalization(name="final_bn")(x)
+        x = layers.Activation("relu", name="final_relu")(x)
+    outputs = classifier_head(
+        x, num_classes=num_classes, include_top=include_top, pooling=pooling,
+        classifier_activation=classifier_activation,
+    )
+    return Model(inputs, outputs, name=name)
 
 
 def build_resnet(
@@ -107,20 +209,15 @@ def build_resnet(
         heads, dk, dv, relative, min_key_dims_per_head: the `AugmentedConv2D` settings
             (paper: 8 heads, dk = 0.2 Fout, dv = 0.1 Fout, relative positions).
     """
-    widths, augment_stages = _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout, augment_stages)
-    blocks = _blocks_per_stage(depth, 2, "6n + 2 (20, 32, 56, 110, ...)")
-    check_head_arguments(input_shape, include_top, pooling)
-    inputs = model_input(input_shape)
-    x = ConvBNAct(widths[0], name="stem")(inputs)
-    x = residual_stages(
-        x, widths, blocks, mixing=mixing, beta_init=beta_init, preactivation=False, dropout=dropout,
-        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head), augment_stages=augment_stages,
-    )[-1]
-    outputs = classifier_head(
-        x, num_classes=num_classes, include_top=include_top, pooling=pooling,
-        classifier_activation=classifier_activation,
+    widths = check_positive_int_sequence("widths", widths)
+    return residual_network(
+        stem_width=widths[0], widths=widths, blocks=_blocks_per_stage(depth, 2, "6n + 2 (20, 32, 56, 110, ...)"),
+        preactivation=False, input_shape=input_shape, num_classes=num_classes, include_top=include_top,
+        pooling=pooling, classifier_activation=classifier_activation, name=name, mixing=mixing,
+        beta_init=beta_init, dropout=dropout, augment_stages=augment_stages,
+        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head),
+        size_knobs=dict(depth=depth, widths=widths),
     )
-    return Model(inputs, outputs, name=name)
 
 
 def build_wide_resnet(
@@ -143,7 +240,7 @@ def build_wide_resnet(
     relative=True,
     min_key_dims_per_head=1,
 ):
-    """Wide-ResNet-depth-width: pre-activation blocks, stages of 16k/32k/64k filters.
+    """Wide-ResNet-depth-width: 16-filter stem, pre-activation blocks, stages of 16k/32k/64k filters.
 
     Knobs:
         depth: 6n + 4 (16, 22, 28, 40, ...).
@@ -152,23 +249,15 @@ def build_wide_resnet(
         min_key_dims_per_head: as for `build_resnet`.
     """
     check_positive_int("width", width)
-    widths = (16 * width, 32 * width, 64 * width)
-    _, augment_stages = _check_residual_knobs(input_shape, widths, mixing, beta_init, dropout, augment_stages)
-    blocks = _blocks_per_stage(depth, 4, "6n + 4 (16, 22, 28, 40, ...)")
-    check_head_arguments(input_shape, include_top, pooling)
-    inputs = model_input(input_shape)
-    x = layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem")(inputs)
-    x = residual_stages(
-        x, widths, blocks, mixing=mixing, beta_init=beta_init, preactivation=True, dropout=dropout,
-        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head), augment_stages=augment_stages,
-    )[-1]
-    x = layers.BatchNormalization(name="final_bn")(x)
-    x = layers.Activation("relu", name="final_relu")(x)
-    outputs = classifier_head(
-        x, num_classes=num_classes, include_top=include_top, pooling=pooling,
-        classifier_activation=classifier_activation,
+    return residual_network(
+        stem_width=16, widths=(16 * width, 32 * width, 64 * width),
+        blocks=_blocks_per_stage(depth, 4, "6n + 4 (16, 22, 28, 40, ...)"), preactivation=True,
+        input_shape=input_shape, num_classes=num_classes, include_top=include_top, pooling=pooling,
+        classifier_activation=classifier_activation, name=name, mixing=mixing, beta_init=beta_init,
+        dropout=dropout, augment_stages=augment_stages,
+        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head),
+        size_knobs=dict(depth=depth, width=width),
     )
-    return Model(inputs, outputs, name=name)
 
 
 _HE = "He et al. 2015, Deep Residual Learning for Image Recognition"
