@@ -28,7 +28,7 @@ import numpy as np
 from keras import layers, ops
 
 from lacnn_zoo.bench import peak_step_memory_mib
-from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, relative_logits_1d
+from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, attention_memory_bytes, relative_logits_1d
 
 VARIANTS = ("aa_layer", "aa_attention", "aa_tiled", "keras_mha")
 
@@ -142,8 +142,8 @@ def main(argv=None):
     for size in args.sizes:
         times = measure_times(size, args)
         memory = {} if args.no_memory else {v: measure_memory(v, size, args) for v in VARIANTS}
-        print(f"\n{size}x{size}: logits tensor [B, Nh, HW, HW] = "
-              f"{args.batch_size * args.heads * (size * size) ** 2 * 4 / 2**20:.0f} MiB")
+        logits_bytes = attention_memory_bytes(size, size, args.heads, batch=args.batch_size)
+        print(f"\n{size}x{size}: logits tensor [B, Nh, HW, HW] = {logits_bytes / 2**20:.0f} MiB")
         print(f"  {'variant':<14} {'step ms':>9} {'vs keras_mha':>13} {'peak MiB':>9}")
         for v in VARIANTS:
             mem = memory.get(v, float("nan"))

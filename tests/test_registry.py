@@ -1,7 +1,11 @@
+import math
+import os
+import time
+
 import pytest
 
 import lacnn_zoo
-from lacnn_zoo import build_model, list_models, model_info
+from lacnn_zoo import build_model, list_models, model_info, registry
 
 
 def test_list_models_wildcards_and_families():
@@ -68,3 +72,98 @@ def test_input_shape_none_means_the_registered_default():
         assert build_model(name).input_shape == (None, *expected)
     assert model_info("lacnn_static_vector_tiny").default_input_shape != model_info("plain_cnn").default_input_shape
     assert build_model("resnet8", input_shape=(16, 16, 2)).input_shape == (None, 16, 16, 2)
+
+
+def test_aa_wide_resnet_parameter_count_matches_the_readme():
+    # README: AA-WRN-28-10 for 100 classes has 36,335,348 parameters (Bello et al. report 36.2M).
+    assert model_info("aa_wrn28_10").num_params(num_classes=100) == 36_335_348
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux VmHWM")
+def test_num_params_allocates_no_weights():
+    from keras.src.backend.common import global_state
+
+    from lacnn_zoo.bench import peak_step_memory_mib
+
+    pending = len(global_state.get_global_attribute("uninitialized_variables") or [])
+    counts = []
+    # WRN-28-20: 146M parameters, 584 MB of float32 weights if they were allocated.
+    peak = peak_step_memory_mib(lambda: counts.append(model_info("wrn28_10").num_params(width=20)),
+                                lambda: model_info("wrn10_2").num_params())
+    assert counts[0] == pytest.approx(146e6, rel=0.01)
+    assert peak < 200, f"num_params grew the peak resident set by {peak:.0f} MiB"
+    # The deferred variables are dropped, so no later StatelessScope allocates them.
+    assert len(global_state.get_global_attribute("uninitialized_variables") or []) == pending
+
+
+def _stage_params(model, prefix):
+    return sum(layer.count_params() for layer in model.layers if layer.name.startswith(prefix))
+
+
+@pytest.mark.parametrize("name,overrides,input_shape", [
+    ("resnet8", {}, (7, 5, 3)),
+    ("resnet8_beta", {}, (8, 8, 1)),
+    ("resnet8_projection", dict(widths=(8, 12)), (9, 9, 2)),
+    ("wrn10_2", {}, (8, 8, 1)),
+    ("aa_resnet8", {}, (9, 7, 2)),
+    ("aa_resnet8_late", dict(relative=False), (8, 8, 1)),
+    ("aa_resnet20", {}, (16, 16, 3)),
+])
+def test_residual_size_estimate_is_the_built_parameter_count(name, overrides, input_shape):
+    from lacnn_zoo.models.resnet import residual_stages_size
+
+    knobs = {**model_info(name).knobs, **overrides}
+    model = build_model(name, input_shape=input_shape, **overrides)
+    preactivation = "width" in knobs
+    widths = tuple(w * knobs["width"] for w in (16, 32, 64)) if preactivation else knobs["widths"]
+    blocks = (knobs["depth"] - (4 if preactivation else 2)) // 6
+    attention = {k: knobs[k] for k in ("heads", "dk", "dv", "relative", "min_key_dims_per_head")}
+    stem_width = 16 if preactivation else widths[0]
+    params, activations = residual_stages_size(
+        (*input_shape[:2], stem_width), widths, blocks, mixing=knobs["mixing"], preactivation=preactivation,
+        attention=attention, augment_stages=knobs["augment_stages"],
+    )
+    assert params == _stage_params(model, "stage")
+    assert activations > 0
+
+
+@pytest.mark.parametrize("widths,depth,downsample,input_shape", [
+    ((4, 6, 8), 2, "stride", (9, 7, 3)),
+    ((5, 3), (1, 3), "pool", (8, 8, 1)),
+    ((4,), 1, None, (5, 5, 2)),
+])
+def test_plain_size_estimate_is_the_built_parameter_count(widths, depth, downsample, input_shape):
+    from lacnn_zoo.models.plain import plain_backbone_size, stage_depths
+
+    model = build_model("plain_cnn", input_shape=input_shape, widths=widths, depth=depth, downsample=downsample)
+    params, activations = plain_backbone_size(input_shape, widths, stage_depths(depth, widths), downsample)
+    assert params == _stage_params(model, "stage")
+    # Three values (conv, BN, activation) per output position of every layer.
+    sizes = [model.get_layer(f"stage{s}_layer{i}").output.shape[1:] for s, d in
+             enumerate(stage_depths(depth, widths), 1) for i in range(1, d + 1)]
+    assert activations == 3 * sum(math.prod(size) for size in sizes)
+
+
+@pytest.mark.parametrize("name,knobs,named", [
+    ("resnet20", dict(widths=(100000, 100000, 100000)), r"widths=\(100000, 100000, 100000\)"),
+    ("wrn28_10", dict(width=5000), r"width=5000"),
+    ("plain_cnn", dict(widths=(200000, 200000)), r"widths=\(200000, 200000\)"),
+    ("lacnn_static_vector_tiny", dict(widths=(200000, 200000)), r"widths=\(200000, 200000\)"),
+])
+def test_absurd_sizes_fail_fast_naming_the_knob(name, knobs, named):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=named + r".*too large.*[\d,]+ parameters.*GiB"):
+        build_model(name, **knobs)
+    assert time.perf_counter() - start < 5
+
+
+def test_absurd_depth_fails_fast_with_an_estimate(monkeypatch):
+    # 23 GiB, the memory of the machine this was written on: the check must not depend on the test machine.
+    monkeypatch.setattr(registry, "memory_budget_bytes", lambda: 23 * 2**30)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"depth=60002.*9\d\d,\d{3},\d{3} parameters.*GiB.*23\.0 GiB"):
+        build_model("resnet20", depth=60002)
+    assert time.perf_counter() - start < 5
+    # The largest presets stay well inside such a machine.
+    for name in ("wrn28_10", "aa_wrn28_10"):
+        assert model_info(name).num_params() > 36e6

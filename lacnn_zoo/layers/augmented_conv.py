@@ -128,17 +128,19 @@ class AugmentedConv2D(layers.Layer):
                 f"from them); received input shape {tuple(input_shape)}."
             )
         self.conv = layers.Conv2D(self.filters - self.value_depth, self.kernel_size, strides=self.strides,
-                                  padding="same", use_bias=False, kernel_initializer="he_normal", name="conv")
+                                  padding="same", use_bias=False, kernel_initializer="he_normal", name="conv",
+                                  dtype=self.dtype_policy)
         self.conv.build(input_shape)
         self.pool = None
         attention_shape = tuple(input_shape)
         if self.strides == 2:
-            self.pool = layers.AveragePooling2D(2, strides=2, padding="same", name="attention_pool")
+            self.pool = layers.AveragePooling2D(2, strides=2, padding="same", name="attention_pool",
+                                                dtype=self.dtype_policy)
             attention_shape = self.pool.compute_output_shape(attention_shape)
         self.grid = tuple(attention_shape[1:3])
-        self.qkv = layers.Conv2D(2 * self.key_depth + self.value_depth, 1, name="qkv")
+        self.qkv = layers.Conv2D(2 * self.key_depth + self.value_depth, 1, name="qkv", dtype=self.dtype_policy)
         self.qkv.build(attention_shape)
-        self.attention_output = layers.Conv2D(self.value_depth, 1, name="attention_output")
+        self.attention_output = layers.Conv2D(self.value_depth, 1, name="attention_output", dtype=self.dtype_policy)
         self.attention_output.build((None, *self.grid, self.value_depth))
         dkh = self.key_depth // self.heads
         if self.relative:

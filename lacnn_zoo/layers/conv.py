@@ -18,7 +18,9 @@ class ConvBNAct(layers.Layer):
         kernel_size: square kernel size (odd, positive).
         strides: 1, or 2 to halve the spatial size ("same" padding, so
             `ceil(H / 2)`).
-        activation: any Keras activation name; `None` for linear.
+        activation: a Keras activation (a name, or a callable such as
+            `keras.activations.gelu` or a registered custom function); `None`
+            for linear.
 
     Call arguments:
         inputs: `(batch, height, width, channels)` tensor.
@@ -38,8 +40,7 @@ class ConvBNAct(layers.Layer):
         self.filters = check_positive_int("filters", filters)
         self.kernel_size = check_positive_int("kernel_size", kernel_size)
         self.strides = check_choice("strides", strides, (1, 2))
-        self.activation = activation
-        self._activation_fn = keras.activations.get(activation)
+        self.activation = keras.activations.get(activation)
 
     def build(self, input_shape):
         self.conv = layers.Conv2D(
@@ -50,13 +51,14 @@ class ConvBNAct(layers.Layer):
             use_bias=False,
             kernel_initializer="he_normal",
             name="conv",
+            dtype=self.dtype_policy,
         )
         self.conv.build(input_shape)
-        self.bn = layers.BatchNormalization(name="bn")
+        self.bn = layers.BatchNormalization(name="bn", dtype=self.dtype_policy)
         self.bn.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
-        return self._activation_fn(self.bn(self.conv(inputs), training=training))
+        return self.activation(self.bn(self.conv(inputs), training=training))
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
@@ -67,6 +69,6 @@ class ConvBNAct(layers.Layer):
             filters=self.filters,
             kernel_size=self.kernel_size,
             strides=self.strides,
-            activation=self.activation,
+            activation=keras.activations.serialize(self.activation),
         )
         return config

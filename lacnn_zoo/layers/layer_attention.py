@@ -108,7 +108,6 @@ class LayerAttention(layers.Layer):
     def __init__(self, units, activation=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_positive_int("units", units)
-        self.activation = activation
         self._activation_fn = keras.activations.get(activation)
 
     def _check_taps(self, input_shape):
@@ -130,7 +129,7 @@ class LayerAttention(layers.Layer):
         return self.tap_widths[0]
 
     def build_contraction(self, features):
-        self.contraction = layers.Dense(self.units, name="contraction")
+        self.contraction = layers.Dense(self.units, name="contraction", dtype=self.dtype_policy)
         self.contraction.build((None, features))
 
     def call(self, taps, training=None):
@@ -150,7 +149,7 @@ class LayerAttention(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, activation=self.activation)
+        config.update(units=self.units, activation=keras.activations.serialize(self._activation_fn))
         return config
 
 
@@ -245,7 +244,8 @@ class TapSelfAttention(LayerAttention):
             name="layer_embedding", shape=(self.num_layers, width),
             initializer=keras.initializers.RandomNormal(stddev=0.02),
         )
-        self.attention = layers.MultiHeadAttention(self.heads, key_width // self.heads, name="attention")
+        self.attention = layers.MultiHeadAttention(self.heads, key_width // self.heads, name="attention",
+                                                    dtype=self.dtype_policy)
         tokens = (None, self.num_layers, width)
         self.attention.build(tokens, tokens)
         self.build_contraction(self.num_layers * width)
@@ -293,8 +293,11 @@ class DynamicRecurrent(LayerAttention):
     def build(self, input_shape):
         self._check_taps(input_shape)
         width = self._equal_widths(input_shape, "Dynamic-Recurrent")
-        lstm = layers.LSTM(self.lstm_units, name="lstm")
-        self.recurrent = layers.Bidirectional(lstm, name="bidirectional") if self.direction == "bidirectional" else lstm
+        lstm = layers.LSTM(self.lstm_units, name="lstm", dtype=self.dtype_policy)
+        self.recurrent = (
+            layers.Bidirectional(lstm, name="bidirectional", dtype=self.dtype_policy)
+            if self.direction == "bidirectional" else lstm
+        )
         self.recurrent.build((None, self.num_layers, width))
         factor = 2 if self.direction == "bidirectional" else 1
         self.build_contraction(factor * self.lstm_units)

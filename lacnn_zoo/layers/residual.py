@@ -100,6 +100,7 @@ class ResidualBlock(layers.Layer):
             use_bias=False,
             kernel_initializer="he_normal",
             name=name,
+            dtype=self.dtype_policy,
         )
 
     def build(self, input_shape):
@@ -107,11 +108,12 @@ class ResidualBlock(layers.Layer):
         if self.attention is None:
             self.conv1 = self._conv(self.filters, 3, self.strides, "conv1")
         else:
-            self.conv1 = AugmentedConv2D(self.filters, strides=self.strides, name="conv1", **self.attention)
+            self.conv1 = AugmentedConv2D(self.filters, strides=self.strides, name="conv1", dtype=self.dtype_policy,
+                                         **self.attention)
         self.conv2 = self._conv(self.filters, 3, 1, "conv2")
-        self.bn1 = layers.BatchNormalization(name="bn1")
-        self.bn2 = layers.BatchNormalization(name="bn2")
-        self.drop = layers.Dropout(self.dropout, name="dropout") if self.dropout else None
+        self.bn1 = layers.BatchNormalization(name="bn1", dtype=self.dtype_policy)
+        self.bn2 = layers.BatchNormalization(name="bn2", dtype=self.dtype_policy)
+        self.drop = layers.Dropout(self.dropout, name="dropout", dtype=self.dtype_policy) if self.dropout else None
 
         shape = tuple(input_shape)
         if self.preactivation:
@@ -134,7 +136,7 @@ class ResidualBlock(layers.Layer):
             # Wide-ResNet's pre-activation shortcut is a bare 1x1 convolution.
             self.shortcut_bn = None
             if not self.preactivation:
-                self.shortcut_bn = layers.BatchNormalization(name="shortcut_bn")
+                self.shortcut_bn = layers.BatchNormalization(name="shortcut_bn", dtype=self.dtype_policy)
                 self.shortcut_bn.build(out)
         if self.mixing == "beta":
             self.beta_angle = self.add_weight(
