@@ -16,19 +16,22 @@ def main(argv=None):
     parser.add_argument("--no-verify", action="store_true", help="skip the parity check (not recommended)")
     parser.add_argument("--rtol", type=float, default=1e-4)
     parser.add_argument("--atol", type=float, default=1e-5)
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
 
-    from export.core import ExportError, export_model
+    from lacnn_zoo.errors import run_command
 
-    try:
-        manifest = export_model(
-            args.model, args.out, format=args.format, opset=args.opset, output=args.output,
-            dynamic_size=args.dynamic_size, overwrite=args.overwrite, verify=not args.no_verify,
-            rtol=args.rtol, atol=args.atol,
-        )
-    except (ExportError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"export: error: {e}", file=sys.stderr)
-        return 1
+    return run_command("export", _export, args, code=1)
+
+
+def _export(args):
+    from export.core import export_model
+
+    manifest = export_model(
+        args.model, args.out, format=args.format, opset=args.opset, output=args.output,
+        dynamic_size=args.dynamic_size, overwrite=args.overwrite, verify=not args.no_verify,
+        rtol=args.rtol, atol=args.atol,
+    )
     print(f"Exported {manifest['model']} to {args.out}: {', '.join(manifest['formats'])}.")
     if manifest["parity"]:
         for fmt, diffs in manifest["parity"]["max_abs_diff"].items():

@@ -21,13 +21,19 @@ import zipfile
 
 import numpy as np
 
+from lacnn_zoo.errors import ZooError
+from lacnn_zoo.io import FolderLock, check_replaceable, mark_owned
+from lacnn_zoo.validation import check_finite
+
 FORMATS = ("onnx", "saved_model", "both")
+# What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.
+EXPORT_ENTRIES = frozenset({"model.onnx", "saved_model", "manifest.json"})
 OUTPUTS = ("logits", "probabilities")
 INPUT_NAME = "images"
 MIN_OPSET, MAX_OPSET = 13, 18
 
 
-class ExportError(RuntimeError):
+class ExportError(ZooError):
     """The model could not be exported, or an exported artifact disagrees with Keras."""
 
 
@@ -35,8 +41,7 @@ def load_trained_model(path):
     """Load a `.keras` file (safe mode on) with the zoo's layers registered; clear errors for anything else."""
     import keras
 
-    import lacnn_zoo.layers  # noqa: F401  (registers the custom classes)
-    import lacnn_zoo.layers.layer_attention  # noqa: F401
+    import lacnn_zoo  # noqa: F401  (registers the custom classes)
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -233,11 +238,15 @@ def export_model(
         raise ValueError(f"`output` must be one of {OUTPUTS}; received output={output!r}.")
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"`opset` must be an integer from {MIN_OPSET} to {MAX_OPSET}; received opset={opset!r}.")
+    check_finite("rtol", rtol, minimum=0)
+    check_finite("atol", atol, minimum=0)
     out_dir = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)) and not overwrite:
-        raise FileExistsError(f"{out_dir!r} already exists; pass overwrite=True (--overwrite) to replace it.")
-
     source_path = None if isinstance(source, keras.Model) else os.fspath(source)
+    if source_path is not None and os.path.abspath(source_path).startswith(out_dir + os.sep):
+        raise FileExistsError(
+            f"The source model {source_path!r} lies inside the destination {out_dir!r}; export to another folder."
+        )
+    _check_destination(out_dir, overwrite)
     model = source if source_path is None else load_trained_model(source_path)
     if model.dtype_policy.name != "float32":
         raise ExportError(f"Export needs a float32 model; {model.name!r} uses {model.dtype_policy.name!r}.")
@@ -257,6 +266,45 @@ def export_model(
 
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
+    with FolderLock(os.path.join(parent, f".{os.path.basename(out_dir)}.lock"), f"Export destination {out_dir!r}"):
+        _recover_interrupted(out_dir)
+        _check_destination(out_dir, overwrite)  # again, now that no other export can be writing it
+        return _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shape, fixed_shape, output,
+                             opset, verify, dynamic_size, batch_sizes, rtol, atol, preprocessing, seed)
+
+
+def _check_destination(out_dir, overwrite):
+    if not os.path.lexists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out_dir!r} already exists; pass overwrite=True (--overwrite) to replace it.")
+    check_replaceable(out_dir, "export", EXPORT_ENTRIES.__contains__)
+
+
+def _recover_interrupted(out_dir):
+    """Undo what a killed export left beside `out_dir` (called under the destination's lock).
+
+    A kill between moving the previous export aside and renaming the new one in
+    leaves `.<name>.old-*` and no `<name>`: the previous export is put back.
+    Half-written `.<name>.export-*` folders are removed.
+    """
+    parent, base = os.path.split(out_dir)
+    for entry in sorted(os.listdir(parent)):
+        path = os.path.join(parent, entry)
+        if entry.startswith(f".{base}.old-"):
+            if not os.path.lexists(out_dir):
+                os.rename(path, out_dir)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        elif entry.startswith(f".{base}.export-"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shape, fixed_shape, output, opset,
+                  verify, dynamic_size, batch_sizes, rtol, atol, preprocessing, seed):
+    import tensorflow as tf
+
+    parent = os.path.dirname(out_dir)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.export-", dir=parent)
     try:
         runners = {}
@@ -307,9 +355,11 @@ def export_model(
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2, default=str)
             f.write("\n")
+        mark_owned(tmp, "export")
 
+        _check_destination(out_dir, overwrite)
         old = None
-        if os.path.exists(out_dir):
+        if os.path.lexists(out_dir):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
             os.rmdir(old)
             os.rename(out_dir, old)

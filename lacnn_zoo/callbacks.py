@@ -6,8 +6,14 @@ import os
 import time
 
 import keras
+import numpy as np
 
 from lacnn_zoo.io import atomic_path, read_json, write_json
+
+
+def weights_are_finite(model):
+    """Whether every weight of `model` is finite (a diverged run must never be checkpointed)."""
+    return all(np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.weights)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -53,6 +59,9 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
                 f"AtomicBestCheckpoint monitors {self.monitor!r}, which the model does not report; "
                 f"it reports {sorted(logs or {})}."
             )
+        if not math.isfinite(float(value)) or not weights_are_finite(self.model):
+            self.model.stop_training = True  # diverged: keep the last finite checkpoint
+            return
         if self._improved(float(value)):
             self.best = float(value)
             with atomic_path(self.filepath, suffix=".keras") as tmp:
@@ -65,10 +74,16 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Keras' own writes `latest.weights.h5` in place, so a crash during the write
     leaves a corrupt backup; here the previous backup stays whole until the new
-    one is complete.
+    one is complete.  Non-finite weights are never backed up (training stops,
+    and the last finite epoch stays resumable).  Put it LAST among the callbacks:
+    once the backup says an epoch is done, every other file of that epoch
+    (history row, best checkpoint, attention row) is already written.
     """
 
     def _save_model(self):
+        if not weights_are_finite(self.model):
+            self.model.stop_training = True
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
         with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
             self.model.save_weights(tmp)

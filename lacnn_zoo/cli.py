@@ -6,6 +6,8 @@ import json
 import os
 import sys
 
+from lacnn_zoo.errors import run_command
+
 
 def _parse_override(text):
     """`key=value`, the value read as a Python literal when it is one (`widths=(16,32)`, `mixing=beta`)."""
@@ -19,14 +21,23 @@ def _parse_override(text):
     return key.strip(), value
 
 
+def _verbosity(text):
+    if text in ("auto", "0", "1", "2"):
+        return text if text == "auto" else int(text)
+    raise argparse.ArgumentTypeError(f"--verbose takes auto, 0, 1 or 2; received {text!r}.")
+
+
 def _train(args):
     from lacnn_zoo import training
     from lacnn_zoo.io import read_json
 
     if args.resume:
         if not args.output_dir:
-            raise SystemExit("--resume needs --output-dir (the folder of the run to continue).")
-        stored = read_json(os.path.join(args.output_dir, "run.json"))
+            raise ValueError("--resume needs --output-dir (the folder of the run to continue).")
+        run_file = os.path.join(args.output_dir, "run.json")
+        if not os.path.exists(run_file):
+            raise FileNotFoundError(f"--resume: {args.output_dir!r} holds no lacnn-zoo run (no run.json there).")
+        stored = read_json(run_file)
     else:
         stored = {}
     defaults = dict(
@@ -110,9 +121,14 @@ def _compare(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model (default: the main job on the embedded digits)")
+    def add(name, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    t = add("train", help="train a model (default: the main job on the embedded digits)")
     t.add_argument("--model", help="registered model name (see `lacnn-zoo list`)")
     t.add_argument("--dataset", help="'digits' (embedded, default) or a TFDS name such as cifar10")
     t.add_argument("--epochs", type=int)
@@ -129,10 +145,10 @@ def main(argv=None):
     t.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
     t.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize TFDS images")
     t.add_argument("--augment", action="store_true", help="random crop + flip on TFDS training data")
-    t.add_argument("--verbose", default="auto", help="Keras fit verbosity: auto, 0, 1 or 2")
+    t.add_argument("--verbose", default="auto", type=_verbosity, help="Keras fit verbosity: auto, 0, 1 or 2")
     t.set_defaults(func=_train)
 
-    ls = sub.add_parser("list", help="list registered models")
+    ls = add("list", help="list registered models")
     ls.add_argument("pattern", nargs="?", help="wildcard, e.g. 'resnet*'")
     ls.add_argument("--family")
     ls.add_argument("--no-params", dest="params", action="store_false",
@@ -140,11 +156,11 @@ def main(argv=None):
     ls.add_argument("--num-classes", type=int, default=10)
     ls.set_defaults(func=_list)
 
-    i = sub.add_parser("info", help="a model's record, knobs and parameter count")
+    i = add("info", help="a model's record, knobs and parameter count")
     i.add_argument("name")
     i.set_defaults(func=_info)
 
-    b = sub.add_parser("bench", help="params, FLOPs, throughput, memory, overhead vs backbone")
+    b = add("bench", help="params, FLOPs, throughput, memory, overhead vs backbone")
     b.add_argument("patterns", nargs="+", help="model names or wildcards, e.g. 'lacnn_*'")
     b.add_argument("--input-shape", type=int, nargs=3, default=(32, 32, 3), metavar=("H", "W", "C"))
     b.add_argument("--batch-size", type=int, default=128)
@@ -154,7 +170,7 @@ def main(argv=None):
     b.add_argument("--csv", help="also write the table as CSV")
     b.set_defaults(func=_bench)
 
-    c = sub.add_parser("compare", help="train a set of models under one recipe and compare them")
+    c = add("compare", help="train a set of models under one recipe and compare them")
     c.add_argument("patterns", nargs="*", help="model names or wildcards (default: the comparison set)")
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     c.add_argument("--epochs", type=int, default=20)
@@ -164,13 +180,7 @@ def main(argv=None):
     c.set_defaults(func=_compare)
 
     args = parser.parse_args(argv)
-    if getattr(args, "verbose", None) not in (None, "auto"):
-        args.verbose = int(args.verbose)
-    try:
-        return args.func(args)
-    except (ValueError, FileExistsError) as e:
-        print(f"lacnn-zoo: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("lacnn-zoo", args.func, args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import dataclasses
 
 import numpy as np
 
+from lacnn_zoo.errors import ZooError
 from lacnn_zoo.validation import check_positive_int, check_unit_interval
 
 
@@ -91,7 +92,7 @@ def load_digits(*, seed=0, validation_fraction=0.1, test_fraction=0.2):
     )
 
 
-class DatasetNotAvailableError(RuntimeError):
+class DatasetNotAvailableError(ZooError):
     """A TFDS set that is not prepared locally and was not allowed to download."""
 
 

@@ -1,10 +1,37 @@
-"""Atomic writes: a file or folder appears complete or not at all; nothing is overwritten unless asked."""
+"""Writing files without ever losing one: atomic writes, exclusive locks, ownership of what the zoo wrote.
+
+- `atomic_path`: a file or folder appears complete or not at all.
+- `FolderLock`: one writer at a time for a run folder, an export destination or a search project
+  (`fcntl.flock`, so a lock dies with its process: there are no stale locks).
+- `OWNER_MARKER`: every folder the zoo creates holds `.lacnn-zoo`; `check_replaceable` lets
+  `--overwrite` replace only a folder that carries it AND holds nothing but the zoo's own files.
+- `remove_stale_temporaries`: temporaries that a killed process left behind, removed at the next start.
+"""
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import time
+
+from lacnn_zoo.errors import ZooError
+
+OWNER_MARKER = ".lacnn-zoo"
+TMP_TAG = ".lacnn-tmp"
+# Temporaries of atomic_path (this version and the earlier one, which used tempfile's ".<name>.XXXXXXXX.tmp").
+_TEMPORARY = re.compile(rf"^\..+\.[0-9a-z_]{{8}}(\.tmp|{re.escape(TMP_TAG)})(\..*)?$")
+
+
+class LockedError(ZooError):
+    """Another process holds the lock of a folder the zoo writes."""
+
+
+class ForeignFilesError(FileExistsError):
+    """A folder the zoo was asked to replace holds files the zoo did not write."""
 
 
 @contextlib.contextmanager
@@ -12,22 +39,43 @@ def atomic_path(path, *, suffix=""):
     """Yield a temporary path beside `path`; on success it is renamed onto `path` (atomic on one filesystem).
 
     `suffix` keeps a file ending some writers insist on (".keras", ".weights.h5").
-    On failure the temporary file or folder is removed and `path` is untouched.
+    On failure the temporary file or folder is removed and `path` is untouched;
+    a write that failed because the disk is full is re-raised as `OSError(ENOSPC)`.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder)
-    os.close(fd)
-    os.remove(tmp)  # writers (Keras, h5py, SavedModel) create it themselves
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}{TMP_TAG}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as e:
+        if _disk_full(e, folder):
+            raise OSError(errno.ENOSPC, f"No space left on the device while writing {path!r}") from e
+        raise
     finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.exists(tmp):
-            os.remove(tmp)
+        remove_path(tmp)
+
+
+def _disk_full(error, folder):
+    """h5py and Keras wrap ENOSPC in their own exceptions; recognise it by errno, message or free space."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    if "No space left" in text or "errno = 28" in text:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
+def remove_path(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def write_json(path, data):
@@ -59,3 +107,113 @@ def _jsonable(value):
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class FolderLock:
+    """An exclusive, non-blocking lock on `lock_path` held for the life of a `with` block.
+
+    A second holder (another process, or another open in this one) fails at once
+    with `LockedError` naming what is locked and by which pid.  `flock` locks are
+    released by the kernel when their process dies, so a killed run never leaves
+    a stale lock; the lock file itself is removed on release.
+    """
+
+    def __init__(self, lock_path, what):
+        self.lock_path = os.fspath(lock_path)
+        self.what = what
+        self._fd = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.lock_path)), exist_ok=True)
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise LockedError(
+                    f"{self.what} is in use by another lacnn-zoo process (pid {holder}); wait for it to finish "
+                    "or choose another folder."
+                ) from None
+            # The holder before us may have removed the file between our open and our lock: retry on the new one.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.lock_path)
+        os.close(self._fd)
+        self._fd = None
+        return False
+
+
+def mark_owned(folder, kind):
+    """Record that the zoo created `folder` (a run, an export or a search), so `--overwrite` may replace it."""
+    write_json(os.path.join(folder, OWNER_MARKER), {"kind": kind, "created": time.time()})
+
+
+def owned_kind(folder):
+    path = os.path.join(folder, OWNER_MARKER)
+    try:
+        return read_json(path).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_replaceable(folder, kind, known, *, flag="--overwrite"):
+    """Refuse to replace `folder` unless the zoo wrote it as a `kind` and it holds only the zoo's files.
+
+    `known(name)` says whether an entry belongs to a `kind` folder.  Raises
+    `ForeignFilesError` naming what is in the way; returns the entries to remove.
+    """
+    if not os.path.isdir(folder):
+        raise ForeignFilesError(f"{folder!r} exists and is not a folder; {flag} replaces only what lacnn-zoo wrote.")
+    entries = sorted(os.listdir(folder))
+    recognised = owned_kind(folder) == kind or _legacy(folder, kind)
+    foreign = [e for e in entries if not (e == OWNER_MARKER or e.endswith(".lock") or known(e) or is_temporary(e))]
+    if not recognised or foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        why = f"it holds files lacnn-zoo did not write ({shown})" if foreign else f"it is not a lacnn-zoo {kind}"
+        raise ForeignFilesError(
+            f"Refusing to replace {folder!r}: {why}. {flag} replaces only a {kind} folder written by lacnn-zoo; "
+            "choose another folder or move those files away."
+        )
+    return entries
+
+
+def _legacy(folder, kind):
+    """Folders written before the owner marker existed: a run has run.json, an export manifest.json, a search
+    Keras Tuner's oracle.json."""
+    signature = {"run": "run.json", "export": "manifest.json", "search": "oracle.json"}[kind]
+    return os.path.exists(os.path.join(folder, signature))
+
+
+def is_temporary(name):
+    return bool(_TEMPORARY.match(name))
+
+
+def remove_stale_temporaries(folder, *, recursive_into=()):
+    """Remove the zoo's temporaries left in `folder` (and its sub-folders `recursive_into`) by a killed process.
+
+    Call it only while holding the folder's lock: then no live process is writing them.
+    """
+    removed = []
+    for sub in ("", *recursive_into):
+        where = os.path.join(folder, sub)
+        if not os.path.isdir(where):
+            continue
+        for name in os.listdir(where):
+            if is_temporary(name):
+                remove_path(os.path.join(where, name))
+                removed.append(os.path.join(sub, name))
+    return removed

@@ -14,17 +14,26 @@ import dataclasses
 import math
 import os
 import platform
-import shutil
 import time
 
 import keras
 import numpy as np
 
-from lacnn_zoo.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, EpochTimer
+from lacnn_zoo.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, EpochTimer, weights_are_finite
 from lacnn_zoo.data import load_dataset
-from lacnn_zoo.io import read_json, write_json
+from lacnn_zoo.io import (
+    FolderLock,
+    check_replaceable,
+    mark_owned,
+    owned_kind,
+    read_json,
+    remove_path,
+    remove_stale_temporaries,
+    write_csv,
+    write_json,
+)
 from lacnn_zoo.registry import build_model, model_info
-from lacnn_zoo.validation import check_positive_int
+from lacnn_zoo.validation import check_finite, check_positive_int
 
 DEFAULT_MODEL = "lacnn_static_vector_tiny"
 
@@ -47,27 +56,76 @@ def default_output_dir(model, dataset, seed):
     return os.path.join("runs", f"{model}-{dataset}-seed{seed}")
 
 
+# Everything `train` (and `compare`, through it) writes into a run folder; `--overwrite` replaces a folder
+# only when it holds nothing else.
+RUN_ENTRIES = frozenset({
+    "run.json", "history.csv", "best.keras", "best.keras.json", "backup", "tensorboard", "metrics.json",
+    "layer_attention.csv", "layer_attention.png", "grad_norms.csv",
+})
+LOCK_NAME = ".lock"
+
+
 def _prepare_output_dir(output_dir, config, *, resume, overwrite):
+    """Check the folder against what was asked (under the run's lock); returns the epochs already done."""
     run_file = os.path.join(output_dir, "run.json")
-    exists = os.path.isdir(output_dir) and os.listdir(output_dir)
-    if exists and resume:
+    entries = [e for e in os.listdir(output_dir) if e != LOCK_NAME]
+    is_run = owned_kind(output_dir) == "run" or os.path.exists(run_file)
+    if is_run:
+        remove_stale_temporaries(output_dir, recursive_into=("backup",))
+    if resume:
         if not os.path.exists(run_file):
             raise ValueError(f"`resume=True` but {output_dir!r} holds no run.json; it is not a training run.")
+        if os.path.exists(os.path.join(output_dir, "metrics.json")):
+            raise ValueError(f"The run in {output_dir!r} already finished (metrics.json exists); nothing to resume.")
         stored = read_json(run_file)
         differ = {k: (stored.get(k), config[k]) for k in RUN_KEYS if stored.get(k) != _plain(config[k])}
         if differ:
             detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
             raise ValueError(f"Cannot resume {output_dir!r} with a different configuration ({detail}).")
-        return
-    if exists and not overwrite:
+        done = _epochs_done(output_dir)
+        _trim_logs(output_dir, done)
+        return done
+    if entries and not overwrite:
+        if is_run:
+            raise FileExistsError(
+                f"Output directory {output_dir!r} already holds a run. Pass resume=True (--resume) to continue it, "
+                "overwrite=True (--overwrite) to replace it, or another output_dir."
+            )
         raise FileExistsError(
-            f"Output directory {output_dir!r} already holds a run. Pass resume=True (--resume) to continue it, "
-            "overwrite=True (--overwrite) to replace it, or another output_dir."
+            f"Output directory {output_dir!r} is not empty and is not a lacnn-zoo run "
+            f"({', '.join(sorted(entries)[:3])}{', ...' if len(entries) > 3 else ''}); choose a new or empty "
+            "output_dir (--output-dir)."
         )
-    if exists and overwrite:
-        shutil.rmtree(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
+    if entries:
+        check_replaceable(output_dir, "run", RUN_ENTRIES.__contains__)
+        for entry in entries:
+            remove_path(os.path.join(output_dir, entry))
+    mark_owned(output_dir, "run")
     write_json(run_file, {k: _plain(config[k]) for k in RUN_KEYS})
+    return 0
+
+
+def _epochs_done(output_dir):
+    """Epochs whose every file is written: the backup is the last thing written each epoch."""
+    path = os.path.join(output_dir, "backup", "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    return int(read_json(path)["epoch"])
+
+
+def _trim_logs(output_dir, epochs_done):
+    """Drop history rows of epochs that a kill interrupted before their backup: they run again."""
+    import csv
+
+    path = os.path.join(output_dir, "history.csv")
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [r for r in rows if int(r["epoch"]) < epochs_done]
+    if len(kept) != len(rows) and fields:
+        write_csv(kept, path, fieldnames=fields) if kept else remove_path(path)
 
 
 def _plain(value):
@@ -140,17 +198,30 @@ def train(
     info = model_info(model)
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ValueError(f"`learning_rate` must be a positive number; received learning_rate={learning_rate!r}.")
+    check_finite("learning_rate", learning_rate, minimum=0, inclusive=False)
+    check_finite("weight_decay", weight_decay, minimum=0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
+    if resume and overwrite:
+        raise ValueError("`resume` and `overwrite` exclude each other: resume continues a run, overwrite replaces it.")
+    if dataset == "digits":
+        for arg, value in (("image_size", image_size), ("augment", augment), ("data_dir", data_dir),
+                           ("download", download)):
+            if value:
+                raise ValueError(
+                    f"`{arg}` applies to TFDS data sets; the embedded digits are used as scanned (8x8, no "
+                    f"download). Received {arg}={value!r} with dataset='digits'."
+                )
     overrides = dict(overrides or {})
-    output_dir = output_dir or default_output_dir(model, dataset, seed)
+    output_dir = os.fspath(output_dir or default_output_dir(model, dataset, seed))
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise FileExistsError(f"Output directory {output_dir!r} exists and is a file; choose another output_dir.")
+    if resume and not os.path.isdir(output_dir):
+        raise FileNotFoundError(f"Cannot resume: there is no run folder {output_dir!r}.")
     config = dict(
         model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, seed=seed, overrides=overrides, image_size=image_size, augment=augment,
     )
-    metrics_path = os.path.join(output_dir, "metrics.json")
-    if resume and os.path.exists(metrics_path):
-        raise ValueError(f"The run in {output_dir!r} already finished (metrics.json exists); nothing to resume.")
 
     keras.utils.set_random_seed(seed)
     data = load_dataset(
@@ -160,27 +231,40 @@ def train(
         )
     )
     net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **overrides)
-    _prepare_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
+    created = not os.path.exists(output_dir)
+    try:
+        with FolderLock(os.path.join(output_dir, LOCK_NAME), f"Run folder {output_dir!r}"):
+            done = _prepare_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
+            return _fit_and_report(net, info, data, config, output_dir, done, tensorboard, callbacks, verbose)
+    finally:
+        if created and os.path.isdir(output_dir) and not os.listdir(output_dir):
+            os.rmdir(output_dir)  # refused before anything was written: leave no empty folder behind
 
+
+def _fit_and_report(net, info, data, config, output_dir, epochs_done, tensorboard, callbacks, verbose):
+    epochs, batch_size = config["epochs"], config["batch_size"]
     steps = steps_per_epoch(data, batch_size)
     compile_model(
-        net, learning_rate=learning_rate, weight_decay=weight_decay, decay_steps=steps * epochs if steps else None
+        net, learning_rate=config["learning_rate"], weight_decay=config["weight_decay"],
+        decay_steps=steps * epochs if steps else None,
     )
     best_path = os.path.join(output_dir, "best.keras")
+    backup = AtomicBackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False)
+    # Order matters: the backup is written last each epoch, so an epoch it records is complete on disk.
     run_callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        AtomicBackupAndRestore(os.path.join(output_dir, "backup")),
         EpochTimer(),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        *callbacks,
         AtomicBestCheckpoint(best_path, monitor="val_accuracy"),
     ]
     if tensorboard and keras.backend.backend() == "tensorflow":
         run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
     run_callbacks.extend(_model_callbacks(net, data, output_dir))
-    run_callbacks.extend(callbacks)
+    run_callbacks.append(backup)
 
     start = time.perf_counter()
-    history = net.fit(
+    net.fit(
         **_fit_data(data, "train", batch_size),
         validation_data=data.validation,
         epochs=epochs,
@@ -188,16 +272,22 @@ def train(
         verbose=verbose,
     )
     wall = time.perf_counter() - start
-    if history.history.get("loss") and not np.isfinite(history.history["loss"][-1]):
-        raise FloatingPointError(f"Training diverged (loss {history.history['loss'][-1]}); nothing was reported.")
+    losses = _column(output_dir, "loss")
+    if not weights_are_finite(net) or (losses and not math.isfinite(losses[-1])):
+        finished = _epochs_done(output_dir)
+        raise FloatingPointError(
+            f"Training diverged after epoch {finished} (loss {losses[-1] if losses else float('nan')}): the weights "
+            f"became non-finite, so nothing after epoch {finished} was saved and no test accuracy is reported. "
+            "Lower the learning rate (--lr) and train again."
+        )
 
     best = keras.saving.load_model(best_path) if os.path.exists(best_path) else net
     test = best.evaluate(**_fit_data(data, "test", batch_size), verbose=0, return_dict=True)
     epoch_times = _column(output_dir, "epoch_time_s")
     metrics = {
-        "model": model,
+        "model": config["model"],
         "family": info.family,
-        "dataset": dataset,
+        "dataset": config["dataset"],
         "test_accuracy": float(test["accuracy"]),
         "test_loss": float(test["loss"]),
         "best_val_accuracy": float(max(_column(output_dir, "val_accuracy") or [float("nan")])),
@@ -205,6 +295,7 @@ def train(
         "epochs": epochs,
         "time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else None,
         "train_wall_time_s": wall,
+        "resumed_after_epoch": epochs_done or None,
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
         "preprocessing": data.preprocessing,
@@ -216,7 +307,8 @@ def train(
             "numpy": np.__version__,
         },
     }
-    write_json(metrics_path, metrics)
+    write_json(os.path.join(output_dir, "metrics.json"), metrics)
+    remove_path(backup.backup_dir)  # only now: a kill before metrics.json leaves the run resumable
     return TrainResult(model=best, metrics=metrics, output_dir=output_dir)
 
 
@@ -243,6 +335,9 @@ def _column(output_dir, name):
 
 def resume(output_dir, **kwargs):
     """Continue the unfinished run in `output_dir` with its stored configuration."""
-    stored = read_json(os.path.join(output_dir, "run.json"))
+    run_file = os.path.join(output_dir, "run.json")
+    if not os.path.exists(run_file):
+        raise FileNotFoundError(f"Cannot resume: {output_dir!r} holds no run.json (no lacnn-zoo run there).")
+    stored = read_json(run_file)
     model = stored.pop("model")
     return train(model, output_dir=output_dir, resume=True, **stored, **kwargs)

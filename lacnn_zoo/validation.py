@@ -1,5 +1,6 @@
 """Argument checks shared by layers and builders: every error names the argument and what is accepted."""
 
+import math
 import numbers
 
 
@@ -7,6 +8,17 @@ def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
     return int(value)
+
+
+def check_finite(name, value, *, minimum=None, inclusive=True):
+    """A finite real number (not NaN or infinite), at least `minimum` (or above it, with inclusive=False)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value >= minimum if inclusive else value > minimum
+    if not ok:
+        bound = "" if minimum is None else (f" >= {minimum}" if inclusive else f" > {minimum}")
+        raise ValueError(f"`{name}` must be a finite number{bound}; received {name}={value!r}.")
+    return float(value)
 
 
 def check_choice(name, value, choices):

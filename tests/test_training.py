@@ -16,12 +16,14 @@ def _history(run):
 
 
 class _Crash(keras.callbacks.Callback):
+    """Interrupts the run once epoch `at_epoch` (0-based) is completely saved: as the next one begins."""
+
     def __init__(self, at_epoch):
         super().__init__()
         self.at_epoch = at_epoch
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.at_epoch:
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch + 1:
             raise KeyboardInterrupt("simulated interruption")
 
 

@@ -22,21 +22,30 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--data-dir", help="TFDS data_dir")
     parser.add_argument("--download", action="store_true", help="let TFDS download (needs network)")
-    parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
 
+    from lacnn_zoo.errors import run_command
+
+    return run_command("tuning", _tune, args)
+
+
+def _tune(args):
     from tuning.search import print_table, run_search
 
-    extra = {} if args.dataset == "digits" else {"data_dir": args.data_dir, "download": args.download}
-    try:
-        result = run_search(
-            args.mechanisms, dataset=args.dataset, tuner=args.tuner, max_trials=args.trials, epochs=args.epochs,
-            objective=args.objective, directory=args.directory, project_name=args.project_name, seed=args.seed,
-            overwrite=args.overwrite, batch_size=args.batch_size, verbose=args.verbose, **extra,
-        )
-    except ValueError as e:
-        print(f"tuning: error: {e}", file=sys.stderr)
-        return 2
+    extra = {}
+    if args.dataset == "digits":
+        for flag, value in (("--data-dir", args.data_dir), ("--download", args.download)):
+            if value:
+                raise ValueError(f"{flag} applies to TFDS data sets; the embedded digits need no download.")
+    else:
+        extra = {"data_dir": args.data_dir, "download": args.download}
+    result = run_search(
+        args.mechanisms, dataset=args.dataset, tuner=args.tuner, max_trials=args.trials, epochs=args.epochs,
+        objective=args.objective, directory=args.directory, project_name=args.project_name, seed=args.seed,
+        overwrite=args.overwrite, batch_size=args.batch_size, verbose=args.verbose, **extra,
+    )
     if result is not None:  # None on a distributed worker
         print_table(result, args.objective)
     return 0

@@ -70,6 +70,10 @@ class MechanismHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         mechanism = hp.Choice("mechanism", self.mechanisms)
+        if mechanism not in self.mechanisms:  # a trial of an older project with another space
+            raise ValueError(
+                f"Trial asks for mechanism {mechanism!r}, which is not in this search space {self.mechanisms}."
+            )
         width = hp.Choice("width", self.widths)
         depth = hp.Int("depth", 1, 2)
         learning_rate = hp.Float("learning_rate", 1e-3, 1e-2, sampling="log")

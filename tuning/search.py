@@ -23,12 +23,58 @@ import numpy as np
 
 from lacnn_zoo.callbacks import EpochTimer
 from lacnn_zoo.data import load_dataset
-from lacnn_zoo.io import atomic_path, write_csv, write_json
+from lacnn_zoo.errors import ZooError
+from lacnn_zoo.io import (
+    FolderLock,
+    atomic_path,
+    check_replaceable,
+    mark_owned,
+    read_json,
+    remove_path,
+    remove_stale_temporaries,
+    write_csv,
+    write_json,
+)
 from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
 TUNERS = ("random", "hyperband", "bayesian")
+# The search space a project was started with; re-running the project with another one is refused.
+SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size")
+
+
+def _project_entry(name):
+    """Files Keras Tuner and the report write into a project folder (`overwrite` replaces nothing else)."""
+    return (name in {"oracle.json", "best.keras", "metrics.json", "mechanisms.csv", "mechanisms.json",
+                     "mechanisms.png", "search.json"}
+            or name.startswith("trial_") or (name.startswith("tuner") and name.endswith(".json"))
+            or name == "chief.json")
+
+
+def _prepare_project(project_dir, space, overwrite):
+    """Under the project's lock: refuse foreign files and changed spaces; record the space of a new project."""
+    entries = [e for e in os.listdir(project_dir) if e != ".lock"] if os.path.isdir(project_dir) else []
+    if entries:
+        check_replaceable(project_dir, "search", _project_entry)
+        remove_stale_temporaries(project_dir)
+        stored = read_json(os.path.join(project_dir, "search.json")) if os.path.exists(
+            os.path.join(project_dir, "search.json")) else None
+        if overwrite:
+            for entry in entries:
+                remove_path(os.path.join(project_dir, entry))
+        elif stored is not None:
+            differ = {k: (stored.get(k), space[k]) for k in SPACE_KEYS if stored.get(k) != space[k]}
+            if differ:
+                detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
+                raise ValueError(
+                    f"The search in {project_dir!r} was started with another search space ({detail}). Re-run it "
+                    "with the same options to resume, pass --overwrite to start afresh, or use another "
+                    "--project-name."
+                )
+    os.makedirs(project_dir, exist_ok=True)
+    mark_owned(project_dir, "search")
+    write_json(os.path.join(project_dir, "search.json"), space)
 
 
 @dataclasses.dataclass
@@ -108,6 +154,20 @@ def run_search(
         )
     keras.utils.set_random_seed(seed)
     data = load_dataset(dataset, seed=seed, batch_size=batch_size, **data_kwargs)
+    project_dir = os.path.join(os.fspath(directory), project_name)
+    space = dict(mechanisms=list(mechanisms), dataset=dataset, tuner=tuner, objective=objective, epochs=epochs,
+                 seed=seed, batch_size=batch_size)
+    if _is_worker():  # workers share the chief's project folder; the chief owns and guards it
+        return _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name,
+                       seed, overwrite, batch_size, verbose, callbacks)
+    with FolderLock(os.path.join(project_dir, ".lock"), f"Search project {project_dir!r}"):
+        _prepare_project(project_dir, space, overwrite)
+        return _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name,
+                       seed, False, batch_size, verbose, callbacks)
+
+
+def _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name, seed,
+            overwrite, batch_size, verbose, callbacks):
     hypermodel = MechanismHyperModel(data.input_shape, data.num_classes, mechanisms)
     search_tuner = make_tuner(
         hypermodel, tuner=tuner, objective=objective, max_trials=max_trials, epochs=epochs,
@@ -196,7 +256,7 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
     project_dir = search_tuner.project_dir
     rows = _trial_rows(search_tuner, hypermodel, objective)
     if not rows:
-        raise RuntimeError(f"No trial completed in {project_dir!r}; see the trial logs there.")
+        raise ZooError(f"No trial completed in {project_dir!r}; see the trial logs there.")
     table = mechanism_table(rows, objective)
     best_hp = search_tuner.get_best_hyperparameters(1)[0]
     best_model = search_tuner.get_best_models(1)[0]
@@ -206,6 +266,12 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
         test = best_model.evaluate(data.test, verbose=0, return_dict=True)
     with atomic_path(os.path.join(project_dir, "best.keras"), suffix=".keras") as tmp:
         best_model.save(tmp)
+    # What `python -m export` and a deployment read beside best.keras, as for a training run.
+    write_json(os.path.join(project_dir, "metrics.json"), {
+        "model": best_model.name, "dataset": data.name, "test_accuracy": float(test["accuracy"]),
+        "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+        "preprocessing": data.preprocessing, "hyperparameters": dict(best_hp.values),
+    })
     summary = {
         "objective": objective,
         "dataset": data.name,

@@ -1,0 +1,50 @@
+"""One line for every expected failure of the command-line tools; the traceback only with --debug."""
+
+import errno
+import os
+import sys
+
+_DISK = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+         errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
+
+
+class ZooError(RuntimeError):
+    """A failure the user can act on (a locked folder, data not prepared, an export that disagrees...)."""
+
+
+# Exception types that mean "the user's input or machine", not "a bug in the zoo".
+EXPECTED = (ZooError, ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, FloatingPointError)
+
+
+def one_line(error):
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError) and error.errno in _DISK and not isinstance(error, FileNotFoundError):
+        where = f" ({error.filename})" if error.filename else ""
+        text = f"{_DISK[error.errno]}{where}: {text}. Files saved before this point are intact."
+    return text
+
+
+def run_command(prog, function, args, *, code=2):
+    """Call `function(args)`; expected failures print `prog: error: <one line>` and return `code`.
+
+    Anything else is a bug: one line saying so (the traceback with `--debug`), exit 1.
+    An interrupt returns 130 with what to do next.
+    """
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("LACNN_ZOO_DEBUG") == "1"
+    try:
+        return function(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; what was saved is intact (a training run continues with --resume).",
+              file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (sorted into expected and unexpected below)
+        if debug:
+            raise
+        disk = isinstance(e, OSError) and e.errno in _DISK
+        if disk or isinstance(e, EXPECTED):
+            print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+            return code
+        print(f"{prog}: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback; "
+              "please report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,354 @@
+"""Never lose a user's file: --overwrite, locks, kills at chosen points, divergence, disk full, one-line errors.
+
+Kills are made deterministic by raising from a callback or from a patched writer at a chosen point
+(the moment a SIGKILL would land), never by sleeping.
+"""
+
+import csv
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from lacnn_zoo import cli, training
+from lacnn_zoo.callbacks import AtomicBackupAndRestore
+from lacnn_zoo.io import FolderLock, LockedError
+from lacnn_zoo.training import resume, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(overrides={"widths": (8, 8, 16)}, verbose=0)
+
+
+def _rows(path, column="epoch"):
+    with open(path) as f:
+        return [int(float(r[column])) for r in csv.DictReader(f)]
+
+
+def _tree(folder):
+    """Every file under `folder` with its bytes: what must survive a refused command unchanged."""
+    out = {}
+    for base, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            out[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("finished") / "run"
+    train("plain_cnn_tiny", epochs=1, output_dir=str(run), **TINY)
+    return run
+
+
+def _copy(run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    return target
+
+
+# --- --overwrite replaces only what the zoo wrote -----------------------------------------------------------
+
+
+def test_overwrite_refuses_a_folder_the_zoo_did_not_write(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    with pytest.raises(FileExistsError, match=r"not a lacnn-zoo run.*thesis.txt"):
+        train("plain_cnn_tiny", epochs=1, output_dir=str(folder), **TINY)
+    with pytest.raises(FileExistsError, match=r"Refusing to replace.*thesis.txt"):
+        train("plain_cnn_tiny", epochs=1, output_dir=str(folder), overwrite=True, **TINY)
+    assert sorted(os.listdir(folder)) == ["thesis.txt"] and (folder / "thesis.txt").read_text() == "years of work"
+
+
+def test_overwrite_refuses_a_run_with_a_foreign_file_added(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    (run / "notes.md").write_text("my notes")
+    before = _tree(run)
+    with pytest.raises(FileExistsError, match="notes.md"):
+        train("plain_cnn_tiny", epochs=1, output_dir=str(run), overwrite=True, **TINY)
+    assert _tree(run) == before
+
+
+def test_overwrite_replaces_a_run_of_the_zoo(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    os.remove(run / ".lacnn-zoo")  # a run written before the owner marker existed is recognised by run.json
+    train("plain_cnn_tiny", epochs=1, output_dir=str(run), overwrite=True, seed=3, **TINY)
+    assert json.load(open(run / "run.json"))["seed"] == 3 and (run / ".lacnn-zoo").exists()
+
+
+# --- one writer at a time ----------------------------------------------------------------------------------
+
+
+def test_a_locked_run_is_refused_and_left_alone(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    os.remove(run / "metrics.json")  # make it resumable
+    before = _tree(run)
+    with FolderLock(run / ".lock", "test holder"):
+        with pytest.raises(LockedError, match="in use by another lacnn-zoo process"):
+            resume(str(run), verbose=0)
+        with pytest.raises(LockedError):
+            train("plain_cnn_tiny", epochs=1, output_dir=str(run), overwrite=True, **TINY)
+    assert {k: v for k, v in _tree(run).items() if k != ".lock"} == before
+
+
+def test_a_second_process_gets_one_line_while_the_run_is_locked(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    os.remove(run / "metrics.json")
+    with FolderLock(run / ".lock", "test holder"):  # flock: another process sees the lock
+        out = subprocess.run(
+            [sys.executable, "-m", "lacnn_zoo", "train", "--output-dir", str(run), "--resume"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT},
+        )
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("lacnn-zoo")]
+    assert len(errors) == 1 and f"pid {os.getpid()}" in errors[0], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert _rows(run / "history.csv") == [0]
+
+
+def test_lock_file_is_released_and_reusable(tmp_path):
+    lock = tmp_path / "x.lock"
+    with FolderLock(lock, "x"):
+        assert lock.exists()
+    assert not lock.exists()
+    with FolderLock(lock, "x"):
+        pass
+
+
+# --- kills at chosen points, and resume -------------------------------------------------------------------
+
+
+def _kill_around_backup(monkeypatch, at_epoch, after):
+    """Patch the backup writer so the run dies just before (after=False) or just after it saves `at_epoch`."""
+    original = AtomicBackupAndRestore._save_model
+
+    def save(self):
+        if self._current_epoch == at_epoch + 1 and not after:
+            raise KeyboardInterrupt("killed before the backup")
+        original(self)
+        if self._current_epoch == at_epoch + 1 and after:
+            raise KeyboardInterrupt("killed after the backup")
+
+    monkeypatch.setattr(AtomicBackupAndRestore, "_save_model", save)
+
+
+def test_every_file_of_a_backed_up_epoch_is_on_disk_and_resume_repeats_nothing(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    kwargs = dict(epochs=4, output_dir=str(run), **TINY)
+    # Killed right after epoch 1's backup: its history row, best checkpoint and attention row must exist.
+    _kill_around_backup(monkeypatch, at_epoch=1, after=True)
+    with pytest.raises(KeyboardInterrupt):
+        train("lacnn_static_vector_tiny", **kwargs)
+    assert _rows(run / "history.csv") == [0, 1]
+    assert _rows(run / "layer_attention.csv") == [0, 1, 2]
+    best_epoch = json.load(open(run / "best.keras.json"))["epoch"]
+    val = _rows_float(run / "history.csv", "val_accuracy")
+    assert best_epoch == int(np.argmax(val)) + 1
+    # Killed just before epoch 2's backup: epoch 2 is rerun, and its first attempt leaves no duplicate row.
+    monkeypatch.undo()
+    _kill_around_backup(monkeypatch, at_epoch=2, after=False)
+    with pytest.raises(KeyboardInterrupt):
+        resume(str(run), verbose=0)
+    assert _rows(run / "history.csv") == [0, 1, 2]
+    monkeypatch.undo()
+    result = resume(str(run), verbose=0)
+    assert _rows(run / "history.csv") == [0, 1, 2, 3]
+    assert _rows(run / "layer_attention.csv") == [0, 1, 2, 3, 4]
+    assert result.metrics["resumed_after_epoch"] == 2 and not (run / "backup").exists()
+
+
+def _rows_float(path, column):
+    with open(path) as f:
+        return [float(r[column]) for r in csv.DictReader(f)]
+
+
+class _KillAtTrainEnd(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        raise KeyboardInterrupt("killed after the last epoch, before metrics.json")
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def test_a_run_killed_after_its_last_epoch_is_finished_not_retrained(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=2, output_dir=str(run), callbacks=[_KillAtTrainEnd()], **TINY)
+    assert not (run / "metrics.json").exists()
+    epochs = _Epochs()
+    result = resume(str(run), callbacks=[epochs], verbose=0)
+    assert epochs.seen == []  # nothing retrained
+    assert _rows(run / "history.csv") == [0, 1]
+    assert (run / "metrics.json").exists() and result.metrics["epochs"] == 2
+
+
+def test_stale_temporaries_of_a_killed_run_are_cleaned_at_the_next_start(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    os.remove(run / "metrics.json")
+    (run / "backup").mkdir(exist_ok=True)
+    stale = [run / ".best.keras.0a1b2c3d.lacnn-tmp.keras", run / ".best.keras.k2j4h5g6.tmp.keras",
+             run / "backup" / ".latest.weights.h5.abcd1234.tmp.weights.h5"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (run / "mine.tmp").write_text("a user's file that looks temporary")
+    resume(str(run), verbose=0)
+    assert not any(p.exists() for p in stale)
+    assert (run / "mine.tmp").exists()
+
+
+# --- divergence ---------------------------------------------------------------------------------------------
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    """Makes the weights non-finite at the end of the first epoch, as a diverging optimiser would."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        kernel = self.model.trainable_weights[0]
+        kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match="diverged.*--lr"):
+        train("plain_cnn_tiny", epochs=3, output_dir=str(run), callbacks=[_PoisonWeights()], **TINY)
+    assert not (run / "best.keras").exists()
+    assert not (run / "backup" / "latest.weights.h5").exists()
+    assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("argument,value", [("learning_rate", float("inf")), ("learning_rate", float("nan")),
+                                            ("learning_rate", 0.0), ("weight_decay", float("nan")),
+                                            ("weight_decay", -1e-4)])
+def test_non_finite_hyperparameters_are_rejected(tmp_path, argument, value):
+    with pytest.raises(ValueError, match=f"`{argument}` must be a finite number"):
+        train("plain_cnn_tiny", epochs=1, output_dir=str(tmp_path / "r"), **{argument: value})
+    assert not (tmp_path / "r").exists()
+
+
+# --- disk full ----------------------------------------------------------------------------------------------
+
+
+def test_disk_full_keeps_the_last_backup_and_prints_one_line(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    original = keras.Model.save_weights
+    calls = []
+
+    def save_weights(self, filepath, *args, **kwargs):
+        calls.append(filepath)
+        if len(calls) == 2:  # the second epoch's backup: half a file, then the disk is full
+            open(filepath, "wb").write(b"\x89HDF")
+            raise OSError(errno.ENOSPC, "No space left on device", filepath)
+        return original(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    rc = cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "3", "--output-dir", str(run), "--verbose", "0",
+                   "--set", "widths=(8, 8, 16)"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no space left" in err[0] and "intact" in err[0]
+    monkeypatch.undo()
+    assert json.load(open(run / "backup" / "training_metadata.json"))["epoch"] == 1
+    model = keras.saving.load_model(run / "best.keras")
+    model.load_weights(run / "backup" / "latest.weights.h5")  # the earlier backup is whole
+    assert not [n for n in os.listdir(run / "backup") if n.startswith(".")]
+
+
+# --- one line for every expected failure --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--output-dir", "{tmp}/nope", "--resume"], "holds no lacnn-zoo run"),
+    (["train", "--dataset", "cifar10", "--data-dir", "{tmp}/tfds", "--output-dir", "{tmp}/c"], "not prepared"),
+    (["train", "--augment", "--output-dir", "{tmp}/a"], "`augment` applies to TFDS"),
+    (["train", "--image-size", "0", "0", "--output-dir", "{tmp}/i"], "`image_size` applies to TFDS"),
+    (["train", "--output-dir", "{tmp}/file"], "is a file"),
+    (["train", "--output-dir", "{tmp}/file/run"], "Not a directory"),
+    (["train", "--lr", "inf"], "learning_rate"),
+    (["train", "--output-dir", "{tmp}/x", "--resume", "--overwrite"], "exclude each other"),
+])
+def test_expected_failures_print_one_line(tmp_path, capsys, argv, needle):
+    (tmp_path / "file").write_text("a file, not a folder")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "run.json").write_text(json.dumps({"model": "plain_cnn_tiny"}))
+    rc = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("lacnn-zoo: error:") and needle in err[0], err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "a").exists()
+
+
+def test_bad_verbose_is_an_argument_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--verbose", "foo"])
+    assert exit_info.value.code == 2 and "--verbose takes auto, 0, 1 or 2" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_and_a_traceback_with_debug(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(training, "train", broken)
+    assert cli.main(["train"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error: TypeError: a bug" in err[0] and "--debug" in err[0]
+    with pytest.raises(TypeError):
+        cli.main(["train", "--debug"])
+
+
+# --- export ---------------------------------------------------------------------------------------------------
+
+
+def test_export_never_deletes_the_source_or_foreign_files(finished_run, tmp_path):
+    from export import export_model
+
+    folder = tmp_path / "q"
+    folder.mkdir()
+    shutil.copy(finished_run / "best.keras", folder / "m.keras")
+    before = _tree(folder)
+    with pytest.raises(FileExistsError, match="inside the destination"):
+        export_model(folder / "m.keras", folder, overwrite=True, format="onnx")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.pdf").write_bytes(b"%PDF")
+    with pytest.raises(FileExistsError, match="report.pdf"):
+        export_model(finished_run / "best.keras", other, overwrite=True, format="onnx")
+    assert _tree(folder) == before and (other / "report.pdf").read_bytes() == b"%PDF"
+
+
+def test_export_lock_and_interrupted_replace(finished_run, tmp_path):
+    from export import export_model
+
+    dest = tmp_path / "dest"
+    with FolderLock(tmp_path / ".dest.lock", "test"):
+        with pytest.raises(LockedError):
+            export_model(finished_run / "best.keras", dest, format="onnx")
+    assert not dest.exists()
+    export_model(finished_run / "best.keras", dest, format="onnx")
+    first = _tree(dest)
+    # A kill between moving the old export aside and renaming the new one in, plus a half-written export.
+    os.rename(dest, tmp_path / ".dest.old-k1ll3d")
+    (tmp_path / ".dest.export-half").mkdir()
+    with pytest.raises(FileExistsError, match="already exists"):  # the previous export is put back first
+        export_model(finished_run / "best.keras", dest, format="onnx")
+    assert _tree(dest) == first
+    assert sorted(os.listdir(tmp_path)) == ["dest"]
+
+
+def test_export_cli_one_line(tmp_path, capsys):
+    from export.__main__ import main
+
+    assert main([str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("export: error:") and "folder" in err[0]
