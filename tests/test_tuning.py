@@ -98,6 +98,20 @@ def test_tiny_search_end_to_end(tmp_path):
     best = keras.saving.load_model(project / "best.keras")
     assert best.count_params() == result.best_model.count_params()
     assert 0.0 <= result.test_accuracy <= 1.0
+    # Deployment reads the preprocessing beside best.keras, as for a training run.
+    from lacnn_zoo.data import load_digits
+
+    metrics = json.load(open(project / "metrics.json"))
+    assert metrics["preprocessing"] == json.loads(json.dumps(load_digits(seed=1).preprocessing))
+    # The same project with another space is refused before any trial; foreign files are never replaced.
+    trials = sorted(p.name for p in project.iterdir())
+    with pytest.raises(ValueError, match=r"another search space.*mechanisms"):
+        run_search(["plain", "self_attention"], max_trials=2, epochs=1, directory=str(tmp_path), seed=1)
+    assert sorted(p.name for p in project.iterdir()) == trials
+    (project / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        run_search(["plain"], max_trials=1, epochs=1, directory=str(tmp_path), seed=1, overwrite=True)
+    assert (project / "notes.txt").read_text() == "mine" and (project / "oracle.json").exists()
 
 
 def test_resume_does_not_rerun_finished_trials(tmp_path):
