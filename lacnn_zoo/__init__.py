@@ -16,16 +16,21 @@ from lacnn_zoo.registry import ModelInfo, build_model, list_families, list_model
 from lacnn_zoo import layers, models  # noqa: E402, F401  isort: skip
 from lacnn_zoo.layers import layer_attention  # noqa: E402, F401  isort: skip
 from lacnn_zoo.saving import load_model  # noqa: E402  isort: skip
+from lacnn_zoo.models.layer_attended import feature_extractor, feature_info, layer_attended, tap_names  # noqa: E402  isort: skip
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ModelInfo",
     "build_model",
+    "feature_extractor",
+    "feature_info",
+    "layer_attended",
     "list_families",
     "list_models",
     "load_model",
     "model_info",
     "register_model",
+    "tap_names",
     "__version__",
 ]

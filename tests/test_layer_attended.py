@@ -18,6 +18,7 @@ from lacnn_zoo.layers.layer_attention import (
     TapForm,
     TapSelfAttention,
 )
+from lacnn_zoo.models.layer_attended import tap_names
 from lacnn_zoo.monitor import LayerAttentionMonitor, layer_weights
 
 MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
@@ -218,10 +219,21 @@ def test_round_trip_keeps_layer_weights(tmp_path):
     (dict(mechanism="dynamic_recurrent", lstm_direction="backward"), "lstm_direction"),
     (dict(contraction_units=0), "contraction_units"),
     (dict(backbone="dense"), "backbone"),
+    (dict(tap_form="resample", tap_size=2.0), r"`tap_size` must be None.*positive int"),
+    (dict(tap_form="resample", tap_size=(2, 2, 2)), "`tap_size`"),
+    (dict(taps="layers"), r"`taps` must be 'blocks', 'stages'"),
 ])
 def test_bad_knobs_raise_clear_errors(knobs, match):
     with pytest.raises(ValueError, match=match):
         build_model("lacnn_static_vector_tiny", input_shape=(8, 8, 1), **knobs)
+
+
+def test_taps_knob_selects_stages_of_the_zoo_backbone():
+    model = build_model("lacnn_static_vector_tiny", taps="stages", input_shape=(8, 8, 1))
+    # The last layer at each of the three resolutions (8x8, 4x4, 2x2) of the 3 x 2-layer plain CNN.
+    assert tap_names(model) == ["stage1_layer2", "stage2_layer2", "stage3_layer2"]
+    assert model.get_layer("layer_attention").contraction.kernel.shape == (16 + 32 + 64, 10)
+    assert tap_names(build_model("lacnn_static_vector_resnet8")) == [f"stage{s}_block1" for s in (1, 2, 3)]
 
 
 def test_layer_weights_refuses_other_models():

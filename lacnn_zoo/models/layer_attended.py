@@ -22,33 +22,153 @@ vector one-hot on the last tap, the model computes exactly the plain CNN
 weights; `tests/test_layer_attended.py` checks both.
 """
 
+import numbers
+
+import keras
 from keras import Model, layers
 
 from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, MECHANISMS, TAP_FORMS, TapForm
 from lacnn_zoo.layers.residual import MIXING_MODES
+from lacnn_zoo.models.backbones import (
+    accepted_backbones,
+    feature_extractor,
+    feature_info,
+    resolve_backbone,
+    select_taps,
+)
 from lacnn_zoo.models.heads import check_head_arguments, classifier, model_input
 from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
 from lacnn_zoo.models.resnet import residual_stages
 from lacnn_zoo.registry import register_model
 from lacnn_zoo.validation import check_choice, check_positive_int, check_unit_interval
 
+__all__ = ["build_layer_attended", "feature_extractor", "feature_info", "layer_attended", "layer_attended_head",
+           "tap_names"]
+
 BACKBONES = ("plain", "residual")
 ATTENTION_LAYER = "layer_attention"
+POOLING_MODES = ("avg", "max", None)
+HEAD_DEFAULTS = dict(
+    mechanism="static_vector",
+    pooling="avg",
+    tap_form="pool",
+    tap_size=None,
+    tap_transform=None,
+    tap_units=64,
+    heads=4,
+    key_width=None,
+    lstm_units=64,
+    lstm_direction="forward",
+    contraction_units=None,
+)
 
 
-def _tap_size(tap_size, taps, input_shape):
+def _check_tap_size(tap_size):
+    """None, a positive int or a (height, width) pair of positive ints; returns None or the pair."""
     if tap_size is None:
-        height, width = taps[-1].shape[1:3]  # the smallest tap
-        if height is None or width is None:
-            raise ValueError(
-                "tap_form='resample' needs a fixed input height and width (or an explicit tap_size); "
-                f"received input_shape={tuple(input_shape)!r}."
-            )
-        return (height, width)
-    if isinstance(tap_size, int):
+        return None
+    if isinstance(tap_size, numbers.Integral) and not isinstance(tap_size, bool):
         tap_size = (tap_size, tap_size)
-    return tuple(check_positive_int("tap_size", s) for s in tap_size)
+    pair = isinstance(tap_size, (tuple, list)) and len(tap_size) == 2
+    if not pair or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in tap_size):
+        raise ValueError(
+            "`tap_size` must be None (the smallest tap's size), a positive int or a (height, width) pair of "
+            f"positive ints; received tap_size={tap_size!r}."
+        )
+    return tuple(int(s) for s in tap_size)
+
+
+def _tap_size(tap_size, taps):
+    if tap_size is not None:
+        return _check_tap_size(tap_size)
+    sizes = [tuple(t.shape[1:3]) for t in taps]
+    if any(None in size for size in sizes):
+        raise ValueError(
+            "tap_form='resample' needs a fixed input height and width (or an explicit tap_size); "
+            f"received taps of spatial sizes {sizes}."
+        )
+    return min(sizes, key=lambda size: size[0] * size[1])  # the smallest tap
+
+
+def check_head_knobs(*, mechanism, pooling, tap_form, tap_size, tap_transform, tap_units, heads, key_width,
+                     lstm_units, lstm_direction, contraction_units):
+    """Validate the knobs of `layer_attended_head`; returns `tap_transform` resolved from None."""
+    check_choice("mechanism", mechanism, tuple(MECHANISMS))
+    check_choice("pooling", pooling, POOLING_MODES)
+    check_choice("tap_form", tap_form, TAP_FORMS)
+    check_choice("lstm_direction", lstm_direction, LSTM_DIRECTIONS)
+    _check_tap_size(tap_size)
+    check_positive_int("tap_units", tap_units)
+    check_positive_int("heads", heads)
+    check_positive_int("lstm_units", lstm_units)
+    if key_width is not None:
+        check_positive_int("key_width", key_width)
+    if contraction_units is not None:
+        check_positive_int("contraction_units", contraction_units)
+    if tap_transform is None:
+        tap_transform = mechanism in ("self_attention", "dynamic_recurrent")
+    if not isinstance(tap_transform, bool):
+        raise ValueError(f"`tap_transform` must be True, False or None; received tap_transform={tap_transform!r}.")
+    return tap_transform
+
+
+def layer_attended_head(taps, *, num_classes, classifier_activation=None, **knobs):
+    """The layer-attended head (section 3): tap forms, optional per-tap transforms, mechanism, contraction.
+
+    Args:
+        taps: the tap tensors, feature maps `(batch, height, width, channels)`, lowest layer first.
+        num_classes: classifier width.
+        classifier_activation: None for logits, or e.g. "softmax" (a layer named `probabilities`).
+        **knobs: `mechanism`, `pooling`, `tap_form`, `tap_size`, `tap_transform`, `tap_units`,
+            `heads`, `key_width`, `lstm_units`, `lstm_direction`, `contraction_units`, as
+            `build_layer_attended` (defaults in `HEAD_DEFAULTS`).
+
+    Returns:
+        The output tensor.  Layers are named `tap{i}_form`, `tap{i}_transform`, `layer_attention`
+        (the mechanism), `logits` and `probabilities`.
+    """
+    unknown = sorted(set(knobs) - set(HEAD_DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown head knob(s) {unknown}; accepted: {sorted(HEAD_DEFAULTS)}.")
+    k = {**HEAD_DEFAULTS, **knobs}
+    tap_transform = check_head_knobs(**k)
+    if k["tap_form"] == "pool" and k["pooling"] is None and any(None in t.shape[1:3] for t in taps):
+        raise ValueError(
+            "`pooling=None` with tap_form='pool' flattens every tap, which needs a fixed input height and width; "
+            "use pooling='avg' or 'max'."
+        )
+    size = _tap_size(k["tap_size"], taps) if k["tap_form"] == "resample" else None
+    formed = [
+        TapForm(k["tap_form"], pool=k["pooling"], size=size, name=f"tap{i}_form")(t)
+        for i, t in enumerate(taps, start=1)
+    ]
+    if tap_transform:
+        formed = [
+            layers.Dense(k["tap_units"], activation="relu", name=f"tap{i}_transform")(t)
+            for i, t in enumerate(formed, start=1)
+        ]
+    options = {
+        "self_attention": dict(heads=k["heads"], key_width=k["key_width"]),
+        "dynamic_recurrent": dict(lstm_units=k["lstm_units"], direction=k["lstm_direction"]),
+    }.get(k["mechanism"], {})
+    mechanism = MECHANISMS[k["mechanism"]]
+    if k["contraction_units"] is None:
+        x = mechanism(num_classes, name=ATTENTION_LAYER, **options)(formed)
+        x = layers.Identity(name="logits")(x)
+        if classifier_activation is not None:
+            x = layers.Activation(classifier_activation, name="probabilities")(x)
+        return x
+    x = mechanism(k["contraction_units"], activation="relu", name=ATTENTION_LAYER, **options)(formed)
+    return classifier(x, num_classes=num_classes, classifier_activation=classifier_activation)
+
+
+def _pooled_taps(inputs, taps, pooling, name):
+    """`include_top=False`: the taps themselves, pooled per `pooling` (raw maps for None)."""
+    if pooling is None:
+        return Model(inputs, list(taps), name=name)
+    pooled = [TapForm("pool", pool=pooling, name=f"tap{i}_{pooling}_pool")(t) for i, t in enumerate(taps, 1)]
+    return Model(inputs, pooled, name=name)
 
 
 def build_layer_attended(
@@ -61,6 +181,8 @@ def build_layer_attended(
     name,
     mechanism="static_vector",
     backbone="plain",
+    taps=None,
+    backbone_weights=None,
     widths=(32, 64, 128),
     depth=2,
     downsample="stride",
@@ -80,12 +202,20 @@ def build_layer_attended(
 
     Knobs:
         mechanism: "innate_static", "static_vector", "self_attention" or "dynamic_recurrent".
-        backbone: "plain" (a tap after every Conv-BN-ReLU layer) or "residual" (after every block).
-        widths, depth, downsample: the backbone's stages (as `plain_cnn`; for a residual backbone
-            `depth` is blocks per stage and downsampling is by stride).
-        mixing, beta_init: residual mixing of a residual backbone.
+        backbone: "plain" (a tap after every Conv-BN-ReLU layer), "residual" (after every block),
+            a keras.applications constructor name ("ResNet50V2", "MobileNetV3Small",
+            "EfficientNetB0", ...; built with include_top=False), a zoo model name, or a
+            functional keras.Model (whose own input is used; `input_shape` is then ignored).
+        taps: which backbone layers are tapped: "blocks" (the default: every block), "stages"
+            (the last layer at each resolution), a list of layer names or a callable
+            (model) -> names; see `lacnn_zoo.models.backbones`.
+        backbone_weights: keras.applications weights (None: random, nothing downloads; "imagenet").
+        widths, depth, downsample: the stages of a "plain" or "residual" backbone (as `plain_cnn`;
+            for a residual backbone `depth` is blocks per stage and downsampling is by stride).
+        mixing, beta_init: residual mixing of a "residual" backbone.
         tap_form: "pool" (global pooling per `pooling`; flattening when pooling=None) or
             "resample" (every map resampled to `tap_size`, default the smallest tap's size, and flattened).
+        tap_size: int or (height, width) for tap_form="resample".
         tap_transform: per-tap Dense(tap_units) + ReLU; default on for self_attention and
             dynamic_recurrent (which need a common width), off otherwise.
         tap_units: width of the tap transform.
@@ -94,65 +224,132 @@ def build_layer_attended(
         contraction_units: None contracts straight to the logits; an int adds a hidden
             contraction of that width (ReLU) before the classifier.
     """
-    check_choice("mechanism", mechanism, tuple(MECHANISMS))
-    check_choice("backbone", backbone, BACKBONES)
-    check_choice("tap_form", tap_form, TAP_FORMS)
-    check_choice("lstm_direction", lstm_direction, LSTM_DIRECTIONS)
-    check_choice("mixing", mixing, MIXING_MODES)
-    check_unit_interval("beta_init", beta_init)
-    check_positive_int("tap_units", tap_units)
-    if contraction_units is not None:
-        check_positive_int("contraction_units", contraction_units)
-    if tap_transform is None:
-        tap_transform = mechanism in ("self_attention", "dynamic_recurrent")
-    if not isinstance(tap_transform, bool):
-        raise ValueError(f"`tap_transform` must be True, False or None; received tap_transform={tap_transform!r}.")
-    if backbone == "residual":
-        check_positive_int("depth", depth)
-        if downsample != "stride":
-            raise ValueError(f"A residual backbone downsamples by stride; received downsample={downsample!r}.")
-    widths, depths = plain_backbone_config(input_shape, widths, depth, downsample)
-    if include_top and tap_form == "pool":
-        check_head_arguments(input_shape, include_top, pooling)
-
-    inputs = model_input(input_shape)
-    if backbone == "plain":
-        taps = plain_backbone(inputs, widths, depths, downsample)
+    head = dict(mechanism=mechanism, pooling=pooling, tap_form=tap_form, tap_size=tap_size,
+                tap_transform=tap_transform, tap_units=tap_units, heads=heads, key_width=key_width,
+                lstm_units=lstm_units, lstm_direction=lstm_direction, contraction_units=contraction_units)
+    check_head_knobs(**head)
+    if isinstance(backbone, str) and backbone in BACKBONES:
+        check_choice("mixing", mixing, MIXING_MODES)
+        check_unit_interval("beta_init", beta_init)
+        if backbone == "residual":
+            check_positive_int("depth", depth)
+            if downsample != "stride":
+                raise ValueError(f"A residual backbone downsamples by stride; received downsample={downsample!r}.")
+        if backbone_weights is not None:
+            raise ValueError(
+                f"`backbone_weights` must be None for backbone={backbone!r}; received {backbone_weights!r}."
+            )
+        widths, depths = plain_backbone_config(input_shape, widths, depth, downsample)
+        if include_top and tap_form == "pool":
+            check_head_arguments(input_shape, include_top, pooling)
+        inputs = model_input(input_shape)
+        if backbone == "plain":
+            maps = plain_backbone(inputs, widths, depths, downsample)
+        else:
+            stem = ConvBNAct(widths[0], name="stem")(inputs)
+            maps = residual_stages(stem, widths, depth, mixing=mixing, beta_init=beta_init, preactivation=False,
+                                   dropout=0.0)
+        source = Model(inputs, maps[-1], name=f"{name}_backbone")
     else:
-        stem = ConvBNAct(widths[0], name="stem")(inputs)
-        taps = residual_stages(stem, widths, depth, mixing=mixing, beta_init=beta_init, preactivation=False,
-                               dropout=0.0)
-
+        if isinstance(backbone, str) and backbone not in accepted_backbones():
+            raise ValueError(
+                f"`backbone` must be 'plain', 'residual', a keras.applications constructor name such as "
+                f"'ResNet50V2', 'MobileNetV3Small' or 'EfficientNetB0', a zoo model name or a functional "
+                f"keras.Model; received backbone={backbone!r}."
+            )
+        source = resolve_backbone(backbone, input_shape=None if isinstance(backbone, keras.Model) else input_shape,
+                                  weights=backbone_weights)
+    _, tapped = select_taps(source, "blocks" if taps is None else taps)
     if not include_top:
-        if pooling is None:
-            return Model(inputs, taps, name=name)
-        pooled = [TapForm("pool", pool=pooling, name=f"tap{i}_{pooling}_pool")(t) for i, t in enumerate(taps, 1)]
-        return Model(inputs, pooled, name=name)
+        return _pooled_taps(source.input, tapped, pooling, name)
+    outputs = layer_attended_head(tapped, num_classes=num_classes, classifier_activation=classifier_activation,
+                                  **head)
+    return Model(source.input, outputs, name=name)
 
-    size = _tap_size(tap_size, taps, input_shape) if tap_form == "resample" else None
-    formed = [
-        TapForm(tap_form, pool=pooling, size=size, name=f"tap{i}_form")(t) for i, t in enumerate(taps, start=1)
-    ]
-    if tap_transform:
-        formed = [
-            layers.Dense(tap_units, activation="relu", name=f"tap{i}_transform")(t)
-            for i, t in enumerate(formed, start=1)
-        ]
-    options = {
-        "self_attention": dict(heads=heads, key_width=key_width),
-        "dynamic_recurrent": dict(lstm_units=lstm_units, direction=lstm_direction),
-    }.get(mechanism, {})
-    if contraction_units is None:
-        contracted = MECHANISMS[mechanism](num_classes, name=ATTENTION_LAYER, **options)(formed)
-        x = layers.Identity(name="logits")(contracted)
-        if classifier_activation is not None:
-            x = layers.Activation(classifier_activation, name="probabilities")(x)
-    else:
-        contracted = MECHANISMS[mechanism](
-            contraction_units, activation="relu", name=ATTENTION_LAYER, **options
-        )(formed)
-        x = classifier(contracted, num_classes=num_classes, classifier_activation=classifier_activation)
-    return Model(inputs, x, name=name)
+
+def layer_attended(
+    backbone,
+    *,
+    taps="blocks",
+    mechanism="static_vector",
+    num_classes=10,
+    input_shape=None,
+    backbone_weights=None,
+    classifier_activation=None,
+    name=None,
+    **head_knobs,
+):
+    """Put the layer-attended head on any functional backbone (as DIANet and MRLA do for theirs).
+
+    Args:
+        backbone: a functional `keras.Model`, a `keras.applications` constructor name
+            (`"ResNet50V2"`, `"MobileNetV3Small"`, `"EfficientNetB0"`, `"DenseNet121"`,
+            `"ConvNeXtTiny"`, ...; built with `include_top=False`) or a zoo model name (built with
+            `include_top=False, pooling=None`).
+        taps: `"blocks"` (every residual/dense/inverted-residual block output), `"stages"` (the last
+            layer at each spatial resolution), a list of layer names, or a callable
+            `(model) -> list of layer names`.  `tap_names(model)` reads them back, also after reloading.
+        mechanism: "innate_static", "static_vector", "self_attention" or "dynamic_recurrent".
+        num_classes: classifier width.
+        input_shape: `(height, width, channels)` for a named backbone; None is the constructor's default
+            (for keras.applications with `backbone_weights=None`, any height and width).
+        backbone_weights: keras.applications weights: None (random, nothing downloads), "imagenet" or a path.
+        classifier_activation: None (logits) or e.g. "softmax".
+        name: model name (default `"<backbone>_layer_attended"`).
+        **head_knobs: `pooling`, `tap_form`, `tap_size`, `tap_transform`, `tap_units`, `heads`,
+            `key_width`, `lstm_units`, `lstm_direction`, `contraction_units` (see `build_layer_attended`).
+
+    Preprocessing: the backbone's own (see `lacnn_zoo.models.backbones.resolve_backbone`): EfficientNet,
+    MobileNetV3 and ConvNeXt take raw pixels in [0, 255]; ResNet*V2, DenseNet and MobileNet(V2) take
+    `keras.applications.<family>.preprocess_input(images)`.
+
+    Returns:
+        A functional `keras.Model` with the backbone's inputs, its layers (names unchanged) and the head
+        of `layer_attended_head`; the mechanism layer is `layer_attention`.
+
+    Example:
+        >>> model = layer_attended("MobileNetV3Small", taps="stages", input_shape=(64, 64, 3))
+        >>> tap_names(model)[:2]
+        ['activation', 're_lu_2']
+    """
+    unknown = sorted(set(head_knobs) - set(HEAD_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"Unknown keyword argument(s) {unknown} for layer_attended; accepted head knobs: "
+            f"{sorted(set(HEAD_DEFAULTS) - {'mechanism'})}."
+        )
+    check_positive_int("num_classes", num_classes)
+    if classifier_activation is not None:
+        try:
+            keras.activations.get(classifier_activation)
+        except ValueError as e:
+            raise ValueError(
+                "`classifier_activation` must be None or a Keras activation name such as 'softmax'; "
+                f"received classifier_activation={classifier_activation!r}."
+            ) from e
+    head = {**head_knobs, "mechanism": mechanism}
+    check_head_knobs(**{**HEAD_DEFAULTS, **head})
+    source = resolve_backbone(backbone, input_shape=input_shape, weights=backbone_weights)
+    _, tapped = select_taps(source, taps)
+    outputs = layer_attended_head(tapped, num_classes=num_classes, classifier_activation=classifier_activation,
+                                  **head)
+    return Model(source.input, outputs, name=name or f"{source.name}_layer_attended")
+
+
+def tap_names(model):
+    """The names of the backbone layers a layer-attended model taps, lowest first (read from its graph)."""
+    try:
+        attention = model.get_layer(ATTENTION_LAYER)
+    except ValueError:
+        raise ValueError(
+            f"`model` must be a layer-attended model (with a layer named {ATTENTION_LAYER!r}); "
+            f"{model.name!r} has none."
+        ) from None
+    names = []
+    for i in range(1, attention.num_layers + 1):
+        tap = model.get_layer(f"tap{i}_form")._inbound_nodes[0].arguments.keras_tensors[0]
+        names.append(tap._keras_history.operation.name)
+    return names
 
 
 _PAPER = "Bird 2022, Layer-Attended Convolutional Networks, section 3"

@@ -1,0 +1,210 @@
+"""Layer attention over keras.applications backbones and the zoo's own models: taps, features, save/load.
+
+The expected taps are derived from the published architectures, not from the tap finder:
+ResNet50V2 has 3 + 4 + 6 + 3 bottleneck blocks, DenseNet121 6 + 12 + 24 + 16 dense layers,
+ConvNeXt-T 3 + 3 + 9 + 3 blocks; MobileNetV3Small has 11 inverted-residual blocks of which 6
+keep their shape and so have a skip connection; EfficientNetB0 has 16 MBConv blocks in 7 stages
+(1, 2, 2, 3, 3, 4, 1) where every block but a stage's first has one (16 - 7 = 9).
+"""
+
+import json
+import os
+import string
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import random_batch
+
+import lacnn_zoo
+from lacnn_zoo import build_model, layer_attended
+from lacnn_zoo.models.backbones import feature_extractor, feature_info, select_taps
+from lacnn_zoo.models.layer_attended import tap_names
+from lacnn_zoo.monitor import layer_weights
+
+SHAPE = (64, 64, 3)
+MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
+
+
+def _stages(counts, name):
+    return [name(stage, block) for stage, n in enumerate(counts) for block in range(1, n + 1)]
+
+
+BLOCKS = {
+    "ResNet50V2": _stages([3, 4, 6, 3], lambda s, b: f"conv{s + 2}_block{b}_out"),
+    "DenseNet121": _stages([6, 12, 24, 16], lambda s, b: f"conv{s + 2}_block{b}_concat"),
+    "MobileNetV3Small": [f"expanded_conv_{i}_add" for i in (2, 4, 5, 7, 9, 10)],
+    "EfficientNetB0": _stages([0, 1, 1, 2, 2, 3, 0], lambda s, b: f"block{s + 1}{string.ascii_lowercase[b]}_add"),
+    "ConvNeXtTiny": None,  # its joins are unnamed `inputs + x` operations: checked by count and width
+}
+BLOCK_COUNTS = {"ResNet50V2": 16, "DenseNet121": 58, "MobileNetV3Small": 6, "EfficientNetB0": 9, "ConvNeXtTiny": 18}
+# (reduction, channels) of the last map at each resolution of a 64x64 input.
+STAGES = {
+    "ResNet50V2": [(2, 64), (4, 256), (8, 512), (16, 1024), (32, 2048)],
+    "DenseNet121": [(2, 64), (4, 128), (8, 256), (16, 512), (32, 1024)],
+    "MobileNetV3Small": [(2, 16), (4, 72), (8, 96), (16, 288), (32, 576)],
+    "EfficientNetB0": [(2, 96), (4, 144), (8, 240), (16, 672), (32, 1280)],
+    "ConvNeXtTiny": [(4, 96), (8, 192), (16, 384), (32, 768)],
+}
+# One mechanism per backbone keeps the suite affordable; MobileNetV3Small runs all four below.
+MECHANISM_OF = {"ResNet50V2": "innate_static", "DenseNet121": "static_vector", "MobileNetV3Small": "self_attention",
+                "EfficientNetB0": "dynamic_recurrent", "ConvNeXtTiny": "self_attention"}
+_BUILT = {}
+
+
+def _backbone(name):
+    """Each application is built once per module (weights=None, nothing downloads)."""
+    if name not in _BUILT:
+        _BUILT[name] = getattr(keras.applications, name)(include_top=False, weights=None, input_shape=SHAPE)
+    return _BUILT[name]
+
+
+def _images(n=2, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, size=(n, *SHAPE)).astype("float32")
+
+
+def _one_step(model, x, num_classes=10):
+    # Eager: tracing and optimising the graph of a 400-layer backbone costs far more than one step.
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    y = np.arange(len(x)) % num_classes
+    return float(model.train_on_batch(x, y))
+
+
+@pytest.mark.parametrize("name", list(BLOCK_COUNTS))
+def test_tap_rules_find_the_published_blocks_and_stages(name):
+    backbone = _backbone(name)
+    names, maps = select_taps(backbone, "blocks")
+    assert len(names) == BLOCK_COUNTS[name]
+    if BLOCKS[name] is not None:
+        assert names == BLOCKS[name]
+    else:  # ConvNeXt-T: widths 96, 192, 384, 768 over 3, 3, 9, 3 blocks
+        assert [m.shape[-1] for m in maps] == [96] * 3 + [192] * 3 + [384] * 9 + [768] * 3
+    info = feature_extractor(backbone, "stages").feature_info
+    assert [(i["reduction"], i["channels"]) for i in info] == STAGES[name]
+
+
+@pytest.mark.parametrize("taps", ["blocks", "stages"])
+@pytest.mark.parametrize("name", list(BLOCK_COUNTS))
+def test_wrapped_backbone_weights_rows_and_one_training_step(name, taps):
+    expected = BLOCK_COUNTS[name] if taps == "blocks" else len(STAGES[name])
+    model = layer_attended(_backbone(name), taps=taps, mechanism=MECHANISM_OF[name], num_classes=5)
+    assert len(tap_names(model)) == expected
+    x = _images()
+    weights = layer_weights(model, x)
+    assert weights.shape == (2, expected)
+    assert np.all(weights >= 0)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.isfinite(_one_step(model, x, num_classes=5))
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_every_mechanism_trains_on_a_wrapped_application(mechanism):
+    model = layer_attended(_backbone("MobileNetV3Small"), taps="stages", mechanism=mechanism,
+                           contraction_units=16, classifier_activation="softmax", num_classes=3)
+    x = _images(4)
+    assert model(x).shape == (4, 3)
+    first = model.get_layer("conv").kernel  # the stem convolution: the gradient reaches the backbone
+    before = keras.ops.convert_to_numpy(first).copy()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", run_eagerly=True)
+    loss = float(model.train_on_batch(x, np.array([0, 1, 2, 0])))
+    assert np.isfinite(loss)
+    assert not np.allclose(keras.ops.convert_to_numpy(first), before)
+
+
+def test_keras_round_trip_in_a_fresh_process(tmp_path):
+    model = layer_attended(_backbone("MobileNetV3Small"), taps="stages", mechanism="dynamic_recurrent",
+                           num_classes=4)
+    x = _images(3, seed=1)
+    path, data, out = tmp_path / "wrapped.keras", tmp_path / "x.npy", tmp_path / "y.npy"
+    model.save(path)
+    np.save(data, x)
+    code = (
+        "import json, sys, numpy as np, keras, lacnn_zoo\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"
+        "np.save(sys.argv[3], keras.ops.convert_to_numpy(m(np.load(sys.argv[2]), training=False)))\n"
+        "from lacnn_zoo.models.layer_attended import tap_names\n"
+        "print(json.dumps(tap_names(m)))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(data), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == tap_names(model)
+    np.testing.assert_allclose(np.load(out), keras.ops.convert_to_numpy(model(x, training=False)),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_wrapping_plain_cnn_is_exactly_the_preset(mechanism):
+    """One implementation: the head on plain_cnn_tiny's ConvBNAct taps is the lacnn_*_tiny model."""
+    preset = build_model(f"lacnn_{mechanism}_tiny")
+    plain = build_model("plain_cnn_tiny", include_top=False, pooling=None)
+    wrapped = layer_attended(plain, taps="blocks", mechanism=mechanism, name=preset.name)
+    assert [layer.name for layer in wrapped.layers] == [layer.name for layer in preset.layers]
+    assert wrapped.count_params() == preset.count_params()
+    rng = np.random.default_rng(3)
+    for layer in preset.layers:  # random weights everywhere, BN statistics included, then copy by name
+        values = [rng.uniform(0.5, 1.5, size=w.shape).astype("float32") for w in layer.get_weights()]
+        if values:
+            layer.set_weights(values)
+            wrapped.get_layer(layer.name).set_weights(values)
+    x, _ = random_batch((8, 8, 1), n=4)
+    expected = keras.ops.convert_to_numpy(preset(x, training=False))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(wrapped(x, training=False)), expected, rtol=1e-6)
+    assert tap_names(wrapped) == tap_names(preset) == _stages([2, 2, 2], lambda s, b: f"stage{s + 1}_layer{b}")
+
+
+def test_registry_entry_point_takes_any_backbone():
+    model = build_model("lacnn_static_vector", backbone="MobileNetV3Small", taps="stages", input_shape=(96, 96, 3))
+    assert model.input.shape[1:] == (96, 96, 3) and model.output.shape == (None, 10)
+    assert len(tap_names(model)) == 5
+    own = build_model("lacnn_self_attention", backbone=_backbone("ResNet50V2"), taps=["conv3_block4_out",
+                                                                                      "post_relu"])
+    assert tap_names(own) == ["conv3_block4_out", "post_relu"]
+    features = build_model("lacnn_innate_static", backbone="resnet8", include_top=False, pooling=None,
+                           input_shape=(8, 8, 1))
+    assert [tuple(o.shape[1:]) for o in features.outputs] == [(8, 8, 16), (4, 4, 32), (2, 2, 64)]
+
+
+def test_features_of_zoo_models_and_dynamic_sizes(tmp_path):
+    stages = feature_extractor("plain_cnn_tiny", "stages")
+    assert stages.feature_info == [
+        {"name": f"stage{s}_layer2", "channels": c, "reduction": r} for s, c, r in [(1, 16, 1), (2, 32, 2), (3, 64, 4)]
+    ]
+    assert list(stages.pyramid_outputs) == ["P0", "P1", "P2"]
+    blocks = feature_extractor("resnet8", "blocks")
+    assert [i["name"] for i in blocks.feature_info] == ["stage1_block1", "stage2_block1", "stage3_block1"]
+    stages.save(tmp_path / "features.keras")
+    assert feature_info(lacnn_zoo.load_model(tmp_path / "features.keras")) == stages.feature_info
+    dynamic = feature_extractor("MobileNetV3Small", "stages")  # input (None, None, 3): reductions probed
+    assert dynamic.input.shape[1:3] == (None, None)
+    assert [i["reduction"] for i in dynamic.feature_info] == [2, 4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(taps="layers"), r"`taps` must be 'blocks', 'stages'"),
+    (dict(taps=["stage1_layer1", "nope"]), r"`taps`.*\['nope'\]"),
+    (dict(taps=[]), "`taps` found no tap"),
+    (dict(taps=lambda model: []), "`taps` found no tap"),
+    (dict(tap_form="resample", tap_size=2.0), "`tap_size` must be"),
+    (dict(tap_size=(2, 0)), "`tap_size` must be"),
+    (dict(mechanism="transformer"), "`mechanism`"),
+    (dict(tap_units=0), "`tap_units`"),
+    (dict(dropout=0.1), "Unknown keyword argument"),
+    (dict(input_shape=(16, 16, 1)), "`input_shape` must be None or the backbone's own"),
+])
+def test_bad_arguments_raise_one_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        layer_attended(build_model("plain_cnn_tiny", include_top=False, pooling=None), **kwargs)
+
+
+def test_tap_must_be_a_feature_map_and_backbone_must_be_known():
+    with pytest.raises(ValueError, match="4-D feature maps"):
+        layer_attended(build_model("plain_cnn_tiny", include_top=False, pooling="avg"), taps=["avg_pool"])
+    with pytest.raises(ValueError, match="`backbone` must be"):
+        layer_attended("ResNet51")
+    with pytest.raises(ValueError, match="`backbone` must be 'plain', 'residual'"):
+        build_model("lacnn_static_vector_tiny", backbone="ResNet51")
