@@ -20,9 +20,10 @@ from conftest import random_batch
 
 import lacnn_zoo
 from lacnn_zoo import build_model, layer_attended
-from lacnn_zoo.models.backbones import feature_extractor, feature_info, select_taps
+from lacnn_zoo.models.backbones import feature_extractor
 from lacnn_zoo.models.layer_attended import tap_names
 from lacnn_zoo.monitor import layer_weights
+from lacnn_zoo.taps import feature_info, feature_model, select_taps
 
 SHAPE = (64, 64, 3)
 MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
@@ -175,6 +176,8 @@ def test_features_of_zoo_models_and_dynamic_sizes(tmp_path):
         {"name": f"stage{s}_layer2", "channels": c, "reduction": r} for s, c, r in [(1, 16, 1), (2, 32, 2), (3, 64, 4)]
     ]
     assert list(stages.pyramid_outputs) == ["P0", "P1", "P2"]
+    every_layer = feature_model(build_model("plain_cnn_tiny", include_top=False, pooling=None), "blocks")
+    assert [i["reduction"] for i in every_layer.feature_info] == [1, 1, 2, 2, 4, 4]
     blocks = feature_extractor("resnet8", "blocks")
     assert [i["name"] for i in blocks.feature_info] == ["stage1_block1", "stage2_block1", "stage3_block1"]
     stages.save(tmp_path / "features.keras")
@@ -206,5 +209,7 @@ def test_tap_must_be_a_feature_map_and_backbone_must_be_known():
         layer_attended(build_model("plain_cnn_tiny", include_top=False, pooling="avg"), taps=["avg_pool"])
     with pytest.raises(ValueError, match="`backbone` must be"):
         layer_attended("ResNet51")
+    with pytest.raises(ValueError, match=r"`input_shape`.*EfficientNetB0.*at least 32x32"):
+        build_model("lacnn_self_attention", backbone="EfficientNetB0", input_shape=(8, 8, 1))
     with pytest.raises(ValueError, match="`backbone` must be 'plain', 'residual'"):
         build_model("lacnn_static_vector_tiny", backbone="ResNet51")

@@ -30,17 +30,12 @@ from keras import Model, layers
 from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, MECHANISMS, TAP_FORMS, TapForm
 from lacnn_zoo.layers.residual import MIXING_MODES
-from lacnn_zoo.models.backbones import (
-    accepted_backbones,
-    feature_extractor,
-    feature_info,
-    resolve_backbone,
-    select_taps,
-)
+from lacnn_zoo.models.backbones import accepted_backbones, feature_extractor, resolve_backbone
 from lacnn_zoo.models.heads import check_head_arguments, classifier, model_input
 from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
 from lacnn_zoo.models.resnet import residual_stages
 from lacnn_zoo.registry import register_model
+from lacnn_zoo.taps import feature_info, select_taps
 from lacnn_zoo.validation import check_choice, check_positive_int, check_unit_interval
 
 __all__ = ["build_layer_attended", "feature_extractor", "feature_info", "layer_attended", "layer_attended_head",
