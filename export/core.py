@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.io import FolderLock, check_replaceable, mark_owned
+from lacnn_zoo.io import FolderLock, check_replaceable
 from lacnn_zoo.validation import check_finite
 
 FORMATS = ("onnx", "saved_model", "both")
@@ -355,7 +355,6 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2, default=str)
             f.write("\n")
-        mark_owned(tmp, "export")
 
         _check_destination(out_dir, overwrite)
         old = None

@@ -183,17 +183,18 @@ def check_replaceable(folder, kind, known, *, flag="--overwrite"):
     foreign = [e for e in entries if not (e == OWNER_MARKER or e.endswith(".lock") or known(e) or is_temporary(e))]
     if not recognised or foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        article = "an" if kind[0] in "aeiou" else "a"
         why = f"it holds files lacnn-zoo did not write ({shown})" if foreign else f"it is not a lacnn-zoo {kind}"
         raise ForeignFilesError(
-            f"Refusing to replace {folder!r}: {why}. {flag} replaces only a {kind} folder written by lacnn-zoo; "
+            f"Refusing to replace {folder!r}: {why}. {flag} replaces only {article} {kind} folder written by lacnn-zoo; "
             "choose another folder or move those files away."
         )
     return entries
 
 
 def _legacy(folder, kind):
-    """Folders written before the owner marker existed: a run has run.json, an export manifest.json, a search
-    Keras Tuner's oracle.json."""
+    """Folders without the owner marker: exports (kept clean for deployment) are known by manifest.json; runs
+    and searches written before the marker existed by run.json and Keras Tuner's oracle.json."""
     signature = {"run": "run.json", "export": "manifest.json", "search": "oracle.json"}[kind]
     return os.path.exists(os.path.join(folder, signature))
 

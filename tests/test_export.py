@@ -84,8 +84,12 @@ def test_existing_output_is_never_overwritten_unless_asked(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         export_model(model, out)
     assert (out / "keep.txt").read_text() == "precious"
-    export_model(model, out, format="onnx", overwrite=True)
-    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx"]
+    with pytest.raises(FileExistsError, match="keep.txt"):  # --overwrite replaces only an export of the zoo
+        export_model(model, out, format="onnx", overwrite=True)
+    assert sorted(os.listdir(out)) == ["keep.txt"]
+    export_model(model, tmp_path / "exported", format="onnx")
+    export_model(model, tmp_path / "exported", format="saved_model", overwrite=True)
+    assert sorted(os.listdir(tmp_path / "exported")) == ["manifest.json", "saved_model"]
 
 
 def test_failed_export_leaves_nothing_behind(tmp_path):
