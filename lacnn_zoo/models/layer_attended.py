@@ -303,9 +303,9 @@ def layer_attended(
         of `layer_attended_head`; the mechanism layer is `layer_attention`.
 
     Example:
-        >>> model = layer_attended("MobileNetV3Small", taps="stages", input_shape=(64, 64, 3))
+        >>> model = layer_attended("ResNet50V2", input_shape=(64, 64, 3))
         >>> tap_names(model)[:2]
-        ['activation', 're_lu_2']
+        ['conv2_block1_out', 'conv2_block2_out']
     """
     unknown = sorted(set(head_knobs) - set(HEAD_DEFAULTS))
     if unknown:
