@@ -11,6 +11,11 @@ import numpy as np
 from lacnn_zoo.io import atomic_path, read_json, write_json
 
 
+def checkpoint_bytes(model):
+    """A generous size estimate of a checkpoint: weights plus two optimizer moments, and 1 MiB of metadata."""
+    return 3 * sum(int(np.prod(w.shape)) * 4 for w in model.weights) + (1 << 20)
+
+
 def weights_are_finite(model):
     """Whether every weight of `model` is finite (a diverged run must never be checkpointed)."""
     return all(np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.weights)
@@ -64,7 +69,7 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
             return
         if self._improved(float(value)):
             self.best = float(value)
-            with atomic_path(self.filepath, suffix=".keras") as tmp:
+            with atomic_path(self.filepath, suffix=".keras", need_bytes=checkpoint_bytes(self.model)) as tmp:
                 self.model.save(tmp)
             write_json(self._sidecar, {"best": self.best, "epoch": epoch + 1, "monitor": self.monitor})
 
@@ -85,7 +90,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.stop_training = True
             return
         os.makedirs(self.backup_dir, exist_ok=True)
-        with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
+        with atomic_path(self._weights_path, suffix=".weights.h5", need_bytes=checkpoint_bytes(self.model)) as tmp:
             self.model.save_weights(tmp)
         with atomic_path(self._training_metadata_path) as tmp:
             with open(tmp, "w") as f:

@@ -19,9 +19,10 @@ EXPECTED = (ZooError, ValueError, FileExistsError, FileNotFoundError, NotADirect
 
 def one_line(error):
     text = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, OSError) and error.errno in _DISK and not isinstance(error, FileNotFoundError):
+    if isinstance(error, OSError) and error.errno in _DISK:
         where = f" ({error.filename})" if error.filename else ""
-        text = f"{_DISK[error.errno]}{where}: {text}. Files saved before this point are intact."
+        hint = "; free some space, then continue a training run with --resume" if error.errno == errno.ENOSPC else ""
+        text = f"{error.strerror or _DISK[error.errno]}{where}. Files saved before this point are intact{hint}."
     return text
 
 

@@ -35,23 +35,28 @@ class ForeignFilesError(FileExistsError):
 
 
 @contextlib.contextmanager
-def atomic_path(path, *, suffix=""):
+def atomic_path(path, *, suffix="", need_bytes=0):
     """Yield a temporary path beside `path`; on success it is renamed onto `path` (atomic on one filesystem).
 
     `suffix` keeps a file ending some writers insist on (".keras", ".weights.h5").
     On failure the temporary file or folder is removed and `path` is untouched;
     a write that failed because the disk is full is re-raised as `OSError(ENOSPC)`.
+    `need_bytes` (an estimate of the file's size) is checked against the free
+    space first, so a full disk is reported before h5py starts a doomed write.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    if need_bytes and shutil.disk_usage(folder).free < need_bytes:
+        raise OSError(errno.ENOSPC, f"No space left on the device to write {path!r} (about {need_bytes:,} bytes "
+                      f"needed, {shutil.disk_usage(folder).free:,} free)")
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}{TMP_TAG}{suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
     except Exception as e:
         if _disk_full(e, folder):
-            raise OSError(errno.ENOSPC, f"No space left on the device while writing {path!r}") from e
+            raise OSError(errno.ENOSPC, f"No space left on the device while writing {path!r}") from None
         raise
     finally:
         remove_path(tmp)
@@ -186,8 +191,8 @@ def check_replaceable(folder, kind, known, *, flag="--overwrite"):
         article = "an" if kind[0] in "aeiou" else "a"
         why = f"it holds files lacnn-zoo did not write ({shown})" if foreign else f"it is not a lacnn-zoo {kind}"
         raise ForeignFilesError(
-            f"Refusing to replace {folder!r}: {why}. {flag} replaces only {article} {kind} folder written by lacnn-zoo; "
-            "choose another folder or move those files away."
+            f"Refusing to replace {folder!r}: {why}. {flag} replaces only {article} {kind} folder written by "
+            "lacnn-zoo; choose another folder or move those files away."
         )
     return entries
 

@@ -258,7 +258,7 @@ def test_disk_full_keeps_the_last_backup_and_prints_one_line(tmp_path, monkeypat
     rc = cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "3", "--output-dir", str(run), "--verbose", "0",
                    "--set", "widths=(8, 8, 16)"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "no space left" in err[0] and "intact" in err[0]
+    assert rc == 2 and len(err) == 1 and "no space left" in err[0].lower() and "intact" in err[0]
     monkeypatch.undo()
     assert json.load(open(run / "backup" / "training_metadata.json"))["epoch"] == 1
     model = keras.saving.load_model(run / "best.keras")
@@ -352,3 +352,16 @@ def test_export_cli_one_line(tmp_path, capsys):
     assert main([str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("export: error:") and "folder" in err[0]
+
+
+def test_a_write_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypatch):
+    from lacnn_zoo import io
+
+    (tmp_path / "best.keras").write_bytes(b"the previous checkpoint")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    with pytest.raises(OSError) as raised:
+        with io.atomic_path(tmp_path / "best.keras", need_bytes=5000) as tmp:
+            open(tmp, "wb").write(b"x" * 5000)
+    assert raised.value.errno == errno.ENOSPC and "5,000 bytes needed, 1,000 free" in str(raised.value)
+    assert os.listdir(tmp_path) == ["best.keras"] and (tmp_path / "best.keras").read_bytes() == b"the previous checkpoint"
