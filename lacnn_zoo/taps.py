@@ -14,7 +14,8 @@ Two rules find taps from the graph alone, so they work on any functional model:
   no block at all (the plain CNN) taps every ``ConvBNAct``.  Blocks without a
   skip connection (the strided first block of a MobileNet or EfficientNet
   stage) have no join and are not taps; ``"stages"`` or a list of names reaches
-  them.
+  them.  The backbone's output is always the last tap, so layers after the last
+  block (ResNet v2's final norm, EfficientNet's head convolution) stay in use.
 * ``"stages"``: the last layer at each spatial resolution, as timm's
   ``features_only``.  Only "trunk" tensors count, those that every path from the
   input to the output passes through (so a squeeze-excite branch at 1x1 is not
@@ -103,7 +104,10 @@ def _block_taps(graph):
             taps.append(children[0] if follows else t)
     if not taps:
         taps = [t for t in graph.order if isinstance(graph.producer[id(t)], ConvBNAct)]
-    return taps
+    # The backbone's own output ends the list, so no layer after the last block (a final norm, a head
+    # convolution) is cut off.
+    tapped = {id(t) for t in taps}
+    return taps + [t for t in graph.model.outputs if id(t) not in tapped and len(t.shape) == 4]
 
 
 def _stage_taps(graph):

@@ -40,7 +40,9 @@ BLOCKS = {
     "EfficientNetB0": _stages([0, 1, 1, 2, 2, 3, 0], lambda s, b: f"block{s + 1}{string.ascii_lowercase[b]}_add"),
     "ConvNeXtTiny": None,  # its joins are unnamed `inputs + x` operations: checked by count and width
 }
-BLOCK_COUNTS = {"ResNet50V2": 16, "DenseNet121": 58, "MobileNetV3Small": 6, "EfficientNetB0": 9, "ConvNeXtTiny": 18}
+# Blocks, then the backbone's own output (after its final norm / head convolution) as the last tap.
+BLOCK_COUNTS = {"ResNet50V2": 16 + 1, "DenseNet121": 58 + 1, "MobileNetV3Small": 6 + 1, "EfficientNetB0": 9 + 1,
+                "ConvNeXtTiny": 18 + 1}
 # (reduction, channels) of the last map at each resolution of a 64x64 input.
 STAGES = {
     "ResNet50V2": [(2, 64), (4, 256), (8, 512), (16, 1024), (32, 2048)],
@@ -79,10 +81,11 @@ def test_tap_rules_find_the_published_blocks_and_stages(name):
     backbone = _backbone(name)
     names, maps = select_taps(backbone, "blocks")
     assert len(names) == BLOCK_COUNTS[name]
+    assert maps[-1] is backbone.output
     if BLOCKS[name] is not None:
-        assert names == BLOCKS[name]
+        assert names[:-1] == BLOCKS[name]
     else:  # ConvNeXt-T: widths 96, 192, 384, 768 over 3, 3, 9, 3 blocks
-        assert [m.shape[-1] for m in maps] == [96] * 3 + [192] * 3 + [384] * 9 + [768] * 3
+        assert [m.shape[-1] for m in maps[:-1]] == [96] * 3 + [192] * 3 + [384] * 9 + [768] * 3
     info = feature_extractor(backbone, "stages").feature_info
     assert [(i["reduction"], i["channels"]) for i in info] == STAGES[name]
 

@@ -357,11 +357,12 @@ def test_export_cli_one_line(tmp_path, capsys):
 def test_a_write_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypatch):
     from lacnn_zoo import io
 
-    (tmp_path / "best.keras").write_bytes(b"the previous checkpoint")
+    previous = b"the previous checkpoint"
+    (tmp_path / "best.keras").write_bytes(previous)
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(io.shutil, "disk_usage", lambda _: usage._replace(free=1000))
     with pytest.raises(OSError) as raised:
         with io.atomic_path(tmp_path / "best.keras", need_bytes=5000) as tmp:
             open(tmp, "wb").write(b"x" * 5000)
     assert raised.value.errno == errno.ENOSPC and "5,000 bytes needed, 1,000 free" in str(raised.value)
-    assert os.listdir(tmp_path) == ["best.keras"] and (tmp_path / "best.keras").read_bytes() == b"the previous checkpoint"
+    assert os.listdir(tmp_path) == ["best.keras"] and (tmp_path / "best.keras").read_bytes() == previous
