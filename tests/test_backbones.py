@@ -5,6 +5,7 @@ ResNet50V2 has 3 + 4 + 6 + 3 bottleneck blocks, DenseNet121 6 + 12 + 24 + 16 den
 ConvNeXt-T 3 + 3 + 9 + 3 blocks; MobileNetV3Small has 11 inverted-residual blocks of which 6
 keep their shape and so have a skip connection; EfficientNetB0 has 16 MBConv blocks in 7 stages
 (1, 2, 2, 3, 3, 4, 1) where every block but a stage's first has one (16 - 7 = 9).
+taps="blocks" adds the backbone's own output as the last tap.
 """
 
 import json
