@@ -42,13 +42,15 @@ def _train(args):
         stored = {}
     defaults = dict(
         model=training.DEFAULT_MODEL, dataset="digits", epochs=30, batch_size=64, learning_rate=3e-3,
-        weight_decay=1e-4, seed=0, overrides={}, image_size=None, augment=False,
+        weight_decay=1e-4, seed=0, overrides={}, image_size=None, augment=False, freeze_backbone=False,
+        init_weights=None,
     )
     asked = dict(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         overrides=dict(args.set) if args.set else None,
         image_size=tuple(args.image_size) if args.image_size else None, augment=args.augment or None,
+        freeze_backbone=args.freeze_backbone or None, init_weights=args.init_weights,
     )
     config = {k: (asked[k] if asked[k] is not None else stored.get(k, defaults[k])) for k in defaults}
     if isinstance(config["image_size"], list):
@@ -145,6 +147,10 @@ def main(argv=None):
     t.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
     t.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize TFDS images")
     t.add_argument("--augment", action="store_true", help="random crop + flip on TFDS training data")
+    t.add_argument("--init-weights", metavar="FILE",
+                   help="initialise from a .keras file (layers matched by name) or a same-architecture .weights.h5")
+    t.add_argument("--freeze-backbone", action="store_true",
+                   help="train only the head (layer-attention head, or pooling + classifier)")
     t.add_argument("--verbose", default="auto", type=_verbosity, help="Keras fit verbosity: auto, 0, 1 or 2")
     t.set_defaults(func=_train)
 

@@ -41,8 +41,10 @@ NO_DECAY = ["layer_logits", "layer_embedding", "beta_angle", "rel_height", "rel_
 
 RUN_KEYS = (
     "model", "dataset", "epochs", "batch_size", "learning_rate", "weight_decay", "seed", "overrides",
-    "image_size", "augment",
+    "image_size", "augment", "freeze_backbone", "init_weights",
 )
+# Keys added after the first release: a run.json without them was trained with these values.
+RUN_KEY_DEFAULTS = {"freeze_backbone": False, "init_weights": None}
 
 
 @dataclasses.dataclass
@@ -78,6 +80,7 @@ def _prepare_output_dir(output_dir, config, *, resume, overwrite):
         if os.path.exists(os.path.join(output_dir, "metrics.json")):
             raise ValueError(f"The run in {output_dir!r} already finished (metrics.json exists); nothing to resume.")
         stored = read_json(run_file)
+        stored = {**RUN_KEY_DEFAULTS, **stored}
         differ = {k: (stored.get(k), config[k]) for k in RUN_KEYS if stored.get(k) != _plain(config[k])}
         if differ:
             detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
@@ -184,6 +187,8 @@ def train(
     download=False,
     image_size=None,
     augment=False,
+    freeze_backbone=False,
+    init_weights=None,
     tensorboard=True,
     callbacks=(),
     verbose="auto",
@@ -194,6 +199,15 @@ def train(
     configuration, it restores the weights, optimizer state and epoch counter
     saved at the end of the last finished epoch.  An existing run is never
     replaced unless `overwrite=True`.
+
+    `init_weights` (a `.keras` file, e.g. another run's `best.keras`, or a
+    `.weights.h5` file of the same architecture) initialises the model before
+    training: from a `.keras` file every layer with the same name and weight
+    shapes is copied, so a trained backbone can be fine-tuned under a new head.
+    `freeze_backbone=True` trains only the head (every layer that computes the
+    taps of a layer-attended model, or the last feature map of another, is
+    frozen; frozen BatchNorm layers run in inference mode, as Keras' transfer
+    learning guide does).
     """
     info = model_info(model)
     check_positive_int("epochs", epochs)
@@ -202,6 +216,15 @@ def train(
     check_finite("weight_decay", weight_decay, minimum=0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
+    if not isinstance(freeze_backbone, bool):
+        raise ValueError(f"`freeze_backbone` must be True or False; received freeze_backbone={freeze_backbone!r}.")
+    if init_weights is not None:
+        init_weights = os.fspath(init_weights)
+        if not init_weights.endswith((".keras", ".weights.h5")) or not os.path.isfile(init_weights):
+            raise ValueError(
+                "`init_weights` must be an existing .keras or .weights.h5 file; "
+                f"received init_weights={init_weights!r}."
+            )
     if resume and overwrite:
         raise ValueError("`resume` and `overwrite` exclude each other: resume continues a run, overwrite replaces it.")
     if dataset == "digits":
@@ -221,6 +244,7 @@ def train(
     config = dict(
         model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         weight_decay=weight_decay, seed=seed, overrides=overrides, image_size=image_size, augment=augment,
+        freeze_backbone=freeze_backbone, init_weights=init_weights,
     )
 
     keras.utils.set_random_seed(seed)
@@ -231,6 +255,11 @@ def train(
         )
     )
     net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **overrides)
+    if init_weights and not resume:  # a resumed run restores its own weights from the backup
+        load_initial_weights(net, init_weights)
+    if freeze_backbone:
+        for layer in backbone_layers(net):
+            layer.trainable = False
     created = not os.path.exists(output_dir)
     try:
         with FolderLock(os.path.join(output_dir, LOCK_NAME), f"Run folder {output_dir!r}"):
@@ -296,6 +325,7 @@ def _fit_and_report(net, info, data, config, output_dir, epochs_done, tensorboar
         "time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else None,
         "train_wall_time_s": wall,
         "resumed_after_epoch": epochs_done or None,
+        "trainable_params": int(sum(int(np.prod(w.shape)) for w in net.trainable_weights)),
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
         "preprocessing": data.preprocessing,
@@ -310,6 +340,59 @@ def _fit_and_report(net, info, data, config, output_dir, epochs_done, tensorboar
     write_json(os.path.join(output_dir, "metrics.json"), metrics)
     remove_path(backup.backup_dir)  # only now: a kill before metrics.json leaves the run resumable
     return TrainResult(model=best, metrics=metrics, output_dir=output_dir)
+
+
+def backbone_layers(model):
+    """The layers that compute the taps of a layer-attended model, or the last feature map of another classifier.
+
+    Everything else (tap forms and transforms, the mechanism, pooling and the classifier) is the head.
+    """
+    from lacnn_zoo.models.layer_attended import tap_names
+    from lacnn_zoo.monitor import is_layer_attended
+
+    if is_layer_attended(model):
+        outputs = [model.get_layer(name).output for name in tap_names(model)]
+    else:
+        try:
+            outputs = [model.get_layer("logits").input]
+        except ValueError:
+            raise ValueError(
+                f"`freeze_backbone` needs a classifier with a 'logits' layer; {model.name!r} has none."
+            ) from None
+    trunk = keras.Model(model.inputs, outputs)
+    return [layer for layer in trunk.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def load_initial_weights(model, path):
+    """Initialise `model` from a `.keras` file (by layer name and weight shapes) or a same-architecture `.weights.h5`.
+
+    Returns the names of the layers loaded; raises ValueError when nothing matches.
+    """
+    if path.endswith(".weights.h5"):
+        try:
+            model.load_weights(path)
+        except Exception as e:  # Keras raises several types for an architecture mismatch
+            raise ValueError(
+                f"`init_weights` {path!r} does not fit {model.name!r} ({type(e).__name__}: {e}); a .weights.h5 "
+                "file needs the same architecture. Use a .keras file to copy the layers that match by name."
+            ) from e
+        return [layer.name for layer in model.layers if layer.weights]
+    from lacnn_zoo.saving import load_model
+
+    source = {layer.name: layer for layer in load_model(path, compile=False).layers}
+    loaded = []
+    for layer in model.layers:
+        other = source.get(layer.name)
+        if not layer.weights or other is None:
+            continue
+        if [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in other.weights]:
+            layer.set_weights(other.get_weights())
+            loaded.append(layer.name)
+    if not loaded:
+        raise ValueError(
+            f"`init_weights` {path!r} shares no layer (same name and weight shapes) with {model.name!r}."
+        )
+    return loaded
 
 
 def _model_callbacks(model, data, output_dir):

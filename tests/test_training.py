@@ -116,3 +116,27 @@ def test_cli_train_and_resume(tmp_path, capsys):
     stored = json.load(open(os.path.join(run, "run.json")))
     assert stored["overrides"] == {"widths": [8, 16, 16]}
     assert cli.main(["train", "--output-dir", run, "--resume"]) == 2  # finished runs are not resumed
+
+
+def test_fine_tune_a_trained_backbone_under_a_new_head(tmp_path):
+    plain = str(tmp_path / "plain")
+    train("plain_cnn_tiny", epochs=1, output_dir=plain, verbose=0)
+    source = keras.saving.load_model(os.path.join(plain, "best.keras"))
+    run = str(tmp_path / "lacnn")
+    result = train("lacnn_static_vector_tiny", epochs=1, output_dir=run, verbose=0,
+                   init_weights=os.path.join(plain, "best.keras"), freeze_backbone=True)
+    tuned = result.model
+    backbone = [layer.name for layer in source.layers if layer.name.startswith("stage")]
+    assert len(backbone) == 6
+    for name in backbone:  # copied in, then frozen: identical after an epoch of training (BN statistics too)
+        for got, want in zip(tuned.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    fresh = keras.saving.load_model(os.path.join(run, "best.keras"))
+    head = fresh.get_layer("layer_attention").get_weights()
+    assert result.metrics["trainable_params"] == sum(w.size for w in head)
+    assert json.load(open(os.path.join(run, "run.json")))["freeze_backbone"] is True
+    with pytest.raises(ValueError, match="shares no layer"):
+        train("resnet8", epochs=1, output_dir=str(tmp_path / "r8"), verbose=0, overrides={"widths": (8, 8, 8)},
+              init_weights=os.path.join(plain, "best.keras"))
+    with pytest.raises(ValueError, match="init_weights"):
+        train("resnet8", epochs=1, output_dir=str(tmp_path / "r9"), verbose=0, init_weights="missing.keras")
