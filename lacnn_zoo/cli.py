@@ -100,6 +100,10 @@ def _info(args):
     record = info.as_dict()
     record["knobs"] = {k: v for k, v in info.knobs.items()}
     record["params"] = info.num_params()
+    if info.family == "layer_attended":
+        from lacnn_zoo import build_model, tap_names
+
+        record["taps"] = tap_names(build_model(args.name))
     print(json.dumps(record, indent=2, default=str))
     return 0
 

@@ -192,6 +192,7 @@ def build_model(
     include_top=True,
     pooling="avg",
     classifier_activation=None,
+    features=None,
     **overrides,
 ):
     """Build a registered model by name.
@@ -206,6 +207,10 @@ def build_model(
             (layer-attended models return their list of per-layer taps).
         pooling: `"avg"`, `"max"` or `None` (flatten before the classifier / no pooling).
         classifier_activation: `None` returns logits; e.g. `"softmax"` returns probabilities.
+        features: with `include_top=False`, return the feature maps instead: `"stages"` (the last
+            layer at every resolution, timm's `features_only`), `"blocks"` (every block / layer
+            output), or a list of layer names. The model has `feature_info` (name, channels,
+            reduction per map) and `pyramid_outputs` (KerasHub's `{"P<level>": map}`).
         **overrides: the family's knobs (see `model_info(name).knobs`); unknown ones are errors.
 
     Returns:
@@ -236,14 +241,24 @@ def build_model(
                 "`classifier_activation` must be None or a Keras activation name such as 'softmax'; "
                 f"received classifier_activation={classifier_activation!r}."
             ) from e
+    if features is not None and include_top:
+        raise ValueError(
+            f"`features` returns feature maps, so it needs include_top=False; received features={features!r} "
+            "with include_top=True."
+        )
     knobs = {**info.preset, **overrides}
     input_shape = check_input_shape(info.default_input_shape if input_shape is None else input_shape)
-    return info.builder(
+    model = info.builder(
         input_shape=input_shape,
         num_classes=num_classes,
         include_top=include_top,
-        pooling=pooling,
+        pooling=None if features is not None else pooling,
         classifier_activation=classifier_activation,
         name=name,
         **knobs,
     )
+    if features is None:
+        return model
+    from lacnn_zoo.taps import feature_model
+
+    return feature_model(model, features, name=f"{name}_features")

@@ -167,3 +167,17 @@ def test_absurd_depth_fails_fast_with_an_estimate(monkeypatch):
     # The largest presets stay well inside such a machine.
     for name in ("wrn28_10", "aa_wrn28_10"):
         assert model_info(name).num_params() > 36e6
+
+
+def test_features_from_every_family_follow_timm_feature_info():
+    model = build_model("resnet20", input_shape=(32, 32, 3), include_top=False, features="stages")
+    # He et al.'s CIFAR ResNet: 16/32/64 filters at 32, 16 and 8 pixels.
+    assert [(f["channels"], f["reduction"]) for f in model.feature_info] == [(16, 1), (32, 2), (64, 4)]
+    assert [tuple(o.shape) for o in model.outputs] == [(None, 32, 32, 16), (None, 16, 16, 32), (None, 8, 8, 64)]
+    assert sorted(model.pyramid_outputs) == ["P0", "P1", "P2"]
+    blocks = build_model("resnet20", input_shape=(32, 32, 3), include_top=False, features="blocks")
+    assert len(blocks.outputs) == 9  # 3 stages x 3 blocks
+    named = build_model("plain_cnn", input_shape=(16, 16, 3), include_top=False, features=["stage2_layer1"])
+    assert [f["name"] for f in named.feature_info] == ["stage2_layer1"]
+    with pytest.raises(ValueError, match="`features`.*include_top=False"):
+        build_model("resnet20", features="stages")
