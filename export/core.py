@@ -104,6 +104,17 @@ def _dynamic_size_copy(model):
     return dynamic
 
 
+def _constant_preprocessing(model):
+    """Normalization layers (EfficientNet's, for one) hold their mean and variance as eager tensors, which
+    tf2onnx turns into unfed graph inputs; as NumPy arrays they are traced as constants (same values)."""
+    import keras
+
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
+            layer.mean = np.asarray(layer.mean)
+            layer.variance = np.asarray(layer.variance)
+
+
 def _disable_cudnn(model):
     """Keras bakes a cuDNN LSTM kernel into the traced graph when a GPU is visible; tf2onnx cannot convert it."""
     for layer in model._flatten_layers(include_self=False, recursive=True):
@@ -257,6 +268,7 @@ def export_model(
     if dynamic_size:
         model = _dynamic_size_copy(model)
     _disable_cudnn(model)
+    _constant_preprocessing(model)
 
     import tensorflow as tf
 
@@ -320,8 +332,15 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
             import onnxruntime as ort
 
             onnx_path = os.path.join(tmp, "model.onnx")
-            model.export(onnx_path, format="onnx", opset_version=opset, input_signature=[spec], verbose=False)
-            _rename_onnx_output(onnx_path, output)
+            try:
+                model.export(onnx_path, format="onnx", opset_version=opset, input_signature=[spec], verbose=False)
+                _rename_onnx_output(onnx_path, output)
+            except Exception as e:  # tf2onnx and the ONNX checker fail in many ways; all mean "not convertible"
+                raise ExportError(
+                    f"tf2onnx could not convert {model.name!r} to ONNX ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:300]}). Known limits: grouped convolutions and exact GELU "
+                    "(ConvNeXt). The SavedModel export (--format saved_model) has no such limit."
+                ) from e
             session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
             runners["onnx"] = lambda x, s=session: s.run([output], {INPUT_NAME: x})[0]
             manifest_formats["onnx"] = {"path": "model.onnx", "opset": opset}

@@ -157,3 +157,30 @@ def test_readme_deploy_snippet_runs_without_tensorflow(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"\[\d\]\n", result.stdout)
+
+
+@pytest.mark.parametrize("backbone,mechanism", [
+    ("MobileNetV3Small", "dynamic_recurrent"), ("EfficientNetB0", "self_attention"),
+    ("DenseNet121", "innate_static"), ("ResNet50V2", "static_vector"),
+])
+def test_layer_attention_on_keras_applications_exports_to_onnx(tmp_path, backbone, mechanism):
+    from lacnn_zoo import layer_attended
+
+    model = layer_attended(backbone, taps="stages", mechanism=mechanism, input_shape=(32, 32, 3))
+    export_model(model, tmp_path / "out", format="onnx", batch_sizes=(1, 3))
+    x = np.random.default_rng(1).uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    got = session.run(["logits"], {"images": x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5 + 1e-4 * np.abs(expected).max())
+
+
+def test_convnext_onnx_limit_is_one_clear_error_and_saved_model_works(tmp_path):
+    from lacnn_zoo import layer_attended
+
+    model = layer_attended("ConvNeXtTiny", taps="stages", input_shape=(32, 32, 3))
+    with pytest.raises(ExportError, match="tf2onnx could not convert.*saved_model"):
+        export_model(model, tmp_path / "onnx", format="onnx", batch_sizes=(1,))
+    assert not (tmp_path / "onnx").exists()
+    manifest = export_model(model, tmp_path / "sm", format="saved_model", batch_sizes=(1, 3))
+    assert max(manifest["parity"]["max_abs_diff"]["saved_model"].values()) < 1e-3
