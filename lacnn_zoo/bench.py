@@ -51,8 +51,8 @@ def _step_fn(model, x, y):
     return step
 
 
-def time_steps(steps, *, rounds=5, steps_per_round=3, warmup=3):
-    """Median seconds per call of each function, measured in interleaved rounds."""
+def time_step_samples(steps, *, rounds=5, steps_per_round=5, warmup=3):
+    """Seconds per call of each function in every round (a list per key), measured in interleaved rounds."""
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -63,7 +63,19 @@ def time_steps(steps, *, rounds=5, steps_per_round=3, warmup=3):
             for _ in range(steps_per_round):
                 step()
             samples[key].append((time.perf_counter() - start) / steps_per_round)
+    return samples
+
+
+def time_steps(steps, *, rounds=5, steps_per_round=5, warmup=3):
+    """Median seconds per call of each function, measured in interleaved rounds."""
+    samples = time_step_samples(steps, rounds=rounds, steps_per_round=steps_per_round, warmup=warmup)
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def ratio_spread(samples, key, base):
+    """Median and (min, max) over rounds of the per-round ratio `key / base`: a round slows both alike."""
+    ratios = [a / b for a, b in zip(samples[key], samples[base])]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def flops_per_image(model, input_shape):
@@ -158,7 +170,9 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
             label, (base_name, base_knobs) = base
             baseline = build_model(base_name, input_shape=input_shape, num_classes=num_classes, **base_knobs)
             steps["baseline"] = _step_fn(baseline, x, y)
-        times = time_steps(steps, rounds=rounds, steps_per_round=steps_per_round, warmup=warmup)
+        samples = time_step_samples(steps, rounds=rounds, steps_per_round=steps_per_round, warmup=warmup)
+        times = {k: statistics.median(v) for k, v in samples.items()}
+        ratio = ratio_spread(samples, name, "baseline") if base is not None else (float("nan"),) * 3
         infer = time_steps({name: functools.partial(model.predict_on_batch, x)}, rounds=rounds,
                            steps_per_round=steps_per_round, warmup=warmup)[name]
         rows.append({
@@ -169,7 +183,9 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
             "mflops_per_image": model_flops / 1e6 if model_flops else float("nan"),
             "step_ms": 1e3 * times[name],
             "baseline_step_ms": 1e3 * times["baseline"] if base is not None else float("nan"),
-            "ratio": times[name] / times["baseline"] if base is not None else float("nan"),
+            "ratio": ratio[0],
+            "ratio_min": ratio[1],
+            "ratio_max": ratio[2],
             "images_per_s": batch_size / times[name],
             "inference_images_per_s": batch_size / infer,
             "peak_train_mib": measure_memory(name, input_shape, batch_size) if memory else float("nan"),
@@ -179,15 +195,71 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
 
 def print_table(rows, file=None):
     file = file or sys.stdout
-    print(f"{'model':<30} {'params':>10} {'MFLOPs':>8} {'step ms':>9} {'backbone ms':>12} {'ratio':>7} "
+    print(f"{'model':<34} {'params':>11} {'MFLOPs':>8} {'step ms':>9} {'backbone ms':>12} {'ratio [min-max]':>19} "
           f"{'train img/s':>12} {'infer img/s':>12} {'peak MiB':>9}", file=file)
     for r in rows:
-        print(f"{r['model']:<30} {r['params']:>10,} {r['mflops_per_image']:>8.1f} {r['step_ms']:>9.1f} "
-              f"{r['baseline_step_ms']:>12.1f} {r['ratio']:>7.3f} {r['images_per_s']:>12.0f} "
+        spread = f"{r['ratio']:.3f} [{r['ratio_min']:.2f}-{r['ratio_max']:.2f}]" if r["ratio"] == r["ratio"] else "-"
+        print(f"{r['model']:<34} {r['params']:>11,} {r['mflops_per_image']:>8.1f} {r['step_ms']:>9.1f} "
+              f"{r['baseline_step_ms']:>12.1f} {spread:>19} {r['images_per_s']:>12.0f} "
               f"{r['inference_images_per_s']:>12.0f} {r['peak_train_mib']:>9.0f}", file=file)
 
 
+def backbone_overhead_table(backbone, *, mechanisms=None, taps="blocks", input_shape=(224, 224, 3), batch_size=16,
+                            num_classes=10, rounds=5, steps_per_round=5, warmup=2, seed=0):
+    """Training-step time of the layer-attended head on a backbone against the bare backbone with a pooled
+    linear head (global average pooling + Dense), every variant timed in the same interleaved rounds."""
+    from lacnn_zoo.layers.layer_attention import MECHANISMS
+    from lacnn_zoo.models.backbones import resolve_backbone
+    from lacnn_zoo.models.layer_attended import layer_attended
+
+    mechanisms = list(mechanisms or MECHANISMS)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, size=(batch_size, *input_shape)).astype("float32")
+    y = rng.integers(0, num_classes, size=batch_size).astype("int32")
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    bare = resolve_backbone(backbone, input_shape=input_shape)
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(bare.output)
+    models = {"backbone + linear": keras.Model(bare.input, keras.layers.Dense(num_classes, name="logits")(pooled))}
+    for mechanism in mechanisms:
+        models[mechanism] = layer_attended(backbone, taps=taps, mechanism=mechanism, num_classes=num_classes,
+                                           input_shape=input_shape)
+    steps = {k: _step_fn(m, x, y) for k, m in models.items()}
+    samples = time_step_samples(steps, rounds=rounds, steps_per_round=steps_per_round, warmup=warmup)
+    base = "backbone + linear"
+    rows = []
+    for key, model in models.items():
+        ratio = ratio_spread(samples, key, base) if key != base else (1.0, 1.0, 1.0)
+        step = statistics.median(samples[key])
+        rows.append({
+            "model": f"{backbone} {key}" if key == base else f"{backbone} {key} ({taps})",
+            "family": "backbone", "baseline": base, "params": int(model.count_params()),
+            "mflops_per_image": float("nan"), "step_ms": 1e3 * step,
+            "baseline_step_ms": 1e3 * statistics.median(samples[base]),
+            "ratio": ratio[0], "ratio_min": ratio[1], "ratio_max": ratio[2],
+            "images_per_s": batch_size / step, "inference_images_per_s": float("nan"),
+            "peak_train_mib": float("nan"),
+        })
+    return rows
+
+
 def main_bench(args):
+    for flag in ("batch_size", "rounds", "steps"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer; received {getattr(args, flag)}.")
+    if args.backbone:
+        rows = []
+        for backbone in args.backbone:
+            rows += backbone_overhead_table(backbone, mechanisms=args.patterns or None, taps=args.taps,
+                                            input_shape=tuple(args.input_shape), batch_size=args.batch_size,
+                                            rounds=args.rounds, steps_per_round=args.steps)
+        print(f"backend {keras.backend.backend()}, input {tuple(args.input_shape)}, batch {args.batch_size}, "
+              f"median of {args.rounds} interleaved rounds x {args.steps} steps (ratio: median and range of the "
+              "per-round ratios)")
+        print_table(rows)
+        if args.csv:
+            write_csv(rows, args.csv)
+        return 0
     names = resolve_models(args.patterns)
     if not names:
         raise ValueError(f"No registered model matches {args.patterns!r}.")

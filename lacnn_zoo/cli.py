@@ -171,11 +171,16 @@ def main(argv=None):
     i.set_defaults(func=_info)
 
     b = add("bench", help="params, FLOPs, throughput, memory, overhead vs backbone")
-    b.add_argument("patterns", nargs="+", help="model names or wildcards, e.g. 'lacnn_*'")
+    b.add_argument("patterns", nargs="*",
+                   help="model names or wildcards, e.g. 'lacnn_*'; with --backbone: mechanisms (default all four)")
     b.add_argument("--input-shape", type=int, nargs=3, default=(32, 32, 3), metavar=("H", "W", "C"))
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
-    b.add_argument("--steps", type=int, default=3, help="training steps per round")
+    b.add_argument("--steps", type=int, default=5, help="training steps per round")
+    b.add_argument("--backbone", nargs="+", metavar="NAME",
+                   help="keras.applications backbones (e.g. ResNet50V2): each mechanism's head against the bare "
+                        "backbone with a pooled linear head")
+    b.add_argument("--taps", default="blocks", choices=["blocks", "stages"], help="taps of --backbone")
     b.add_argument("--memory", action="store_true", help="also measure peak training memory (child processes)")
     b.add_argument("--csv", help="also write the table as CSV")
     b.set_defaults(func=_bench)

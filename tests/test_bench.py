@@ -3,7 +3,7 @@ import math
 import pytest
 
 from lacnn_zoo import cli
-from lacnn_zoo.bench import baseline_of, overhead_table, time_steps
+from lacnn_zoo.bench import backbone_overhead_table, baseline_of, overhead_table, ratio_spread, time_steps
 
 
 def test_time_steps_interleaves_and_measures():
@@ -57,3 +57,21 @@ def test_peak_memory_is_measured_in_a_child_process():
     from lacnn_zoo.bench import measure_memory
 
     assert measure_memory("plain_cnn_tiny", (8, 8, 1), 64) > 0
+
+
+def test_ratio_is_taken_per_round_so_a_slow_round_slows_both_sides():
+    samples = {"variant": [2.0, 4.0, 3.0], "base": [1.0, 2.0, 1.0]}  # round 2 ran at half speed for both
+    assert ratio_spread(samples, "variant", "base") == (2.0, 2.0, 3.0)
+
+
+def test_backbone_overhead_against_a_pooled_linear_head():
+    rows = backbone_overhead_table("MobileNetV3Small", mechanisms=["static_vector"], input_shape=(32, 32, 3),
+                                   batch_size=2, rounds=2, steps_per_round=1, warmup=1)
+    base, head = rows
+    assert base["model"] == "MobileNetV3Small backbone + linear" and base["ratio"] == 1.0
+    # The bare backbone's parameters plus one linear layer over its last map (576 channels for 10 classes).
+    import keras
+
+    bare = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
+    assert base["params"] == bare.count_params() + 576 * 10 + 10
+    assert head["ratio_min"] <= head["ratio"] <= head["ratio_max"] and head["params"] > bare.count_params()
