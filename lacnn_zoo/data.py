@@ -1,4 +1,5 @@
-"""Data sets: the embedded handwritten digits (default) and named TFDS image-classification sets.
+"""Data sets: the embedded handwritten digits (default), named TFDS image-classification sets, and
+folders of the user's own images (one subfolder per class).
 
 Preprocessing (scaling, standardisation, resizing, augmentation) happens here,
 OUTSIDE the model, so exported models stay free of it; `DataSplits.preprocessing`
@@ -10,6 +11,8 @@ without prepared data the error comes at once and says what to do.
 """
 
 import dataclasses
+import os
+import warnings
 
 import numpy as np
 
@@ -57,11 +60,7 @@ def _standardise(x, mean, std):
     return ((x - mean) / std).astype("float32")
 
 
-def load_digits(*, seed=0, validation_fraction=0.1, test_fraction=0.2):
-    """scikit-learn's handwritten digits as (N, 8, 8, 1) float32, stratified split with a fixed seed."""
-    from sklearn.datasets import load_digits as sk_load_digits
-    from sklearn.model_selection import train_test_split
-
+def _check_fractions(validation_fraction, test_fraction):
     check_unit_interval("validation_fraction", validation_fraction, open_right=True)
     check_unit_interval("test_fraction", test_fraction, open_right=True)
     if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 0.9:
@@ -69,6 +68,14 @@ def load_digits(*, seed=0, validation_fraction=0.1, test_fraction=0.2):
             "`validation_fraction` and `test_fraction` must be positive and leave at least 10% for training; "
             f"received validation_fraction={validation_fraction!r}, test_fraction={test_fraction!r}."
         )
+
+
+def load_digits(*, seed=0, validation_fraction=0.1, test_fraction=0.2):
+    """scikit-learn's handwritten digits as (N, 8, 8, 1) float32, stratified split with a fixed seed."""
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    _check_fractions(validation_fraction, test_fraction)
     digits = sk_load_digits()
     scale = 1.0 / 16.0
     x = digits.images.astype("float32")[..., None] * scale
@@ -96,6 +103,43 @@ class DatasetNotAvailableError(ZooError):
     """A TFDS set that is not prepared locally and was not allowed to download."""
 
 
+# Largest side accepted for `image_size`: beyond it one batch of float32 images no longer fits in memory.
+MAX_IMAGE_SIDE = 4096
+
+
+def _check_image_size(image_size):
+    """None, or `(height, width)` of positive integers up to MAX_IMAGE_SIDE."""
+    if image_size is None:
+        return None
+    message = (
+        f"`image_size` must be (height, width), two integers from 1 to {MAX_IMAGE_SIDE}; "
+        f"received image_size={image_size!r}."
+    )
+    if isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__") or len(image_size) != 2:
+        raise ValueError(message)
+    try:
+        size = tuple(check_positive_int("image_size", s) for s in image_size)
+    except ValueError:
+        raise ValueError(message) from None
+    if max(size) > MAX_IMAGE_SIDE:
+        raise ValueError(message)
+    return size
+
+
+def _crop_flip(height, width, channels, seed):
+    """Random crop after padding by 1/8 of the size, and a random horizontal flip (the CIFAR recipe)."""
+    import tensorflow as tf
+
+    def augment_fn(image, label):
+        pad_h, pad_w = max(1, height // 8), max(1, width // 8)
+        image = tf.image.resize_with_crop_or_pad(image, height + 2 * pad_h, width + 2 * pad_w)
+        image = tf.image.random_crop(image, (height, width, channels), seed=seed)
+        image = tf.image.random_flip_left_right(image, seed=seed)
+        return image, label
+
+    return augment_fn
+
+
 def load_tfds(
     name,
     *,
@@ -106,6 +150,8 @@ def load_tfds(
     image_size=None,
     augment=False,
     validation_fraction=0.1,
+    test_fraction=0.2,
+    train_split="train",
     test_split="test",
     stats_examples=2000,
 ):
@@ -117,10 +163,17 @@ def load_tfds(
         download: allow TFDS to download and prepare (needs network).
         image_size: `(height, width)` to resize to, or None to keep the native size.
         augment: random crop (padding of 1/8 of the size) and horizontal flip on training data.
-        validation_fraction: the tail of the `train` split held out for validation.
-        test_split: the split used for the final test accuracy.
+        validation_fraction: the tail of `train_split` held out for validation.
+        test_fraction: the share of `train_split` carved out for testing when there is no test split.
+        train_split: the TFDS split to train on (a split name such as 'train').
+        test_split: the split used for the final test accuracy (a TFDS split string such as 'test' or
+            'validation[:50%]'). None, or the default 'test' on a set that has no 'test' split (tf_flowers),
+            carves the test data from the tail of `train_split`: then the splits are
+            `train[:70%]`, `train[70%:80%]` (validation) and `train[80%:]` (test) for the default fractions.
         stats_examples: training images used to estimate the per-channel mean/std.
     """
+    import re
+
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -128,11 +181,37 @@ def load_tfds(
     check_unit_interval("validation_fraction", validation_fraction, open_right=True)
     if not 0 < validation_fraction < 1:
         raise ValueError(f"`validation_fraction` must be in (0, 1); received {validation_fraction!r}.")
-    cut = round(100 * (1 - validation_fraction))
-    splits = (f"train[:{cut}%]", f"train[{cut}%:]", test_split)
+    if not isinstance(train_split, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", train_split):
+        raise ValueError(f"`train_split` must be a TFDS split name such as 'train'; received {train_split!r}.")
+    if test_split is not None and (not isinstance(test_split, str) or not test_split.strip()):
+        raise ValueError(f"`test_split` must be a TFDS split string such as 'test', or None; received {test_split!r}.")
+    image_size = _check_image_size(image_size)
+    try:
+        known = set(tfds.builder(name, data_dir=data_dir).info.splits.keys())  # empty until prepared
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise ValueError(
+            f"Unknown TFDS data set name={name!r} (and no folder of that name here); see tfds.list_builders(), "
+            "or pass a folder of class subfolders as a path (e.g. ./photos)."
+        ) from e
+    if known and train_split not in known:
+        raise ValueError(f"TFDS set {name!r} has no split train_split={train_split!r}; it has {sorted(known)}.")
+    carve = test_split is None or (test_split == "test" and bool(known) and "test" not in known)
+    if not carve and known:
+        parts = [re.split(r"[\[(]", part, maxsplit=1)[0].strip() for part in test_split.split("+")]
+        if any(part not in known for part in parts):
+            raise ValueError(f"TFDS set {name!r} has no split test_split={test_split!r}; it has {sorted(known)}.")
+    if carve:
+        _check_fractions(validation_fraction, test_fraction)
+        cut_val = round(100 * (1 - test_fraction - validation_fraction))
+        cut_test = round(100 * (1 - test_fraction))
+        splits = (f"{train_split}[:{cut_val}%]", f"{train_split}[{cut_val}%:{cut_test}%]",
+                  f"{train_split}[{cut_test}%:]")
+    else:
+        cut = round(100 * (1 - validation_fraction))
+        splits = (f"{train_split}[:{cut}%]", f"{train_split}[{cut}%:]", test_split)
     try:
         (train, val, test), info = tfds.load(
-            name, split=list(splits), data_dir=data_dir, download=download, as_supervised=True, with_info=True
+            name, split=list(splits), data_dir=data_dir, download=download, with_info=True
         )
     except tfds.core.registered.DatasetNotFoundError as e:
         raise ValueError(f"Unknown TFDS data set name={name!r}; see tfds.list_builders().") from e
@@ -147,14 +226,13 @@ def load_tfds(
     features = info.features
     if "image" not in features or "label" not in features:
         raise ValueError(f"TFDS set {name!r} has no 'image'/'label' features; it is not an image-classification set.")
+    # Read the features by name rather than as_supervised, which sets built with
+    # tfds.dataset_builders.store_as_tfds_dataset do not declare.
+    train, val, test = (ds.map(lambda ex: (ex["image"], ex["label"])) for ds in (train, val, test))
     num_classes = features["label"].num_classes
     native = tuple(features["image"].shape)
     channels = native[-1]
-    if image_size is not None:
-        image_size = tuple(check_positive_int("image_size", s) for s in image_size)
-        if len(image_size) != 2:
-            raise ValueError(f"`image_size` must be (height, width); received image_size={image_size!r}.")
-    elif native[0] is None or native[1] is None:
+    if image_size is None and (native[0] is None or native[1] is None):
         raise ValueError(f"TFDS set {name!r} has images of varying size; pass image_size=(height, width).")
     height, width = image_size or native[:2]
     scale = 1.0 / 255.0
@@ -172,21 +250,23 @@ def load_tfds(
     def normalise(image, label):
         return (image - mean) / std, label
 
-    def augment_fn(image, label):
-        pad_h, pad_w = max(1, height // 8), max(1, width // 8)
-        image = tf.image.resize_with_crop_or_pad(image, height + 2 * pad_h, width + 2 * pad_w)
-        image = tf.image.random_crop(image, (height, width, channels), seed=seed)
-        image = tf.image.random_flip_left_right(image, seed=seed)
-        return image, label
-
     autotune = tf.data.AUTOTUNE
     train = train.map(to_float, num_parallel_calls=autotune).shuffle(10_000, seed=seed)
     if augment:
-        train = train.map(augment_fn, num_parallel_calls=autotune)
+        train = train.map(_crop_flip(height, width, channels, seed), num_parallel_calls=autotune)
 
     def finish(ds):
         return ds.map(normalise, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
 
+    preprocessing = {
+        "scale": scale,
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "resize": None if image_size is None else [height, width],
+    }
+    names = getattr(features["label"], "names", None)
+    if names:
+        preprocessing["class_names"] = list(names)
     return DataSplits(
         name=name,
         train=finish(train),
@@ -194,21 +274,310 @@ def load_tfds(
         test=finish(test.map(to_float, num_parallel_calls=autotune)),
         input_shape=(height, width, channels),
         num_classes=num_classes,
+        preprocessing=preprocessing,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Folders of the user's own images.
+
+# The formats keras.utils.image_dataset_from_directory reads (its ALLOWLIST_FORMATS), decoded by the same
+# TensorFlow ops it uses (tf.io.decode_image with expand_animations=False: a GIF gives its first frame).
+IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+# Named split subfolders: when PATH/train exists, PATH/val (or PATH/validation) and PATH/test are used too.
+SPLIT_FOLDERS = {"train": ("train",), "validation": ("val", "validation"), "test": ("test",)}
+# Decoded training images are cached in memory when they take at most this many bytes (float32).
+CACHE_BYTES = 1 << 30
+
+
+def is_image_file(name):
+    return name.lower().endswith(IMAGE_FORMATS) and not os.path.basename(name).startswith(".")
+
+
+def list_images(folder):
+    """Every image file under `folder` (recursively, hidden files and folders skipped), sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
+    return found
+
+
+def decode_image(contents, channels):
+    """Encoded image bytes -> uint8 tensor (H, W, channels): alpha dropped, grayscale repeated to RGB when channels=3.
+
+    `channels` is 1 or 3; an RGB image asked for one channel is an error (the folder scan never asks for it).
+    """
+    import tensorflow as tf
+
+    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+    native = tf.shape(image)[-1]
+    image = image[..., : tf.where(native <= 2, 1, 3)]  # gray+alpha -> gray, RGBA -> RGB
+    if channels == 3:
+        image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image)
+    else:
+        tf.debugging.assert_equal(tf.shape(image)[-1], 1, message="an RGB image cannot be read as grayscale")
+    return tf.ensure_shape(image, [None, None, channels])
+
+
+def _class_folders(root, what):
+    """Sorted class subfolders of `root`, each with its sorted image files."""
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        loose = [e.name for e in os.scandir(root) if e.is_file() and is_image_file(e.name)]
+        detail = (f"it holds {len(loose)} image files but no class subfolders" if loose
+                  else "it holds no class subfolders")
+        raise ValueError(
+            f"`dataset` {what} {root!r} must hold one subfolder of images per class (e.g. {root}/cat/1.jpg, "
+            f"{root}/dog/2.png); {detail}."
+        )
+    files = {name: list_images(os.path.join(root, name)) for name in classes}
+    empty = [name for name, found in files.items() if not found]
+    if empty:
+        raise ValueError(
+            f"`dataset` class folder {os.path.join(root, empty[0])!r} holds no images"
+            f"{f' (nor do {len(empty) - 1} other class folders)' if len(empty) > 1 else ''}; every class needs "
+            f"at least one image in a format the loader reads ({', '.join(IMAGE_FORMATS)})."
+        )
+    return files
+
+
+def _scan_images(paths):
+    """Decode every file once (in parallel, with the training decoder): shape (H, W, native channels) per file.
+
+    Raises ValueError naming the files TensorFlow cannot decode: a corrupt file fails the load before
+    any training starts, rather than being skipped (which would silently change the splits).
+    """
+    import tensorflow as tf
+
+    def probe(path):
+        return path, tf.shape(tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False))
+
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(probe, num_parallel_calls=tf.data.AUTOTUNE)
+    shapes = {p.decode(): tuple(int(v) for v in s) for p, s in ds.ignore_errors().as_numpy_iterator()}
+    bad = [p for p in paths if p not in shapes]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(
+            f"`dataset` holds {len(bad)} image file(s) that cannot be decoded: {', '.join(map(repr, bad[:3]))}"
+            f"{more}. Remove or replace them (formats read: {', '.join(IMAGE_FORMATS)})."
+        )
+    return shapes
+
+
+def _stratified_split(paths, labels, fraction, seed):
+    """Split off `fraction` of (paths, labels), stratified by class when every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(paths, labels, test_size=fraction, stratify=labels, random_state=seed)
+    except ValueError:
+        warnings.warn(
+            f"Some classes have too few images for a stratified split of {fraction:.0%}; "
+            "splitting at random (seeded) instead.",
+            stacklevel=3,
+        )
+    try:
+        return train_test_split(paths, labels, test_size=fraction, random_state=seed)
+    except ValueError as e:
+        raise ValueError(
+            f"`dataset` has {len(paths)} images, too few to split off a fraction of {fraction!r}: {e}"
+        ) from None
+
+
+def load_image_folder(
+    path,
+    *,
+    seed=0,
+    batch_size=64,
+    image_size=None,
+    augment=False,
+    validation_fraction=0.1,
+    test_fraction=0.2,
+    stats_examples=2000,
+    data_dir=None,
+    download=False,
+):
+    """Load a folder of images, one subfolder per class, as batched tf.data pipelines.
+
+    The layout is that of `keras.utils.image_dataset_from_directory` (and timm's ImageFolder):
+    `PATH/<class name>/<image>`, class names sorted, images found recursively in the formats
+    that loader reads (`IMAGE_FORMATS`), decoded with the same TensorFlow ops.  When `PATH/train`
+    exists the splits come from `PATH/train`, `PATH/val` (or `PATH/validation`) and `PATH/test`, each
+    with the same class subfolders; a missing `val`/`test` folder is carved from `train`.  Otherwise
+    `test_fraction` and then `validation_fraction` of the images are split off, stratified by class
+    with the fixed `seed` (the same splitting as the embedded digits).
+
+    Every image is decoded once before training: a file TensorFlow cannot decode fails the load
+    with a ValueError naming it (nothing is skipped silently).  Images that are all grayscale give
+    one channel; when any image is colour, grayscale images are repeated to RGB (3 channels).  An
+    alpha channel is dropped.  Pixels are scaled to [0, 1], resized (bilinear, as Keras' loader) when
+    `image_size` is given, and standardised per channel with the mean and std of (at most
+    `stats_examples` of) the training images.
+
+    Args:
+        path: an existing folder of class subfolders.
+        image_size: `(height, width)` to resize to; None keeps the native size, which must then be
+            the same for every image.
+        augment: random crop (padding of 1/8 of the size) and horizontal flip on training data.
+        validation_fraction, test_fraction: shares of the images held out (when there are no split folders).
+        data_dir, download: accepted for a uniform `load_dataset` call; they apply to TFDS only.
+
+    Returns:
+        `DataSplits` whose `preprocessing` also records `class_names` (the folder names).
+    """
+    import tensorflow as tf
+
+    if data_dir or download:
+        raise ValueError(
+            f"`data_dir` and `download` apply to TFDS names; {os.fspath(path)!r} is a folder of images. "
+            f"Received data_dir={data_dir!r}, download={download!r}."
+        )
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("stats_examples", stats_examples)
+    image_size = _check_image_size(image_size)
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"`dataset` folder {path!r} does not exist; pass 'digits', a TFDS name, or a folder of class subfolders."
+        )
+    if not os.path.isdir(path):
+        raise ValueError(f"`dataset` must be a folder of class subfolders; {path!r} is a file.")
+
+    split_dirs = {
+        split: next((os.path.join(path, n) for n in names if os.path.isdir(os.path.join(path, n))), None)
+        for split, names in SPLIT_FOLDERS.items()
+    }
+    if split_dirs["train"]:
+        by_split = {split: _class_folders(d, f"{split} folder") for split, d in split_dirs.items() if d}
+        class_names = sorted(by_split["train"])
+        for split, files in by_split.items():
+            extra = sorted(set(files) - set(class_names))
+            if extra:
+                raise ValueError(
+                    f"`dataset` {split} folder {split_dirs[split]!r} has class folders that train/ lacks: {extra}."
+                )
+    else:
+        by_split = {"train": _class_folders(path, "folder")}
+        class_names = sorted(by_split["train"])
+    if len(class_names) < 2:
+        raise ValueError(
+            f"`dataset` folder {path!r} has a single class ({class_names[0]!r}); classification needs at least "
+            "two class subfolders."
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    split_files = {
+        split: ([f for name in sorted(files) for f in files[name]],
+                [index[name] for name in sorted(files) for _ in files[name]])
+        for split, files in by_split.items()
+    }
+    if "test" not in split_files or "validation" not in split_files:
+        _check_fractions(validation_fraction, test_fraction)
+    train_paths, train_labels = split_files["train"]
+    if "test" in split_files:
+        test_paths, test_labels = split_files["test"]
+    else:
+        train_paths, test_paths, train_labels, test_labels = _stratified_split(
+            train_paths, train_labels, test_fraction, seed)
+    if "validation" in split_files:
+        val_paths, val_labels = split_files["validation"]
+    else:
+        share = validation_fraction / (1 - test_fraction) if "test" not in split_files else validation_fraction
+        train_paths, val_paths, train_labels, val_labels = _stratified_split(
+            train_paths, train_labels, share, seed)
+
+    shapes = _scan_images([*train_paths, *val_paths, *test_paths])
+    channels = 3 if any(s[2] >= 3 for s in shapes.values()) else 1
+    if image_size is None:
+        sizes = {}
+        for p, s in shapes.items():
+            sizes.setdefault(s[:2], p)
+        if len(sizes) > 1:
+            (a, pa), (b, pb) = list(sizes.items())[:2]
+            raise ValueError(
+                f"`dataset` images differ in size ({pa!r} is {a[0]}x{a[1]}, {pb!r} is {b[0]}x{b[1]}); pass "
+                "image_size=(height, width) (--image-size H W) to resize them all."
+            )
+        height, width = next(iter(sizes))
+    else:
+        height, width = image_size
+    scale = 1.0 / 255.0
+
+    def load(file, label):
+        image = tf.cast(decode_image(tf.io.read_file(file), channels), tf.float32) * scale
+        if image_size is not None:
+            image = tf.image.resize(image, (height, width))
+        return tf.ensure_shape(image, (height, width, channels)), tf.cast(label, tf.int32)
+
+    autotune = tf.data.AUTOTUNE
+
+    def decoded(paths, labels):
+        ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, "int32")))
+        ds = ds.map(load, num_parallel_calls=autotune)
+        return ds.cache() if len(paths) * height * width * channels * 4 <= CACHE_BYTES else ds
+
+    train, val, test = decoded(train_paths, train_labels), decoded(val_paths, val_labels), decoded(
+        test_paths, test_labels)
+    total = np.zeros(channels, "float64")
+    total_sq = np.zeros(channels, "float64")
+    count = 0
+    for x, _ in train.take(stats_examples).batch(256).as_numpy_iterator():
+        total += x.sum(axis=(0, 1, 2), dtype="float64")
+        total_sq += np.square(x, dtype="float64").sum(axis=(0, 1, 2))
+        count += x.shape[0] * height * width
+    mean = (total / count).astype("float32")
+    std = np.maximum(np.sqrt(np.maximum(total_sq / count - np.square(total / count), 0)), 1e-6).astype("float32")
+
+    def normalise(image, label):
+        return (image - mean) / std, label
+
+    train = train.shuffle(len(train_paths), seed=seed)
+    if augment:
+        train = train.map(_crop_flip(height, width, channels, seed), num_parallel_calls=autotune)
+
+    def finish(ds):
+        return ds.map(normalise, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
+
+    return DataSplits(
+        name=os.path.basename(os.path.normpath(path)),
+        train=finish(train),
+        validation=finish(val),
+        test=finish(test),
+        input_shape=(height, width, channels),
+        num_classes=len(class_names),
         preprocessing={
             "scale": scale,
             "mean": mean.tolist(),
             "std": std.tolist(),
             "resize": None if image_size is None else [height, width],
+            "class_names": class_names,
         },
     )
 
 
-def load_dataset(name="digits", *, seed=0, batch_size=64, **tfds_kwargs):
-    """`"digits"` (embedded, no network) or any TFDS image-classification name."""
+def is_folder_name(name):
+    """True when `dataset` names a folder (an existing one, or a string that is clearly a path)."""
+    name = os.fspath(name)
+    return os.path.isdir(name) or os.sep in name or name.startswith((".", "~")) or (
+        os.altsep is not None and os.altsep in name)
+
+
+def load_dataset(name="digits", *, seed=0, batch_size=64, **kwargs):
+    """`"digits"` (embedded, no network), a folder of class subfolders, or any TFDS image-classification name.
+
+    Keyword arguments go to `load_image_folder` (a folder) or `load_tfds` (a TFDS name).
+    """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if not isinstance(name, str) or not name:
-        raise ValueError(f"`dataset` must be 'digits' or a TFDS name such as 'cifar10'; received {name!r}.")
+        raise ValueError(
+            "`dataset` must be 'digits', a folder of class subfolders, or a TFDS name such as 'cifar10'; "
+            f"received {name!r}."
+        )
     if name == "digits":
-        if tfds_kwargs.get("augment"):
+        if kwargs.get("augment"):
             raise ValueError("`augment` applies to TFDS sets; the embedded digits are used as scanned.")
         return load_digits(seed=seed)
-    return load_tfds(name, seed=seed, batch_size=batch_size, **tfds_kwargs)
+    if is_folder_name(name):
+        return load_image_folder(os.path.expanduser(name), seed=seed, batch_size=batch_size, **kwargs)
+    return load_tfds(name, seed=seed, batch_size=batch_size, **kwargs)

@@ -1,0 +1,216 @@
+"""`load_dataset(PATH)`: folders of image files built from scikit-learn's digits, written as PNG and JPEG."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lacnn_zoo.data import load_dataset
+
+
+def digits_uint8():
+    """scikit-learn's digits as uint8 images (0..16 scaled to 0..255) and their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return np.round(digits.images * (255 / 16)).astype("uint8"), digits.target.astype("int32")
+
+
+def write_digits_folder(root, images, labels, *, size=8, formats=("png",), rgb_every=0):
+    """Write `images` as root/<label>/<index>.<format>, upscaled to `size` (nearest); every `rgb_every`-th as RGB.
+
+    Formats cycle through `formats`. Returns {path: (label, uint8 array as written before encoding)}.
+    """
+    written = {}
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = os.path.join(root, str(label))
+        os.makedirs(folder, exist_ok=True)
+        picture = Image.fromarray(image, mode="L")
+        if size != image.shape[0]:
+            picture = picture.resize((size, size), Image.NEAREST)
+        if rgb_every and i % rgb_every == 0:
+            picture = picture.convert("RGB")
+        path = os.path.join(folder, f"{i:04d}.{formats[i % len(formats)]}")
+        picture.save(path, quality=95) if path.endswith("jpg") else picture.save(path)
+        written[path] = (int(label), np.asarray(picture))
+    return written
+
+
+def few_per_class(n, seed=0):
+    """n distinct digits of every class."""
+    images, labels = digits_uint8()
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(10):
+        index = rng.permutation(np.flatnonzero(labels == c))
+        seen = set()
+        for i in index:
+            if images[i].tobytes() not in seen:
+                seen.add(images[i].tobytes())
+                keep.append(i)
+            if len(seen) == n:
+                break
+    return images[keep], labels[keep]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    images, labels = few_per_class(10)
+    return {
+        # 100 images at 8x8, PNG and JPEG, every third one RGB: read as RGB.
+        "mixed": (str(root / "mixed"), write_digits_folder(root / "mixed", images, labels, formats=("png", "jpg"),
+                                                           rgb_every=3)),
+        # The same images upscaled to 32x32, grayscale PNG only: read as one channel.
+        "gray32": (str(root / "gray32"), write_digits_folder(root / "gray32", images, labels, size=32)),
+    }
+
+
+def split_arrays(data, split):
+    xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in getattr(data, split)])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def raw_pixels(data, x):
+    """Undo the recorded standardisation and scaling: back to 0..255."""
+    p = data.preprocessing
+    return (x * np.asarray(p["std"]) + np.asarray(p["mean"])) / p["scale"]
+
+
+def test_folder_splits_are_stratified_disjoint_reproducible_and_labelled(folders):
+    path, written = folders["mixed"]
+    data = load_dataset(path, seed=0, batch_size=32)
+    assert data.input_shape == (8, 8, 3) and data.num_classes == 10  # grayscale mixed with RGB: read as RGB
+    assert data.preprocessing["class_names"] == [str(c) for c in range(10)]
+    assert set(data.preprocessing) == {"scale", "mean", "std", "resize", "class_names"}
+    assert data.preprocessing["resize"] is None
+    splits = {s: split_arrays(data, s) for s in ("train", "validation", "test")}
+    assert [len(splits[s][1]) for s in splits] == [70, 10, 20]
+    assert np.bincount(splits["test"][1], minlength=10).tolist() == [2] * 10  # stratified
+    # Standardised with the training images' statistics.
+    x_train = splits["train"][0]
+    assert np.allclose(x_train.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+    assert np.allclose(x_train.std(axis=(0, 1, 2)), 1, atol=1e-3)
+
+    # Every loaded image is one of the written files (JPEG within its loss), under its folder's label,
+    # and every file lands in exactly one split.
+    sources = list(written.values())
+    originals = np.stack([np.broadcast_to(a[..., None] if a.ndim == 2 else a, (8, 8, 3)) for _, a in sources])
+    found = {}
+    for split, (x, y) in splits.items():
+        raw = raw_pixels(data, x)
+        for image, label in zip(raw, y):
+            distance = np.abs(originals.astype("float32") - image).mean(axis=(1, 2, 3))
+            best = int(np.argmin(distance))
+            assert distance[best] < 6 and sources[best][0] == label
+            assert best not in found, f"image {best} is in both {found.get(best)} and {split}"
+            found[best] = split
+    assert len(found) == 100
+
+    again = load_dataset(path, seed=0, batch_size=32)
+    np.testing.assert_array_equal(split_arrays(again, "test")[0], splits["test"][0])
+    other = load_dataset(path, seed=1, batch_size=32)
+    assert not np.array_equal(split_arrays(other, "test")[0], splits["test"][0])
+
+
+def test_grayscale_folder_matches_keras_loader_and_resizes(folders):
+    import keras
+
+    path, _ = folders["mixed"]
+    gray_path, _ = folders["gray32"]
+    data = load_dataset(gray_path, batch_size=32)
+    assert data.input_shape == (32, 32, 1)
+    resized = load_dataset(path, image_size=(16, 12), batch_size=32)
+    assert resized.input_shape == (16, 12, 3) and resized.preprocessing["resize"] == [16, 12]
+    # The pixels are those of Keras' own directory loader (same decoder, same bilinear resize).
+    reference = keras.utils.image_dataset_from_directory(
+        path, image_size=(16, 12), color_mode="rgb", shuffle=False, batch_size=None, verbose=False)
+    reference = np.stack([np.asarray(x) for x, _ in reference])
+    x, _ = split_arrays(resized, "test")
+    for image in raw_pixels(resized, x):
+        assert np.abs(reference - image).max(axis=(1, 2, 3)).min() < 1e-2
+
+
+def test_split_subfolders_are_used_as_given(tmp_path):
+    images, labels = few_per_class(3)
+    for split, part in (("train", slice(0, None, 3)), ("val", slice(1, None, 3)), ("test", slice(2, None, 3))):
+        write_digits_folder(tmp_path / split, images[part], labels[part])
+    data = load_dataset(str(tmp_path), batch_size=32, validation_fraction=0.5)
+    assert [len(split_arrays(data, s)[1]) for s in ("train", "validation", "test")] == [10, 10, 10]
+    assert data.preprocessing["class_names"] == [str(c) for c in range(10)]
+    for split, part in (("train", slice(0, None, 3)), ("test", slice(2, None, 3))):
+        x, y = split_arrays(data, split)
+        assert sorted(y.tolist()) == sorted(labels[part].tolist())
+
+
+def test_images_of_different_sizes_need_image_size(tmp_path):
+    images, labels = few_per_class(2)
+    write_digits_folder(tmp_path / "a", images[:10], labels[:10])
+    write_digits_folder(tmp_path / "a", images[10:], labels[10:], size=16)
+    with pytest.raises(ValueError, match=r"differ in size.*8x8.*16x16.*image_size"):
+        load_dataset(str(tmp_path / "a"))
+    assert load_dataset(str(tmp_path / "a"), image_size=(16, 16), validation_fraction=0.25,
+                        test_fraction=0.5).input_shape == (16, 16, 1)
+
+
+def test_augment_crops_and_flips_training_images_only(folders):
+    path, _ = folders["gray32"]
+    plain = load_dataset(path, batch_size=100)
+    augmented = load_dataset(path, batch_size=100, augment=True)
+    x_plain, _ = split_arrays(plain, "train")
+    x_aug, _ = split_arrays(augmented, "train")
+    assert x_aug.shape == x_plain.shape
+    # Shuffled the same way (same seed), so the images pair up; crop+flip moves most of them.
+    moved = np.abs(x_aug - x_plain).max(axis=(1, 2, 3)) > 1e-3
+    assert moved.mean() > 0.5
+    np.testing.assert_array_equal(split_arrays(augmented, "test")[0], split_arrays(plain, "test")[0])
+
+
+def _bad_folder(tmp_path, case):
+    images, labels = few_per_class(3)
+    root = tmp_path / case
+    if case == "empty":
+        root.mkdir()
+    elif case == "single_class":
+        write_digits_folder(root, images[labels == 0], labels[labels == 0])
+    elif case == "class_without_images":
+        write_digits_folder(root, images, labels)
+        (root / "10").mkdir()
+        (root / "10" / "notes.txt").write_text("no images here")
+    elif case == "loose_files":
+        write_digits_folder(tmp_path / "tmp", images, labels)
+        root.mkdir()
+        Image.fromarray(images[0]).save(root / "a.png")
+    elif case == "corrupt":
+        write_digits_folder(root, images, labels)
+        (root / "4" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return str(root)
+
+
+@pytest.mark.parametrize("case,error,pattern", [
+    ("empty", ValueError, r"`dataset` folder .* one subfolder of images per class"),
+    ("single_class", ValueError, r"single class \('0'\).*at least two"),
+    ("class_without_images", ValueError, r"class folder .*10' holds no images.*\.png"),
+    ("loose_files", ValueError, r"holds 1 image files but no class subfolders"),
+    ("corrupt", ValueError, r"cannot be decoded: '.*broken\.png'"),
+])
+def test_bad_folders_fail_with_one_clear_error(tmp_path, case, error, pattern):
+    with pytest.raises(error, match=pattern):
+        load_dataset(_bad_folder(tmp_path, case))
+
+
+def test_bad_folder_arguments(tmp_path, folders):
+    path, _ = folders["mixed"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset(str(tmp_path / "nowhere"))
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="is a file"):
+        load_dataset(str(tmp_path / "file.png"))
+    for size in [(0, 32), (-1, 8), (100_000, 100_000), (32,), "32", (32.5, 32), (True, 8)]:
+        with pytest.raises(ValueError, match=r"`image_size` must be \(height, width\)"):
+            load_dataset(path, image_size=size)
+    with pytest.raises(ValueError, match="data_dir.*apply to TFDS"):
+        load_dataset(path, data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="validation_fraction"):
+        load_dataset(path, validation_fraction=0.0)
