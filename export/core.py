@@ -104,6 +104,30 @@ def _dynamic_size_copy(model):
     return dynamic
 
 
+def _as_float32(model):
+    """A model trained under a mixed dtype policy, rebuilt with every layer in float32 and its weights copied
+    (the weights of a mixed-precision model are float32 already, so nothing is rounded)."""
+
+    def retype(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {k: retype(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [retype(v) for v in node]
+        return "float32" if node in ("mixed_bfloat16", "mixed_float16", "bfloat16", "float16") else node
+
+    mixed = {layer.dtype_policy.name for layer in model._flatten_layers(include_self=True, recursive=True)}
+    if mixed <= {"float32"}:
+        return model
+    try:
+        rebuilt = model.__class__.from_config(retype(model.get_config()))
+        rebuilt.set_weights(model.get_weights())
+    except Exception as e:
+        raise ExportError(f"Could not rebuild {model.name!r} in float32 for export ({type(e).__name__}: {e}).") from e
+    return rebuilt
+
+
 def _constant_preprocessing(model):
     """Normalization layers (EfficientNet's, for one) hold their mean and variance as eager tensors, which
     tf2onnx turns into unfed graph inputs; as NumPy arrays they are traced as constants (same values)."""
@@ -259,8 +283,7 @@ def export_model(
         )
     _check_destination(out_dir, overwrite)
     model = source if source_path is None else load_trained_model(source_path)
-    if model.dtype_policy.name != "float32":
-        raise ExportError(f"Export needs a float32 model; {model.name!r} uses {model.dtype_policy.name!r}.")
+    model = _as_float32(model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ExportError("Export handles single-input, single-output classifiers (include_top=True).")
     fixed_shape = tuple(model.inputs[0].shape[1:])

@@ -40,24 +40,26 @@ def _train(args):
         stored = read_json(run_file)
     else:
         stored = {}
-    defaults = dict(
-        model=training.DEFAULT_MODEL, dataset="digits", epochs=30, batch_size=64, learning_rate=3e-3,
-        weight_decay=1e-4, seed=0, overrides={}, image_size=None, augment=False, freeze_backbone=False,
-        init_weights=None,
-    )
     asked = dict(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         overrides=dict(args.set) if args.set else None,
         image_size=tuple(args.image_size) if args.image_size else None, augment=args.augment or None,
-        freeze_backbone=args.freeze_backbone or None, init_weights=args.init_weights,
+        freeze_backbone=args.freeze_backbone or None, init_weights=args.init_weights, recipe=args.recipe,
+        optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
+        milestones=tuple(args.milestones) if args.milestones else None, decay_factor=args.decay_factor,
+        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, clipnorm=args.clipnorm,
+        ema=args.ema, precision=args.precision,
     )
-    config = {k: (asked[k] if asked[k] is not None else stored.get(k, defaults[k])) for k in defaults}
-    if isinstance(config["image_size"], list):
-        config["image_size"] = tuple(config["image_size"])
-    model = config.pop("model")
+    if args.resume:  # what was not asked is what the run was started with
+        stored = {**training.RUN_KEY_DEFAULTS, **stored}
+        asked = {k: (v if v is not None else stored.get(k)) for k, v in asked.items()}
+        for key in ("image_size", "milestones"):
+            if isinstance(asked[key], list):
+                asked[key] = tuple(asked[key])
+    config = {k: v for k, v in asked.items() if v is not None}
     result = training.train(
-        model,
+        config.pop("model", training.DEFAULT_MODEL),
         output_dir=args.output_dir,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -139,8 +141,25 @@ def main(argv=None):
     t.add_argument("--dataset", help="'digits' (embedded, default) or a TFDS name such as cifar10")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float, help="peak learning rate (AdamW, cosine decay)")
-    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--recipe", choices=["default", "he2016", "zagoruyko2016", "bello2019"],
+                   help="a paper's training recipe (default: AdamW + cosine, fast on digits); the options below "
+                        "override it")
+    t.add_argument("--optimizer", choices=["sgd", "adamw", "adam"])
+    t.add_argument("--lr", type=float, help="peak learning rate")
+    t.add_argument("--momentum", type=float, help="SGD momentum")
+    t.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum")
+    t.add_argument("--weight-decay", type=float, help="decoupled weight decay (kernels only)")
+    t.add_argument("--schedule", choices=["cosine", "step", "constant"])
+    t.add_argument("--milestones", type=float, nargs="+", metavar="M",
+                   help="step schedule: fractions of training (0.5 0.75) or epochs (60 120 160)")
+    t.add_argument("--decay-factor", type=float, help="step schedule: multiply the rate by this at each milestone")
+    t.add_argument("--warmup-epochs", type=float, help="linear warm-up from 0 (fractions allowed)")
+    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--clipnorm", type=float, help="clip each gradient to this norm")
+    t.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep an exponential moving average of the weights (Keras' use_ema)")
+    t.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                   help="Keras dtype policy while training (weights and logits stay float32)")
     t.add_argument("--seed", type=int)
     t.add_argument("--set", action="append", type=_parse_override, metavar="KNOB=VALUE",
                    help="model override, repeatable, e.g. --set mixing=beta --set 'widths=(16,32,64)'")

@@ -32,19 +32,34 @@ from lacnn_zoo.io import (
     write_csv,
     write_json,
 )
+from lacnn_zoo.recipes import (
+    PRECISIONS,
+    RECIPES,
+    SparseCategoricalCrossentropyWithSmoothing,
+    make_optimizer,
+    make_schedule,
+    resolve_recipe,
+)
 from lacnn_zoo.registry import build_model, model_info
-from lacnn_zoo.validation import check_finite, check_positive_int
+from lacnn_zoo.validation import check_choice, check_positive_int
 
 DEFAULT_MODEL = "lacnn_static_vector_tiny"
 
 NO_DECAY = ["layer_logits", "layer_embedding", "beta_angle", "rel_height", "rel_width", "bias", "gamma", "beta"]
 
+RECIPE_KEYS = (
+    "recipe", "optimizer", "momentum", "nesterov", "schedule", "milestones", "decay_factor", "warmup_epochs",
+    "label_smoothing", "clipnorm", "ema", "precision",
+)
 RUN_KEYS = (
     "model", "dataset", "epochs", "batch_size", "learning_rate", "weight_decay", "seed", "overrides",
-    "image_size", "augment", "freeze_backbone", "init_weights",
+    "image_size", "augment", "freeze_backbone", "init_weights", *RECIPE_KEYS,
 )
 # Keys added after the first release: a run.json without them was trained with these values.
-RUN_KEY_DEFAULTS = {"freeze_backbone": False, "init_weights": None}
+RUN_KEY_DEFAULTS = {
+    "freeze_backbone": False, "init_weights": None, "recipe": "default", "precision": "float32",
+    **{k: list(v) if isinstance(v, tuple) else v for k, v in RECIPES["default"].items() if k in RECIPE_KEYS},
+}
 
 
 @dataclasses.dataclass
@@ -148,18 +163,26 @@ def steps_per_epoch(data, batch_size):
 
 
 def compile_model(model, *, learning_rate, weight_decay, decay_steps, from_logits=True):
-    schedule = learning_rate
-    if decay_steps:
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps, alpha=0.01)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    """The default recipe (AdamW, cosine decay over `decay_steps`, constant when None) at this rate and decay."""
+    options = resolve_recipe("default", learning_rate=learning_rate, weight_decay=weight_decay,
+                             schedule="cosine" if decay_steps else "constant")
+    return compile_with_recipe(model, options, epochs=1, steps_per_epoch=decay_steps, from_logits=from_logits)
+
+
+def compile_with_recipe(model, options, *, epochs, steps_per_epoch, num_classes=None, from_logits=True):
+    """Compile with resolved recipe `options` (see `lacnn_zoo.recipes`); top-5 accuracy from 20 classes up."""
+    optimizer = make_optimizer(options, make_schedule(options, epochs=epochs, steps_per_epoch=steps_per_epoch))
     # Decay only kernels: decaying attention logits or beta would pull them towards uniform / 0,
     # biasing exactly the quantities the layer-attention monitor reports.
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        metrics=["accuracy"],
-    )
+    if options["label_smoothing"]:
+        loss = SparseCategoricalCrossentropyWithSmoothing(options["label_smoothing"], from_logits=from_logits)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    metrics = ["accuracy"]
+    if num_classes is not None and num_classes >= 20:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 
 
@@ -175,9 +198,21 @@ def train(
     *,
     dataset="digits",
     epochs=30,
-    batch_size=64,
-    learning_rate=3e-3,
-    weight_decay=1e-4,
+    recipe="default",
+    batch_size=None,
+    learning_rate=None,
+    weight_decay=None,
+    optimizer=None,
+    momentum=None,
+    nesterov=None,
+    schedule=None,
+    milestones=None,
+    decay_factor=None,
+    warmup_epochs=None,
+    label_smoothing=None,
+    clipnorm=None,
+    ema=None,
+    precision="float32",
     seed=0,
     output_dir=None,
     resume=False,
@@ -200,6 +235,12 @@ def train(
     saved at the end of the last finished epoch.  An existing run is never
     replaced unless `overwrite=True`.
 
+    `recipe` names a set of training options (`lacnn_zoo.recipes.RECIPES`:
+    "default", "he2016", "zagoruyko2016", "bello2019"); every option given here
+    (not None) overrides it, and the resolved values go to run.json. `precision`
+    is a Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16"): the
+    layers compute in it, weights and logits stay float32.
+
     `init_weights` (a `.keras` file, e.g. another run's `best.keras`, or a
     `.weights.h5` file of the same architecture) initialises the model before
     training: from a `.keras` file every layer with the same name and weight
@@ -211,9 +252,15 @@ def train(
     """
     info = model_info(model)
     check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
-    check_finite("learning_rate", learning_rate, minimum=0, inclusive=False)
-    check_finite("weight_decay", weight_decay, minimum=0)
+    check_choice("precision", precision, PRECISIONS)
+    options = resolve_recipe(
+        recipe, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer,
+        momentum=momentum, nesterov=nesterov, schedule=schedule, milestones=milestones, decay_factor=decay_factor,
+        warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, clipnorm=clipnorm, ema=ema,
+    )
+    batch_size = check_positive_int("batch_size", options["batch_size"])
+    if augment is None or augment is False:  # a recipe's augmentation applies where the data set has it
+        augment = options["augment"] and dataset != "digits"
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
     if not isinstance(freeze_backbone, bool):
@@ -236,16 +283,33 @@ def train(
                     f"download). Received {arg}={value!r} with dataset='digits'."
                 )
     overrides = dict(overrides or {})
+    if options["dropout"] is not None and "dropout" in info.knobs and "dropout" not in overrides:
+        overrides["dropout"] = options["dropout"]  # the recipe's dropout, for models that have the knob
     output_dir = os.fspath(output_dir or default_output_dir(model, dataset, seed))
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise FileExistsError(f"Output directory {output_dir!r} exists and is a file; choose another output_dir.")
     if resume and not os.path.isdir(output_dir):
         raise FileNotFoundError(f"Cannot resume: there is no run folder {output_dir!r}.")
     config = dict(
-        model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        weight_decay=weight_decay, seed=seed, overrides=overrides, image_size=image_size, augment=augment,
-        freeze_backbone=freeze_backbone, init_weights=init_weights,
+        model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=options["learning_rate"],
+        weight_decay=options["weight_decay"], seed=seed, overrides=overrides, image_size=image_size, augment=augment,
+        freeze_backbone=freeze_backbone, init_weights=init_weights, recipe=recipe, precision=precision,
+        **{k: options[k] for k in RECIPE_KEYS if k in options},
     )
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _train(info, config, options, output_dir, resume=resume, overwrite=overwrite, data_dir=data_dir,
+                      download=download, tensorboard=tensorboard, callbacks=callbacks, verbose=verbose)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _train(info, config, options, output_dir, *, resume, overwrite, data_dir, download, tensorboard, callbacks,
+           verbose):
+    model, dataset, seed, batch_size = config["model"], config["dataset"], config["seed"], config["batch_size"]
+    image_size, augment, overrides = config["image_size"], config["augment"], config["overrides"]
+    init_weights, freeze_backbone = config["init_weights"], config["freeze_backbone"]
 
     keras.utils.set_random_seed(seed)
     data = load_dataset(
@@ -264,19 +328,17 @@ def train(
     try:
         with FolderLock(os.path.join(output_dir, LOCK_NAME), f"Run folder {output_dir!r}"):
             done = _prepare_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
-            return _fit_and_report(net, info, data, config, output_dir, done, tensorboard, callbacks, verbose)
+            return _fit_and_report(net, info, data, config, options, output_dir, done, tensorboard, callbacks,
+                                   verbose)
     finally:
         if created and os.path.isdir(output_dir) and not os.listdir(output_dir):
             os.rmdir(output_dir)  # refused before anything was written: leave no empty folder behind
 
 
-def _fit_and_report(net, info, data, config, output_dir, epochs_done, tensorboard, callbacks, verbose):
+def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, tensorboard, callbacks, verbose):
     epochs, batch_size = config["epochs"], config["batch_size"]
-    steps = steps_per_epoch(data, batch_size)
-    compile_model(
-        net, learning_rate=config["learning_rate"], weight_decay=config["weight_decay"],
-        decay_steps=steps * epochs if steps else None,
-    )
+    compile_with_recipe(net, options, epochs=epochs, steps_per_epoch=steps_per_epoch(data, batch_size),
+                        num_classes=data.num_classes)
     best_path = os.path.join(output_dir, "best.keras")
     backup = AtomicBackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False)
     # Order matters: the backup is written last each epoch, so an epoch it records is complete on disk.
@@ -319,6 +381,7 @@ def _fit_and_report(net, info, data, config, output_dir, epochs_done, tensorboar
         "dataset": config["dataset"],
         "test_accuracy": float(test["accuracy"]),
         "test_loss": float(test["loss"]),
+        "test_top5_accuracy": float(test["top5_accuracy"]) if "top5_accuracy" in test else None,
         "best_val_accuracy": float(max(_column(output_dir, "val_accuracy") or [float("nan")])),
         "params": int(net.count_params()),
         "epochs": epochs,

@@ -32,9 +32,10 @@ def classifier_head(features, *, num_classes, include_top, pooling, classifier_a
 
 
 def classifier(x, *, num_classes, classifier_activation):
-    x = layers.Dense(num_classes, name="logits")(x)
+    # Logits (and probabilities) stay float32 under a mixed dtype policy, as Keras' mixed precision guide advises.
+    x = layers.Dense(num_classes, name="logits", dtype="float32")(x)
     if classifier_activation is not None:
-        x = layers.Activation(classifier_activation, name="probabilities")(x)
+        x = layers.Activation(classifier_activation, name="probabilities", dtype="float32")(x)
     return x
 
 

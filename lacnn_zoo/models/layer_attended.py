@@ -150,9 +150,9 @@ def layer_attended_head(taps, *, num_classes, classifier_activation=None, **knob
     mechanism = MECHANISMS[k["mechanism"]]
     if k["contraction_units"] is None:
         x = mechanism(num_classes, name=ATTENTION_LAYER, **options)(formed)
-        x = layers.Identity(name="logits")(x)
+        x = layers.Identity(name="logits", dtype="float32")(x)  # float32 logits under a mixed policy
         if classifier_activation is not None:
-            x = layers.Activation(classifier_activation, name="probabilities")(x)
+            x = layers.Activation(classifier_activation, name="probabilities", dtype="float32")(x)
         return x
     x = mechanism(k["contraction_units"], activation="relu", name=ATTENTION_LAYER, **options)(formed)
     return classifier(x, num_classes=num_classes, classifier_activation=classifier_activation)
