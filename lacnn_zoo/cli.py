@@ -127,6 +127,29 @@ def _compare(args):
     return 0
 
 
+def _evaluate(args):
+    from lacnn_zoo.inference import evaluate
+
+    r = evaluate(args.model, args.dataset, seed=args.seed, batch_size=args.batch_size,
+                 image_size=tuple(args.image_size) if args.image_size else None, data_dir=args.data_dir,
+                 download=args.download, split=args.split, out=args.out)
+    top5 = f", top-5 {r['top5']:.4f}" if "top5" in r else ""
+    print(f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} images): "
+          f"top-1 {r['top1']:.4f}{top5}, loss {r['loss']:.4f}" + (f". Written to {args.out}" if args.out else ""))
+    return 0
+
+
+def _predict(args):
+    from lacnn_zoo.inference import predict
+
+    rows = predict(args.model, args.inputs, top_k=args.top_k, batch_size=args.batch_size, csv=args.csv)
+    width = max(len(r["file"]) for r in rows)
+    print(f"{'file':<{width}}  {'class':<16} probability")
+    for r in rows:
+        print(f"{r['file'] if r['rank'] == 1 else '':<{width}}  {r['class']:<16} {r['probability']:.4f}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
     common = argparse.ArgumentParser(add_help=False)
@@ -212,6 +235,26 @@ def main(argv=None):
     c.add_argument("--target", type=float, default=0.95, help="validation accuracy for 'epochs to reach'")
     c.add_argument("--out", default="runs/compare")
     c.set_defaults(func=_compare)
+
+    e = add("evaluate", help="top-1 (top-5) accuracy and loss of a .keras file or run folder on a data set")
+    e.add_argument("model", metavar="MODEL_OR_RUN", help="a .keras file or a run folder (its best.keras)")
+    e.add_argument("--dataset", help="'digits', a folder of class subfolders or a TFDS name (default: the run's)")
+    e.add_argument("--split", default="test", choices=["test", "validation", "train"])
+    e.add_argument("--seed", type=int, help="the split's seed (default: the run's)")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize (default: the run's)")
+    e.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
+    e.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
+    e.add_argument("--out", metavar="FILE", help="also write the result as JSON")
+    e.set_defaults(func=_evaluate)
+
+    p = add("predict", help="classify image files with a run's recorded preprocessing")
+    p.add_argument("model", metavar="MODEL_OR_RUN", help="a run folder, or its best.keras")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders of images")
+    p.add_argument("--top-k", type=int, default=5, help="classes per image (at most the number of classes)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--csv", metavar="FILE", help="also write file, rank, class_index, class, probability as CSV")
+    p.set_defaults(func=_predict)
 
     args = parser.parse_args(argv)
     return run_command("lacnn-zoo", args.func, args)

@@ -304,9 +304,10 @@ def list_images(folder):
 
 
 def decode_image(contents, channels):
-    """Encoded image bytes -> uint8 tensor (H, W, channels): alpha dropped, grayscale repeated to RGB when channels=3.
+    """Encoded image bytes -> uint8 tensor (H, W, channels), `channels` 1 or 3.
 
-    `channels` is 1 or 3; an RGB image asked for one channel is an error (the folder scan never asks for it).
+    An alpha channel is dropped; grayscale is repeated to RGB when channels=3, RGB converted to
+    luminance (tf.image.rgb_to_grayscale) when channels=1 (`predict` on a grayscale model).
     """
     import tensorflow as tf
 
@@ -316,7 +317,7 @@ def decode_image(contents, channels):
     if channels == 3:
         image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]), lambda: image)
     else:
-        tf.debugging.assert_equal(tf.shape(image)[-1], 1, message="an RGB image cannot be read as grayscale")
+        image = tf.cond(tf.shape(image)[-1] == 3, lambda: tf.image.rgb_to_grayscale(image), lambda: image)
     return tf.ensure_shape(image, [None, None, channels])
 
 

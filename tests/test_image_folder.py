@@ -214,3 +214,89 @@ def test_bad_folder_arguments(tmp_path, folders):
         load_dataset(path, data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="validation_fraction"):
         load_dataset(path, validation_fraction=0.0)
+
+
+def upscaled_digits(seed, size=32):
+    """All digits upscaled to size x size by pixel repetition, in memory, split as `load_dataset(folder)` splits
+    the folder `write_digits_folder` writes (same files in train/validation/test), as numpy `DataSplits`."""
+    from sklearn.datasets import load_digits
+
+    from lacnn_zoo.data import DataSplits, _stratified_split
+
+    digits = load_digits()
+    k = size // 8
+    x = np.repeat(np.repeat(digits.images.astype("float32")[..., None] / 16, k, axis=1), k, axis=2)
+    y = digits.target.astype("int32")
+    order = np.lexsort((np.arange(len(y)), y))  # the folder's order: class folders, then file names
+    rest, test, y_rest, y_test = _stratified_split(list(order), list(y[order]), 0.2, seed)
+    train, val, y_train, y_val = _stratified_split(rest, y_rest, 0.1 / 0.8, seed)
+    mean, std = x[train].mean(axis=(0, 1, 2)), x[train].std(axis=(0, 1, 2))
+
+    def part(index):
+        return ((x[index] - mean) / std).astype("float32"), y[index]
+
+    return DataSplits(name="digits", train=part(train), validation=part(val), test=part(test),
+                      input_shape=(size, size, 1), num_classes=10,
+                      preprocessing={"scale": 1 / 16, "mean": mean.tolist(), "std": std.tolist(), "resize": None})
+
+
+def test_digits_folder_gives_the_in_memory_digits_and_trains(tmp_path):
+    """Every digit as a 32x32 PNG: the folder's splits hold the in-memory digits' pixels, and train() runs on it.
+
+    The accuracy comparison (30 epochs, 3 seeds) is `python tests/test_image_folder.py`: too slow for CI.
+    """
+    from lacnn_zoo import training
+
+    images, labels = digits_uint8()
+    write_digits_folder(tmp_path / "digits32", images, labels, size=32)
+    folder = load_dataset(str(tmp_path / "digits32"), seed=0, batch_size=256)
+    memory = upscaled_digits(0)
+    for split in ("train", "validation", "test"):
+        x, y = split_arrays(folder, split)
+        x_ref, y_ref = getattr(memory, split)
+        if split == "train":  # shuffled each epoch: compare as sets of (label, image)
+            key = np.lexsort(x.reshape(len(x), -1).T[::-1])
+            key_ref = np.lexsort(x_ref.reshape(len(x_ref), -1).T[::-1])
+            x, y, x_ref, y_ref = x[key], y[key], x_ref[key_ref], y_ref[key_ref]
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_allclose(x, x_ref, atol=0.02)  # PNG stores 0..16 as 0..255, rounded
+    result = training.train("plain_cnn_tiny", dataset=str(tmp_path / "digits32"), epochs=3, batch_size=64,
+                            output_dir=tmp_path / "run", verbose=0, tensorboard=False)
+    assert result.metrics["preprocessing"]["class_names"] == [str(c) for c in range(10)]
+    assert result.metrics["input_shape"] == [32, 32, 1] and result.metrics["test_accuracy"] > 0.5
+
+
+if __name__ == "__main__":
+    # The full comparison: every digit written as a 32x32 PNG and trained from the folder, against the
+    # in-memory digits upscaled to 32x32, same model, epochs, batch size and seeds.
+    import argparse
+    import tempfile
+    import time
+
+    from lacnn_zoo import training
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--model", default="plain_cnn_tiny")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp()
+    images, labels = digits_uint8()
+    write_digits_folder(os.path.join(work, "digits32"), images, labels, size=32)
+    real_loader = training.load_dataset
+    results = {"folder": [], "memory": []}
+    for seed in args.seeds:
+        for kind in results:
+            training.load_dataset = (real_loader if kind == "folder"
+                                     else (lambda *a, seed=seed, **k: upscaled_digits(seed)))
+            start = time.perf_counter()
+            run = training.train(args.model, dataset=os.path.join(work, "digits32") if kind == "folder" else "digits",
+                                 epochs=args.epochs, seed=seed, output_dir=os.path.join(work, f"{kind}-{seed}"),
+                                 verbose=0, tensorboard=False)
+            results[kind].append(run.metrics["test_accuracy"])
+            print(f"seed {seed} {kind:>6}: test accuracy {run.metrics['test_accuracy']:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    for kind, accs in results.items():
+        print(f"{kind:>6}: mean test accuracy {np.mean(accs):.4f} over seeds {args.seeds} ({args.epochs} epochs)")
+    difference = 100 * (np.mean(results["folder"]) - np.mean(results["memory"]))
+    print(f"difference (folder - memory): {difference:+.2f} points")

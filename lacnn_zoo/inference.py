@@ -1,0 +1,250 @@
+"""Using a trained model: its accuracy on a data set (timm's validate.py) and its classes for image files
+(timm's inference.py).
+
+Both take a `.keras` file or a run folder (its `best.keras`), load it with `lacnn_zoo.load_model`, and
+read what the run recorded beside it: `run.json` (data set, seed, image size) and `metrics.json`
+(`preprocessing`: `x = (resize(raw) * scale - mean) / std`, and the class names when the data set had
+them).
+"""
+
+import os
+
+import numpy as np
+
+from lacnn_zoo.data import IMAGE_FORMATS, decode_image, is_image_file, list_images, load_dataset
+from lacnn_zoo.io import read_json, write_csv, write_json
+from lacnn_zoo.validation import check_positive_int
+
+
+def resolve(model_or_run):
+    """`(model_path, run, metrics)`: a `.keras` file or run folder, with the run.json/metrics.json found beside it."""
+    path = os.fspath(model_or_run)
+    if os.path.isdir(path):
+        model_path = os.path.join(path, "best.keras")
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(
+                f"`model` {path!r} is a folder without best.keras; pass a .keras file or a finished run folder."
+            )
+    elif os.path.exists(path):
+        model_path = path
+    else:
+        raise FileNotFoundError(f"`model` {path!r} does not exist; pass a .keras file or a run folder.")
+    folder = os.path.dirname(os.path.abspath(model_path))
+    records = []
+    for name in ("run.json", "metrics.json"):
+        record = os.path.join(folder, name)
+        records.append(read_json(record) if os.path.isfile(record) else {})
+    return model_path, records[0], records[1]
+
+
+def _load(model_path):
+    from lacnn_zoo.saving import load_model
+
+    return load_model(model_path, compile=False)
+
+
+def _outputs_probabilities(model):
+    """True for a classifier ending in a softmax (`classifier_activation="softmax"`), False for logits."""
+    last = model.layers[-1]
+    return last.name == "probabilities" or getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+
+
+def _log_probabilities(model, outputs):
+    outputs = np.asarray(outputs, dtype="float64")
+    if _outputs_probabilities(model):
+        return np.log(np.clip(outputs, 1e-12, 1.0))
+    shifted = outputs - outputs.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _batches(data, split, batch_size):
+    part = getattr(data, split)
+    if isinstance(part, tuple):
+        for start in range(0, len(part[1]), batch_size):
+            yield part[0][start:start + batch_size], part[1][start:start + batch_size]
+    else:
+        for x, y in part:
+            yield np.asarray(x), np.asarray(y)
+
+
+def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size=None, data_dir=None,
+             download=False, split="test", out=None):
+    """Top-1 (and, for >= 20 classes, top-5) accuracy and mean cross-entropy of a model on a data set split.
+
+    Args:
+        model_or_run: a `.keras` file or a run folder (its `best.keras`).
+        dataset: 'digits', a folder of class subfolders, or a TFDS name; by default the run's own
+            (from run.json), with the run's seed, so the split is the run's test split.
+        seed: the split's seed (default: the run's, else 0).
+        image_size: `(height, width)` to resize to (default: the run's).
+        split: 'test', 'validation' or 'train'.
+        out: also write the result to this JSON file (atomically).
+
+    Inputs are standardised with the model's recorded statistics (metrics.json beside it) when
+    there are any, else with the data set's own training statistics.
+
+    Returns:
+        A dict: model, dataset, split, seed, num_examples, num_classes, top1, top5 (>= 20 classes), loss.
+    """
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"`split` must be 'train', 'validation' or 'test'; received split={split!r}.")
+    check_positive_int("batch_size", batch_size)
+    model_path, run, metrics = resolve(model_or_run)
+    dataset = dataset if dataset is not None else run.get("dataset")
+    if not dataset:
+        raise ValueError(
+            f"`dataset` is needed: {model_path!r} has no run.json beside it naming the data set it was trained on."
+        )
+    seed = seed if seed is not None else run.get("seed", 0)
+    if image_size is None and run.get("dataset") == dataset:
+        image_size = run.get("image_size")
+    model = _load(model_path)
+    options = {} if dataset == "digits" else dict(
+        data_dir=data_dir, download=download, image_size=tuple(image_size) if image_size else None)
+    data = load_dataset(dataset, seed=seed, batch_size=batch_size, **options)
+
+    expected = tuple(model.input_shape[1:])
+    if any(m is not None and m != d for m, d in zip(expected, data.input_shape)):
+        raise ValueError(
+            f"The model takes inputs of shape {expected}, but {dataset!r} gives {tuple(data.input_shape)}; "
+            "pass image_size=(height, width) (--image-size H W) or the data set it was trained on."
+        )
+    num_classes = int(model.output_shape[-1])
+    if num_classes != data.num_classes:
+        raise ValueError(f"The model has {num_classes} classes but {dataset!r} has {data.num_classes}.")
+    recorded = metrics.get("preprocessing") or {}
+    names = recorded.get("class_names")
+    if names and data.preprocessing.get("class_names") and names != data.preprocessing["class_names"]:
+        raise ValueError(
+            f"{dataset!r} has the classes {data.preprocessing['class_names']}, but the model was trained on "
+            f"{names}: the labels would not match."
+        )
+    restandardise = recorded.get("mean") is not None and recorded.get("scale") == data.preprocessing["scale"]
+
+    log_p, labels = [], []
+    for x, y in _batches(data, split, batch_size):
+        if restandardise:  # back to [0, 1] with the data set's statistics, then the model's own
+            x = x * np.asarray(data.preprocessing["std"], "float32") + np.asarray(data.preprocessing["mean"], "float32")
+            x = (x - np.asarray(recorded["mean"], "float32")) / np.asarray(recorded["std"], "float32")
+        log_p.append(_log_probabilities(model, model.predict_on_batch(x)))
+        labels.append(np.asarray(y, "int64"))
+    log_p, labels = np.concatenate(log_p), np.concatenate(labels)
+    ranked = np.argsort(-log_p, axis=-1, kind="stable")
+    result = {
+        "model": model_path,
+        "dataset": dataset,
+        "split": split,
+        "seed": seed,
+        "num_examples": int(len(labels)),
+        "num_classes": num_classes,
+        "top1": float(np.mean(ranked[:, 0] == labels)),
+        "loss": float(-np.mean(log_p[np.arange(len(labels)), labels])),
+    }
+    if num_classes >= 20:
+        result["top5"] = float(np.mean((ranked[:, :5] == labels[:, None]).any(axis=1)))
+    if out:
+        write_json(out, result)
+    return result
+
+
+def image_files(inputs):
+    """Image files named by `inputs` (files, or folders searched recursively), in the order given."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    files = []
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isdir(item):
+            found = list_images(item)
+            if not found:
+                raise ValueError(f"Folder {item!r} holds no images ({', '.join(IMAGE_FORMATS)}).")
+            files.extend(found)
+        elif os.path.isfile(item):
+            if not is_image_file(item):
+                raise ValueError(f"{item!r} is not an image file ({', '.join(IMAGE_FORMATS)}).")
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"No image file or folder at {item!r}.")
+    if not files:
+        raise ValueError("`inputs` must name at least one image file or folder.")
+    return files
+
+
+def preprocess(files, preprocessing, input_shape):
+    """Read image files and apply a run's recorded preprocessing: `(resize(raw) * scale - mean) / std`.
+
+    Images are decoded as the training loader does (alpha dropped, converted to the model's
+    channels) and resized to the recorded size, or to the model's input size when none was recorded
+    and an image differs from it.  Returns float32 arrays, one per file.
+    """
+    import tensorflow as tf
+
+    height, width, channels = input_shape
+    size = tuple(preprocessing["resize"]) if preprocessing.get("resize") else (height, width)
+    scale = preprocessing["scale"]
+    mean = np.asarray(preprocessing["mean"], "float32")
+    std = np.asarray(preprocessing["std"], "float32")
+    arrays = []
+    for file in files:
+        try:
+            image = decode_image(tf.io.read_file(file), channels)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            raise ValueError(f"Cannot decode image {file!r}: {str(e).splitlines()[0]}") from None
+        image = tf.cast(image, tf.float32) * scale
+        if None not in size and (preprocessing.get("resize") or tuple(image.shape[:2]) != size):
+            image = tf.image.resize(image, size)
+        arrays.append(((image.numpy() - mean) / std).astype("float32"))
+    return arrays
+
+
+def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None):
+    """The top-k classes of image files with their probabilities.
+
+    Args:
+        model_or_run: a run folder or a `.keras` file with the run's metrics.json beside it (the
+            recorded preprocessing is needed).
+        inputs: image files and/or folders of images.
+        top_k: classes reported per image (at most the number of classes).
+        csv: also write the rows to this CSV file (atomically).
+
+    Returns:
+        Rows `{"file", "rank", "class_index", "class", "probability"}`, top_k per file, best first.
+        `class` is the recorded class name (folder or TFDS label name), else the index.
+    """
+    top_k = check_positive_int("top_k", top_k)
+    check_positive_int("batch_size", batch_size)
+    model_path, run, metrics = resolve(model_or_run)
+    preprocessing = metrics.get("preprocessing")
+    if not preprocessing:
+        raise ValueError(
+            f"{model_path!r} has no metrics.json beside it recording its preprocessing; pass a finished run "
+            "folder (or its best.keras)."
+        )
+    if metrics.get("dataset", run.get("dataset")) == "digits":
+        raise ValueError(
+            "This model was trained on the embedded digits (8x8 arrays of 0..16), not on image files; predict "
+            "takes runs trained on an image folder or a TFDS set."
+        )
+    files = image_files(inputs)
+    model = _load(model_path)
+    arrays = preprocess(files, preprocessing, tuple(model.input_shape[1:]))
+    names = preprocessing.get("class_names")
+    rows = []
+    for start in range(0, len(arrays), batch_size):
+        chunk = arrays[start:start + batch_size]
+        same = len({a.shape for a in chunk}) == 1
+        outputs = (model.predict_on_batch(np.stack(chunk)) if same
+                   else np.concatenate([model.predict_on_batch(a[None]) for a in chunk]))
+        probabilities = np.exp(_log_probabilities(model, outputs))
+        for file, p in zip(files[start:start + batch_size], probabilities):
+            for rank, index in enumerate(np.argsort(-p, kind="stable")[:top_k], start=1):
+                rows.append({
+                    "file": file,
+                    "rank": rank,
+                    "class_index": int(index),
+                    "class": names[index] if names else str(int(index)),
+                    "probability": float(p[index]),
+                })
+    if csv:
+        write_csv(rows, csv, fieldnames=["file", "rank", "class_index", "class", "probability"])
+    return rows

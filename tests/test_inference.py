@@ -1,0 +1,144 @@
+"""`lacnn-zoo evaluate` and `lacnn-zoo predict` on a run trained from a folder of digit images."""
+
+import csv
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from test_image_folder import few_per_class, write_digits_folder
+
+from lacnn_zoo import cli
+from lacnn_zoo.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-epoch plain_cnn_tiny run on 100 digits at 16x16 (PNG and JPEG, some RGB: read as RGB)."""
+    root = tmp_path_factory.mktemp("inference")
+    images, labels = few_per_class(10)
+    folder = str(root / "digits16")
+    write_digits_folder(folder, images, labels, size=16, formats=("png", "jpg"), rgb_every=4)
+    out = str(root / "run")
+    code = cli.main(["train", "--model", "plain_cnn_tiny", "--dataset", folder, "--epochs", "2", "--batch-size",
+                     "32", "--output-dir", out, "--verbose", "0"])
+    assert code == 0
+    return {"root": root, "folder": folder, "run": out}
+
+
+def test_evaluate_run_folder_matches_numpy_recomputation(run, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert cli.main(["evaluate", run["run"], "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert "top5" not in result and result["split"] == "test" and result["num_examples"] == 20
+    assert f"top-1 {result['top1']:.4f}" in printed
+
+    # The run's own test split (same folder, same seed), and the model's raw outputs.
+    data = load_dataset(run["folder"], seed=0, batch_size=32)
+    x = np.concatenate([np.asarray(b) for b, _ in data.test])
+    y = np.concatenate([np.asarray(b) for _, b in data.test])
+    logits = keras.saving.load_model(os.path.join(run["run"], "best.keras")).predict(x, verbose=0)
+    assert result["top1"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)), abs=1e-9)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    assert result["loss"] == pytest.approx(float(loss), rel=1e-4)
+    # metrics.json recorded the same test accuracy at the end of training.
+    metrics = json.loads(open(os.path.join(run["run"], "metrics.json")).read())
+    assert result["top1"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_evaluate_bare_model_with_top5(tmp_path):
+    from lacnn_zoo import build_model
+    from lacnn_zoo.inference import evaluate
+
+    images, labels = few_per_class(5)
+    # 20 classes: the digits, and the same digits mirrored.
+    write_digits_folder(tmp_path / "twenty", np.concatenate([images, images[:, :, ::-1]]),
+                        np.concatenate([labels, labels + 10]))
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1), num_classes=20)
+    model.save(tmp_path / "m.keras")
+    with pytest.warns(UserWarning, match="stratified"):
+        result = evaluate(str(tmp_path / "m.keras"), str(tmp_path / "twenty"), seed=3)
+    data = load_dataset(str(tmp_path / "twenty"), seed=3)
+    x = np.concatenate([np.asarray(b) for b, _ in data.test])
+    y = np.concatenate([np.asarray(b) for _, b in data.test])
+    logits = model.predict(x, verbose=0)
+    top5 = np.argsort(-logits, axis=-1)[:, :5]
+    assert result["num_classes"] == 20 and result["num_examples"] == len(y) == 20
+    assert result["top5"] == pytest.approx(float(np.mean((top5 == y[:, None]).any(-1))))
+    assert result["top1"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)))
+
+
+def _reference_preprocess(path, preprocessing):
+    """PIL + NumPy, independent of the zoo: RGB, scaled, standardised with the recorded statistics."""
+    raw = np.asarray(Image.open(path).convert("RGB"), dtype="float32")
+    return (raw * preprocessing["scale"] - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])
+
+
+def test_predict_reports_the_models_classes_for_image_files(run, tmp_path, capsys):
+    images, labels = few_per_class(1, seed=7)  # one digit per class
+    files = write_digits_folder(tmp_path / "new", images, labels, size=16, rgb_every=2)
+    paths = sorted(files)
+    out_csv = tmp_path / "pred.csv"
+    assert cli.main(["predict", run["run"], *paths[:4], str(tmp_path / "new" / "9"), "--top-k", "3",
+                     "--csv", str(out_csv)]) == 0
+    printed = capsys.readouterr().out
+    with open(out_csv) as f:
+        rows = list(csv.DictReader(f))
+    asked = paths[:4] + [p for p in paths if os.sep + "9" + os.sep in p]
+    assert [r["file"] for r in rows] == [p for p in asked for _ in range(3)]
+
+    metrics = json.loads(open(os.path.join(run["run"], "metrics.json")).read())
+    preprocessing = metrics["preprocessing"]
+    x = np.stack([_reference_preprocess(p, preprocessing) for p in asked])
+    logits = keras.saving.load_model(os.path.join(run["run"], "best.keras")).predict(x, verbose=0)
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    for i in range(len(asked)):
+        top = np.argsort(-probabilities[i])[:3]
+        mine = rows[3 * i:3 * i + 3]
+        assert [r["class"] for r in mine] == [preprocessing["class_names"][k] for k in top]
+        assert [float(r["probability"]) for r in mine] == pytest.approx(probabilities[i][top], abs=1e-5)
+        assert f"  {mine[0]['class']:<16} {float(mine[0]['probability']):.4f}" in printed
+
+
+@pytest.fixture
+def foreign(run, tmp_path):
+    """A bare copy of the run's model (no metrics.json), a fake digits run, and bad image files."""
+    shutil.copy(os.path.join(run["run"], "best.keras"), tmp_path / "bare.keras")
+    (tmp_path / "digits_run").mkdir()
+    shutil.copy(os.path.join(run["run"], "best.keras"), tmp_path / "digits_run" / "best.keras")
+    metrics = json.loads(open(os.path.join(run["run"], "metrics.json")).read())
+    (tmp_path / "digits_run" / "metrics.json").write_text(json.dumps({**metrics, "dataset": "digits"}))
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "not_a_run").mkdir()
+    write_digits_folder(tmp_path / "small8", *few_per_class(3))
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["evaluate", "{t}/nowhere"], "does not exist"),
+    (["evaluate", "{t}/not_a_run"], "without best.keras"),
+    (["evaluate", "{t}/bare.keras"], "`dataset` is needed"),
+    (["evaluate", "{t}/bare.keras", "--dataset", "{t}/small8"], r"inputs of shape \(16, 16, 3\).*--image-size"),
+    (["predict", "{r}", "{t}/missing.png"], "No image file or folder"),
+    (["predict", "{r}", "{t}/notes.txt"], "not an image file"),
+    (["predict", "{r}", "{t}/broken.png"], "Cannot decode image '.*broken.png'"),
+    (["predict", "{r}", "{t}/empty"], "holds no images"),
+    (["predict", "{r}", "{t}/broken.png", "--top-k", "0"], "top_k"),
+    (["predict", "{t}/bare.keras", "{t}/small8"], "no metrics.json"),
+    (["predict", "{t}/digits_run", "{t}/small8"], "embedded digits"),
+])
+def test_bad_input_gives_one_line_and_exit_2(run, foreign, capsys, argv, pattern):
+    import re
+
+    argv = [a.format(t=foreign, r=run["run"]) for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lacnn-zoo: error: ")
+    assert re.search(pattern, err[0]), err
