@@ -53,3 +53,34 @@ def test_bad_dataset_arguments():
         load_dataset("")
     with pytest.raises(ValueError, match="augment"):
         load_dataset("digits", augment=True)
+
+
+def test_tfds_set_without_test_split_carves_it_from_train(tmp_path):
+    """A prepared TFDS set with only a 'train' split (like tf_flowers): test and validation come from its tail."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow as tf
+
+    images = np.arange(50, dtype="uint8")[:, None, None, None] * np.ones((1, 4, 4, 1), "uint8")
+    labels = np.arange(50) % 3
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(4, 4, 1)),
+        "label": tfds.features.ClassLabel(names=["a", "b", "c"]),
+    })
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="only_train_set", version="1.0.0", features=features, data_dir=str(tmp_path), disable_shuffling=True,
+        split_datasets={"train": tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})})
+    data = load_dataset("only_train_set", data_dir=str(tmp_path), batch_size=8)
+    ids = {}
+    for split in ("train", "validation", "test"):
+        x, _ = data.sample(100, split=split)
+        raw = x * data.preprocessing["std"][0] + data.preprocessing["mean"][0]
+        ids[split] = set(np.round(raw[:, 0, 0, 0] * 255).astype(int).tolist())  # each image's pixel is its index
+    assert ids == {"train": set(range(35)), "validation": set(range(35, 40)), "test": set(range(40, 50))}
+    assert data.preprocessing["class_names"] == ["a", "b", "c"]
+    explicit = load_dataset("only_train_set", data_dir=str(tmp_path), test_split="train[:10%]", batch_size=8)
+    x, _ = explicit.sample(100, split="test")
+    assert len(x) == 5
+    with pytest.raises(ValueError, match=r"no split test_split='validation'; it has \['train'\]"):
+        load_dataset("only_train_set", data_dir=str(tmp_path), test_split="validation")
+    with pytest.raises(ValueError, match="no split train_split='extra'"):
+        load_dataset("only_train_set", data_dir=str(tmp_path), train_split="extra")
