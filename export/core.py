@@ -308,7 +308,18 @@ def export_model(
                              opset, verify, dynamic_size, batch_sizes, rtol, atol, preprocessing, seed)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_destination(out_dir, overwrite):
+    if os.path.islink(out_dir):
+        raise FileExistsError(
+            f"The destination {out_dir!r} is a symbolic link; export to the folder it points to "
+            f"({os.path.realpath(out_dir)!r}) or to a new folder."
+        )
     if not os.path.lexists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return
     if not overwrite:
@@ -320,18 +331,18 @@ def _recover_interrupted(out_dir):
     """Undo what a killed export left beside `out_dir` (called under the destination's lock).
 
     A kill between moving the previous export aside and renaming the new one in
-    leaves `.<name>.old-*` and no `<name>`: the previous export is put back.
-    Half-written `.<name>.export-*` folders are removed.
+    leaves `.<name>.lacnn-old-*` and no `<name>`: the previous export is put back.
+    Half-written `.<name>.lacnn-export-*` folders are removed. Nothing else is touched.
     """
     parent, base = os.path.split(out_dir)
     for entry in sorted(os.listdir(parent)):
         path = os.path.join(parent, entry)
-        if entry.startswith(f".{base}.old-"):
+        if entry.startswith(f".{base}.lacnn-old-") and os.path.isdir(path):
             if not os.path.lexists(out_dir):
                 os.rename(path, out_dir)
             else:
                 shutil.rmtree(path, ignore_errors=True)
-        elif entry.startswith(f".{base}.export-"):
+        elif entry.startswith(f".{base}.lacnn-export-") and os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -340,7 +351,8 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
     import tensorflow as tf
 
     parent = os.path.dirname(out_dir)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.export-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-export-", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide a deployment from a server running as another user
     try:
         runners = {}
         manifest_formats = {}
@@ -401,7 +413,7 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
         _check_destination(out_dir, overwrite)
         old = None
         if os.path.lexists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-old-", dir=parent)
             os.rmdir(old)
             os.rename(out_dir, old)
         os.rename(tmp, out_dir)

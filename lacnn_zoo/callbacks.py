@@ -8,6 +8,7 @@ import time
 import keras
 import numpy as np
 
+from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import atomic_path, read_json, write_json
 
 
@@ -84,6 +85,15 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     once the backup says an epoch is done, every other file of that epoch
     (history row, best checkpoint, attention row) is already written.
     """
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except Exception as e:  # h5py and json raise many types for a damaged file
+            raise ZooError(
+                f"The backup in {self.backup_dir!r} cannot be read ({type(e).__name__}: {e}); this run cannot "
+                "resume from it. Start it again with --overwrite (its best.keras is kept until then)."
+            ) from e
 
     def _save_model(self):
         if not weights_are_finite(self.model):

@@ -22,8 +22,16 @@ from lacnn_zoo.errors import ZooError
 
 OWNER_MARKER = ".lacnn-zoo"
 TMP_TAG = ".lacnn-tmp"
-# Temporaries of atomic_path (this version and the earlier one, which used tempfile's ".<name>.XXXXXXXX.tmp").
-_TEMPORARY = re.compile(rf"^\..+\.[0-9a-z_]{{8}}(\.tmp|{re.escape(TMP_TAG)})(\..*)?$")
+# Temporaries of atomic_path: ".<name>.<8 hex>.lacnn-tmp[suffix]", and the earlier version's tempfile names
+# ".<name>.<8 chars>.tmp[suffix]" for the files the zoo wrote then (nothing else is ever taken for a temporary).
+_TEMPORARY = re.compile(rf"^\..+\.[0-9a-f]{{8}}{re.escape(TMP_TAG)}(\.keras|\.weights\.h5)?$")
+_LEGACY_NAMES = ("best.keras", "best.keras.json", "latest.weights.h5", "training_metadata.json", "run.json",
+                 "metrics.json", "layer_attention.csv", "layer_attention.png", "grad_norms.csv", "mechanisms.csv",
+                 "mechanisms.json", "mechanisms.png")
+_LEGACY_TEMPORARY = re.compile(
+    rf"^\.({'|'.join(re.escape(n) for n in _LEGACY_NAMES)})\.[0-9a-z_]{{8}}\.tmp(\.keras|\.weights\.h5)?$"
+)
+LOCK_NAME = ".lock"
 
 
 class LockedError(ZooError):
@@ -185,7 +193,7 @@ def check_replaceable(folder, kind, known, *, flag="--overwrite"):
         raise ForeignFilesError(f"{folder!r} exists and is not a folder; {flag} replaces only what lacnn-zoo wrote.")
     entries = sorted(os.listdir(folder))
     recognised = owned_kind(folder) == kind or _legacy(folder, kind)
-    foreign = [e for e in entries if not (e == OWNER_MARKER or e.endswith(".lock") or known(e) or is_temporary(e))]
+    foreign = [e for e in entries if not (e in (OWNER_MARKER, LOCK_NAME) or known(e) or is_temporary(e))]
     if not recognised or foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         article = "an" if kind[0] in "aeiou" else "a"
@@ -205,7 +213,7 @@ def _legacy(folder, kind):
 
 
 def is_temporary(name):
-    return bool(_TEMPORARY.match(name))
+    return bool(_TEMPORARY.match(name) or _LEGACY_TEMPORARY.match(name))
 
 
 def remove_stale_temporaries(folder, *, recursive_into=()):

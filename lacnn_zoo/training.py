@@ -21,7 +21,9 @@ import numpy as np
 
 from lacnn_zoo.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, EpochTimer, weights_are_finite
 from lacnn_zoo.data import load_dataset
+from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import (
+    LOCK_NAME,
     FolderLock,
     check_replaceable,
     mark_owned,
@@ -79,7 +81,6 @@ RUN_ENTRIES = frozenset({
     "run.json", "history.csv", "best.keras", "best.keras.json", "backup", "tensorboard", "metrics.json",
     "layer_attention.csv", "layer_attention.png", "grad_norms.csv",
 })
-LOCK_NAME = ".lock"
 
 
 def _prepare_output_dir(output_dir, config, *, resume, overwrite):
@@ -128,7 +129,12 @@ def _epochs_done(output_dir):
     path = os.path.join(output_dir, "backup", "training_metadata.json")
     if not os.path.exists(path):
         return 0
-    return int(read_json(path)["epoch"])
+    try:
+        return int(read_json(path)["epoch"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ZooError(
+            f"{path!r} is damaged ({type(e).__name__}: {e}); this run cannot resume. Start it again with --overwrite."
+        ) from e
 
 
 def _trim_logs(output_dir, epochs_done):
@@ -141,6 +147,8 @@ def _trim_logs(output_dir, epochs_done):
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         fields, rows = reader.fieldnames, list(reader)
+    if not fields or "epoch" not in fields:
+        raise ZooError(f"{path!r} has no 'epoch' column, so it was not written by lacnn-zoo; cannot resume this run.")
     kept = [r for r in rows if int(r["epoch"]) < epochs_done]
     if len(kept) != len(rows) and fields:
         write_csv(kept, path, fieldnames=fields) if kept else remove_path(path)

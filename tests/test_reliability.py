@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,11 +68,13 @@ def test_overwrite_refuses_a_folder_the_zoo_did_not_write(tmp_path):
     assert sorted(os.listdir(folder)) == ["thesis.txt"] and (folder / "thesis.txt").read_text() == "years of work"
 
 
-def test_overwrite_refuses_a_run_with_a_foreign_file_added(finished_run, tmp_path):
+@pytest.mark.parametrize("foreign", ["notes.md", "poetry.lock", ".notes.20240101.tmp", "draft.abcdefgh.tmp.keras",
+                                     ".best.keras.abcdefgh.tmp.txt"])
+def test_overwrite_refuses_a_run_with_a_foreign_file_added(finished_run, tmp_path, foreign):
     run = _copy(finished_run, tmp_path)
-    (run / "notes.md").write_text("my notes")
+    (run / foreign).write_text("my notes")
     before = _tree(run)
-    with pytest.raises(FileExistsError, match="notes.md"):
+    with pytest.raises(FileExistsError, match=re.escape(foreign)):
         train("plain_cnn_tiny", epochs=1, output_dir=str(run), overwrite=True, **TINY)
     assert _tree(run) == before
 
@@ -204,30 +207,72 @@ def test_stale_temporaries_of_a_killed_run_are_cleaned_at_the_next_start(finishe
              run / "backup" / ".latest.weights.h5.abcd1234.tmp.weights.h5"]
     for path in stale:
         path.write_bytes(b"half")
-    (run / "mine.tmp").write_text("a user's file that looks temporary")
-    resume(str(run), verbose=0)
-    assert not any(p.exists() for p in stale)
-    assert (run / "mine.tmp").exists()
+    lookalikes = [run / "mine.tmp", run / ".notes.abcdefgh.tmp", run / "backup" / "draft.20240101.tmp"]
+    for path in lookalikes:
+        path.write_text("a user's file that looks temporary")
+    seen = {}
+
+    class _Look(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):  # the run is under way: its own temporaries must be gone by now
+            seen["stale"] = [p.name for p in stale if p.exists()]
+
+    with pytest.raises(FileExistsError):  # the lookalike in backup/ is not the zoo's, so overwrite refuses...
+        train("plain_cnn_tiny", epochs=1, output_dir=str(run), overwrite=True, **TINY)
+    os.remove(run / "backup" / "draft.20240101.tmp")
+    resume(str(run), verbose=0, callbacks=[_Look()])  # ...while resume keeps it and removes only the zoo's
+    assert seen["stale"] == []
+    assert all(p.exists() for p in lookalikes[:2])
 
 
 # --- divergence ---------------------------------------------------------------------------------------------
 
 
 class _PoisonWeights(keras.callbacks.Callback):
-    """Makes the weights non-finite at the end of the first epoch, as a diverging optimiser would."""
+    """Makes the weights non-finite at the end of epoch `at_epoch`, as a diverging optimiser would."""
+
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        kernel = self.model.trainable_weights[0]
-        kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+        if epoch == self.at_epoch:
+            kernel = self.model.trainable_weights[0]
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(FloatingPointError, match="diverged.*--lr"):
-        train("plain_cnn_tiny", epochs=3, output_dir=str(run), callbacks=[_PoisonWeights()], **TINY)
-    assert not (run / "best.keras").exists()
+    with pytest.raises(FloatingPointError, match="diverged"):
+        train("plain_cnn_tiny", epochs=3, output_dir=str(run), callbacks=[_PoisonWeights(0)], **TINY)
+    assert not (run / "best.keras").exists() and not (run / "metrics.json").exists()
     assert not (run / "backup" / "latest.weights.h5").exists()
-    assert not (run / "metrics.json").exists()
+
+
+def test_a_diverged_run_keeps_its_last_finite_epoch_resumable(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match=r"after epoch 1 .*--lr"):
+        train("plain_cnn_tiny", epochs=3, output_dir=str(run), callbacks=[_PoisonWeights(1)], **TINY)
+    assert json.load(open(run / "backup" / "training_metadata.json"))["epoch"] == 1
+    assert all(np.all(np.isfinite(w)) for w in keras.saving.load_model(run / "best.keras").get_weights())
+    epochs = []
+
+    class _Seen(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs.append(epoch)
+
+    resume(str(run), verbose=0, callbacks=[_Seen()])
+    assert epochs == [1, 2] and _rows(run / "history.csv") == [0, 1, 2]
+
+
+def test_a_damaged_backup_is_one_clear_error(finished_run, tmp_path, capsys):
+    run = _copy(finished_run, tmp_path)
+    os.remove(run / "metrics.json")
+    (run / "backup").mkdir()
+    (run / "backup" / "latest.weights.h5").write_bytes(b"not hdf5")
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 1}')
+    assert cli.main(["train", "--output-dir", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be read" in err[0] and "--overwrite" in err[0]
 
 
 @pytest.mark.parametrize("argument,value", [("learning_rate", float("inf")), ("learning_rate", float("nan")),
@@ -338,11 +383,44 @@ def test_export_lock_and_interrupted_replace(finished_run, tmp_path):
     export_model(finished_run / "best.keras", dest, format="onnx")
     first = _tree(dest)
     # A kill between moving the old export aside and renaming the new one in, plus a half-written export.
-    os.rename(dest, tmp_path / ".dest.old-k1ll3d")
-    (tmp_path / ".dest.export-half").mkdir()
+    os.rename(dest, tmp_path / ".dest.lacnn-old-k1ll3d")
+    (tmp_path / ".dest.lacnn-export-half").mkdir()
     with pytest.raises(FileExistsError, match="already exists"):  # the previous export is put back first
         export_model(finished_run / "best.keras", dest, format="onnx")
     assert _tree(dest) == first
+    assert sorted(os.listdir(tmp_path)) == ["dest"]
+
+
+def test_export_touches_no_lookalike_and_no_symlink(finished_run, tmp_path):
+    from export import export_model
+
+    lookalikes = [tmp_path / ".dest.export-notes", tmp_path / ".dest.old-keep"]
+    for folder in lookalikes:
+        folder.mkdir()
+        (folder / "mine.txt").write_text("mine")
+    export_model(finished_run / "best.keras", tmp_path / "dest", format="onnx", batch_sizes=(1,))
+    assert all((folder / "mine.txt").read_text() == "mine" for folder in lookalikes)
+    assert oct(os.stat(tmp_path / "dest").st_mode & 0o777) != oct(0o700)  # readable by a serving user
+    (tmp_path / "link").symlink_to(tmp_path / "dest")
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        export_model(finished_run / "best.keras", tmp_path / "link", format="onnx", overwrite=True)
+
+
+def test_a_file_dropped_into_the_destination_during_an_export_is_kept(finished_run, tmp_path, monkeypatch):
+    import export.core as core
+
+    dest = tmp_path / "dest"
+    core.export_model(finished_run / "best.keras", dest, format="onnx", batch_sizes=(1,))
+    original = core._parity
+
+    def parity_then_drop(*args, **kwargs):
+        (dest / "report.pdf").write_bytes(b"%PDF")  # a user saves a file into the old export meanwhile
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core, "_parity", parity_then_drop)
+    with pytest.raises(FileExistsError, match="report.pdf"):
+        core.export_model(finished_run / "best.keras", dest, format="onnx", overwrite=True, batch_sizes=(1,))
+    assert (dest / "report.pdf").read_bytes() == b"%PDF" and (dest / "model.onnx").exists()
     assert sorted(os.listdir(tmp_path)) == ["dest"]
 
 

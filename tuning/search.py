@@ -25,6 +25,7 @@ from lacnn_zoo.callbacks import EpochTimer
 from lacnn_zoo.data import load_dataset
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import (
+    LOCK_NAME,
     FolderLock,
     atomic_path,
     check_replaceable,
@@ -54,7 +55,7 @@ def _project_entry(name):
 
 def _prepare_project(project_dir, space, overwrite):
     """Under the project's lock: refuse foreign files and changed spaces; record the space of a new project."""
-    entries = [e for e in os.listdir(project_dir) if e != ".lock"] if os.path.isdir(project_dir) else []
+    entries = [e for e in os.listdir(project_dir) if e != LOCK_NAME] if os.path.isdir(project_dir) else []
     if entries:
         check_replaceable(project_dir, "search", _project_entry)
         remove_stale_temporaries(project_dir)
@@ -160,7 +161,7 @@ def run_search(
     if _is_worker():  # workers share the chief's project folder; the chief owns and guards it
         return _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name,
                        seed, overwrite, batch_size, verbose, callbacks)
-    with FolderLock(os.path.join(project_dir, ".lock"), f"Search project {project_dir!r}"):
+    with FolderLock(os.path.join(project_dir, LOCK_NAME), f"Search project {project_dir!r}"):
         _prepare_project(project_dir, space, overwrite)
         return _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name,
                        seed, False, batch_size, verbose, callbacks)
