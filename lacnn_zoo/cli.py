@@ -120,7 +120,9 @@ def _compare(args):
     from lacnn_zoo.compare import compare, print_rows
 
     rows = compare(args.patterns or None, seeds=args.seeds, epochs=args.epochs, dataset=args.dataset,
-                   target=args.target, out_dir=args.out)
+                   target=args.target, out_dir=args.out, overrides=dict(args.set) if args.set else None,
+                   data_dir=args.data_dir, download=args.download, augment=args.augment,
+                   image_size=tuple(args.image_size) if args.image_size else None)
     print()
     print_rows(rows)
     print(f"\nTables and plots in {args.out}")
@@ -234,6 +236,12 @@ def main(argv=None):
     c.add_argument("--dataset", default="digits")
     c.add_argument("--target", type=float, default=0.95, help="validation accuracy for 'epochs to reach'")
     c.add_argument("--out", default="runs/compare")
+    c.add_argument("--set", action="append", type=_parse_override, metavar="KNOB=VALUE",
+                   help="override for every model that has the knob, e.g. --set backbone=MobileNetV3Small")
+    c.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
+    c.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
+    c.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images")
+    c.add_argument("--augment", action="store_true", help="random crop + flip on training data")
     c.set_defaults(func=_compare)
 
     e = add("evaluate", help="top-1 (top-5) accuracy and loss of a .keras file or run folder on a data set")

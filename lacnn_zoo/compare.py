@@ -130,20 +130,27 @@ def epochs_to_reach(history, target):
     return None
 
 
-def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0):
-    """Train one (model, seed) under the shared recipe; reuse or resume an existing run folder."""
+def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overrides=None, **data_kwargs):
+    """Train one (model, seed) under the shared recipe; reuse or resume an existing run folder.
+
+    `overrides` go to the models whose knobs take them (e.g. `backbone` to the layer-attended ones);
+    `data_kwargs` (`data_dir`, `download`, `image_size`, `augment`) to the data set, as for `train`.
+    """
     from lacnn_zoo.data import load_dataset
     from lacnn_zoo.training import train
 
     run = os.path.join(out_dir, name, f"seed{seed}")
     if os.path.exists(os.path.join(run, "metrics.json")):
         return read_json(os.path.join(run, "metrics.json"))
-    data = load_dataset(dataset, seed=seed)
+    data_kwargs = {k: v for k, v in data_kwargs.items() if v}
+    data = load_dataset(dataset, seed=seed, **data_kwargs)
     x, y = data.sample(64, split="validation")
     monitor = GradientNormMonitor(x, y, os.path.join(run, "grad_norms.csv"), epochs=grad_epochs)
     resume = os.path.exists(os.path.join(run, "run.json"))
+    knobs = model_info(name).knobs
+    applicable = {k: v for k, v in (overrides or {}).items() if k in knobs}
     result = train(name, dataset=dataset, epochs=epochs, seed=seed, output_dir=run, resume=resume,
-                   overwrite=not resume, callbacks=[monitor], verbose=verbose)
+                   overwrite=not resume, callbacks=[monitor], verbose=verbose, overrides=applicable, **data_kwargs)
     return result.metrics
 
 
@@ -255,11 +262,18 @@ def plot_gradient_norms(names, seeds, out_dir, path, grad_epoch):
 
 
 def compare(models=None, *, seeds=(0, 1, 2), epochs=20, dataset="digits", target=0.95, out_dir="runs/compare",
-            grad_epochs=(1, 2, 3), verbose=0, log=print):
-    """Train and compare; returns the summary rows (also in compare.csv / compare.json)."""
+            grad_epochs=(1, 2, 3), verbose=0, log=print, overrides=None, **data_kwargs):
+    """Train and compare; returns the summary rows (also in compare.csv / compare.json).
+
+    `overrides` (e.g. `{"backbone": "MobileNetV3Small"}`) reach every model that has the knob; the
+    others train as registered. `data_kwargs` are `train`'s data options.
+    """
     names = resolve_models(models) if models else list(DEFAULT_MODELS)
     if not names:
         raise ValueError(f"No registered model matches {models!r}.")
+    unused = sorted(k for k in (overrides or {}) if not any(k in model_info(n).knobs for n in names))
+    if unused:
+        raise ValueError(f"Override(s) {unused} apply to none of the compared models {names}.")
     seeds = list(seeds)
     if not seeds:
         raise ValueError("`seeds` must list at least one seed.")
@@ -268,7 +282,8 @@ def compare(models=None, *, seeds=(0, 1, 2), epochs=20, dataset="digits", target
     for name in names:
         for seed in seeds:
             t0 = time.perf_counter()
-            m = run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=verbose)
+            m = run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=verbose, overrides=overrides,
+                        **data_kwargs)
             log(f"{name:<30} seed {seed}: test accuracy {m['test_accuracy']:.4f} ({time.perf_counter() - t0:.0f} s)")
     grad_epoch = grad_epochs[-1]
     rows = summarise(names, seeds, out_dir, target, grad_epoch)

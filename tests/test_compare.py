@@ -67,3 +67,13 @@ def test_small_compare_writes_its_tables_and_plots(tmp_path, capsys):
     before = (out / "plain_cnn_tiny" / "seed0" / "metrics.json").stat().st_mtime
     compare(["plain_cnn_tiny"], seeds=[0], epochs=1, out_dir=str(out), log=lambda *_: None)
     assert (out / "plain_cnn_tiny" / "seed0" / "metrics.json").stat().st_mtime == before
+
+
+def test_compare_overrides_reach_only_the_models_that_have_the_knob(tmp_path):
+    out = tmp_path / "cmp"
+    compare(["plain_cnn_tiny", "resnet8"], seeds=[0], epochs=1, out_dir=str(out), log=lambda *_: None,
+            overrides={"mixing": "beta"})
+    assert json.load(open(out / "resnet8" / "seed0" / "run.json"))["overrides"] == {"mixing": "beta"}
+    assert json.load(open(out / "plain_cnn_tiny" / "seed0" / "run.json"))["overrides"] == {}
+    with pytest.raises(ValueError, match=r"colour.*apply to none"):
+        compare(["plain_cnn_tiny"], seeds=[0], epochs=1, out_dir=str(out), overrides={"colour": "red"})
