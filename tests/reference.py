@@ -67,3 +67,31 @@ def lstm_last_state(sequence, kernel, recurrent_kernel, bias):
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         h = sigmoid(o) * np.tanh(c)
     return h
+
+
+def average_pool(x, pool, stride):
+    """Average pooling of x (B, H, W, C), "same" padding, padding excluded from the mean (TensorFlow's rule)."""
+    (pt, pb), (pl, pr) = same_padding(x.shape[1], pool, stride), same_padding(x.shape[2], pool, stride)
+    padded = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=np.nan)
+    out_h, out_w = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+    out = np.zeros((x.shape[0], out_h, out_w, x.shape[3]))
+    for i in range(out_h):
+        for j in range(out_w):
+            window = padded[:, i * stride:i * stride + pool, j * stride:j * stride + pool]
+            out[:, i, j] = np.nanmean(window, axis=(1, 2))
+    return out
+
+
+def resize_bilinear(x, height, width):
+    """Bilinear resize of x (B, h, w, C) to (height, width), half-pixel centres, no antialiasing."""
+
+    def taps(size_in, size_out):
+        src = (np.arange(size_out) + 0.5) * size_in / size_out - 0.5
+        lower = np.floor(src)
+        frac = src - lower
+        return np.clip(lower, 0, size_in - 1).astype(int), np.clip(lower + 1, 0, size_in - 1).astype(int), frac
+
+    y0, y1, fy = taps(x.shape[1], height)
+    x0, x1, fx = taps(x.shape[2], width)
+    rows = x[:, y0] * (1 - fy)[None, :, None, None] + x[:, y1] * fy[None, :, None, None]
+    return rows[:, :, x0] * (1 - fx)[None, None, :, None] + rows[:, :, x1] * fx[None, None, :, None]

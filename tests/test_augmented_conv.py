@@ -4,10 +4,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from reference import conv2d, same_padding, softmax
+from reference import average_pool, conv2d, resize_bilinear, same_padding, softmax
 
 from lacnn_zoo import build_model
-from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, rel_to_abs
+from lacnn_zoo.layers import augmented_conv
+from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, auto_query_chunk, rel_to_abs
 
 rng = np.random.default_rng(11)
 
@@ -26,10 +27,15 @@ def avg_pool_same(x):
 
 
 def reference_layer(layer, x):
-    """Eqs. 1-4, one query pixel at a time, heads concatenated in order, W^O, then Concat[conv, MHA]."""
+    """Eqs. 1-4, one query pixel at a time, heads concatenated in order, W^O, then Concat[conv, MHA].
+
+    With attention_downsample=2: attention over the 3x3/stride-2 average-pooled grid, bilinear resize after W^O.
+    """
     x = x.astype(np.float64)
     conv = conv2d(x, _np(layer.conv.kernel), layer.strides)
     a = avg_pool_same(x) if layer.strides == 2 else x
+    if getattr(layer, "attention_downsample", 1) == 2:
+        a = average_pool(a, 3, 2)
     qkv = a @ _np(layer.qkv.kernel)[0, 0] + _np(layer.qkv.bias)
     dk, dv, nh = layer.key_depth, layer.value_depth, layer.heads
     dkh, dvh = dk // nh, dv // nh
@@ -53,6 +59,8 @@ def reference_layer(layer, x):
                     weights = softmax(logits.reshape(-1))
                     out[b, yi, xi, h * dvh:(h + 1) * dvh] = weights @ v.reshape(-1, dvh)
     mha = out @ _np(layer.attention_output.kernel)[0, 0] + _np(layer.attention_output.bias)
+    if mha.shape[1:3] != conv.shape[1:3]:
+        mha = resize_bilinear(mha, *conv.shape[1:3])
     return np.concatenate([conv, mha], axis=-1)
 
 
@@ -186,3 +194,136 @@ def test_wide_resnet_parameter_counts_against_the_paper():
     aa = build_model("aa_wrn28_10", num_classes=100).count_params()
     assert base == pytest.approx(36.3e6, rel=0.01) and aa == pytest.approx(36.2e6, rel=0.01)
     assert aa < base
+
+
+def _randomised(layer, x):
+    layer(x)
+    for w in layer.weights:  # non-trivial biases and relative tables
+        w.assign(rng.normal(size=w.shape) * 0.5)
+    return layer
+
+
+# 35 queries (5x7) in blocks of 1, 3, 8 (none divides 35) and 35; 4x3 grid (stride 2) in blocks of 5.
+@pytest.mark.parametrize("shape,strides,relative,chunk,remat", [
+    ((2, 5, 7, 3), 1, True, 1, True),
+    ((2, 5, 7, 3), 1, True, 3, True),
+    ((2, 5, 7, 3), 1, True, 8, False),
+    ((2, 5, 7, 3), 1, False, 8, True),
+    ((2, 5, 7, 3), 1, True, 35, True),
+    ((2, 7, 5, 3), 2, True, 5, True),
+    ((2, 7, 6, 3), 2, False, 5, True),
+    ((1, 1, 6, 2), 1, True, 4, True),
+])
+def test_query_blocks_equal_per_pixel_reference(shape, strides, relative, chunk, remat):
+    layer = AugmentedConv2D(12, strides=strides, dk=6, dv=4, heads=2, relative=relative, query_chunk=chunk,
+                            rematerialize=remat)
+    x = rng.normal(size=shape).astype("float32")
+    _randomised(layer, x)
+    assert layer.block_size == min(chunk, layer.grid[0] * layer.grid[1])
+    np.testing.assert_allclose(_np(layer(x)), reference_layer(layer, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk,remat", [(3, True), (8, False), (None, False)])
+def test_query_block_gradients_equal_central_differences(chunk, remat):
+    # d loss / d input and d loss / d r^W through the blocked (and rematerialised) path, against float64
+    # central differences of the per-pixel reference: catches a remat gradient that drops or misroutes a term.
+    layer = AugmentedConv2D(6, kernel_size=1, dk=4, dv=2, heads=2, query_chunk=chunk, rematerialize=remat)
+    x = rng.normal(size=(1, 3, 4, 2)).astype("float32")
+    _randomised(layer, x)
+    probe = rng.normal(size=(1, 3, 4, 6))
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(layer(xt) * probe)
+    grad_x, grad_rw = tape.gradient(loss, [xt, layer.rel_width.value])
+    eps = 1e-3
+    for index in [(0, 0, 0, 0), (0, 2, 3, 1), (0, 1, 2, 0)]:
+        up, down = x.astype(np.float64).copy(), x.astype(np.float64).copy()
+        up[index] += eps
+        down[index] -= eps
+        numeric = ((reference_layer(layer, up) - reference_layer(layer, down)) * probe).sum() / (2 * eps)
+        assert float(grad_x[index]) == pytest.approx(numeric, rel=2e-3, abs=2e-3)
+    table = layer.rel_width.numpy().copy()
+    for row in (0, 3, 6):
+        values = []
+        for sign in (1, -1):
+            shifted = table.copy()
+            shifted[row, 0] += sign * eps
+            layer.rel_width.assign(shifted)
+            values.append((reference_layer(layer, x) * probe).sum())
+        layer.rel_width.assign(table)
+        assert float(grad_rw[row, 0]) == pytest.approx((values[0] - values[1]) / (2 * eps), rel=2e-3, abs=2e-3)
+
+
+def test_auto_query_chunk_follows_the_memory_budget(monkeypatch):
+    # One block's logits per image: heads x C x HW x 4 bytes <= budget.
+    assert auto_query_chunk(32, 32, 4, budget_bytes=2**20) == 64
+    assert auto_query_chunk(16, 16, 4, budget_bytes=2**20) is None  # 4 x 256 x 256 x 4 = 1 MiB fits whole
+    assert auto_query_chunk(32, 32, 8, budget_bytes=1) == 1
+    assert AugmentedConv2D(16, heads=4, dk=4, dv=4).query_chunk == "auto"
+    layer = AugmentedConv2D(16, heads=4, dk=4, dv=4)
+    layer.build((None, 32, 32, 3))
+    assert layer.block_size == 64  # default budget: 1 MiB per image
+    monkeypatch.setattr(augmented_conv, "QUERY_CHUNK_BUDGET_BYTES", 2 * 35 * 4 * 6)  # 6 queries per block
+    layer = AugmentedConv2D(12, dk=6, dv=4, heads=2)
+    x = rng.normal(size=(2, 5, 7, 3)).astype("float32")
+    _randomised(layer, x)
+    assert layer.block_size == 6
+    np.testing.assert_allclose(_np(layer(x)), reference_layer(layer, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,strides,relative", [
+    ((2, 5, 7, 3), 1, True),   # 3x4 attention grid resized to 5x7
+    ((2, 8, 8, 2), 1, False),
+    ((1, 9, 6, 3), 2, True),   # 5x3 conv grid, 3x2 attention grid
+])
+def test_attention_downsample_equals_pooled_reference(shape, strides, relative):
+    layer = AugmentedConv2D(12, strides=strides, dk=6, dv=4, heads=2, relative=relative, attention_downsample=2,
+                            query_chunk=4)
+    x = rng.normal(size=shape).astype("float32")
+    _randomised(layer, x)
+    out_grid = (-(-shape[1] // strides), -(-shape[2] // strides))
+    assert layer.grid == tuple(-(-s // 2) for s in out_grid)
+    assert not relative or layer.rel_width.shape == (2 * layer.grid[1] - 1, 3)
+    expected = reference_layer(layer, x)
+    assert expected.shape == (shape[0], *out_grid, 12)
+    np.testing.assert_allclose(_np(layer(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(query_chunk=0), "query_chunk"),
+    (dict(query_chunk="big"), "query_chunk"),
+    (dict(query_chunk=True), "query_chunk"),
+    (dict(attention_downsample=4), "attention_downsample"),
+])
+def test_bad_memory_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AugmentedConv2D(16, dk=4, dv=4, heads=2, **kwargs)
+
+
+def test_memory_knobs_round_trip_and_reach_the_layers(tmp_path):
+    knobs = dict(query_chunk=5, rematerialize=False, attention_downsample=2)
+    layer = AugmentedConv2D(8, dk=4, dv=2, heads=2, **knobs)
+    config = layer.get_config()
+    assert {k: config[k] for k in knobs} == knobs
+    assert AugmentedConv2D.from_config(config).get_config() == config
+    model = build_model("aa_resnet8", input_shape=(9, 7, 2), **knobs)
+    assert model.count_params() != build_model("aa_resnet8", input_shape=(9, 7, 2)).count_params()  # smaller tables
+    assert build_model("aa_resnet8", input_shape=(9, 7, 2), query_chunk=None).count_params() == build_model(
+        "aa_resnet8", input_shape=(9, 7, 2)).count_params()
+    conv = model.get_layer("stage1_block1").conv1
+    assert (conv.query_chunk, conv.rematerialize, conv.attention_downsample, conv.grid) == (5, False, 2, (5, 4))
+    x = rng.normal(size=(2, 9, 7, 2)).astype("float32")
+    model.save(tmp_path / "aa.keras")
+    reloaded = keras.saving.load_model(tmp_path / "aa.keras")
+    np.testing.assert_array_equal(_np(reloaded(x)), _np(model(x)))
+    conv = reloaded.get_layer("stage1_block1").conv1
+    assert (conv.query_chunk, conv.rematerialize, conv.attention_downsample) == (5, False, 2)
+
+
+def test_blocked_layer_trains_in_fit():
+    model = build_model("aa_resnet8", input_shape=(8, 8, 1), query_chunk=7)
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(4, 8, 8, 1)).astype("float32")
+    history = model.fit(x, np.arange(4) % 10, epochs=2, batch_size=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))

@@ -11,6 +11,16 @@ and r^H (2H-1, dkh) are learned and shared across heads.  The relative logits
 are computed with the paper's memory-efficient skew (pad, reshape, slice) and
 added to the content logits by broadcasting; no [B, Nh, H, H, W, W] tiled copy
 and no [HW, HW, dkh] gathered table is ever built.
+
+Memory: the logits of all queries at once are a (B, Nh, HW, HW) tensor, which
+is what limits attention at full resolution (2 GiB per tensor at 32x32,
+batch 128, 4 heads).  Each query's softmax only involves its own row, so the
+queries can be processed in blocks of `query_chunk` pixels: the content
+logits, the relative logits for those queries (sliced from the small
+(B, Nh, HW, W) and (B, Nh, HW, H) skewed tables), the softmax and the
+weighted values are computed block by block, and each block is wrapped in
+`keras.remat` so the backward pass recomputes its logits instead of storing
+them.  The result is the same to float32 rounding for every block size.
 """
 
 import numbers
@@ -43,6 +53,22 @@ def relative_logits_1d(q, rel):
     return ops.reshape(logits, (-1, heads, rows, length, length))
 
 
+def attend(q, k_t, v, width_term=None, height_term=None):
+    """softmax(q k^T + S^W + S^H) v for one block of C queries over all H x W keys (eq. 1 and 3).
+
+    q: (B, Nh, C, dkh) scaled queries; k_t: (B, Nh, dkh, HW) keys, transposed;
+    v: (B, Nh, HW, dvh); width_term: (B, Nh, C, W) with [.., i, x_j] = q_i . r^W_{x_j - x_i};
+    height_term: (B, Nh, C, H) with [.., i, y_j] = q_i . r^H_{y_j - y_i}.  Returns (B, Nh, C, dvh).
+    """
+    logits = ops.matmul(q, k_t)  # (B, Nh, C, HW)
+    if width_term is not None:
+        heads, block, height, width = q.shape[1], q.shape[2], height_term.shape[-1], width_term.shape[-1]
+        logits = ops.reshape(logits, (-1, heads, block, height, width))
+        logits = logits + ops.expand_dims(width_term, 3) + ops.expand_dims(height_term, 4)
+        logits = ops.reshape(logits, (-1, heads, block, height * width))
+    return ops.matmul(ops.softmax(logits, axis=-1), v)  # softmax over keys
+
+
 def _resolve_depth(name, value, filters, heads, minimum=1):
     """An absolute channel count, or a ratio of `filters` rounded to a multiple of `heads` (at least `minimum`/head)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
@@ -62,6 +88,35 @@ def _resolve_depth(name, value, filters, heads, minimum=1):
     return per_head * heads
 
 
+# Per-image bytes of one block's logits (Nh x C x HW floats) under query_chunk="auto": blocks of 1 MiB per
+# image (128 MiB at batch 128) keep the working set small while each matmul and softmax still sees >= 64 rows
+# at 32x32.  A map whose whole (Nh, HW, HW) logits fit within it is attended in one block without remat.
+QUERY_CHUNK_BUDGET_BYTES = 2**20
+
+
+def auto_query_chunk(height, width, heads, budget_bytes=None, dtype_bytes=4):
+    """Queries per block so that one block's logits take at most `budget_bytes` per image; None: no blocking needed.
+
+    `budget_bytes` defaults to `QUERY_CHUNK_BUDGET_BYTES`.
+    """
+    budget_bytes = QUERY_CHUNK_BUDGET_BYTES if budget_bytes is None else budget_bytes
+    pixels = height * width
+    if heads * pixels * pixels * dtype_bytes <= budget_bytes:
+        return None
+    return max(1, budget_bytes // (heads * pixels * dtype_bytes))
+
+
+def _check_query_chunk(query_chunk):
+    if query_chunk is None or query_chunk == "auto":
+        return query_chunk
+    if isinstance(query_chunk, bool) or not isinstance(query_chunk, numbers.Integral) or query_chunk < 1:
+        raise ValueError(
+            f"`query_chunk` must be None (all queries at once), 'auto' (from the memory budget) or a positive "
+            f"number of query pixels per block; received query_chunk={query_chunk!r}."
+        )
+    return int(query_chunk)
+
+
 @keras.saving.register_keras_serializable(package="lacnn_zoo")
 class AugmentedConv2D(layers.Layer):
     """Concat[Conv(X), MHA(X)]: a convolution whose last `dv` output channels come from 2-D relative self-attention.
@@ -77,6 +132,17 @@ class AugmentedConv2D(layers.Layer):
     the strided convolution's (`Conv2D(strides=2, padding="same")`), for odd
     sizes too.  This also cuts the attention memory by 16.
 
+    Memory: with `query_chunk` set (by default from a per-image budget of
+    `QUERY_CHUNK_BUDGET_BYTES` for one block's logits) the queries are attended
+    in blocks, each under `keras.remat` when `rematerialize`; the values equal
+    the all-at-once computation to float32 rounding, and the training step keeps
+    O(Nh HW (H + W)) values per layer instead of O(Nh (HW)^2).
+
+    `attention_downsample=2` changes the model (Bello et al., sec. 4.1, for the
+    largest maps): the attention branch attends over its input average-pooled
+    3x3 with stride 2 ("same" padding), and its output (after W^O) is resized
+    back bilinearly to the convolution's grid.  Logits shrink by 16.
+
     Args:
         filters: output channels, Fout.
         kernel_size: the convolution branch's kernel.
@@ -90,6 +156,13 @@ class AugmentedConv2D(layers.Layer):
             content attention (for ablations; then permutation-equivariant).
         min_key_dims_per_head: floor for dk / heads when dk is a ratio (the
             paper uses 20 on CIFAR).
+        query_chunk: query pixels per block; "auto" (default) picks it from the
+            memory budget (None for maps whose logits fit it); None attends all
+            queries at once.
+        rematerialize: recompute each block's logits in the backward pass
+            instead of storing them (only when the queries are blocked).
+        attention_downsample: 1, or 2 to attend over a 3x3/stride-2 average-pooled
+            grid and upsample the result bilinearly.
 
     Call arguments:
         inputs: (batch, height, width, channels); height and width must be fixed.
@@ -103,7 +176,8 @@ class AugmentedConv2D(layers.Layer):
     """
 
     def __init__(self, filters, kernel_size=3, strides=1, dk=0.2, dv=0.1, heads=8, relative=True,
-                 min_key_dims_per_head=1, **kwargs):
+                 min_key_dims_per_head=1, query_chunk="auto", rematerialize=True, attention_downsample=1,
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = check_positive_int("filters", filters)
         self.kernel_size = check_positive_int("kernel_size", kernel_size)
@@ -111,6 +185,9 @@ class AugmentedConv2D(layers.Layer):
         self.heads = check_positive_int("heads", heads)
         self.min_key_dims_per_head = check_positive_int("min_key_dims_per_head", min_key_dims_per_head)
         self.relative = bool(relative)
+        self.query_chunk = _check_query_chunk(query_chunk)
+        self.rematerialize = bool(rematerialize)
+        self.attention_downsample = check_choice("attention_downsample", attention_downsample, (1, 2))
         self.dk, self.dv = dk, dv
         self.key_depth = _resolve_depth("dk", dk, filters, heads, self.min_key_dims_per_head)
         self.value_depth = _resolve_depth("dv", dv, filters, heads)
@@ -131,13 +208,19 @@ class AugmentedConv2D(layers.Layer):
                                   padding="same", use_bias=False, kernel_initializer="he_normal", name="conv",
                                   dtype=self.dtype_policy)
         self.conv.build(input_shape)
-        self.pool = None
+        self.pool = self.downsample = None
         attention_shape = tuple(input_shape)
         if self.strides == 2:
             self.pool = layers.AveragePooling2D(2, strides=2, padding="same", name="attention_pool",
                                                 dtype=self.dtype_policy)
             attention_shape = self.pool.compute_output_shape(attention_shape)
+        self.output_grid = tuple(attention_shape[1:3])
+        if self.attention_downsample == 2:
+            self.downsample = layers.AveragePooling2D(3, strides=2, padding="same", name="attention_downsample",
+                                                      dtype=self.dtype_policy)
+            attention_shape = self.downsample.compute_output_shape(attention_shape)
         self.grid = tuple(attention_shape[1:3])
+        self.block_size = self.resolved_query_chunk()
         self.qkv = layers.Conv2D(2 * self.key_depth + self.value_depth, 1, name="qkv", dtype=self.dtype_policy)
         self.qkv.build(attention_shape)
         self.attention_output = layers.Conv2D(self.value_depth, 1, name="attention_output", dtype=self.dtype_policy)
@@ -147,6 +230,15 @@ class AugmentedConv2D(layers.Layer):
             init = keras.initializers.RandomNormal(stddev=dkh**-0.5)
             self.rel_width = self.add_weight(name="rel_width", shape=(2 * self.grid[1] - 1, dkh), initializer=init)
             self.rel_height = self.add_weight(name="rel_height", shape=(2 * self.grid[0] - 1, dkh), initializer=init)
+
+    def resolved_query_chunk(self):
+        """Query pixels per block on the attention grid, or None when all queries are attended at once."""
+        pixels = self.grid[0] * self.grid[1]
+        if self.query_chunk == "auto":
+            chunk = auto_query_chunk(*self.grid, self.heads)
+        else:
+            chunk = self.query_chunk
+        return None if chunk is None else min(chunk, pixels)
 
     def _split_heads(self, x):
         """(B, H, W, C) -> (B, Nh, H, W, C / Nh)."""
@@ -164,35 +256,49 @@ class AugmentedConv2D(layers.Layer):
         height_logits = ops.transpose(height_logits, (0, 1, 3, 2, 4))  # [.., y_i, x_i, y_j]
         return ops.expand_dims(width_logits, 4), ops.expand_dims(height_logits, 5)
 
-    def attention_logits(self, q, k):
-        """(B, Nh, HW, HW) logits from scaled q and k (B, Nh, H, W, dkh)."""
+    def attention_heads(self, q, k, v):
+        """O_h of eq. 1 for all heads: (B, Nh, HW, dvh) from scaled q, k (B, Nh, H, W, dkh) and v (B, Nh, H, W, dvh).
+
+        Queries are attended in blocks of `block_size` pixels (the last block may be shorter), each
+        under `keras.remat` when `rematerialize`; one block of all pixels when `block_size` is None.
+        """
         height, width = self.grid
         pixels = height * width
-        dkh = q.shape[-1]
-        q_flat = ops.reshape(q, (-1, self.heads, pixels, dkh))
-        k_flat = ops.reshape(k, (-1, self.heads, pixels, dkh))
-        logits = ops.matmul(q_flat, ops.transpose(k_flat, (0, 1, 3, 2)))
+        q_flat = ops.reshape(q, (-1, self.heads, pixels, q.shape[-1]))
+        k_t = ops.transpose(ops.reshape(k, (-1, self.heads, pixels, k.shape[-1])), (0, 1, 3, 2))
+        v_flat = ops.reshape(v, (-1, self.heads, pixels, v.shape[-1]))
+        terms = ()
         if self.relative:
             width_term, height_term = self.relative_logits(q)
-            logits = ops.reshape(logits, (-1, self.heads, height, width, height, width)) + width_term + height_term
-            logits = ops.reshape(logits, (-1, self.heads, pixels, pixels))
-        return logits
+            terms = (ops.reshape(width_term, (-1, self.heads, pixels, width)),
+                     ops.reshape(height_term, (-1, self.heads, pixels, height)))
+        if self.block_size is None:
+            return attend(q_flat, k_t, v_flat, *terms)
+        block = keras.remat(attend) if self.rematerialize else attend
+        outputs = [
+            block(q_flat[:, :, start:start + self.block_size], k_t, v_flat,
+                  *(t[:, :, start:start + self.block_size] for t in terms))
+            for start in range(0, pixels, self.block_size)
+        ]
+        return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=2)
 
     def attention_branch(self, inputs):
-        """MHA(X) of eq. 2: (B, H', W', dv), H' x W' the attention grid."""
+        """MHA(X) of eq. 2: (B, H', W', dv), H' x W' the convolution's output grid."""
         x = inputs if self.pool is None else self.pool(inputs)
+        if self.downsample is not None:
+            x = self.downsample(x)
         qkv = self.qkv(x)
         dk, dv = self.key_depth, self.value_depth
         q, k, v = qkv[..., :dk], qkv[..., dk:2 * dk], qkv[..., 2 * dk:]
         q = self._split_heads(q) * ((dk // self.heads) ** -0.5)
         k, v = self._split_heads(k), self._split_heads(v)
-        weights = ops.softmax(self.attention_logits(q, k), axis=-1)  # over keys
         height, width = self.grid
-        dvh = dv // self.heads
-        out = ops.matmul(weights, ops.reshape(v, (-1, self.heads, height * width, dvh)))
-        out = ops.reshape(out, (-1, self.heads, height, width, dvh))
+        out = ops.reshape(self.attention_heads(q, k, v), (-1, self.heads, height, width, dv // self.heads))
         out = ops.reshape(ops.transpose(out, (0, 2, 3, 1, 4)), (-1, height, width, dv))  # merge heads
-        return self.attention_output(out)
+        out = self.attention_output(out)
+        if self.downsample is not None:
+            out = ops.image.resize(out, self.output_grid, interpolation="bilinear", data_format="channels_last")
+        return out
 
     def call(self, inputs):
         return ops.concatenate([self.conv(inputs), self.attention_branch(inputs)], axis=-1)
@@ -206,6 +312,8 @@ class AugmentedConv2D(layers.Layer):
         config.update(
             filters=self.filters, kernel_size=self.kernel_size, strides=self.strides, dk=self.dk, dv=self.dv,
             heads=self.heads, relative=self.relative, min_key_dims_per_head=self.min_key_dims_per_head,
+            query_chunk=self.query_chunk, rematerialize=self.rematerialize,
+            attention_downsample=self.attention_downsample,
         )
         return config
 
@@ -215,4 +323,5 @@ def attention_memory_bytes(height, width, heads, batch=1, dtype_bytes=4):
     return batch * heads * (height * width) ** 2 * dtype_bytes
 
 
-__all__ = ["AugmentedConv2D", "rel_to_abs", "relative_logits_1d", "attention_memory_bytes"]
+__all__ = ["AugmentedConv2D", "attend", "auto_query_chunk", "rel_to_abs", "relative_logits_1d",
+           "attention_memory_bytes", "QUERY_CHUNK_BUDGET_BYTES"]

@@ -110,8 +110,10 @@ def _check_augment_stages(augment_stages, num_stages):
     return tuple(sorted(set(augment_stages)))
 
 
-def _attention(heads, dk, dv, relative, min_key_dims_per_head):
-    return dict(heads=heads, dk=dk, dv=dv, relative=relative, min_key_dims_per_head=min_key_dims_per_head)
+def _attention(heads, dk, dv, relative, min_key_dims_per_head, query_chunk="auto", rematerialize=True,
+               attention_downsample=1):
+    return dict(heads=heads, dk=dk, dv=dv, relative=relative, min_key_dims_per_head=min_key_dims_per_head,
+                query_chunk=query_chunk, rematerialize=rematerialize, attention_downsample=attention_downsample)
 
 
 def residual_network(
@@ -195,6 +197,9 @@ def build_resnet(
     dv=0.1,
     relative=True,
     min_key_dims_per_head=1,
+    query_chunk="auto",
+    rematerialize=True,
+    attention_downsample=1,
 ):
     """CIFAR ResNet: 3x3 stem, `len(widths)` stages of (depth - 2) / 6 basic blocks, pooling, classifier.
 
@@ -208,6 +213,9 @@ def build_resnet(
             convolution (Bello et al. 2019); () for none.
         heads, dk, dv, relative, min_key_dims_per_head: the `AugmentedConv2D` settings
             (paper: 8 heads, dk = 0.2 Fout, dv = 0.1 Fout, relative positions).
+        query_chunk, rematerialize: how `AugmentedConv2D` bounds the attention memory (the
+            values do not change); attention_downsample=2 attends over a 3x3/stride-2 pooled
+            grid and upsamples (a change of the model).
     """
     widths = check_positive_int_sequence("widths", widths)
     return residual_network(
@@ -215,7 +223,8 @@ def build_resnet(
         preactivation=False, input_shape=input_shape, num_classes=num_classes, include_top=include_top,
         pooling=pooling, classifier_activation=classifier_activation, name=name, mixing=mixing,
         beta_init=beta_init, dropout=dropout, augment_stages=augment_stages,
-        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head),
+        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head, query_chunk, rematerialize,
+                             attention_downsample),
         size_knobs=dict(depth=depth, widths=widths),
     )
 
@@ -239,6 +248,9 @@ def build_wide_resnet(
     dv=0.1,
     relative=True,
     min_key_dims_per_head=1,
+    query_chunk="auto",
+    rematerialize=True,
+    attention_downsample=1,
 ):
     """Wide-ResNet-depth-width: 16-filter stem, pre-activation blocks, stages of 16k/32k/64k filters.
 
@@ -246,7 +258,7 @@ def build_wide_resnet(
         depth: 6n + 4 (16, 22, 28, 40, ...).
         width: widening factor k.
         mixing, beta_init, dropout, augment_stages, heads, dk, dv, relative,
-        min_key_dims_per_head: as for `build_resnet`.
+        min_key_dims_per_head, query_chunk, rematerialize, attention_downsample: as for `build_resnet`.
     """
     check_positive_int("width", width)
     return residual_network(
@@ -255,7 +267,8 @@ def build_wide_resnet(
         input_shape=input_shape, num_classes=num_classes, include_top=include_top, pooling=pooling,
         classifier_activation=classifier_activation, name=name, mixing=mixing, beta_init=beta_init,
         dropout=dropout, augment_stages=augment_stages,
-        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head),
+        attention=_attention(heads, dk, dv, relative, min_key_dims_per_head, query_chunk, rematerialize,
+                             attention_downsample),
         size_knobs=dict(depth=depth, width=width),
     )
 
