@@ -162,6 +162,17 @@ def _rename_onnx_output(path, new_name):
     onnx.checker.check_model(path)
 
 
+def _add_onnx_metadata(path, **entries):
+    """Record deployment facts (class names, preprocessing) as ONNX metadata_props, JSON-encoded."""
+    import onnx
+
+    proto = onnx.load(path)
+    for key, value in entries.items():
+        if value is not None:
+            proto.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(proto, path)
+
+
 def _write_saved_model(model, path, spec, output_name):
     import keras
 
@@ -391,6 +402,9 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
         metrics = _sidecar(source_path, "metrics.json")
         if preprocessing is None and metrics:
             preprocessing = metrics.get("preprocessing")
+        class_names = (preprocessing or {}).get("class_names")
+        if "onnx" in formats:
+            _add_onnx_metadata(os.path.join(tmp, "model.onnx"), class_names=class_names, preprocessing=preprocessing)
         manifest = {
             "model": model.name,
             "source": source_path,
@@ -400,6 +414,7 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
             "outputs": [{"name": output, "shape": [None, int(model.outputs[0].shape[-1])]}],
             "num_classes": int(model.outputs[0].shape[-1]),
             "preprocessing": preprocessing,
+            "class_names": class_names,
             "preprocessing_formula": "images = (raw * scale - mean) / std, per channel" if preprocessing else
             "unknown: not trained with `lacnn-zoo train` and no preprocessing given",
             "formats": manifest_formats,

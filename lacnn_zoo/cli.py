@@ -49,7 +49,8 @@ def _train(args):
         optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
         milestones=tuple(args.milestones) if args.milestones else None, decay_factor=args.decay_factor,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, clipnorm=args.clipnorm,
-        ema=args.ema, precision=args.precision,
+        ema=args.ema, precision=args.precision, validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction, train_split=args.train_split, test_split=args.test_split,
     )
     if args.resume:  # what was not asked is what the run was started with
         stored = {**training.RUN_KEY_DEFAULTS, **stored}
@@ -163,7 +164,8 @@ def main(argv=None):
 
     t = add("train", help="train a model (default: the main job on the embedded digits)")
     t.add_argument("--model", help="registered model name (see `lacnn-zoo list`)")
-    t.add_argument("--dataset", help="'digits' (embedded, default) or a TFDS name such as cifar10")
+    t.add_argument("--dataset", help="'digits' (embedded, default), a folder with one subfolder of images per "
+                                     "class, or a TFDS name such as cifar10")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--recipe", choices=["default", "he2016", "zagoruyko2016", "bello2019"],
@@ -194,7 +196,13 @@ def main(argv=None):
     t.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
     t.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
     t.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize TFDS images")
-    t.add_argument("--augment", action="store_true", help="random crop + flip on TFDS training data")
+    t.add_argument("--augment", action="store_true", help="random crop + flip on training data (TFDS, folders)")
+    t.add_argument("--validation-fraction", type=float, help="share of the data held out for validation (0.1)")
+    t.add_argument("--test-fraction", type=float, help="share held out for the test (0.2; folders and TFDS sets "
+                                                       "without a test split)")
+    t.add_argument("--train-split", help="TFDS split to train on (default 'train')")
+    t.add_argument("--test-split", help="TFDS split to test on (default 'test'; sets without one carve it from "
+                                        "train)")
     t.add_argument("--init-weights", metavar="FILE",
                    help="initialise from a .keras file (layers matched by name) or a same-architecture .weights.h5")
     t.add_argument("--freeze-backbone", action="store_true",

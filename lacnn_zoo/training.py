@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from lacnn_zoo.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, EpochTimer, weights_are_finite
-from lacnn_zoo.data import load_dataset
+from lacnn_zoo.data import is_folder_name, load_dataset
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -49,17 +49,19 @@ DEFAULT_MODEL = "lacnn_static_vector_tiny"
 
 NO_DECAY = ["layer_logits", "layer_embedding", "beta_angle", "rel_height", "rel_width", "bias", "gamma", "beta"]
 
+SPLIT_KEYS = ("validation_fraction", "test_fraction", "train_split", "test_split")
 RECIPE_KEYS = (
     "recipe", "optimizer", "momentum", "nesterov", "schedule", "milestones", "decay_factor", "warmup_epochs",
     "label_smoothing", "clipnorm", "ema", "precision",
 )
 RUN_KEYS = (
     "model", "dataset", "epochs", "batch_size", "learning_rate", "weight_decay", "seed", "overrides",
-    "image_size", "augment", "freeze_backbone", "init_weights", *RECIPE_KEYS,
+    "image_size", "augment", "freeze_backbone", "init_weights", *RECIPE_KEYS, *SPLIT_KEYS,
 )
 # Keys added after the first release: a run.json without them was trained with these values.
 RUN_KEY_DEFAULTS = {
     "freeze_backbone": False, "init_weights": None, "recipe": "default", "precision": "float32",
+    **dict.fromkeys(SPLIT_KEYS),
     **{k: list(v) if isinstance(v, tuple) else v for k, v in RECIPES["default"].items() if k in RECIPE_KEYS},
 }
 
@@ -72,7 +74,8 @@ class TrainResult:
 
 
 def default_output_dir(model, dataset, seed):
-    return os.path.join("runs", f"{model}-{dataset}-seed{seed}")
+    name = os.path.basename(os.path.normpath(dataset)) if is_folder_name(dataset) else dataset.replace("/", "_")
+    return os.path.join("runs", f"{model}-{name}-seed{seed}")
 
 
 # Everything `train` (and `compare`, through it) writes into a run folder; `--overwrite` replaces a folder
@@ -221,6 +224,10 @@ def train(
     clipnorm=None,
     ema=None,
     precision="float32",
+    validation_fraction=None,
+    test_fraction=None,
+    train_split=None,
+    test_split=None,
     seed=0,
     output_dir=None,
     resume=False,
@@ -282,14 +289,18 @@ def train(
             )
     if resume and overwrite:
         raise ValueError("`resume` and `overwrite` exclude each other: resume continues a run, overwrite replaces it.")
+    splits = {k: v for k, v in zip(SPLIT_KEYS, (validation_fraction, test_fraction, train_split, test_split))
+              if v is not None}
     if dataset == "digits":
         for arg, value in (("image_size", image_size), ("augment", augment), ("data_dir", data_dir),
-                           ("download", download)):
+                           ("download", download), *splits.items()):
             if value:
                 raise ValueError(
-                    f"`{arg}` applies to TFDS data sets; the embedded digits are used as scanned (8x8, no "
-                    f"download). Received {arg}={value!r} with dataset='digits'."
+                    f"`{arg}` applies to TFDS data sets and image folders; the embedded digits are used as scanned "
+                    f"(8x8, no download, a fixed 70/10/20 split). Received {arg}={value!r} with dataset='digits'."
                 )
+    elif isinstance(dataset, (str, os.PathLike)) and is_folder_name(dataset):
+        dataset = os.path.abspath(os.path.expanduser(os.fspath(dataset)))  # resumable from any folder
     overrides = dict(overrides or {})
     if options["dropout"] is not None and "dropout" in info.knobs and "dropout" not in overrides:
         overrides["dropout"] = options["dropout"]  # the recipe's dropout, for models that have the knob
@@ -302,6 +313,7 @@ def train(
         model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=options["learning_rate"],
         weight_decay=options["weight_decay"], seed=seed, overrides=overrides, image_size=image_size, augment=augment,
         freeze_backbone=freeze_backbone, init_weights=init_weights, recipe=recipe, precision=precision,
+        **{**dict.fromkeys(SPLIT_KEYS), **splits},
         **{k: options[k] for k in RECIPE_KEYS if k in options},
     )
     previous_policy = keras.config.dtype_policy()
@@ -323,7 +335,8 @@ def _train(info, config, options, output_dir, *, resume, overwrite, data_dir, do
     data = load_dataset(
         dataset, seed=seed, batch_size=batch_size, **(
             {} if dataset == "digits" else
-            dict(data_dir=data_dir, download=download, image_size=image_size, augment=augment)
+            dict(data_dir=data_dir, download=download, image_size=image_size, augment=augment,
+                 **{k: config[k] for k in SPLIT_KEYS if config[k] is not None})
         )
     )
     net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **overrides)

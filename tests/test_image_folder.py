@@ -300,3 +300,30 @@ if __name__ == "__main__":
         print(f"{kind:>6}: mean test accuracy {np.mean(accs):.4f} over seeds {args.seeds} ({args.epochs} epochs)")
     difference = 100 * (np.mean(results["folder"]) - np.mean(results["memory"]))
     print(f"difference (folder - memory): {difference:+.2f} points")
+
+
+def test_cli_trains_on_a_folder_by_relative_path_with_its_own_split(folders, tmp_path, monkeypatch, capsys):
+    import json
+
+    from lacnn_zoo import cli
+
+    path, _ = folders["gray32"]
+    monkeypatch.chdir(os.path.dirname(path))
+    assert cli.main(["train", "--model", "plain_cnn_tiny", "--dataset", os.path.basename(path), "--epochs", "1",
+                     "--test-fraction", "0.3", "--batch-size", "32", "--verbose", "0"]) == 0
+    run = os.path.join("runs", "plain_cnn_tiny-gray32-seed0")  # named after the folder, not its whole path
+    stored = json.load(open(os.path.join(run, "run.json")))
+    assert stored["dataset"] == path and stored["test_fraction"] == 0.3  # absolute: resumable from anywhere
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert metrics["preprocessing"]["class_names"] == [str(i) for i in range(10)]
+    assert cli.main(["train", "--test-fraction", "0.3"]) == 2  # the digits have a fixed split
+    assert "test_fraction" in capsys.readouterr().err
+    # The class names travel to the deployment: the export manifest and the ONNX metadata.
+    import onnx
+
+    from export import export_model
+
+    manifest = export_model(os.path.join(run, "best.keras"), tmp_path / "exported", format="onnx", batch_sizes=(1,))
+    assert manifest["class_names"] == [str(i) for i in range(10)]
+    props = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "exported" / "model.onnx")).metadata_props}
+    assert props["class_names"] == manifest["class_names"] and props["preprocessing"] == metrics["preprocessing"]
