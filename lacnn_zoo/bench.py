@@ -12,6 +12,7 @@ multiply-add counts as two FLOPs).  `--memory` measures the peak resident-set
 growth of one training step, each model in a fresh child process.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -151,9 +152,24 @@ def measure_memory(name, input_shape, batch_size):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def _policy(name):
+    """Build under a dtype policy, then restore the previous one."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classes=10, rounds=5,
-                   steps_per_round=3, warmup=3, seed=0, memory=False, flops=True):
-    """One row per model: params, FLOPs/image, step times, ratio to its backbone, throughputs, peak memory."""
+                   steps_per_round=5, warmup=3, seed=0, memory=False, flops=True, precision=None):
+    """One row per model: params, FLOPs/image, step times, ratio to its backbone, throughputs, peak memory.
+
+    With `precision` (a Keras dtype policy such as "mixed_bfloat16") the model is built under that policy and
+    its baseline is the same model in float32, timed in the same interleaved rounds.
+    """
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
     y = rng.integers(0, num_classes, size=batch_size).astype("int32")
@@ -161,11 +177,16 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
     for name in names:
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
-        model = build_model(name, input_shape=input_shape, num_classes=num_classes)
         info = model_info(name)
+        if precision:
+            with _policy(precision):
+                model = build_model(name, input_shape=input_shape, num_classes=num_classes)
+            base = (f"{name} float32", (name, {}))
+        else:
+            model = build_model(name, input_shape=input_shape, num_classes=num_classes)
+            base = baseline_of(name)
         model_flops = flops_per_image(model, input_shape) if flops else None
         steps = {name: _step_fn(model, x, y)}
-        base = baseline_of(name)
         if base is not None:
             label, (base_name, base_knobs) = base
             baseline = build_model(base_name, input_shape=input_shape, num_classes=num_classes, **base_knobs)
@@ -264,7 +285,8 @@ def main_bench(args):
     if not names:
         raise ValueError(f"No registered model matches {args.patterns!r}.")
     rows = overhead_table(names, input_shape=tuple(args.input_shape), batch_size=args.batch_size,
-                          rounds=args.rounds, steps_per_round=args.steps, memory=args.memory)
+                          rounds=args.rounds, steps_per_round=args.steps, memory=args.memory,
+                          precision=args.precision, flops=not args.precision)
     print(f"backend {keras.backend.backend()}, input {tuple(args.input_shape)}, batch {args.batch_size}, "
           f"median of {args.rounds} interleaved rounds x {args.steps} steps")
     print_table(rows)

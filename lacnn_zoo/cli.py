@@ -233,6 +233,8 @@ def main(argv=None):
                    help="keras.applications backbones (e.g. ResNet50V2): each mechanism's head against the bare "
                         "backbone with a pooled linear head")
     b.add_argument("--taps", default="blocks", choices=["blocks", "stages"], help="taps of --backbone")
+    b.add_argument("--precision", choices=["mixed_bfloat16", "mixed_float16"],
+                   help="time each model under this dtype policy against the same model in float32")
     b.add_argument("--memory", action="store_true", help="also measure peak training memory (child processes)")
     b.add_argument("--csv", help="also write the table as CSV")
     b.set_defaults(func=_bench)

@@ -75,3 +75,12 @@ def test_backbone_overhead_against_a_pooled_linear_head():
     bare = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
     assert base["params"] == bare.count_params() + 576 * 10 + 10
     assert head["ratio_min"] <= head["ratio"] <= head["ratio_max"] and head["params"] > bare.count_params()
+
+
+def test_precision_rows_time_the_model_against_itself_in_float32():
+    import keras
+
+    rows = overhead_table(["plain_cnn_tiny"], input_shape=(8, 8, 1), batch_size=4, rounds=1, steps_per_round=1,
+                          warmup=1, flops=False, precision="mixed_bfloat16")
+    assert rows[0]["baseline"] == "plain_cnn_tiny float32" and rows[0]["ratio"] > 0
+    assert keras.config.dtype_policy().name == "float32"
