@@ -2,9 +2,13 @@
 
     python -m lacnn_zoo.bench_aa            # 32x32 and 16x16, Nh=8, batch 32, Fout=Cin=160 (WRN stage 1)
 
-Forward + backward time of one training step is measured in one process,
-interleaved, median of several rounds, for:
-  aa_layer      AugmentedConv2D (conv branch + relative attention), this package
+Forward + backward time of one training step is measured in one process, in
+interleaved rounds of `--steps` steps each after warm-up; the median over the
+rounds and its range are printed, and the ratio to keras_mha as the median
+(range) of the per-round ratios, so a slow round slows every variant alike:
+  aa_layer      AugmentedConv2D (conv branch + relative attention), this package, default
+                query_chunk="auto" (queries in blocks under keras.remat where the logits exceed the budget)
+  aa_unblocked  the same layer with query_chunk=None: all (B, Nh, HW, HW) logits at once
   aa_attention  its attention branch alone (no conv branch)
   aa_tiled      the same attention with the relative logits tiled to [B, Nh, H, W, H, W]
                 and transposed, as public ports do (written here, for comparison)
@@ -17,26 +21,26 @@ variant's allocator cache cannot hide another's peak.
 """
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from lacnn_zoo.bench import peak_step_memory_mib
+from lacnn_zoo.bench import peak_step_memory_mib, ratio_spread, time_step_samples
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, attention_memory_bytes, relative_logits_1d
 
-VARIANTS = ("aa_layer", "aa_attention", "aa_tiled", "keras_mha")
+VARIANTS = ("aa_layer", "aa_unblocked", "aa_attention", "aa_tiled", "keras_mha")
 
 
 class TiledRelativeAttention(AugmentedConv2D):
     """The same layer, but the relative logits are materialised as tiled [B, Nh, H, W, H, W] copies."""
 
-    def attention_logits(self, q, k):
+    def attention_heads(self, q, k, v):
         height, width = self.grid
         pixels = height * width
         dkh = q.shape[-1]
@@ -47,7 +51,8 @@ class TiledRelativeAttention(AugmentedConv2D):
         rh = ops.tile(ops.expand_dims(rh, 4), (1, 1, 1, 1, width, 1))  # [.., x_i, y_i, x_j, y_j]
         rh = ops.transpose(rh, (0, 1, 3, 2, 5, 4))  # [.., y_i, x_i, y_j, x_j]
         rw = ops.reshape(rw, (-1, self.heads, pixels, pixels))
-        return logits + rw + ops.reshape(rh, (-1, self.heads, pixels, pixels))
+        logits = logits + rw + ops.reshape(rh, (-1, self.heads, pixels, pixels))
+        return ops.matmul(ops.softmax(logits, axis=-1), ops.reshape(v, (-1, self.heads, pixels, v.shape[-1])))
 
 
 class _Branch(layers.Layer):
@@ -68,10 +73,12 @@ def build_variant(variant, size, channels, heads, dk, dv):
     inputs = keras.Input((size, size, channels))
     if variant == "aa_layer":
         out = AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads)(inputs)
+    elif variant == "aa_unblocked":
+        out = AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads, query_chunk=None)(inputs)
     elif variant == "aa_attention":
         out = _Branch(AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads))(inputs)
     elif variant == "aa_tiled":
-        out = _Branch(TiledRelativeAttention(channels, dk=dk, dv=dv, heads=heads))(inputs)
+        out = _Branch(TiledRelativeAttention(channels, dk=dk, dv=dv, heads=heads, query_chunk=None))(inputs)
     elif variant == "keras_mha":
         flat = layers.Reshape((size * size, channels))(inputs)
         out = layers.MultiHeadAttention(heads, key_dim=dk // heads, value_dim=dv // heads, output_shape=dv)(flat, flat)
@@ -108,18 +115,13 @@ def measure_memory(variant, size, args):
 
 
 def measure_times(size, args):
+    """Seconds per training step of every variant in each round: {variant: [round, ...]}."""
     models = {v: build_variant(v, size, args.channels, args.heads, args.dk, args.dv) for v in VARIANTS}
-    batches = {v: _batch(m, args.batch_size) for v, m in models.items()}
+    steps = {}
     for v, m in models.items():
-        for _ in range(args.warmup):
-            m.train_on_batch(*batches[v])
-    samples = {v: [] for v in VARIANTS}
-    for _ in range(args.rounds):
-        for v, m in models.items():
-            start = time.perf_counter()
-            m.train_on_batch(*batches[v])
-            samples[v].append(time.perf_counter() - start)
-    return {v: statistics.median(s) for v, s in samples.items()}
+        x, y = _batch(m, args.batch_size)
+        steps[v] = functools.partial(m.train_on_batch, x, y)
+    return time_step_samples(steps, rounds=args.rounds, steps_per_round=args.steps, warmup=args.warmup)
 
 
 def main(argv=None):
@@ -131,25 +133,33 @@ def main(argv=None):
     parser.add_argument("--dk", type=int, default=32)
     parser.add_argument("--dv", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per variant per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the child-process memory measurements")
     parser.add_argument("--json", help="also write the figures as JSON")
     args = parser.parse_args(argv)
 
     print(f"backend {keras.backend.backend()}, batch {args.batch_size}, Cin=Fout={args.channels}, "
-          f"Nh={args.heads}, dk={args.dk}, dv={args.dv}; forward+backward (one SGD step), median of {args.rounds}")
+          f"Nh={args.heads}, dk={args.dk}, dv={args.dv}; forward+backward (one SGD step); median [range] over "
+          f"{args.rounds} interleaved rounds of {args.steps} steps")
     results = []
     for size in args.sizes:
-        times = measure_times(size, args)
+        samples = measure_times(size, args)
         memory = {} if args.no_memory else {v: measure_memory(v, size, args) for v in VARIANTS}
         logits_bytes = attention_memory_bytes(size, size, args.heads, batch=args.batch_size)
         print(f"\n{size}x{size}: logits tensor [B, Nh, HW, HW] = {logits_bytes / 2**20:.0f} MiB")
-        print(f"  {'variant':<14} {'step ms':>9} {'vs keras_mha':>13} {'peak MiB':>9}")
+        print(f"  {'variant':<14} {'step ms [min-max]':>24} {'vs keras_mha [min-max]':>24} {'peak MiB':>9}")
         for v in VARIANTS:
+            step = statistics.median(samples[v])
+            ratio = ratio_spread(samples, v, "keras_mha")
             mem = memory.get(v, float("nan"))
-            print(f"  {v:<14} {1e3 * times[v]:>9.1f} {times[v] / times['keras_mha']:>12.2f}x {mem:>9.0f}")
-            results.append({"size": size, "variant": v, "step_ms": 1e3 * times[v],
-                             "ratio_to_keras_mha": times[v] / times["keras_mha"], "peak_mib": mem})
+            step_text = f"{1e3 * step:.1f} [{1e3 * min(samples[v]):.1f}-{1e3 * max(samples[v]):.1f}]"
+            ratio_text = f"{ratio[0]:.2f}x [{ratio[1]:.2f}-{ratio[2]:.2f}]"
+            print(f"  {v:<14} {step_text:>24} {ratio_text:>24} {mem:>9.0f}")
+            results.append({"size": size, "variant": v, "step_ms": 1e3 * step,
+                             "step_ms_min": 1e3 * min(samples[v]), "step_ms_max": 1e3 * max(samples[v]),
+                             "ratio_to_keras_mha": ratio[0], "ratio_min": ratio[1], "ratio_max": ratio[2],
+                             "peak_mib": mem})
     if args.json:
         from lacnn_zoo.io import write_json
 

@@ -12,10 +12,10 @@ import math
 from keras import Model, layers
 
 from lacnn_zoo.layers import ConvBNAct, ResidualBlock
-from lacnn_zoo.layers.augmented_conv import _resolve_depth
+from lacnn_zoo.layers.augmented_conv import _resolve_depth, attention_grid, attention_training_values
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
-from lacnn_zoo.registry import check_model_size, register_model
+from lacnn_zoo.registry import TRAINING_BYTES_PER_PARAMETER, check_model_size, model_info, register_model
 from lacnn_zoo.validation import (
     check_choice,
     check_input_shape,
@@ -37,12 +37,14 @@ def residual_stages_size(input_shape, widths, blocks, *, mixing, preactivation, 
 
     `parameters` is exact (BatchNormalization's moving statistics included, as in
     `Model.count_params`).  `activations` estimates the values one image keeps
-    for the backward pass: seven maps of each block's output size, plus three
-    `(heads, HW, HW)` attention tensors per augmented block.  Unknown (None)
-    spatial sizes count as 1.
+    for the backward pass at its peak: seven maps of each block's output size,
+    plus what each augmented block's attention keeps (`attention_training_values`:
+    three (heads, HW, HW) tensors unblocked, the relative tables when its query
+    blocks are rematerialised), plus the largest single block's working set.
+    Unknown (None) spatial sizes count as 1.
     """
     height, width, channels = (1 if s is None else s for s in input_shape)
-    params = activations = 0
+    params = activations = transient = 0
     for stage, filters in enumerate(widths, start=1):
         for index in range(1, blocks + 1):
             strides = 2 if stage > 1 and index == 1 else 1
@@ -51,9 +53,13 @@ def residual_stages_size(input_shape, widths, blocks, *, mixing, preactivation, 
                 heads = attention["heads"]
                 dk = _resolve_depth("dk", attention["dk"], filters, heads, attention["min_key_dims_per_head"])
                 dv = _resolve_depth("dv", attention["dv"], filters, heads)
-                relative = (2 * height - 1 + 2 * width - 1) * (dk // heads) if attention["relative"] else 0
+                grid = attention_grid(height, width, 1, attention.get("attention_downsample", 1))
+                relative = (2 * grid[0] - 1 + 2 * grid[1] - 1) * (dk // heads) if attention["relative"] else 0
                 params += 9 * channels * (filters - dv) + (channels + 1) * (2 * dk + dv) + (dv + 1) * dv + relative
-                activations += 3 * heads * (height * width) ** 2
+                kept, working = attention_training_values(
+                    *grid, heads, dk, dv, attention.get("query_chunk", "auto"), attention.get("rematerialize", True))
+                activations += kept
+                transient = max(transient, working)
             else:
                 params += 9 * channels * filters
             params += 9 * filters * filters + 4 * (channels if preactivation else filters) + 4 * filters
@@ -62,7 +68,38 @@ def residual_stages_size(input_shape, widths, blocks, *, mixing, preactivation, 
             params += {"beta": 1, "projection": filters * filters}.get(mixing, 0)
             activations += 7 * height * width * filters
             channels = filters
-    return params, activations
+    return params, activations + transient
+
+
+def training_memory_estimate(name, *, input_shape=None, batch_size=128, num_classes=10, **overrides):
+    """Predicted peak bytes of one float32 training step (Adam) of a registered residual model, from its knobs.
+
+    weights: `TRAINING_BYTES_PER_PARAMETER` bytes per parameter (weights, gradients, two Adam moments);
+    activations: 4 bytes x `batch_size` x the per-image values of `residual_stages_size` (a model estimate:
+    compare with `lacnn-zoo bench NAME --memory` where the batch fits).
+
+    Returns:
+        {"params", "batch_size", "input_shape", "weights_bytes", "activation_bytes", "total_bytes",
+        "total_gib"}.
+    """
+    info = model_info(name)
+    knobs = {**info.knobs, **overrides}
+    input_shape = tuple(input_shape or info.default_input_shape)
+    preactivation = "width" in knobs
+    widths = tuple(w * knobs["width"] for w in (16, 32, 64)) if preactivation else tuple(knobs["widths"])
+    blocks = (knobs["depth"] - (4 if preactivation else 2)) // 6
+    attention = _attention(*(knobs[k] for k in ("heads", "dk", "dv", "relative", "min_key_dims_per_head",
+                                                "query_chunk", "rematerialize", "attention_downsample")))
+    _, activations = residual_stages_size(
+        (*input_shape[:2], 16 if preactivation else widths[0]), widths, blocks, mixing=knobs["mixing"],
+        preactivation=preactivation, attention=attention, augment_stages=tuple(knobs["augment_stages"]),
+    )
+    params = info.num_params(input_shape=input_shape, num_classes=num_classes, **overrides)
+    weights = TRAINING_BYTES_PER_PARAMETER * params
+    activation_bytes = 4 * batch_size * activations
+    total = weights + activation_bytes
+    return {"params": params, "batch_size": batch_size, "input_shape": list(input_shape), "weights_bytes": weights,
+            "activation_bytes": activation_bytes, "total_bytes": total, "total_gib": round(total / 2**30, 2)}
 
 
 def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, dropout, attention=None,
