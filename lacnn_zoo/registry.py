@@ -15,7 +15,7 @@ import fnmatch
 import inspect
 import os
 
-from lacnn_zoo.validation import check_choice, check_input_shape, check_positive_int
+from lacnn_zoo.validation import check_choice, check_classifier_activation, check_input_shape, check_positive_int
 
 # Arguments every family builder takes; everything else is a family knob (an "override").
 COMMON_ARGUMENTS = ("input_shape", "num_classes", "include_top", "pooling", "classifier_activation", "name")
@@ -231,16 +231,7 @@ def build_model(
     check_choice("pooling", pooling, POOLING_MODES)
     if not isinstance(include_top, bool):
         raise ValueError(f"`include_top` must be True or False; received include_top={include_top!r}.")
-    if classifier_activation is not None:
-        import keras
-
-        try:
-            keras.activations.get(classifier_activation)
-        except ValueError as e:
-            raise ValueError(
-                "`classifier_activation` must be None or a Keras activation name such as 'softmax'; "
-                f"received classifier_activation={classifier_activation!r}."
-            ) from e
+    check_classifier_activation(classifier_activation)
     if features is not None and include_top:
         raise ValueError(
             f"`features` returns feature maps, so it needs include_top=False; received features={features!r} "

@@ -74,3 +74,19 @@ def check_input_shape(input_shape, *, min_size=1, allow_dynamic=True):
                 f"received input_shape={tuple(input_shape)!r}."
             )
     return tuple(input_shape)
+
+
+def check_classifier_activation(classifier_activation):
+    """None (logits) or anything `keras.activations.get` accepts."""
+    if classifier_activation is None:
+        return None
+    import keras
+
+    try:
+        keras.activations.get(classifier_activation)
+    except ValueError as e:
+        raise ValueError(
+            "`classifier_activation` must be None or a Keras activation name such as 'softmax'; "
+            f"received classifier_activation={classifier_activation!r}."
+        ) from e
+    return classifier_activation

@@ -3,6 +3,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -28,3 +29,14 @@ def random_batch(shape, n=8, num_classes=10, seed=0):
     x = rng.normal(size=(n, *shape)).astype("float32")
     y = rng.integers(0, num_classes, size=(n,)).astype("int32")
     return x, y
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Records the epochs that begin (which epochs a resumed run trains)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)

@@ -16,6 +16,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import EpochRecorder
 
 from lacnn_zoo import cli, training
 from lacnn_zoo.callbacks import AtomicBackupAndRestore
@@ -178,21 +179,12 @@ class _KillAtTrainEnd(keras.callbacks.Callback):
         raise KeyboardInterrupt("killed after the last epoch, before metrics.json")
 
 
-class _Epochs(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.seen.append(epoch)
-
-
 def test_a_run_killed_after_its_last_epoch_is_finished_not_retrained(tmp_path):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train("plain_cnn_tiny", epochs=2, output_dir=str(run), callbacks=[_KillAtTrainEnd()], **TINY)
     assert not (run / "metrics.json").exists()
-    epochs = _Epochs()
+    epochs = EpochRecorder()
     result = resume(str(run), callbacks=[epochs], verbose=0)
     assert epochs.seen == []  # nothing retrained
     assert _rows(run / "history.csv") == [0, 1]
@@ -254,14 +246,9 @@ def test_a_diverged_run_keeps_its_last_finite_epoch_resumable(tmp_path):
         train("plain_cnn_tiny", epochs=3, output_dir=str(run), callbacks=[_PoisonWeights(1)], **TINY)
     assert json.load(open(run / "backup" / "training_metadata.json"))["epoch"] == 1
     assert all(np.all(np.isfinite(w)) for w in keras.saving.load_model(run / "best.keras").get_weights())
-    epochs = []
-
-    class _Seen(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            epochs.append(epoch)
-
-    resume(str(run), verbose=0, callbacks=[_Seen()])
-    assert epochs == [1, 2] and _rows(run / "history.csv") == [0, 1, 2]
+    epochs = EpochRecorder()
+    resume(str(run), verbose=0, callbacks=[epochs])
+    assert epochs.seen == [1, 2] and _rows(run / "history.csv") == [0, 1, 2]
 
 
 def test_a_damaged_backup_is_one_clear_error(finished_run, tmp_path, capsys):

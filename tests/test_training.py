@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import EpochRecorder
 
 from lacnn_zoo import cli
 from lacnn_zoo.training import resume, train
@@ -25,15 +26,6 @@ class _Crash(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.at_epoch + 1:
             raise KeyboardInterrupt("simulated interruption")
-
-
-class _Epochs(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.seen.append(epoch)
 
 
 def test_train_writes_the_run_folder(tmp_path):
@@ -79,7 +71,7 @@ def test_interrupted_run_resumes_from_the_saved_epoch(tmp_path):
     with pytest.raises(ValueError, match="different configuration.*epochs"):
         train("plain_cnn_tiny", epochs=5, output_dir=run, resume=True, verbose=0)
 
-    epochs = _Epochs()
+    epochs = EpochRecorder()
     result = resume(run, callbacks=[epochs], verbose=0)
     assert epochs.seen == [2, 3]  # continues after the two finished epochs, no rerun
     assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3]

@@ -36,7 +36,7 @@ from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
 from lacnn_zoo.models.resnet import residual_stages
 from lacnn_zoo.registry import register_model
 from lacnn_zoo.taps import feature_info, select_taps
-from lacnn_zoo.validation import check_choice, check_positive_int, check_unit_interval
+from lacnn_zoo.validation import check_choice, check_classifier_activation, check_positive_int, check_unit_interval
 
 __all__ = ["build_layer_attended", "feature_extractor", "feature_info", "layer_attended", "layer_attended_head",
            "tap_names"]
@@ -314,14 +314,7 @@ def layer_attended(
             f"{sorted(set(HEAD_DEFAULTS) - {'mechanism'})}."
         )
     check_positive_int("num_classes", num_classes)
-    if classifier_activation is not None:
-        try:
-            keras.activations.get(classifier_activation)
-        except ValueError as e:
-            raise ValueError(
-                "`classifier_activation` must be None or a Keras activation name such as 'softmax'; "
-                f"received classifier_activation={classifier_activation!r}."
-            ) from e
+    check_classifier_activation(classifier_activation)
     head = {**head_knobs, "mechanism": mechanism}
     check_head_knobs(**{**HEAD_DEFAULTS, **head})
     source = resolve_backbone(backbone, input_shape=input_shape, weights=backbone_weights)
