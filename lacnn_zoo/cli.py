@@ -9,7 +9,7 @@ import sys
 from lacnn_zoo.errors import run_command
 
 
-def _parse_override(text):
+def parse_override(text):
     """`key=value`, the value read as a Python literal when it is one (`widths=(16,32)`, `mixing=beta`)."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--set takes key=value; received {text!r}.")
@@ -188,7 +188,7 @@ def main(argv=None):
     t.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
                    help="Keras dtype policy while training (weights and logits stay float32)")
     t.add_argument("--seed", type=int)
-    t.add_argument("--set", action="append", type=_parse_override, metavar="KNOB=VALUE",
+    t.add_argument("--set", action="append", type=parse_override, metavar="KNOB=VALUE",
                    help="model override, repeatable, e.g. --set mixing=beta --set 'widths=(16,32,64)'")
     t.add_argument("--output-dir", help="run folder (default runs/<model>-<dataset>-seed<seed>)")
     t.add_argument("--resume", action="store_true", help="continue the unfinished run in --output-dir")
@@ -246,7 +246,7 @@ def main(argv=None):
     c.add_argument("--dataset", default="digits")
     c.add_argument("--target", type=float, default=0.95, help="validation accuracy for 'epochs to reach'")
     c.add_argument("--out", default="runs/compare")
-    c.add_argument("--set", action="append", type=_parse_override, metavar="KNOB=VALUE",
+    c.add_argument("--set", action="append", type=parse_override, metavar="KNOB=VALUE",
                    help="override for every model that has the knob, e.g. --set backbone=MobileNetV3Small")
     c.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
     c.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")

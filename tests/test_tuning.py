@@ -186,3 +186,18 @@ def test_jax_backend_builds_and_runs_one_trial(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "JAX-OK static_vector 1" in out.stdout
+
+
+def test_overrides_put_the_searched_heads_on_a_given_backbone():
+    from lacnn_zoo import tap_names
+
+    hypermodel = MechanismHyperModel((8, 8, 1), 10, ["static_vector", "plain"],
+                                     overrides={"backbone": "plain_cnn_tiny"})
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("mechanism", "static_vector")
+    hp.Fixed("width", 32)  # the searched width would give 32/64/128 channels; the given backbone has 16/32/64
+    model = hypermodel.build(hp)
+    channels = [model.get_layer(name).output.shape[-1] for name in tap_names(model)]
+    assert channels == [16, 16, 32, 32, 64, 64]
+    with pytest.raises(ValueError, match=r"backbone.*apply to none"):
+        MechanismHyperModel((8, 8, 1), 10, ["plain"], overrides={"backbone": "plain_cnn_tiny"})

@@ -5,6 +5,7 @@ import sys
 
 
 def main(argv=None):
+    from lacnn_zoo.cli import parse_override
     from tuning.hypermodel import MECHANISMS, OBJECTIVES
     from tuning.search import TUNERS
 
@@ -23,6 +24,8 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="TFDS data_dir")
     parser.add_argument("--download", action="store_true", help="let TFDS download (needs network)")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    parser.add_argument("--set", action="append", type=parse_override, metavar="KNOB=VALUE",
+                        help="fixed knob for every searched model that has it, e.g. --set backbone=EfficientNetB0")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
 
@@ -44,7 +47,8 @@ def _tune(args):
     result = run_search(
         args.mechanisms, dataset=args.dataset, tuner=args.tuner, max_trials=args.trials, epochs=args.epochs,
         objective=args.objective, directory=args.directory, project_name=args.project_name, seed=args.seed,
-        overwrite=args.overwrite, batch_size=args.batch_size, verbose=args.verbose, **extra,
+        overwrite=args.overwrite, batch_size=args.batch_size, verbose=args.verbose,
+        overrides=dict(args.set) if args.set else None, **extra,
     )
     if result is not None:  # None on a distributed worker
         print_table(result, args.objective)

@@ -10,7 +10,7 @@ calls it repeatedly.
 
 import keras_tuner
 
-from lacnn_zoo import build_model
+from lacnn_zoo import build_model, model_info
 from lacnn_zoo.training import compile_model
 
 # name -> (registered model it starts from, fixed knobs)
@@ -53,15 +53,23 @@ class MechanismHyperModel(keras_tuner.HyperModel):
         mechanisms: the subset of `MECHANISMS` to search (default: all).
         widths: the candidate first-stage widths (stages double it).
         weight_decay: AdamW weight decay.
+        overrides: fixed knobs for every searched model that has them, e.g. `{"backbone": "EfficientNetB0"}`
+            puts the layer-attended mechanisms on that backbone; they take precedence over searched values.
     """
 
-    def __init__(self, input_shape, num_classes, mechanisms=None, widths=(16, 32), weight_decay=1e-4, **kwargs):
+    def __init__(self, input_shape, num_classes, mechanisms=None, widths=(16, 32), weight_decay=1e-4,
+                 overrides=None, **kwargs):
         super().__init__(**kwargs)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.mechanisms = check_mechanisms(mechanisms)
         self.widths = list(widths)
         self.weight_decay = weight_decay
+        self.overrides = dict(overrides or {})
+        bases = {MECHANISMS[m][0] for m in self.mechanisms}
+        unused = sorted(k for k in self.overrides if not any(k in model_info(b).knobs for b in bases))
+        if unused:
+            raise ValueError(f"Override(s) {unused} apply to none of the searched mechanisms {self.mechanisms}.")
 
     def _in(self, hp, names):
         """conditional_scope for the searched mechanisms among `names` (None when none is searched)."""
@@ -126,6 +134,8 @@ class MechanismHyperModel(keras_tuner.HyperModel):
                 knobs.update(heads=heads, key_width=key_width)
             if mechanism == "dynamic_recurrent":
                 knobs.update(lstm_units=lstm_units, lstm_direction=lstm_direction)
+        accepted = model_info(base).knobs
+        knobs.update({k: v for k, v in self.overrides.items() if k in accepted})
         model = build_model(base, input_shape=self.input_shape, num_classes=self.num_classes, **knobs)
         # The training command's recipe, at a constant learning rate (trials differ in length under Hyperband).
         return compile_model(model, learning_rate=learning_rate, weight_decay=self.weight_decay, decay_steps=None)

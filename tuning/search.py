@@ -15,6 +15,7 @@ shared filesystem.
 """
 
 import dataclasses
+import json
 import os
 import time
 
@@ -42,7 +43,7 @@ from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
 TUNERS = ("random", "hyperband", "bayesian")
 # The search space a project was started with; re-running the project with another one is refused.
-SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size")
+SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size", "overrides")
 
 
 def _project_entry(name):
@@ -65,6 +66,7 @@ def _prepare_project(project_dir, space, overwrite):
             for entry in entries:
                 remove_path(os.path.join(project_dir, entry))
         elif stored is not None:
+            stored = {"overrides": {}, **stored}  # projects started before overrides existed had none
             differ = {k: (stored.get(k), space[k]) for k in SPACE_KEYS if stored.get(k) != space[k]}
             if differ:
                 detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
@@ -136,9 +138,13 @@ def run_search(
     batch_size=64,
     verbose=0,
     callbacks=(),
+    overrides=None,
     **data_kwargs,
 ):
     """Search, then write the per-mechanism report and the best model; returns a `SearchResult`.
+
+    `overrides` are fixed knobs for every searched model that has them (e.g. `{"backbone": "EfficientNetB0"}`
+    for the layer-attended mechanisms); they are part of the search space recorded in `search.json`.
 
     Every argument is checked before the first trial starts.  On a distributed
     worker the function returns None once the chief has no more trials for it.
@@ -155,21 +161,21 @@ def run_search(
         )
     keras.utils.set_random_seed(seed)
     data = load_dataset(dataset, seed=seed, batch_size=batch_size, **data_kwargs)
+    hypermodel = MechanismHyperModel(data.input_shape, data.num_classes, mechanisms, overrides=overrides)
     project_dir = os.path.join(os.fspath(directory), project_name)
     space = dict(mechanisms=list(mechanisms), dataset=dataset, tuner=tuner, objective=objective, epochs=epochs,
-                 seed=seed, batch_size=batch_size)
+                 seed=seed, batch_size=batch_size, overrides=json.loads(json.dumps(dict(overrides or {}))))
     if _is_worker():  # workers share the chief's project folder; the chief owns and guards it
-        return _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name,
+        return _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name,
                        seed, overwrite, batch_size, verbose, callbacks)
     with FolderLock(os.path.join(project_dir, LOCK_NAME), f"Search project {project_dir!r}"):
         _prepare_project(project_dir, space, overwrite)
-        return _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name,
+        return _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name,
                        seed, False, batch_size, verbose, callbacks)
 
 
-def _search(data, mechanisms, tuner, objective, max_trials, epochs, directory, project_name, seed,
+def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name, seed,
             overwrite, batch_size, verbose, callbacks):
-    hypermodel = MechanismHyperModel(data.input_shape, data.num_classes, mechanisms)
     search_tuner = make_tuner(
         hypermodel, tuner=tuner, objective=objective, max_trials=max_trials, epochs=epochs,
         directory=directory, project_name=project_name, seed=seed, overwrite=overwrite,
