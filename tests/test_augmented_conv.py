@@ -327,3 +327,19 @@ def test_blocked_layer_trains_in_fit():
     x = rng.normal(size=(4, 8, 8, 1)).astype("float32")
     history = model.fit(x, np.arange(4) % 10, epochs=2, batch_size=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_training_memory_estimate_counts_the_unblocked_logits():
+    from lacnn_zoo.models.resnet import training_memory_estimate
+
+    blocked = training_memory_estimate("aa_resnet8", input_shape=(12, 12, 1), batch_size=4, query_chunk=8)
+    full = training_memory_estimate("aa_resnet8", input_shape=(12, 12, 1), batch_size=4, query_chunk=None)
+    assert blocked["params"] == full["params"] == build_model("aa_resnet8", input_shape=(12, 12, 1)).count_params()
+    assert full["weights_bytes"] == 16 * full["params"]
+    # Stage 1 (12x12, 2 heads): the unblocked softmax kept plus two logits-sized tensors in flight, 4 bytes, batch 4.
+    logits = 2 * 144**2 * 4 * 4
+    assert full["activation_bytes"] - blocked["activation_bytes"] >= 3 * logits - 4 * 2 * 8 * 144 * 4 * 4
+    double = training_memory_estimate("aa_resnet8", input_shape=(12, 12, 1), batch_size=8, query_chunk=None)
+    assert double["activation_bytes"] == 2 * full["activation_bytes"]
+    with pytest.raises(ValueError, match="families"):
+        training_memory_estimate("plain_cnn")

@@ -83,6 +83,9 @@ def training_memory_estimate(name, *, input_shape=None, batch_size=128, num_clas
         "total_gib"}.
     """
     info = model_info(name)
+    if info.builder not in (build_resnet, build_wide_resnet):
+        raise ValueError(f"training_memory_estimate covers the resnet, wide_resnet and aa_resnet families; "
+                         f"{name!r} is in {info.family!r}.")
     knobs = {**info.knobs, **overrides}
     input_shape = tuple(input_shape or info.default_input_shape)
     preactivation = "width" in knobs
