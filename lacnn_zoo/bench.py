@@ -53,13 +53,17 @@ def _step_fn(model, x, y):
 
 
 def time_step_samples(steps, *, rounds=5, steps_per_round=5, warmup=3):
-    """Seconds per call of each function in every round (a list per key), measured in interleaved rounds."""
+    """Seconds per call of each function in every round (a list per key), measured in interleaved rounds
+    whose order rotates from round to round."""
     for step in steps.values():
         for _ in range(warmup):
             step()
     samples = {k: [] for k in steps}
-    for _ in range(rounds):
-        for key, step in steps.items():
+    keys = list(steps)
+    for r in range(rounds):
+        # Each round starts with the next function, so no function always runs first (or right after another).
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            step = steps[key]
             start = time.perf_counter()
             for _ in range(steps_per_round):
                 step()

@@ -10,7 +10,8 @@ def test_time_steps_interleaves_and_measures():
     calls = []
     times = time_steps({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
                        rounds=2, steps_per_round=2, warmup=1)
-    assert calls == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]
+    # Warm-up a, b; round 1 a a b b; round 2 starts with b.
+    assert calls == ["a", "b", "a", "a", "b", "b", "b", "b", "a", "a"]
     assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
 
 
