@@ -103,6 +103,10 @@ def _info(args):
     record = info.as_dict()
     record["knobs"] = {k: v for k, v in info.knobs.items()}
     record["params"] = info.num_params()
+    if args.memory_estimate:
+        from lacnn_zoo.models.resnet import training_memory_estimate
+
+        record["memory_estimate_batch_128"] = training_memory_estimate(args.name, batch_size=128)
     if info.family == "layer_attended":
         from lacnn_zoo import build_model, tap_names
 
@@ -220,6 +224,8 @@ def main(argv=None):
 
     i = add("info", help="a model's record, knobs and parameter count")
     i.add_argument("name")
+    i.add_argument("--memory-estimate", action="store_true",
+                   help="predicted training memory at batch 128 (residual, wide and AA families)")
     i.set_defaults(func=_info)
 
     b = add("bench", help="params, FLOPs, throughput, memory, overhead vs backbone")
