@@ -175,12 +175,16 @@ def mark_owned(folder, kind):
     write_json(os.path.join(folder, OWNER_MARKER), {"kind": kind, "created": time.time()})
 
 
-def owned_kind(folder):
-    path = os.path.join(folder, OWNER_MARKER)
+def is_owned(folder, kind):
+    """Whether the zoo wrote `folder` as a `kind` ("run", "export", "search"): its marker says so, or (exports,
+    and folders written before the marker existed) the file that only such a folder holds is there."""
     try:
-        return read_json(path).get("kind")
+        if read_json(os.path.join(folder, OWNER_MARKER)).get("kind") == kind:
+            return True
     except (OSError, ValueError, AttributeError):
-        return None
+        pass
+    signature = {"run": "run.json", "export": "manifest.json", "search": "oracle.json"}[kind]
+    return os.path.exists(os.path.join(folder, signature))
 
 
 def check_replaceable(folder, kind, known, *, flag="--overwrite"):
@@ -192,7 +196,7 @@ def check_replaceable(folder, kind, known, *, flag="--overwrite"):
     if not os.path.isdir(folder):
         raise ForeignFilesError(f"{folder!r} exists and is not a folder; {flag} replaces only what lacnn-zoo wrote.")
     entries = sorted(os.listdir(folder))
-    recognised = owned_kind(folder) == kind or _legacy(folder, kind)
+    recognised = is_owned(folder, kind)
     foreign = [e for e in entries if not (e in (OWNER_MARKER, LOCK_NAME) or known(e) or is_temporary(e))]
     if not recognised or foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
@@ -203,13 +207,6 @@ def check_replaceable(folder, kind, known, *, flag="--overwrite"):
             "lacnn-zoo; choose another folder or move those files away."
         )
     return entries
-
-
-def _legacy(folder, kind):
-    """Folders without the owner marker: exports (kept clean for deployment) are known by manifest.json; runs
-    and searches written before the marker existed by run.json and Keras Tuner's oracle.json."""
-    signature = {"run": "run.json", "export": "manifest.json", "search": "oracle.json"}[kind]
-    return os.path.exists(os.path.join(folder, signature))
 
 
 def is_temporary(name):

@@ -26,8 +26,8 @@ from lacnn_zoo.io import (
     LOCK_NAME,
     FolderLock,
     check_replaceable,
+    is_owned,
     mark_owned,
-    owned_kind,
     read_json,
     remove_path,
     remove_stale_temporaries,
@@ -90,7 +90,7 @@ def _prepare_output_dir(output_dir, config, *, resume, overwrite):
     """Check the folder against what was asked (under the run's lock); returns the epochs already done."""
     run_file = os.path.join(output_dir, "run.json")
     entries = [e for e in os.listdir(output_dir) if e != LOCK_NAME]
-    is_run = owned_kind(output_dir) == "run" or os.path.exists(run_file)
+    is_run = is_owned(output_dir, "run")
     if is_run:
         remove_stale_temporaries(output_dir, recursive_into=("backup",))
     if resume:

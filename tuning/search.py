@@ -14,6 +14,7 @@ and tuner0, tuner1, ... on the others, all with the same --directory on a
 shared filesystem.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -165,13 +166,14 @@ def run_search(
     project_dir = os.path.join(os.fspath(directory), project_name)
     space = dict(mechanisms=list(mechanisms), dataset=dataset, tuner=tuner, objective=objective, epochs=epochs,
                  seed=seed, batch_size=batch_size, overrides=json.loads(json.dumps(dict(overrides or {}))))
-    if _is_worker():  # workers share the chief's project folder; the chief owns and guards it
+    worker = _is_worker()  # workers share the chief's project folder; the chief owns and guards it
+    guard = contextlib.nullcontext() if worker else FolderLock(os.path.join(project_dir, LOCK_NAME),
+                                                               f"Search project {project_dir!r}")
+    with guard:
+        if not worker:
+            _prepare_project(project_dir, space, overwrite)  # replaces the project itself when asked
         return _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name,
-                       seed, overwrite, batch_size, verbose, callbacks)
-    with FolderLock(os.path.join(project_dir, LOCK_NAME), f"Search project {project_dir!r}"):
-        _prepare_project(project_dir, space, overwrite)
-        return _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name,
-                       seed, False, batch_size, verbose, callbacks)
+                       seed, overwrite and worker, batch_size, verbose, callbacks)
 
 
 def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name, seed,
