@@ -1,14 +1,18 @@
-"""`python -m export MODEL.keras --format onnx|saved_model|both --out DIR` (also `lacnn-zoo-export`)."""
+"""`python -m export MODEL.keras --out DIR [--format onnx|saved_model|litert|both|all] [--quantize int8]`
+(also `lacnn-zoo-export`)."""
 
 import argparse
 import sys
 
 
 def main(argv=None):
+    from export.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP
+
     parser = argparse.ArgumentParser(prog="python -m export", description="Export a trained .keras model.")
     parser.add_argument("model", help="a .keras file, e.g. runs/<run>/best.keras")
     parser.add_argument("--out", required=True, help="destination folder")
-    parser.add_argument("--format", default="both", choices=["onnx", "saved_model", "both"])
+    parser.add_argument("--format", default="both", choices=["onnx", "saved_model", "litert", "both", "all"],
+                        help="both = onnx + saved_model (default); all = onnx + saved_model + litert")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (13-18, default 17)")
     parser.add_argument("--output", default="logits", choices=["logits", "probabilities"])
     parser.add_argument("--dynamic-size", action="store_true", help="leave input height and width open")
@@ -16,6 +20,16 @@ def main(argv=None):
     parser.add_argument("--no-verify", action="store_true", help="skip the parity check (not recommended)")
     parser.add_argument("--rtol", type=float, default=1e-4)
     parser.add_argument("--atol", type=float, default=1e-5)
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="also write int8 artifacts (static QDQ onnx, full-integer LiteRT), checked by accuracy")
+    parser.add_argument("--dataset", default=None,
+                        help="data set to calibrate on and check accuracy with (default: the run's, from run.json)")
+    parser.add_argument("--data-dir", default=None, help="TFDS data folder, as for training")
+    parser.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
+                        help=f"training images to calibrate int8 ranges on (default {DEFAULT_CALIBRATION_IMAGES})")
+    parser.add_argument("--max-accuracy-drop", type=float, default=DEFAULT_MAX_ACCURACY_DROP,
+                        help="refuse int8 artifacts whose test top-1 falls more than this many points below "
+                             f"Keras' (default {DEFAULT_MAX_ACCURACY_DROP})")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
 
@@ -30,13 +44,21 @@ def _export(args):
     manifest = export_model(
         args.model, args.out, format=args.format, opset=args.opset, output=args.output,
         dynamic_size=args.dynamic_size, overwrite=args.overwrite, verify=not args.no_verify,
-        rtol=args.rtol, atol=args.atol,
+        rtol=args.rtol, atol=args.atol, quantize=args.quantize, dataset=args.dataset, data_dir=args.data_dir,
+        calibration_images=args.calibration_images, max_accuracy_drop=args.max_accuracy_drop,
     )
     print(f"Exported {manifest['model']} to {args.out}: {', '.join(manifest['formats'])}.")
     if manifest["parity"]:
         for fmt, diffs in manifest["parity"]["max_abs_diff"].items():
             worst = max(diffs.values())
             print(f"  {fmt}: largest |difference| to Keras {worst:.2e} over batches {', '.join(diffs)}")
+    if manifest["quantization"]:
+        calibration = manifest["quantization"]["calibration"]
+        for key, figures in manifest["quantization"]["artifacts"].items():
+            print(f"  {key}: top-1 {100 * figures['top1']:.2f}% (Keras {100 * figures['keras_top1']:.2f}%, drop "
+                  f"{figures['drop_points']:.2f} points) on the test split of {calibration['dataset']} "
+                  f"({calibration['num_examples']} images); calibrated on {calibration['calibration_images']} "
+                  "training images")
     return 0
 
 

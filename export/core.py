@@ -1,4 +1,4 @@
-"""Export a trained zoo model to SavedModel and ONNX, verified against Keras.
+"""Export a trained zoo model to SavedModel, ONNX and LiteRT, verified against Keras; int8 by accuracy.
 
 The artifacts are written into a temporary folder beside the destination and
 renamed into place only once every format has been written, reloaded and
@@ -9,6 +9,9 @@ Layout of the output folder:
 
     model.onnx        ONNX graph, input `images` (NHWC float32), output `logits` or `probabilities`
     saved_model/      TensorFlow SavedModel, endpoint `serve` / signature `serving_default`
+    model.tflite      LiteRT flatbuffer (builtin ops only), signature `serving_default`
+    model_int8.onnx   with --quantize int8: static QDQ onnxruntime model, checked by top-1 accuracy
+    model_int8.tflite with --quantize int8: full-integer LiteRT model, checked by top-1 accuracy
     manifest.json     what a deployment needs: names, shapes, preprocessing, opset, versions, parity
 """
 
@@ -21,13 +24,25 @@ import zipfile
 
 import numpy as np
 
+from export.quantize import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, QUANTIZATIONS,
+                             load_quantization_data, litert_int8, onnx_int8, top1)
+from export.runtimes import LITERT_METADATA_PREFIX, ONNX_METADATA_KEYS, Runner, add_litert_metadata
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import FolderLock, check_replaceable
-from lacnn_zoo.validation import check_finite
+from lacnn_zoo.validation import check_finite, check_positive_int
 
-FORMATS = ("onnx", "saved_model", "both")
+FORMAT_SETS = {
+    "onnx": ("onnx",), "saved_model": ("saved_model",), "litert": ("litert",),
+    "both": ("onnx", "saved_model"), "all": ("onnx", "saved_model", "litert"),
+}
+FORMATS = tuple(FORMAT_SETS)
 # What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.
-EXPORT_ENTRIES = frozenset({"model.onnx", "saved_model", "manifest.json"})
+EXPORT_ENTRIES = frozenset({"model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite", "saved_model",
+                            "manifest.json"})
+QUANTIZATION_METHODS = {
+    "onnx_int8": "onnxruntime quantize_static: QDQ, int8 weights per channel (symmetric), uint8 activations, MinMax",
+    "litert_int8": "LiteRT full-integer: int8 builtin kernels only, float32 input and output",
+}
 OUTPUTS = ("logits", "probabilities")
 INPUT_NAME = "images"
 MIN_OPSET, MAX_OPSET = 13, 18
@@ -233,18 +248,23 @@ def _sidecar(source, name):
     return None
 
 
-def _versions():
+def _versions(formats=()):
+    import importlib.metadata
+
     import keras
     import onnx
     import onnxruntime
     import tensorflow as tf
     import tf2onnx
 
-    return {
+    versions = {
         "keras": keras.__version__, "tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__,
         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    if "litert" in formats:
+        versions["ai-edge-litert"] = importlib.metadata.version("ai-edge-litert")
+    return versions
 
 
 def export_model(
@@ -262,19 +282,32 @@ def export_model(
     atol=1e-5,
     preprocessing=None,
     seed=0,
+    quantize=None,
+    dataset=None,
+    data_dir=None,
+    calibration_images=DEFAULT_CALIBRATION_IMAGES,
+    max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP,
+    quantization_data=None,
 ):
     """Export a trained model; returns the manifest (also written as `manifest.json`).
 
     Args:
         source: path of a `.keras` file, or a `keras.Model`.
         out_dir: destination folder (created; must not exist unless `overwrite`).
-        format: "onnx", "saved_model" or "both".
+        format: "onnx", "saved_model", "litert", "both" (onnx + saved_model) or "all" (the three).
         opset: ONNX opset, 13 to 18.
         output: "logits" or "probabilities" (softmax added when the model ends in logits).
         dynamic_size: leave input height and width open (not for AA / resampled-tap models).
-        verify: compare Keras, the reloaded SavedModel and onnxruntime at `batch_sizes`.
+        verify: compare Keras with the reloaded SavedModel, onnxruntime and LiteRT at `batch_sizes`.
         preprocessing: the input preprocessing to record; by default read from the
             `metrics.json` that `lacnn-zoo train` writes beside the checkpoint.
+        quantize: None, or "int8": also write `model_int8.onnx` (static QDQ) and/or `model_int8.tflite`
+            (full-integer), calibrated on `calibration_images` training images of `dataset` (by default
+            the run's own, from run.json) and refused when top-1 on its test split falls more than
+            `max_accuracy_drop` points below the Keras model's.
+        quantization_data: `(calibration_x, test_x, test_y)` already preprocessed, instead of `dataset`
+            (for a model that has no run beside it); `test_x`/`test_y` may be None only with
+            `max_accuracy_drop=None` (no accuracy check: the benchmark's random models).
     """
     import keras
 
@@ -286,6 +319,15 @@ def export_model(
         raise ValueError(f"`opset` must be an integer from {MIN_OPSET} to {MAX_OPSET}; received opset={opset!r}.")
     check_finite("rtol", rtol, minimum=0)
     check_finite("atol", atol, minimum=0)
+    formats = FORMAT_SETS[format]
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ValueError(f"`quantize` must be None or one of {QUANTIZATIONS}; received quantize={quantize!r}.")
+        if not {"onnx", "litert"} & set(formats):
+            raise ValueError(f"`quantize` applies to the onnx and litert formats; received format={format!r}.")
+        check_positive_int("calibration_images", calibration_images)
+        if max_accuracy_drop is not None:
+            check_finite("max_accuracy_drop", max_accuracy_drop, minimum=0)
     out_dir = os.path.abspath(os.fspath(out_dir))
     source_path = None if isinstance(source, keras.Model) else os.fspath(source)
     if source_path is not None and os.path.abspath(source_path).startswith(out_dir + os.sep):
@@ -304,19 +346,58 @@ def export_model(
     _disable_cudnn(model)
     _constant_preprocessing(model)
 
+    metrics = _sidecar(source_path, "metrics.json")
+    if preprocessing is None and metrics:
+        preprocessing = metrics.get("preprocessing")
+    run = _sidecar(source_path, "run.json")
+    quantization = None
+    if quantize is not None:
+        quantization = _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_images,
+                                            preprocessing, fixed_shape, max_accuracy_drop, source_path)
+
     import tensorflow as tf
 
     in_shape = (None, None, None, fixed_shape[-1]) if dynamic_size else (None, *fixed_shape)
     spec = tf.TensorSpec(in_shape, tf.float32, name=INPUT_NAME)
-    formats = ("onnx", "saved_model") if format == "both" else (format,)
+    job = dict(model=model, source_path=source_path, out_dir=out_dir, overwrite=overwrite, formats=formats,
+               spec=spec, in_shape=in_shape, fixed_shape=fixed_shape, output=output, opset=opset, verify=verify,
+               dynamic_size=dynamic_size, batch_sizes=batch_sizes, rtol=rtol, atol=atol,
+               preprocessing=preprocessing, run=run, seed=seed, quantize=quantize, quantization=quantization,
+               max_accuracy_drop=max_accuracy_drop)
 
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     with FolderLock(os.path.join(parent, f".{os.path.basename(out_dir)}.lock"), f"Export destination {out_dir!r}"):
         _recover_interrupted(out_dir)
         _check_destination(out_dir, overwrite)  # again, now that no other export can be writing it
-        return _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shape, fixed_shape, output,
-                             opset, verify, dynamic_size, batch_sizes, rtol, atol, preprocessing, seed)
+        return _write_export(job)
+
+
+def _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_images, preprocessing,
+                         fixed_shape, max_accuracy_drop, source_path):
+    """`{"calibration_x", "test_x", "test_y", "description"}` for --quantize: given, or loaded from a data set."""
+    if quantization_data is not None:
+        calibration_x, test_x, test_y = quantization_data
+        calibration_x = np.asarray(calibration_x, "float32")[:calibration_images]
+        if (test_x is None or test_y is None) and max_accuracy_drop is not None:
+            raise ValueError("`quantization_data` needs test images and labels for the accuracy check "
+                             "(or max_accuracy_drop=None to skip it).")
+        description = {"dataset": None, "split": "given", "calibration_images": int(len(calibration_x)),
+                       "num_examples": None if test_y is None else int(len(test_y))}
+    else:
+        run = run or {}
+        dataset = dataset if dataset is not None else run.get("dataset")
+        if not dataset:
+            where = f"{source_path!r} has no run.json beside it" if source_path else "the model was given in memory"
+            raise ValueError(
+                f"`dataset` is needed for quantize='int8' (--dataset): {where}, so the data set to calibrate on "
+                "and to check the accuracy with is unknown."
+            )
+        image_size = run.get("image_size") if run.get("dataset") == dataset else None
+        calibration_x, test_x, test_y, description = load_quantization_data(
+            dataset, seed=run.get("seed", 0), image_size=image_size, data_dir=data_dir,
+            calibration_images=calibration_images, preprocessing=preprocessing, input_shape=fixed_shape)
+    return {"calibration_x": calibration_x, "test_x": test_x, "test_y": test_y, "description": description}
 
 
 def _umask():
@@ -357,10 +438,52 @@ def _recover_interrupted(out_dir):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shape, fixed_shape, output, opset,
-                  verify, dynamic_size, batch_sizes, rtol, atol, preprocessing, seed):
+def _write_litert(model, path, spec, output):
     import tensorflow as tf
 
+    try:
+        # Builtin operators only: the file must run on the plain LiteRT interpreter (ai-edge-litert), which has
+        # no TensorFlow (Flex) kernels.
+        model.export(path, format="litert", input_signature=[spec], verbose=False,
+                     target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
+    except Exception as e:  # the converter fails in many ways; all mean "not convertible with builtin ops"
+        raise ExportError(
+            f"The LiteRT converter could not convert {model.name!r} with builtin operators ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]}). The SavedModel export (--format saved_model) has no such limit."
+        ) from e
+
+
+def _accuracy_gate(job, tmp, artifacts):
+    """Top-1 of Keras and of each int8 artifact on the test split; ExportError beyond max_accuracy_drop."""
+    q = job["quantization"]
+    result = {"calibration": q["description"], "max_accuracy_drop": job["max_accuracy_drop"], "artifacts": {}}
+    if q["test_y"] is None:
+        for key, name in artifacts.items():
+            result["artifacts"][key] = {"path": name, "top1": None, "keras_top1": None, "drop_points": None}
+        return result
+    model = job["model"]
+    keras_top1 = top1(lambda x: np.asarray(model(x, training=False)), q["test_x"], q["test_y"])
+    for key, name in artifacts.items():
+        accuracy = top1(Runner(os.path.join(tmp, name)), q["test_x"], q["test_y"])
+        drop = 100.0 * (keras_top1 - accuracy)
+        result["artifacts"][key] = {"path": name, "top1": accuracy, "keras_top1": keras_top1, "drop_points": drop}
+        if job["max_accuracy_drop"] is not None and drop > job["max_accuracy_drop"]:
+            where = q["description"].get("dataset") or "the given test data"
+            raise ExportError(
+                f"{name}: top-1 {100 * accuracy:.2f}% against the Keras model's {100 * keras_top1:.2f}% on the "
+                f"test split of {where} ({len(q['test_y'])} images): a drop of {drop:.2f} points exceeds "
+                f"max_accuracy_drop={job['max_accuracy_drop']} (--max-accuracy-drop). Nothing was written."
+            )
+    return result
+
+
+def _write_export(job):
+    import tensorflow as tf
+
+    model, out_dir, formats, output = job["model"], job["out_dir"], job["formats"], job["output"]
+    spec, preprocessing = job["spec"], job["preprocessing"]
+    class_names = (preprocessing or {}).get("class_names")
+    metadata = dict(class_names=class_names, preprocessing=preprocessing)
     parent = os.path.dirname(out_dir)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-export-", dir=parent)
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide a deployment from a server running as another user
@@ -375,11 +498,10 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
                 "path": "saved_model", "endpoint": "serve", "signature": "serving_default", "output_key": output,
             }
         if "onnx" in formats:
-            import onnxruntime as ort
-
             onnx_path = os.path.join(tmp, "model.onnx")
             try:
-                model.export(onnx_path, format="onnx", opset_version=opset, input_signature=[spec], verbose=False)
+                model.export(onnx_path, format="onnx", opset_version=job["opset"], input_signature=[spec],
+                             verbose=False)
                 _rename_onnx_output(onnx_path, output)
             except Exception as e:  # tf2onnx and the ONNX checker fail in many ways; all mean "not convertible"
                 raise ExportError(
@@ -387,30 +509,57 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
                     f"{' '.join(str(e).split())[:300]}). Known limits: grouped convolutions and exact GELU "
                     "(ConvNeXt). The SavedModel export (--format saved_model) has no such limit."
                 ) from e
-            session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-            runners["onnx"] = lambda x, s=session: s.run([output], {INPUT_NAME: x})[0]
-            manifest_formats["onnx"] = {"path": "model.onnx", "opset": opset}
+            _add_onnx_metadata(onnx_path, **metadata)
+            runners["onnx"] = Runner(onnx_path)  # the session options of the deploy snippet
+            manifest_formats["onnx"] = {"path": "model.onnx", "opset": job["opset"], "metadata_props": ONNX_METADATA_KEYS}
+        if "litert" in formats:
+            litert_path = os.path.join(tmp, "model.tflite")
+            _write_litert(model, litert_path, spec, output)
+            add_litert_metadata(litert_path, **metadata)
+            runners["litert"] = Runner(litert_path)  # ai_edge_litert's Interpreter, as in the deploy snippet
+            manifest_formats["litert"] = {
+                "path": "model.tflite", "signature": "serving_default", "input_key": runners["litert"].input_name,
+                "output_key": runners["litert"].output_name, "runtime": "ai_edge_litert.interpreter.Interpreter",
+                "metadata": [LITERT_METADATA_PREFIX + k for k in ONNX_METADATA_KEYS],
+            }
 
         parity = None
-        if verify:
+        if job["verify"]:
+            fixed_shape = job["fixed_shape"]
             shapes = [fixed_shape]
-            if dynamic_size:
+            if job["dynamic_size"]:
                 shapes.append((fixed_shape[0] * 2, fixed_shape[1] + 4, fixed_shape[2]))
-            parity = {"rtol": rtol, "atol": atol, "rule": PARITY_RULE, "max_abs_diff": _parity(
-                model, runners, shapes, batch_sizes, rtol, atol, seed)}
+            parity = {"rtol": job["rtol"], "atol": job["atol"], "rule": PARITY_RULE, "max_abs_diff": _parity(
+                model, runners, shapes, job["batch_sizes"], job["rtol"], job["atol"], job["seed"])}
 
-        metrics = _sidecar(source_path, "metrics.json")
-        if preprocessing is None and metrics:
-            preprocessing = metrics.get("preprocessing")
-        class_names = (preprocessing or {}).get("class_names")
-        if "onnx" in formats:
-            _add_onnx_metadata(os.path.join(tmp, "model.onnx"), class_names=class_names, preprocessing=preprocessing)
+        quantization = None
+        if job["quantize"]:
+            calibration_x = job["quantization"]["calibration_x"]
+            artifacts = {}
+            if "onnx" in formats:
+                onnx_int8(os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_int8.onnx"), calibration_x)
+                _add_onnx_metadata(os.path.join(tmp, "model_int8.onnx"), **metadata)
+                artifacts["onnx_int8"] = "model_int8.onnx"
+            if "litert" in formats:
+                try:
+                    litert_int8(model, os.path.join(tmp, "model_int8.tflite"), spec, calibration_x)
+                except Exception as e:
+                    raise ExportError(
+                        f"The LiteRT converter could not quantise {model.name!r} to int8 ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:300]}). Nothing was written."
+                    ) from e
+                add_litert_metadata(os.path.join(tmp, "model_int8.tflite"), **metadata)
+                artifacts["litert_int8"] = "model_int8.tflite"
+            quantization = {"method": QUANTIZATION_METHODS, **_accuracy_gate(job, tmp, artifacts)}
+            for key, name in artifacts.items():
+                manifest_formats[key] = {"path": name, "checked_by": "top-1 accuracy on the test split, not parity"}
+
         manifest = {
             "model": model.name,
-            "source": source_path,
-            "run": _sidecar(source_path, "run.json"),
+            "source": job["source_path"],
+            "run": job["run"],
             "keras_config": model.get_config(),
-            "input": {"name": INPUT_NAME, "shape": list(in_shape), "dtype": "float32", "layout": "NHWC"},
+            "input": {"name": INPUT_NAME, "shape": list(job["in_shape"]), "dtype": "float32", "layout": "NHWC"},
             "outputs": [{"name": output, "shape": [None, int(model.outputs[0].shape[-1])]}],
             "num_classes": int(model.outputs[0].shape[-1]),
             "preprocessing": preprocessing,
@@ -418,14 +567,15 @@ def _write_export(model, source_path, out_dir, overwrite, formats, spec, in_shap
             "preprocessing_formula": "images = (raw * scale - mean) / std, per channel" if preprocessing else
             "unknown: not trained with `lacnn-zoo train` and no preprocessing given",
             "formats": manifest_formats,
-            "versions": _versions(),
+            "versions": _versions(formats),
             "parity": parity,
+            "quantization": quantization,
         }
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2, default=str)
             f.write("\n")
 
-        _check_destination(out_dir, overwrite)
+        _check_destination(out_dir, job["overwrite"])
         old = None
         if os.path.lexists(out_dir):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-old-", dir=parent)
