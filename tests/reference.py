@@ -56,17 +56,32 @@ def multi_head_attention(tokens, wq, bq, wk, bk, wv, bv, wo, bo):
     return np.einsum("bqhk,hkd->bqd", heads, wo) + bo, probs
 
 
-def lstm_last_state(sequence, kernel, recurrent_kernel, bias):
-    """LSTM over sequence (B, T, d) in order t = 0..T-1; Keras gate order i, f, c, o. Returns h_T."""
+def lstm_states(sequence, kernel, recurrent_kernel, bias):
+    """LSTM over sequence (B, T, d) in order t = 0..T-1; Keras gate order i, f, c, o. Returns h_1..h_T (B, T, k)."""
     units = recurrent_kernel.shape[0]
     h = np.zeros((sequence.shape[0], units))
     c = np.zeros_like(h)
+    states = []
     for t in range(sequence.shape[1]):
         z = sequence[:, t] @ kernel + h @ recurrent_kernel + bias
         i, f, g, o = (z[:, j * units:(j + 1) * units] for j in range(4))
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         h = sigmoid(o) * np.tanh(c)
-    return h
+        states.append(h)
+    return np.stack(states, axis=1)
+
+
+def lstm_last_state(sequence, kernel, recurrent_kernel, bias):
+    """LSTM over sequence (B, T, d) in order t = 0..T-1; Keras gate order i, f, c, o. Returns h_T."""
+    return lstm_states(sequence, kernel, recurrent_kernel, bias)[:, -1]
+
+
+def bidirectional_lstm_states(sequence, forward, backward):
+    """[h_fwd_t; h_bwd_t] for every t (B, T, 2k): the backward LSTM reads t = T-1..0 and its outputs are
+    re-aligned with the time steps they were read at.  forward, backward: (kernel, recurrent_kernel, bias)."""
+    ahead = lstm_states(sequence, *forward)
+    behind = lstm_states(sequence[:, ::-1], *backward)[:, ::-1]
+    return np.concatenate([ahead, behind], axis=-1)
 
 
 def average_pool(x, pool, stride):
@@ -95,3 +110,16 @@ def resize_bilinear(x, height, width):
     x0, x1, fx = taps(x.shape[2], width)
     rows = x[:, y0] * (1 - fy)[None, :, None, None] + x[:, y1] * fy[None, :, None, None]
     return rows[:, :, x0] * (1 - fx)[None, None, :, None] + rows[:, :, x1] * fx[None, None, :, None]
+
+
+def preactivation_block(x, bn1, conv1, bn2, conv2, shortcut_conv=None, stride=1, mix=lambda f, s: f + s):
+    """Wide-ResNet pre-activation block (Zagoruyko & Komodakis 2016; He et al. 2016, identity mappings), inference.
+
+    a = relu(BN1(x)); f = conv2(relu(BN2(conv1_stride(a)))); the shortcut is x itself when shapes agree
+    and conv1x1_stride(a) (from the PRE-ACTIVATED input, no BN) otherwise; out = mix(f, shortcut), with
+    no activation after the mixing.  bn1, bn2: (gamma, beta, mean, var, eps); conv kernels (k, k, Cin, Cout).
+    """
+    a = relu(batch_norm(x, *bn1[:4], eps=bn1[4]))
+    f = conv2d(relu(batch_norm(conv2d(a, conv1, stride), *bn2[:4], eps=bn2[4])), conv2)
+    shortcut = x if shortcut_conv is None else conv2d(a, shortcut_conv, stride)
+    return mix(f, shortcut)

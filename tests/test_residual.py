@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from reference import batch_norm, conv2d, relu
+from reference import batch_norm, conv2d, preactivation_block, relu
 
 from lacnn_zoo import build_model
 from lacnn_zoo.layers import ResidualBlock
@@ -76,6 +76,40 @@ def test_beta_stays_in_unit_interval_under_a_huge_learning_rate(digits):
     assert np.all((betas >= 0) & (betas <= 1)), betas
     # The test is only meaningful if the weights really were pushed far.
     assert np.max(np.abs(angles - math.asin(math.sqrt(0.5)))) > 0.5, angles
+
+
+def _bn_params(bn):
+    return (*(np.asarray(v, dtype=np.float64) for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)),
+            bn.epsilon)
+
+
+@pytest.mark.parametrize("mixing", ["add", "beta", "projection"])
+@pytest.mark.parametrize("strides,in_channels", [(1, 6), (2, 4), (1, 4)])
+def test_preactivation_block_matches_reference(mixing, strides, in_channels):
+    """The Wide-ResNet block against `reference.preactivation_block`, written from the equations."""
+    rng = np.random.default_rng(2)
+    block = ResidualBlock(6, strides=strides, mixing=mixing, beta_init=0.3, preactivation=True, dropout=0.3)
+    x = rng.normal(size=(2, 7, 5, in_channels)).astype("float32")
+    block.build(x.shape)
+    for bn in (block.bn1, block.bn2):
+        _randomise_bn(bn, rng)
+    if mixing == "beta":
+        block.beta_angle.assign(0.9)  # beta = sin(0.9)^2 = 0.61: a swap of beta and 1 - beta shows
+    kernel = lambda conv: np.asarray(conv.kernel, np.float64)  # noqa: E731
+    beta = math.sin(0.9) ** 2
+    mix = {
+        "add": lambda f, s: f + s,
+        "beta": lambda f, s: beta * f + (1 - beta) * s,  # eq. 1
+        "projection": lambda f, s: f @ kernel(block.mix_residual)[0, 0] + s,
+    }[mixing]
+    expected = preactivation_block(
+        x, _bn_params(block.bn1), kernel(block.conv1), _bn_params(block.bn2), kernel(block.conv2),
+        shortcut_conv=kernel(block.shortcut_conv) if block.has_projection else None, stride=strides, mix=mix)
+    got = keras.ops.convert_to_numpy(block(x, training=False))
+    assert block.has_projection == (strides != 1 or in_channels != 6)
+    # Negative inputs reach the output: no ReLU after the mixing.
+    assert (expected < 0).any()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_wide_resnet_block_is_preactivation():
