@@ -1,102 +1,324 @@
-"""Inference latency: onnxruntime against Keras `predict_on_batch` and the reloaded SavedModel.
+"""Inference speed of every deployment runtime, each in its own process, at several batch sizes.
 
-    python -m export.bench                       # one model per family, batch 1 and 32
-    python -m export.bench 'resnet20' 'lacnn_*_tiny' --batch-sizes 1 32
+    python -m export.bench                                   # plain_cnn, resnet20, lacnn_static_vector at 32x32x3
+    python -m export.bench resnet20 --batch-sizes 1 32 128 --rounds 5 --calls 5
+    python -m export.bench resnet20 --profile profiles/      # onnxruntime per-operator profile as well
 
-Each model is built at its registered default input size, exported to a
-temporary folder (parity-checked), then the three runtimes are timed in
-interleaved rounds in one process after warm-up; medians are reported.
+For each model the parent process builds it at `--input-shape` (random weights, BatchNorm statistics
+calibrated on random images), exports it to a temporary folder with `export_model(format="all",
+quantize="int8")` (parity-checked; int8 calibrated on random images: speed does not depend on the weights,
+and accuracy is `python -m export.validate`'s job on a trained run), then starts one worker process per
+runtime:
+
+    keras               `tf.function(lambda x: model(x, training=False))` on the loaded .keras model (the reference)
+    keras_predict       `model.predict_on_batch(x)`, for comparison with the usual Keras call
+    saved_model         `tf.saved_model.load(...).serve(x)`
+    onnxruntime         model.onnx, session options of `export.runtimes.onnx_session`
+    onnxruntime_int8    model_int8.onnx (static QDQ), same options
+    litert              model.tflite through ai_edge_litert's Interpreter (XNNPACK)
+    litert_int8         model_int8.tflite, same interpreter
+
+TensorFlow is never imported in the onnxruntime and LiteRT workers (TensorFlow's thread pools slow
+onnxruntime in a shared process). Every call's output is materialised as a NumPy array. The parent drives
+the workers in interleaved rounds (order rotated each round), one worker busy at a time: every worker
+warms up at every batch size first, then each round times `--calls` calls per (runtime, batch), so each
+point has rounds x calls timed calls (>= 20). Reported: median ms per call, spread (25th-75th percentile
+as a percentage of the median), images/s and the ratio of images/s to the Keras reference at each batch size.
 """
 
 import argparse
-import functools
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-DEFAULT_MODELS = [
-    "plain_cnn", "resnet20", "resnet8_beta", "resnet8_projection", "wrn10_2", "aa_resnet8",
-    "lacnn_innate_static", "lacnn_static_vector", "lacnn_self_attention", "lacnn_dynamic_recurrent",
-]
+DEFAULT_MODELS = ["plain_cnn", "resnet20", "lacnn_static_vector"]
+RUNTIMES = ("keras", "keras_predict", "saved_model", "onnxruntime", "onnxruntime_int8", "litert", "litert_int8")
+ARTIFACT = {"keras": "model.keras", "keras_predict": "model.keras", "saved_model": "saved_model",
+            "onnxruntime": "model.onnx", "onnxruntime_int8": "model_int8.onnx", "litert": "model.tflite",
+            "litert_int8": "model_int8.tflite"}
+REFERENCE = "keras"
 
 
-def _median_time(fn, repeats):
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+# ----------------------------------------------------------------------------------------------- the worker
+
+def _load_runtime(runtime, path, threads, profile_prefix):
+    """`call(x) -> np.ndarray` for one runtime; only the keras/saved_model runtimes import TensorFlow."""
+    if runtime in ("keras", "keras_predict"):
+        import tensorflow as tf
+
+        from export.core import load_trained_model
+
+        model = load_trained_model(path)
+        if runtime == "keras_predict":
+            return lambda x: model.predict_on_batch(x)
+        forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        return lambda x: forward(x).numpy()
+    if runtime == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(path)
+        output = next(iter(loaded.signatures["serving_default"].structured_outputs))
+        return lambda x: loaded.serve(tf.constant(x))[output].numpy()
+    from export.runtimes import Runner, onnx_session
+
+    if runtime.startswith("onnxruntime") and profile_prefix:
+        session = onnx_session(path, threads, profile_prefix=profile_prefix)
+        name = session.get_inputs()[0].name
+
+        def call(x):
+            return session.run(None, {name: x})[0]
+
+        call.end_profiling = session.end_profiling
+        return call
+    return Runner(path, threads)
 
 
-def latency_rows(names, batch_sizes=(1, 32), rounds=5, repeats=10, seed=0):
+def worker(runtime, path, threads=None, profile_prefix=None):
+    """Serve timing requests (JSON lines on stdin) for one runtime; answers go to the original stdout, everything
+    that libraries print goes to stderr."""
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    call = _load_runtime(runtime, path, threads, profile_prefix)
+    protocol.write(json.dumps({"ready": True, "pid": os.getpid(), "runtime": runtime,
+                               "tensorflow_loaded": "tensorflow" in sys.modules}) + "\n")
+    inputs = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("stop"):
+            break
+        shape = tuple(request["shape"])
+        if shape not in inputs:
+            inputs[shape] = np.random.default_rng(0).normal(size=shape).astype("float32")
+        x = inputs[shape]
+        out = None
+        for _ in range(request.get("warmup", 0)):
+            out = call(x)
+        times = []
+        for _ in range(request["calls"]):
+            start = time.perf_counter()
+            out = call(x)
+            times.append(time.perf_counter() - start)
+        protocol.write(json.dumps({"pid": os.getpid(), "runtime": runtime, "times": times,
+                                   "output_shape": None if out is None else list(np.shape(out))}) + "\n")
+    profile = call.end_profiling() if hasattr(call, "end_profiling") else None
+    protocol.write(json.dumps({"done": True, "pid": os.getpid(), "profile": profile}) + "\n")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- the parent
+
+class Worker:
+    def __init__(self, runtime, path, threads=None, profile_prefix=None):
+        command = [sys.executable, "-m", "export.bench", "--worker", runtime, path]
+        if threads:
+            command += ["--threads", str(threads)]
+        if profile_prefix:
+            command += ["--profile-prefix", profile_prefix]
+        self.runtime = runtime
+        self.log = tempfile.TemporaryFile("w+")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                        text=True, env=env)
+        self.hello = self._read()
+
+    def _read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            self.log.seek(0)
+            tail = " | ".join(self.log.read().strip().splitlines()[-3:])
+            raise RuntimeError(f"The {self.runtime} worker exited ({self.process.returncode}): {tail}")
+        return json.loads(line)
+
+    def ask(self, **request):
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self):
+        result = None
+        if self.process.poll() is None:
+            result = self.ask(stop=True)
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        self.log.close()
+        return result
+
+
+def prepare(name, folder, input_shape, calibration_images=64, seed=0):
+    """Build `name` with calibrated BatchNorm, save it as model.keras and export every format (+ int8)."""
     import keras
-    import onnxruntime as ort
-    import tensorflow as tf
 
     from export.core import export_model
-    from lacnn_zoo import build_model, model_info
+    from lacnn_zoo import build_model
     from lacnn_zoo.batchnorm import calibrate_batchnorm
 
-    rows = []
+    keras.backend.clear_session()
     rng = np.random.default_rng(seed)
-    for name in names:
-        keras.backend.clear_session()
-        shape = model_info(name).default_input_shape
-        model = build_model(name, input_shape=shape)
-        calibrate_batchnorm(model, rng.normal(size=(32, *shape)).astype("float32"))
-        with tempfile.TemporaryDirectory() as tmp:
-            export_model(model, f"{tmp}/out", format="both")
-            session = ort.InferenceSession(f"{tmp}/out/model.onnx", providers=["CPUExecutionProvider"])
-            loaded = tf.saved_model.load(f"{tmp}/out/saved_model")
+    model = build_model(name, input_shape=input_shape)
+    calibrate_batchnorm(model, rng.normal(size=(64, *input_shape)).astype("float32"))
+    model.save(os.path.join(folder, "model.keras"))
+    calibration = rng.normal(size=(calibration_images, *input_shape)).astype("float32")
+    manifest = export_model(model, os.path.join(folder, "export"), format="all", quantize="int8",
+                            quantization_data=(calibration, None, None), max_accuracy_drop=None,
+                            calibration_images=calibration_images)
+    return manifest
+
+
+def artifact_path(folder, runtime):
+    name = ARTIFACT[runtime]
+    return os.path.join(folder, name) if name == "model.keras" else os.path.join(folder, "export", name)
+
+
+def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), rounds=5, calls=5, warmup=5,
+            threads=None, profile_dir=None, log=None):
+    """Timed calls per runtime and batch size: `{runtime: {"pid", "tensorflow_loaded", "times": {batch: [...]}}}`."""
+    workers = {}
+    try:
+        for runtime in runtimes:
+            prefix = None
+            if profile_dir and runtime.startswith("onnxruntime"):
+                prefix = os.path.join(os.path.abspath(profile_dir), f"{os.path.basename(folder)}_{runtime}")
+            workers[runtime] = Worker(runtime, artifact_path(folder, runtime), threads, prefix)
+        results = {r: {"pid": w.hello["pid"], "tensorflow_loaded": w.hello["tensorflow_loaded"],
+                       "times": {b: [] for b in batch_sizes}} for r, w in workers.items()}
+        for runtime, w in workers.items():  # warm-up: tracing, graph optimisation, tensor allocation per batch size
             for batch in batch_sizes:
-                x = rng.normal(size=(batch, *shape)).astype("float32")
-                tx = tf.constant(x)
-                runners = {
-                    "onnxruntime": functools.partial(session.run, None, {"images": x}),
-                    "keras": functools.partial(model.predict_on_batch, x),
-                    "saved_model": functools.partial(loaded.serve, tx),
-                }
-                for run in runners.values():  # warm-up: tracing, graph optimisation
-                    for _ in range(3):
-                        run()
-                samples = {k: [] for k in runners}
-                for _ in range(rounds):
-                    for key, run in runners.items():
-                        samples[key].append(_median_time(run, repeats))
-                ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
-                rows.append({
-                    "model": name, "family": model_info(name).family, "batch": batch,
-                    "onnxruntime_ms": ms["onnxruntime"], "keras_ms": ms["keras"], "saved_model_ms": ms["saved_model"],
-                    "speedup_vs_keras": ms["keras"] / ms["onnxruntime"],
-                    "speedup_vs_saved_model": ms["saved_model"] / ms["onnxruntime"],
-                })
+                w.ask(shape=[batch, *input_shape], calls=0, warmup=warmup)
+        order = list(runtimes)
+        for round_index in range(rounds):
+            for runtime in order[round_index % len(order):] + order[:round_index % len(order)]:
+                for batch in batch_sizes:
+                    answer = workers[runtime].ask(shape=[batch, *input_shape], calls=calls, warmup=1)
+                    if answer["pid"] != results[runtime]["pid"]:
+                        raise RuntimeError(f"{runtime}: answered by another process")
+                    results[runtime]["times"][batch].extend(answer["times"])
+            if log:
+                log(f"  round {round_index + 1}/{rounds} done")
+        for runtime, w in list(workers.items()):
+            done = w.close()
+            del workers[runtime]
+            results[runtime]["profile"] = (done or {}).get("profile")
+        return results
+    finally:
+        for w in workers.values():
+            w.process.kill()
+            w.process.wait()
+
+
+def summarise(name, results, batch_sizes):
+    rows = []
+    for batch in batch_sizes:
+        reference = statistics.median(results[REFERENCE]["times"][batch]) if REFERENCE in results else None
+        for runtime, r in results.items():
+            times = np.asarray(r["times"][batch])
+            median = float(np.median(times))
+            p25, p75 = np.percentile(times, [25, 75])
+            rows.append({
+                "model": name, "runtime": runtime, "batch": batch, "calls": int(len(times)), "pid": r["pid"],
+                "median_ms": 1e3 * median, "spread_pct": 100 * float(p75 - p25) / median,
+                "images_per_s": batch / median,
+                "x_keras": reference / median if reference else None,
+            })
     return rows
 
 
+def onnx_profile_summary(path, top=8):
+    """Share of time per ONNX operator type in an onnxruntime profile (kernel time, summed over the run)."""
+    with open(path) as f:
+        events = json.load(f)
+    totals = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            totals[op] = totals.get(op, 0) + event.get("dur", 0)
+    whole = sum(totals.values()) or 1
+    return [(op, 100 * us / whole) for op, us in sorted(totals.items(), key=lambda kv: -kv[1])[:top]]
+
+
+def print_table(rows, stream=sys.stdout):
+    header = (f"{'model':<22} {'runtime':<17} {'batch':>5} {'calls':>5} {'median ms':>10} {'spread':>7} "
+              f"{'images/s':>9} {'x keras':>8}")
+    print(header, file=stream)
+    for r in rows:
+        ratio = f"{r['x_keras']:.2f}" if r["x_keras"] is not None else "-"
+        print(f"{r['model']:<22} {r['runtime']:<17} {r['batch']:>5} {r['calls']:>5} {r['median_ms']:>10.3f} "
+              f"{r['spread_pct']:>6.1f}% {r['images_per_s']:>9.0f} {ratio:>8}", file=stream)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("patterns", nargs="*", help="model names or wildcards (default: one per family)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser = argparse.ArgumentParser(prog="python -m export.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("patterns", nargs="*", help="model names or wildcards (default: " + ", ".join(DEFAULT_MODELS) + ")")
+    parser.add_argument("--input-shape", type=int, nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128])
+    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--calls", type=int, default=5, help="timed calls per runtime, batch and round (default 5)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls per runtime and batch first (default 5)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnxruntime/LiteRT threads (default: physical cores)")
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="write onnxruntime profiles there and print the time per operator type")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--worker", nargs=2, metavar=("RUNTIME", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--profile-prefix", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.worker[0], args.worker[1], args.threads, args.profile_prefix)
 
+    from lacnn_zoo.errors import run_command
+
+    return run_command("export.bench", _main, args, code=1)
+
+
+def _main(args):
     from lacnn_zoo.registry import resolve_models
+    from lacnn_zoo.validation import check_positive_int
 
+    for option in ("rounds", "calls"):
+        check_positive_int(option, getattr(args, option))
+    for batch in args.batch_sizes:
+        check_positive_int("batch_sizes", batch)
+    if args.rounds * args.calls < 20:
+        raise ValueError(f"`--rounds` x `--calls` must be at least 20 timed calls per point; received "
+                         f"{args.rounds} x {args.calls}.")
     names = resolve_models(args.patterns) if args.patterns else DEFAULT_MODELS
     if not names:
-        print(f"No registered model matches {args.patterns}.", file=sys.stderr)
-        return 1
-    rows = latency_rows(names, batch_sizes=args.batch_sizes, rounds=args.rounds, repeats=args.repeats)
-    print(f"{'model':<28} {'batch':>5} {'onnxrt ms':>10} {'keras ms':>9} {'savedmodel ms':>14} "
-          f"{'x keras':>8} {'x savedmodel':>13}")
-    for r in rows:
-        print(f"{r['model']:<28} {r['batch']:>5} {r['onnxruntime_ms']:>10.2f} {r['keras_ms']:>9.2f} "
-              f"{r['saved_model_ms']:>14.2f} {r['speedup_vs_keras']:>8.1f} {r['speedup_vs_saved_model']:>13.1f}")
+        raise ValueError(f"No registered model matches {args.patterns}.")
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    shape = tuple(args.input_shape)
+    from export.runtimes import physical_cores
+
+    print(f"# input {shape}, batch sizes {args.batch_sizes}, {args.rounds} rounds x {args.calls} calls per point, "
+          f"{args.threads or physical_cores()} onnxruntime/LiteRT threads, one process per runtime", flush=True)
+    rows = []
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="lacnn-bench-") as folder:
+            print(f"# {name}: exporting (all formats + int8)...", file=sys.stderr, flush=True)
+            prepare(name, folder, shape)
+            results = measure(folder, shape, args.runtimes, args.batch_sizes, args.rounds, args.calls, args.warmup,
+                              args.threads, args.profile, log=lambda m: print(m, file=sys.stderr, flush=True))
+        model_rows = summarise(name, results, args.batch_sizes)
+        print_table(model_rows)
+        rows.extend(model_rows)
+        for runtime, r in results.items():
+            if r.get("profile"):
+                print(f"# onnxruntime profile of {name} / {runtime} ({r['profile']}), share of kernel time:")
+                print("#   " + ", ".join(f"{op} {share:.0f}%" for op, share in onnx_profile_summary(r["profile"])))
+        print(flush=True)
+    if args.json:
+        from lacnn_zoo.io import write_json
+
+        write_json(args.json, rows)
     return 0
 
 
