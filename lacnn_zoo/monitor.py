@@ -5,6 +5,13 @@ the weight first moves to the lowest layer and then climbs to higher layers as
 training goes on.  The monitor records the per-layer weights on a fixed batch
 at every epoch (and once before training), writes `layer_attention.csv`,
 TensorBoard scalars (TensorFlow backend) and, at the end, `layer_attention.png`.
+
+Every measure but one starts at 1/n for identically distributed taps (see
+`layer_weights`).  Real taps are not identically distributed at
+initialisation (their scales differ from layer to layer), so read every
+trajectory against its epoch-0 row, the before-training measurement; the plot
+draws that row as dotted lines, and the 1/n line as well where the measure
+starts equal.
 """
 
 import csv
@@ -40,6 +47,7 @@ class TapReader:
 
     def __init__(self, model):
         self.mechanism = _attention_layer(model)
+        self.starts_equal = bool(getattr(self.mechanism, "weights_start_equal", True))
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
         self.taps = keras.Model(inputs, self.mechanism.input, name=f"{model.name}_taps")
 
@@ -52,9 +60,18 @@ class TapReader:
 def layer_weights(model, x):
     """Per-layer attention of a layer-attended model for a batch: array (batch, n_layers), rows sum to 1.
 
-    Static Trainable-Vector: the softmax vector; Self-Attention: attention
-    probabilities averaged over heads and queries; Innate-Static and
-    Dynamic-Recurrent: occlusion shares (see `LayerAttention.layer_weights`).
+    With t_i the formed tap of layer i (width d_i) and y the mechanism's output:
+
+    * Static Trainable-Vector: ``x = softmax(layer_logits)``, the same row for every input.
+    * Self-Attention: ``mean_{h,q} A[b, h, q, :]``, the attention probabilities averaged over heads
+      and queries.
+    * Dynamic-Recurrent, ``lstm_readout="attention"`` (default): ``a = softmax_i(v^T h_i)``, the
+      softmax that weights the taps (read, not inferred).
+    * Innate-Static (and Dynamic-Recurrent with ``lstm_readout="final_state"``): width-normalised
+      occlusion shares ``o_i / sum_j o_j``, ``o_i = ||y - y(t_i = 0)||_2 / sqrt(d_i)``.
+
+    All but the final-state occlusion start at 1/n for identically distributed taps at
+    initialisation (`mechanism.weights_start_equal`); see `LayerAttention`.
     """
     return TapReader(model)(x)
 
@@ -116,11 +133,18 @@ class LayerAttentionMonitor(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.rows:
-            plot_layer_attention(self.rows, self.png_path, title=f"{self.model.name}: per-layer attention")
+            starts_equal = self._reader.starts_equal if self._reader is not None else True
+            plot_layer_attention(self.rows, self.png_path, title=f"{self.model.name}: per-layer attention",
+                                 starts_equal=starts_equal)
 
 
-def plot_layer_attention(rows, path, title="per-layer attention"):
-    """Draw attention per layer against epoch (one line and colour per layer) to a PNG, atomically."""
+def plot_layer_attention(rows, path, title="per-layer attention", starts_equal=True):
+    """Draw attention per layer against epoch (one line and colour per layer) to a PNG, atomically.
+
+    The epoch-0 row (before training) is drawn as a dotted line per layer: the reference every
+    trajectory is read against.  The 1/n line is drawn where the measure starts equal for identically
+    distributed taps (`starts_equal`).
+    """
     plt = pyplot()
     rows = np.asarray(sorted(rows), dtype=float)
     epochs, weights = rows[:, 0], rows[:, 1:]
@@ -129,7 +153,12 @@ def plot_layer_attention(rows, path, title="per-layer attention"):
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for i in range(n):
         ax.plot(epochs, weights[:, i], marker="o", markersize=3, color=colours[i], label=f"layer {i + 1}")
-    ax.axhline(1.0 / n, color="grey", linestyle=":", linewidth=1, label="equal (1/n)")
+    if starts_equal:
+        ax.axhline(1.0 / n, color="grey", linestyle=":", linewidth=1, label="equal (1/n)")
+    if epochs.min() == 0:
+        start = weights[np.argmin(epochs)]
+        for i in range(n):
+            ax.axhline(start[i], color=colours[i], linestyle=":", linewidth=0.8, alpha=0.6)
     ax.set_xlabel("epoch (0 = before training)")
     ax.set_ylabel("attention weight (batch mean)")
     ax.set_title(title)

@@ -1,14 +1,23 @@
 """The four layer-attended mechanisms against NumPy references, the special cases, and the monitor."""
 
 import csv
+import json
 import os
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import random_batch
-from reference import lstm_last_state, multi_head_attention, softmax
+from reference import (
+    bidirectional_lstm_states,
+    lstm_last_state,
+    lstm_states,
+    multi_head_attention,
+    resize_bilinear,
+    softmax,
+)
 
 from lacnn_zoo import build_model, list_models
 from lacnn_zoo.layers.layer_attention import (
@@ -18,10 +27,11 @@ from lacnn_zoo.layers.layer_attention import (
     TapForm,
     TapSelfAttention,
 )
-from lacnn_zoo.models.layer_attended import tap_names
+from lacnn_zoo.models.layer_attended import layer_attended_head, tap_names
 from lacnn_zoo.monitor import LayerAttentionMonitor, layer_weights
 
 MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 rng = np.random.default_rng(7)
 
 
@@ -29,8 +39,8 @@ def _np(x):
     return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
 
 
-def _taps(widths, batch=5):
-    return [rng.normal(size=(batch, w)).astype("float32") for w in widths]
+def _taps(widths, batch=5, source=None):
+    return [(source or rng).normal(size=(batch, w)).astype("float32") for w in widths]
 
 
 # --- tap forms -------------------------------------------------------------------------------------
@@ -43,8 +53,13 @@ def test_tap_form_pooling_and_resampling_reference():
     # Resampling 8x6 -> 2x3 is the mean of each 4x2 block, flattened row-major with channels last.
     blocks = x.reshape(2, 2, 4, 3, 2, 3).mean(axis=(2, 4))
     np.testing.assert_allclose(_np(TapForm("resample", size=(2, 3))(x)), blocks.reshape(2, -1), rtol=1e-5)
-    odd = TapForm("resample", size=(3, 4))(x)  # not a divisor: bilinear resizing
-    assert odd.shape == (2, 36)
+    # Not divisors (8 -> 3 rows, 6 -> 4 columns, non-square): bilinear resizing with half-pixel centres and no
+    # antialiasing, against the NumPy reference.
+    expected = resize_bilinear(x.astype(np.float64), 3, 4).reshape(2, -1)
+    np.testing.assert_allclose(_np(TapForm("resample", size=(3, 4))(x)), expected, rtol=1e-5, atol=1e-6)
+    up = rng.normal(size=(2, 3, 5, 2)).astype("float32")  # upsampling 3x5 -> 4x7 (also not block means)
+    np.testing.assert_allclose(_np(TapForm("resample", size=(4, 7))(up)),
+                               resize_bilinear(up.astype(np.float64), 4, 7).reshape(2, -1), rtol=1e-5, atol=1e-6)
 
 
 # --- mechanisms against the equations -------------------------------------------------------------
@@ -76,9 +91,9 @@ def test_innate_static_reference_and_contribution_shares():
     out = _np(layer(taps))
     kernel, bias = _np(layer.contraction.kernel), _np(layer.contraction.bias)
     np.testing.assert_allclose(out, np.concatenate(taps, -1) @ kernel + bias, rtol=1e-5, atol=1e-6)
-    # Linear contraction: occlusion share = ||W_i^T t_i|| / sum_j ||W_j^T t_j||.
+    # Linear contraction: o_i = ||W_i^T t_i|| / sqrt(d_i), w_i = o_i / sum_j o_j.
     rows = np.split(kernel, np.cumsum([3, 4])[:2], axis=0)
-    norms = np.stack([np.linalg.norm(t @ w, axis=-1) for t, w in zip(taps, rows)], axis=-1)
+    norms = np.stack([np.linalg.norm(t @ w, axis=-1) / np.sqrt(w.shape[0]) for t, w in zip(taps, rows)], axis=-1)
     np.testing.assert_allclose(_np(layer.layer_weights(taps)), norms / norms.sum(-1, keepdims=True), rtol=1e-4)
 
 
@@ -100,9 +115,58 @@ def test_self_attention_reference():
     np.testing.assert_allclose(_np(layer.layer_weights(taps)), probs.mean(axis=(1, 2)), rtol=1e-4, atol=1e-6)
 
 
+def _lstm_weights(cell):
+    return _np(cell.kernel), _np(cell.recurrent_kernel), _np(cell.bias)
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_dynamic_recurrent_attention_reference(direction):
+    """Fig. 6 read as DIANet: s_i = v^T h_i, a = softmax(s), y = W [a_1 t_1; ...; a_n t_n] + b."""
+    local = np.random.default_rng(11)  # its own stream: the checks below must not depend on which tests ran
+    taps = _taps([4, 4, 4, 4], source=local)
+    layer = DynamicRecurrent(3, lstm_units=5, direction=direction)
+    assert layer.readout == "attention"
+    layer(taps)
+    np.testing.assert_allclose(_np(layer.layer_weights(taps)), 0.25, rtol=1e-6)  # v starts at 0: equal attention
+    factor = 2 if direction == "bidirectional" else 1
+    v = local.normal(size=(factor * 5, 1)) * 5.0
+    layer.score.kernel.assign(v)
+    sequence = np.stack(taps, 1).astype(np.float64)
+    if direction == "forward":
+        h = lstm_states(sequence, *_lstm_weights(layer.recurrent.cell))
+    else:
+        h = bidirectional_lstm_states(sequence, _lstm_weights(layer.recurrent.forward_layer.cell),
+                                      _lstm_weights(layer.recurrent.backward_layer.cell))
+    a = softmax((h @ v)[..., 0], axis=-1)
+    assert np.abs(a - 0.25).max() > 0.1 and np.abs(a - a[:, ::-1]).max() > 0.1  # far from constant and symmetric
+    kernel, bias = _np(layer.contraction.kernel), _np(layer.contraction.bias)
+    expected = np.concatenate([a[:, i:i + 1] * taps[i] for i in range(4)], axis=-1) @ kernel + bias
+    np.testing.assert_allclose(_np(layer(taps)), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_np(layer.layer_weights(taps)), a, rtol=1e-4, atol=1e-6)  # read, not inferred
+
+
+def test_dynamic_recurrent_final_state_weights_are_occlusion_shares():
+    taps = _taps([4, 4, 4, 4], source=np.random.default_rng(12))
+    layer = DynamicRecurrent(3, lstm_units=5, readout="final_state")
+    layer(taps)
+    assert not layer.weights_start_equal and not hasattr(layer, "score")
+    weights = _lstm_weights(layer.recurrent.cell)
+    kernel, bias = _np(layer.contraction.kernel), _np(layer.contraction.bias)
+    sequence = np.stack(taps, 1).astype(np.float64)
+    y = lstm_last_state(sequence, *weights) @ kernel + bias
+    shares = []
+    for i in range(4):
+        occluded = sequence.copy()
+        occluded[:, i] = 0.0
+        shares.append(np.linalg.norm(y - lstm_last_state(occluded, *weights) @ kernel - bias, axis=-1))
+    expected = np.stack(shares, -1) / np.sum(shares, 0)[:, None]
+    assert np.abs(expected - expected[:, ::-1]).max() > 0.05 and np.abs(expected - 0.25).max() > 0.05
+    np.testing.assert_allclose(_np(layer.layer_weights(taps)), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_dynamic_recurrent_reads_lowest_to_highest():
     taps = _taps([4, 4, 4])
-    layer = DynamicRecurrent(3, lstm_units=5)
+    layer = DynamicRecurrent(3, lstm_units=5, readout="final_state")
     out = _np(layer(taps))
     cell = layer.recurrent.cell
     h = lstm_last_state(np.stack(taps, 1).astype(np.float64), _np(cell.kernel), _np(cell.recurrent_kernel),
@@ -112,8 +176,83 @@ def test_dynamic_recurrent_reads_lowest_to_highest():
     reversed_h = lstm_last_state(np.stack(taps[::-1], 1).astype(np.float64), _np(cell.kernel),
                                  _np(cell.recurrent_kernel), _np(cell.bias))
     assert not np.allclose(out, reversed_h @ kernel + bias, atol=1e-4)  # the order is really used
-    bidirectional = DynamicRecurrent(3, lstm_units=5, direction="bidirectional")
+    bidirectional = DynamicRecurrent(3, lstm_units=5, direction="bidirectional", readout="final_state")
     assert bidirectional(taps).shape == (5, 3) and bidirectional.contraction.kernel.shape == (10, 3)
+
+
+def test_dynamic_recurrent_saved_before_the_readout_knob_loads_and_predicts_as_before():
+    """A `.keras` file written by the zoo before `readout` existed (commit 8a64a31: a functional model of three
+    4-wide taps into DynamicRecurrent(3, lstm_units=5)) has no `readout` in its config: it must load as the final
+    state readout, its only form then, and predict and weigh its layers exactly as it did."""
+    path = os.path.join(DATA, "dynamic_recurrent_before_readout.keras")
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    layer_configs = [c["config"] for c in config["config"]["layers"] if c["class_name"] == "DynamicRecurrent"]
+    assert layer_configs and "readout" not in layer_configs[0]
+    saved = np.load(os.path.join(DATA, "dynamic_recurrent_before_readout.npz"))
+    model = keras.saving.load_model(path)
+    attention = model.get_layer("layer_attention")
+    assert attention.readout == "final_state"
+    taps = list(saved["taps"])
+    np.testing.assert_array_equal(_np(model(taps)).astype("float32"), saved["y"])
+    np.testing.assert_allclose(_np(attention.layer_weights(taps)), saved["weights"], rtol=1e-6)
+    # A new save records the readout, so a new default can never change what an old file means.
+    assert attention.get_config()["readout"] == "final_state"
+    assert DynamicRecurrent.from_config(DynamicRecurrent(3).get_config()).readout == "attention"
+
+
+@pytest.mark.parametrize("readout", ["attention", "final_state"])
+def test_dynamic_recurrent_readout_round_trips(readout, tmp_path):
+    inputs = [keras.Input((4,)) for _ in range(3)]
+    model = keras.Model(inputs, DynamicRecurrent(3, lstm_units=5, readout=readout, name="layer_attention")(inputs))
+    if readout == "attention":
+        model.get_layer("layer_attention").score.kernel.assign(rng.normal(size=(5, 1)))
+    taps = _taps([4, 4, 4], batch=2)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert reloaded.get_layer("layer_attention").readout == readout
+    np.testing.assert_array_equal(_np(reloaded(taps)), _np(model(taps)))
+    np.testing.assert_array_equal(_np(reloaded.get_layer("layer_attention").layer_weights(taps)),
+                                  _np(model.get_layer("layer_attention").layer_weights(taps)))
+
+
+# --- unbiased per-layer weights at initialisation --------------------------------------------------
+
+WIDTHS = (16, 16, 32, 32, 64, 64)
+
+
+def _initial_weights(mechanism, seeds=3, batch=64, **knobs):
+    """Batch- and seed-mean `layer_weights` of a freshly built head (tap transforms as the zoo builds them)
+    for identically distributed random taps (i.i.d. standard normal features) of widths 16/16/32/32/64/64."""
+    rows = []
+    for seed in range(seeds):
+        keras.utils.set_random_seed(seed)
+        inputs = [keras.Input((1, 1, w)) for w in WIDTHS]
+        head = keras.Model(inputs, layer_attended_head(inputs, num_classes=10, mechanism=mechanism, **knobs))
+        attention = head.get_layer("layer_attention")
+        formed = keras.Model(inputs, attention.input)
+        noise = np.random.default_rng(100 + seed)
+        taps = formed([noise.normal(size=(batch, 1, 1, w)).astype("float32") for w in WIDTHS])
+        rows.append(_np(attention.layer_weights(list(taps))).mean(axis=0))
+    return np.mean(rows, axis=0)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_every_mechanism_starts_equal_for_identically_distributed_taps(mechanism):
+    """Section 4 starts from equal attention: with identically distributed taps of different widths, every
+    default measure is 1/6 at initialisation within 0.02 (3 seeds x 64 inputs).  The raw occlusion share of
+    Innate-Static gave 0.11 ... 0.23 (growing like sqrt(width)); Dynamic-Recurrent's final-state occlusion
+    0.06 ... 0.35."""
+    weights = _initial_weights(mechanism)
+    np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(weights, 1 / 6, atol=0.02)
+
+
+def test_final_state_occlusion_is_biased_at_initialisation_and_says_so():
+    """The option's measure is not equal at initialisation: the final state remembers the last taps read best.
+    `weights_start_equal` is False, so the monitor reads it against its before-training row."""
+    weights = _initial_weights("dynamic_recurrent", seeds=2, lstm_readout="final_state")
+    assert np.all(np.diff(weights) > 0) and weights[-1] > 2 * weights[0]
 
 
 # --- whole models ----------------------------------------------------------------------------------
@@ -126,6 +265,8 @@ def test_model_shapes_and_weight_rows(mechanism, tap_form):
                         input_shape=shape, num_classes=4, contraction_units=16)
     x, _ = random_batch(shape, n=6)
     assert model(x).shape == (6, 4)
+    if mechanism == "dynamic_recurrent":  # the score vector starts at 0 (equal attention); move it
+        model.get_layer("layer_attention").score.kernel.assign(rng.normal(size=(64, 1)))
     weights = layer_weights(model, x)
     assert weights.shape == (6, 6)  # (batch, n_layers): 3 stages x 2 layers
     assert np.all(weights >= 0)

@@ -93,17 +93,37 @@ class LayerAttention(layers.Layer):
     contraction) and may override `layer_weights(taps)`.  The contraction is a
     Dense layer named `contraction` ("many-to-few fully connected").
 
-    The default `layer_weights` is an occlusion share: with ``y = self(taps)``
-    and ``y_i`` the output when tap i is replaced by zeros,
-    ``w_i = ||y - y_i||_2 / sum_j ||y - y_j||_2`` (uniform if every difference
-    is 0).  For a contraction that is linear in the concatenated taps (Innate-
-    Static without a hidden activation) ``y - y_i = W_i^T t_i`` exactly: tap i's
-    share of the contraction's weight times its activation.
+    The default `layer_weights` is a width-normalised occlusion share: with
+    ``y = self(taps)``, ``y_(i)`` the output when tap i is replaced by zeros and
+    ``d_i`` the width of tap i,
+
+        ``o_i = ||y - y_(i)||_2 / sqrt(d_i)``,   ``w_i = o_i / sum_j o_j``
+
+    (uniform if every difference is 0).  For a contraction that is linear in the
+    concatenated taps (Innate-Static without a hidden activation)
+    ``y - y_(i) = W_i^T t_i`` exactly, a sum of ``d_i`` terms ``W_i[k] t_i[k]``.
+    At initialisation those terms are independent with a common variance
+    (every kernel entry has the same distribution), so ``E||W_i^T t_i||^2`` is
+    ``d_i`` times a per-feature term and the raw norm grows like
+    ``sqrt(d_i)``: taps of 16/16/32/32/64/64 identically distributed features
+    would get 0.11 ... 0.23 before any training.  Dividing by ``sqrt(d_i)``
+    (the root-mean-square contribution per input feature) removes that, so
+    identically distributed taps start at ``1/n`` whatever their widths, and the
+    share is unchanged by any reparametrisation that leaves the function alone
+    (scaling a tap by c and its kernel rows by 1/c).  For taps of one common
+    width it is the plain occlusion share.
+
+    `weights_start_equal` says whether the weights start at ``1/n`` for
+    identically distributed taps at initialisation (True for every mechanism
+    except Dynamic-Recurrent's ``readout="final_state"``, whose weights must be
+    read against the before-training row).
 
     Args:
         units: width of the contraction.
         activation: activation after the contraction (None for logits).
     """
+
+    weights_start_equal = True
 
     def __init__(self, units, activation=None, **kwargs):
         super().__init__(**kwargs)
@@ -136,12 +156,17 @@ class LayerAttention(layers.Layer):
         return self._activation_fn(self.contraction(self.combine(list(taps), training=training)))
 
     def layer_weights(self, taps):
+        return self.occlusion_shares(taps)
+
+    def occlusion_shares(self, taps):
+        """``w_i = o_i / sum_j o_j`` with ``o_i = ||y - y_(i)||_2 / sqrt(d_i)`` (see the class docstring)."""
         taps = list(taps)
         reference = self(taps, training=False)
         shares = []
-        for i in range(len(taps)):
-            occluded = taps[:i] + [ops.zeros_like(taps[i])] + taps[i + 1:]
-            shares.append(ops.sqrt(ops.sum(ops.square(reference - self(occluded, training=False)), axis=-1)))
+        for i, tap in enumerate(taps):
+            occluded = taps[:i] + [ops.zeros_like(tap)] + taps[i + 1:]
+            norm = ops.sqrt(ops.sum(ops.square(reference - self(occluded, training=False)), axis=-1))
+            shares.append(norm / math.sqrt(int(tap.shape[-1])))
         return _normalise_rows(ops.stack(shares, axis=-1))
 
     def compute_output_shape(self, input_shape):
@@ -164,8 +189,13 @@ class InnateStatic(LayerAttention):
     """Innate-Static (Fig. 5): concatenate all taps, contract with a many-to-few Dense layer.
 
     ``y = act(W [t_1; ...; t_n] + b)``.  The attention is innate in W; per-layer
-    weights are the occlusion shares of `LayerAttention` (for a linear
-    contraction, ``||W_i^T t_i|| / sum_j ||W_j^T t_j||``).
+    weights are the width-normalised occlusion shares of `LayerAttention`: for a
+    linear contraction (no hidden activation)
+
+        ``w_i = (||W_i^T t_i||_2 / sqrt(d_i)) / sum_j (||W_j^T t_j||_2 / sqrt(d_j))``
+
+    with ``W_i`` the ``d_i`` rows of W that meet tap i.  They start at ``1/n``
+    for identically distributed taps of any widths.
     """
 
     def build(self, input_shape):
@@ -269,46 +299,102 @@ class TapSelfAttention(LayerAttention):
 
 
 LSTM_DIRECTIONS = ("forward", "bidirectional")
+LSTM_READOUTS = ("attention", "final_state")
 
 
 @keras.saving.register_keras_serializable(package="lacnn_zoo")
 class DynamicRecurrent(LayerAttention):
     """Dynamic-Recurrent (Fig. 6, dashed line): an LSTM reads the taps from the lowest layer to the highest.
 
-    Its final state (both final states when bidirectional) is contracted.  The
-    LSTM's gates decide, per input, what of each layer propagates.
-    `layer_weights` is the occlusion share of `LayerAttention`: how much the
-    contracted output changes when tap i is zeroed, normalised over taps.
+    ``readout="attention"`` (the default; DIANet-style dynamic attention, as Fig. 6
+    draws it: the taps pass through an attention mechanism, are concatenated and
+    contracted).  With ``h_1, ..., h_n`` the LSTM's per-step outputs over
+    ``t_1, ..., t_n`` (lowest layer first; forward and backward outputs
+    concatenated when bidirectional)::
+
+        s_i = v^T h_i,    a = softmax(s_1, ..., s_n),
+        y = act(W [a_1 t_1; ...; a_n t_n] + b)
+
+    Every ``a_i`` is in [0, 1] and they sum to 1; they depend on the input (the
+    LSTM has seen layers 1..i when it scores layer i).  The score vector ``v``
+    (`score`) starts at zero, so every layer starts at ``1/n`` for every input
+    (section 4's "equal attention weighting"), as Static Trainable-Vector's
+    zero logits do; its gradient is not zero, so it moves from the first step.
+    `layer_weights` returns ``a``: the weights are read, not inferred.
+
+    ``readout="final_state"`` (the zoo's first form): the LSTM's final state
+    (both final states when bidirectional) is contracted,
+    ``y = act(W h_n + b)``; the gates decide what of each layer propagates.
+    `layer_weights` is then the occlusion share of `LayerAttention`.  That
+    share is NOT equal at initialisation: the final state forgets early steps,
+    so with identically distributed taps it rises from the first tap read to
+    the last (about 0.06 ... 0.35 over 6 taps); read it against the
+    before-training row (`weights_start_equal` is False).
+
+    Saved models from before the knob existed have no ``readout`` in their
+    config; `from_config` gives them ``"final_state"``, the only form they
+    could have, so they load their weights and predict as before.
 
     Args:
         lstm_units: LSTM state size.
         direction: ``"forward"`` (lowest to highest layer) or ``"bidirectional"``.
+        readout: ``"attention"`` or ``"final_state"``.
     """
 
-    def __init__(self, units, activation=None, lstm_units=64, direction="forward", **kwargs):
+    def __init__(self, units, activation=None, lstm_units=64, direction="forward", readout="attention", **kwargs):
         super().__init__(units, activation=activation, **kwargs)
         self.lstm_units = check_positive_int("lstm_units", lstm_units)
         self.direction = check_choice("lstm_direction", direction, LSTM_DIRECTIONS)
+        self.readout = check_choice("lstm_readout", readout, LSTM_READOUTS)
+
+    @property
+    def weights_start_equal(self):
+        return self.readout == "attention"
 
     def build(self, input_shape):
         self._check_taps(input_shape)
         width = self._equal_widths(input_shape, "Dynamic-Recurrent")
-        lstm = layers.LSTM(self.lstm_units, name="lstm", dtype=self.dtype_policy)
+        sequences = self.readout == "attention"
+        lstm = layers.LSTM(self.lstm_units, return_sequences=sequences, name="lstm", dtype=self.dtype_policy)
         self.recurrent = (
             layers.Bidirectional(lstm, name="bidirectional", dtype=self.dtype_policy)
             if self.direction == "bidirectional" else lstm
         )
         self.recurrent.build((None, self.num_layers, width))
         factor = 2 if self.direction == "bidirectional" else 1
-        self.build_contraction(factor * self.lstm_units)
+        if sequences:
+            self.score = layers.Dense(1, use_bias=False, kernel_initializer="zeros", name="score",
+                                      dtype=self.dtype_policy)
+            self.score.build((None, self.num_layers, factor * self.lstm_units))
+            self.build_contraction(self.num_layers * width)
+        else:
+            self.build_contraction(factor * self.lstm_units)
+
+    def attention_weights(self, taps, training=None):
+        """``a = softmax_i(v^T h_i)``, shape (batch, n) (``readout="attention"`` only)."""
+        outputs = self.recurrent(ops.stack(taps, axis=1), training=training)  # (batch, n, factor * lstm_units)
+        return ops.softmax(ops.squeeze(self.score(outputs), axis=-1), axis=-1)
 
     def combine(self, taps, training=None):
-        return self.recurrent(ops.stack(taps, axis=1), training=training)
+        if self.readout == "final_state":
+            return self.recurrent(ops.stack(taps, axis=1), training=training)
+        a = self.attention_weights(taps, training=training)
+        return ops.concatenate([a[:, i:i + 1] * tap for i, tap in enumerate(taps)], axis=-1)
+
+    def layer_weights(self, taps):
+        if self.readout == "final_state":
+            return self.occlusion_shares(taps)
+        return self.attention_weights(list(taps), training=False)
 
     def get_config(self):
         config = super().get_config()
-        config.update(lstm_units=self.lstm_units, direction=self.direction)
+        config.update(lstm_units=self.lstm_units, direction=self.direction, readout=self.readout)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # A config without `readout` was saved before the knob existed, when the final state was the only form.
+        return super().from_config({"readout": "final_state", **config})
 
 
 MECHANISMS = {

@@ -28,7 +28,7 @@ import keras
 from keras import Model, layers
 
 from lacnn_zoo.layers import ConvBNAct
-from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, MECHANISMS, TAP_FORMS, TapForm
+from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, LSTM_READOUTS, MECHANISMS, TAP_FORMS, TapForm
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.backbones import accepted_backbones, feature_extractor, resolve_backbone
 from lacnn_zoo.models.heads import check_head_arguments, classifier, model_input
@@ -55,6 +55,7 @@ HEAD_DEFAULTS = dict(
     key_width=None,
     lstm_units=64,
     lstm_direction="forward",
+    lstm_readout="attention",
     contraction_units=None,
 )
 
@@ -87,12 +88,13 @@ def _tap_size(tap_size, taps):
 
 
 def check_head_knobs(*, mechanism, pooling, tap_form, tap_size, tap_transform, tap_units, heads, key_width,
-                     lstm_units, lstm_direction, contraction_units):
+                     lstm_units, lstm_direction, lstm_readout, contraction_units):
     """Validate the knobs of `layer_attended_head`; returns `tap_transform` resolved from None."""
     check_choice("mechanism", mechanism, tuple(MECHANISMS))
     check_choice("pooling", pooling, POOLING_MODES)
     check_choice("tap_form", tap_form, TAP_FORMS)
     check_choice("lstm_direction", lstm_direction, LSTM_DIRECTIONS)
+    check_choice("lstm_readout", lstm_readout, LSTM_READOUTS)
     _check_tap_size(tap_size)
     check_positive_int("tap_units", tap_units)
     check_positive_int("heads", heads)
@@ -116,7 +118,7 @@ def layer_attended_head(taps, *, num_classes, classifier_activation=None, **knob
         num_classes: classifier width.
         classifier_activation: None for logits, or e.g. "softmax" (a layer named `probabilities`).
         **knobs: `mechanism`, `pooling`, `tap_form`, `tap_size`, `tap_transform`, `tap_units`,
-            `heads`, `key_width`, `lstm_units`, `lstm_direction`, `contraction_units`, as
+            `heads`, `key_width`, `lstm_units`, `lstm_direction`, `lstm_readout`, `contraction_units`, as
             `build_layer_attended` (defaults in `HEAD_DEFAULTS`).
 
     Returns:
@@ -139,13 +141,18 @@ def layer_attended_head(taps, *, num_classes, classifier_activation=None, **knob
         for i, t in enumerate(taps, start=1)
     ]
     if tap_transform:
+        # He initialisation (variance 2 / fan_in) keeps the transformed taps' scale independent of the tap's
+        # width, so taps of different widths but one distribution come out identically distributed (Glorot's
+        # 2 / (fan_in + fan_out) gave a 16-wide tap 0.4 and a 64-wide tap 1.0 of the input variance).
         formed = [
-            layers.Dense(k["tap_units"], activation="relu", name=f"tap{i}_transform")(t)
+            layers.Dense(k["tap_units"], activation="relu", kernel_initializer="he_normal",
+                         name=f"tap{i}_transform")(t)
             for i, t in enumerate(formed, start=1)
         ]
     options = {
         "self_attention": dict(heads=k["heads"], key_width=k["key_width"]),
-        "dynamic_recurrent": dict(lstm_units=k["lstm_units"], direction=k["lstm_direction"]),
+        "dynamic_recurrent": dict(lstm_units=k["lstm_units"], direction=k["lstm_direction"],
+                                  readout=k["lstm_readout"]),
     }.get(k["mechanism"], {})
     mechanism = MECHANISMS[k["mechanism"]]
     if k["contraction_units"] is None:
@@ -191,6 +198,7 @@ def build_layer_attended(
     key_width=None,
     lstm_units=64,
     lstm_direction="forward",
+    lstm_readout="attention",
     contraction_units=None,
 ):
     """A layer-attended network.
@@ -216,12 +224,16 @@ def build_layer_attended(
         tap_units: width of the tap transform.
         heads, key_width: self-attention heads and total key width (divisible by heads).
         lstm_units, lstm_direction: the Dynamic-Recurrent LSTM ("forward" or "bidirectional").
+        lstm_readout: "attention" (default: the LSTM's per-step outputs score the layers, a softmax
+            over layers weights the taps, which are concatenated and contracted) or "final_state"
+            (the LSTM's final state is contracted; the zoo's first form).
         contraction_units: None contracts straight to the logits; an int adds a hidden
             contraction of that width (ReLU) before the classifier.
     """
     head = dict(mechanism=mechanism, pooling=pooling, tap_form=tap_form, tap_size=tap_size,
                 tap_transform=tap_transform, tap_units=tap_units, heads=heads, key_width=key_width,
-                lstm_units=lstm_units, lstm_direction=lstm_direction, contraction_units=contraction_units)
+                lstm_units=lstm_units, lstm_direction=lstm_direction, lstm_readout=lstm_readout,
+                contraction_units=contraction_units)
     check_head_knobs(**head)
     if isinstance(backbone, str) and backbone in BACKBONES:
         check_choice("mixing", mixing, MIXING_MODES)
@@ -292,7 +304,8 @@ def layer_attended(
         classifier_activation: None (logits) or e.g. "softmax".
         name: model name (default `"<backbone>_layer_attended"`).
         **head_knobs: `pooling`, `tap_form`, `tap_size`, `tap_transform`, `tap_units`, `heads`,
-            `key_width`, `lstm_units`, `lstm_direction`, `contraction_units` (see `build_layer_attended`).
+            `key_width`, `lstm_units`, `lstm_direction`, `lstm_readout`, `contraction_units` (see
+            `build_layer_attended`).
 
     Preprocessing: the backbone's own (see `lacnn_zoo.models.backbones.resolve_backbone`): EfficientNet,
     MobileNetV3 and ConvNeXt take raw pixels in [0, 255]; ResNet*V2, DenseNet and MobileNet(V2) take
