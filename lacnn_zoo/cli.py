@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from lacnn_zoo.data import AUGMENTS
 from lacnn_zoo.errors import run_command
 
 
@@ -44,7 +45,8 @@ def _train(args):
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=args.weight_decay, seed=args.seed,
         overrides=dict(args.set) if args.set else None,
-        image_size=tuple(args.image_size) if args.image_size else None, augment=args.augment or None,
+        image_size=tuple(args.image_size) if args.image_size else None, augment=args.augment,
+        mixup=args.mixup, cutmix=args.cutmix, random_erasing=args.random_erasing,
         freeze_backbone=args.freeze_backbone or None, init_weights=args.init_weights, recipe=args.recipe,
         optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
         milestones=tuple(args.milestones) if args.milestones else None, decay_factor=args.decay_factor,
@@ -200,7 +202,13 @@ def main(argv=None):
     t.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
     t.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
     t.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize TFDS images")
-    t.add_argument("--augment", action="store_true", help="random crop + flip on training data (TFDS, folders)")
+    t.add_argument("--augment", choices=AUGMENTS,
+                   help="training augmentation (TFDS, folders): none, crop-flip (pad 1/8, random crop, flip), "
+                        "randaugment (crop-flip + Keras RandAugment); default: the recipe's")
+    t.add_argument("--mixup", type=float, metavar="ALPHA", help="MixUp with Beta(ALPHA, ALPHA) weights (0: off)")
+    t.add_argument("--cutmix", type=float, metavar="ALPHA",
+                   help="CutMix with Beta(ALPHA, ALPHA) areas (0: off); with --mixup, half the batches each")
+    t.add_argument("--random-erasing", type=float, metavar="P", help="erase a random patch with probability P")
     t.add_argument("--validation-fraction", type=float, help="share of the data held out for validation (0.1)")
     t.add_argument("--test-fraction", type=float, help="share held out for the test (0.2; folders and TFDS sets "
                                                        "without a test split)")
@@ -257,7 +265,7 @@ def main(argv=None):
     c.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
     c.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
     c.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images")
-    c.add_argument("--augment", action="store_true", help="random crop + flip on training data")
+    c.add_argument("--augment", choices=AUGMENTS, help="training augmentation, as for train")
     c.set_defaults(func=_compare)
 
     e = add("evaluate", help="top-1 (top-5) accuracy and loss of a .keras file or run folder on a data set")

@@ -126,6 +126,37 @@ def _check_image_size(image_size):
     return size
 
 
+# Training-time augmentation (`augment`): what each name applies to every training image, in this order.
+AUGMENTS = ("none", "crop-flip", "randaugment")
+# RandAugment as Keras implements it (`keras.layers.RandAugment`): 2 operations per image at magnitude 0.5
+# of Keras' range, its defaults (Cubuk et al. 2020 found N=2 good for CIFAR; the magnitude scale is Keras').
+RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE = 2, 0.5
+
+
+def check_augment(augment):
+    """The augmentation's name: 'none', 'crop-flip' or 'randaugment' (True and False, the flag of earlier
+    releases, mean 'crop-flip' and 'none')."""
+    if augment is None or augment is False:
+        return "none"
+    if augment is True:
+        return "crop-flip"
+    if isinstance(augment, str) and augment in AUGMENTS:
+        return augment
+    raise ValueError(f"`augment` must be one of {', '.join(AUGMENTS)}; received augment={augment!r}.")
+
+
+def check_mixing(mixup=0.0, cutmix=0.0, random_erasing=0.0):
+    """MixUp and CutMix alphas (>= 0, 0 = off) and the random-erasing probability (in [0, 1])."""
+    from lacnn_zoo.validation import check_finite
+
+    check_finite("mixup", mixup, minimum=0)
+    check_finite("cutmix", cutmix, minimum=0)
+    check_finite("random_erasing", random_erasing, minimum=0)
+    if random_erasing > 1:
+        raise ValueError(f"`random_erasing` is a probability in [0, 1]; received random_erasing={random_erasing!r}.")
+    return float(mixup), float(cutmix), float(random_erasing)
+
+
 def _crop_flip(height, width, channels, seed):
     """Random crop after padding by 1/8 of the size, and a random horizontal flip (the CIFAR recipe)."""
     import tensorflow as tf
@@ -140,6 +171,79 @@ def _crop_flip(height, width, channels, seed):
     return augment_fn
 
 
+def _augmenter(augment, random_erasing, height, width, channels, seed):
+    """The per-image training augmentation (on pixels in [0, 1], before standardisation), or None.
+
+    'crop-flip': pad by 1/8 of the size, random crop, random horizontal flip. 'randaugment': crop-flip, then
+    `keras.layers.RandAugment`. `random_erasing` > 0: then `keras.layers.RandomErasing` erases one random
+    patch with that probability (Zhong et al. 2020; Keras' patch sizes and noise fill).
+    """
+    import keras
+
+    steps = []
+    if augment in ("crop-flip", "randaugment"):
+        steps.append(_crop_flip(height, width, channels, seed))
+    if augment == "randaugment":
+        rand = keras.layers.RandAugment(value_range=(0, 1), num_ops=RANDAUGMENT_OPS, factor=RANDAUGMENT_MAGNITUDE,
+                                        seed=seed, dtype="float32")
+        steps.append(lambda image, label: (rand(image, training=True), label))
+    if random_erasing:
+        # Keras samples the probability from [0, factor] for a single float; (p, p) makes it exactly p.
+        erase = keras.layers.RandomErasing(factor=(random_erasing, random_erasing), value_range=(0, 1),
+                                           seed=seed, dtype="float32")
+        steps.append(lambda image, label: (erase(image, training=True), label))
+    if not steps:
+        return None
+
+    def augment_fn(image, label):
+        for step in steps:
+            image, label = step(image, label)
+        return image, label
+
+    return augment_fn
+
+
+def one_hot_labels(ds, num_classes):
+    """A batched `(image, label)` pipeline with one-hot float32 labels (for soft-label training)."""
+    import tensorflow as tf
+
+    return ds.map(lambda image, label: (image, tf.one_hot(label, num_classes, dtype=tf.float32)),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def mix_batches(ds, num_classes, *, mixup=0.0, cutmix=0.0, seed=0):
+    """One-hot labels, then MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) on each training batch.
+
+    Keras' own layers do the mixing: `keras.layers.MixUp(alpha=mixup)` blends each image with another of the
+    batch, weight ~ Beta(alpha, alpha); `keras.layers.CutMix(factor=(cutmix, cutmix))` pastes a box of
+    another image, area ~ Beta(alpha, alpha); the labels are mixed in the same proportion. With both
+    alphas, each batch takes one of the two with probability 1/2 (timm's switch probability).
+    """
+    import keras
+    import tensorflow as tf
+
+    ds = one_hot_labels(ds, num_classes)
+    layers = []
+    if mixup:
+        layers.append(keras.layers.MixUp(alpha=mixup, seed=seed, dtype="float32"))
+    if cutmix:
+        layers.append(keras.layers.CutMix(factor=(cutmix, cutmix), seed=seed + 1, dtype="float32"))
+    if not layers:
+        return ds
+
+    def apply(layer, images, labels):
+        out = layer({"images": images, "labels": labels}, training=True)
+        return tf.cast(out["images"], tf.float32), tf.cast(out["labels"], tf.float32)
+
+    def mix(images, labels):
+        if len(layers) == 1:
+            return apply(layers[0], images, labels)
+        return tf.cond(tf.random.uniform([], seed=seed) < 0.5, lambda: apply(layers[0], images, labels),
+                       lambda: apply(layers[1], images, labels))
+
+    return ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def load_tfds(
     name,
     *,
@@ -149,6 +253,7 @@ def load_tfds(
     download=False,
     image_size=None,
     augment=False,
+    random_erasing=0.0,
     validation_fraction=0.1,
     test_fraction=0.2,
     train_split="train",
@@ -162,7 +267,9 @@ def load_tfds(
         data_dir: where prepared TFDS data lives (TFDS' default when None).
         download: allow TFDS to download and prepare (needs network).
         image_size: `(height, width)` to resize to, or None to keep the native size.
-        augment: random crop (padding of 1/8 of the size) and horizontal flip on training data.
+        augment: training augmentation, one of `AUGMENTS`: 'none', 'crop-flip' (random crop after padding by
+            1/8 of the size, and horizontal flip) or 'randaugment' (crop-flip, then Keras' RandAugment).
+        random_erasing: probability of erasing a random patch of each training image (Keras' RandomErasing).
         validation_fraction: the tail of `train_split` held out for validation.
         test_fraction: the share of `train_split` carved out for testing when there is no test split.
         train_split: the TFDS split to train on (a split name such as 'train').
@@ -178,6 +285,8 @@ def load_tfds(
     import tensorflow_datasets as tfds
 
     check_positive_int("batch_size", batch_size)
+    augment = check_augment(augment)
+    random_erasing = check_mixing(random_erasing=random_erasing)[2]
     check_unit_interval("validation_fraction", validation_fraction, open_right=True)
     if not 0 < validation_fraction < 1:
         raise ValueError(f"`validation_fraction` must be in (0, 1); received {validation_fraction!r}.")
@@ -252,8 +361,9 @@ def load_tfds(
 
     autotune = tf.data.AUTOTUNE
     train = train.map(to_float, num_parallel_calls=autotune).shuffle(10_000, seed=seed)
-    if augment:
-        train = train.map(_crop_flip(height, width, channels, seed), num_parallel_calls=autotune)
+    augment_fn = _augmenter(augment, random_erasing, height, width, channels, seed)
+    if augment_fn is not None:
+        train = train.map(augment_fn, num_parallel_calls=autotune)
 
     def finish(ds):
         return ds.map(normalise, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
@@ -393,6 +503,7 @@ def load_image_folder(
     batch_size=64,
     image_size=None,
     augment=False,
+    random_erasing=0.0,
     validation_fraction=0.1,
     test_fraction=0.2,
     stats_examples=2000,
@@ -420,7 +531,9 @@ def load_image_folder(
         path: an existing folder of class subfolders.
         image_size: `(height, width)` to resize to; None keeps the native size, which must then be
             the same for every image.
-        augment: random crop (padding of 1/8 of the size) and horizontal flip on training data.
+        augment: training augmentation, one of `AUGMENTS`: 'none', 'crop-flip' (random crop after padding by
+            1/8 of the size, and horizontal flip) or 'randaugment' (crop-flip, then Keras' RandAugment).
+        random_erasing: probability of erasing a random patch of each training image (Keras' RandomErasing).
         validation_fraction, test_fraction: shares of the images held out (when there are no split folders).
         data_dir, download: accepted for a uniform `load_dataset` call; they apply to TFDS only.
 
@@ -436,6 +549,8 @@ def load_image_folder(
         )
     check_positive_int("batch_size", batch_size)
     check_positive_int("stats_examples", stats_examples)
+    augment = check_augment(augment)
+    random_erasing = check_mixing(random_erasing=random_erasing)[2]
     image_size = _check_image_size(image_size)
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -533,8 +648,9 @@ def load_image_folder(
         return (image - mean) / std, label
 
     train = train.shuffle(len(train_paths), seed=seed)
-    if augment:
-        train = train.map(_crop_flip(height, width, channels, seed), num_parallel_calls=autotune)
+    augment_fn = _augmenter(augment, random_erasing, height, width, channels, seed)
+    if augment_fn is not None:
+        train = train.map(augment_fn, num_parallel_calls=autotune)
 
     def finish(ds):
         return ds.map(normalise, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
@@ -576,8 +692,10 @@ def load_dataset(name="digits", *, seed=0, batch_size=64, **kwargs):
             f"received {name!r}."
         )
     if name == "digits":
-        if kwargs.get("augment"):
-            raise ValueError("`augment` applies to TFDS sets; the embedded digits are used as scanned.")
+        for arg in ("augment", "random_erasing"):
+            if kwargs.get(arg) and kwargs.get(arg) != "none":
+                raise ValueError(f"`{arg}` applies to TFDS sets and image folders; the embedded digits are used "
+                                 f"as scanned. Received {arg}={kwargs[arg]!r} with dataset='digits'.")
         return load_digits(seed=seed)
     if is_folder_name(name):
         return load_image_folder(os.path.expanduser(name), seed=seed, batch_size=batch_size, **kwargs)

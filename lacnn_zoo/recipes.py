@@ -8,7 +8,10 @@ Everything goes through Keras' own optimisers (`SGD`, `Adam`, `AdamW`, with
 their `weight_decay`, `clipnorm` and `use_ema`) and schedules (`CosineDecay`,
 `PiecewiseConstantDecay`); the only additions are a linear warm-up wrapper for
 the step and constant schedules and a sparse cross-entropy with label smoothing
-(Keras' sparse loss has none).
+(Keras' sparse loss has none). Augmentation (`augment`, `mixup`, `cutmix`,
+`random_erasing`) is Keras' preprocessing layers in the tf.data pipeline
+(`lacnn_zoo.data`); with MixUp or CutMix the labels are soft, and the loss and
+metrics are Keras' categorical ones.
 """
 
 import math
@@ -16,6 +19,7 @@ import numbers
 
 import keras
 
+from lacnn_zoo.data import check_augment, check_mixing
 from lacnn_zoo.validation import check_choice, check_finite
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -26,7 +30,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DEFAULT_RECIPE = dict(
     optimizer="adamw", learning_rate=3e-3, momentum=0.9, nesterov=False, weight_decay=1e-4, batch_size=64,
     schedule="cosine", milestones=(0.5, 0.75), decay_factor=0.1, warmup_epochs=0, label_smoothing=0.0,
-    clipnorm=None, ema=False, augment=False, dropout=None,
+    clipnorm=None, ema=False, augment="none", mixup=0.0, cutmix=0.0, random_erasing=0.0, dropout=None,
 )
 
 RECIPES = {
@@ -36,19 +40,19 @@ RECIPES = {
     # weight decay 1e-4, lr / 10 at 32k and 48k of 64k iterations (50% and 75%), 4-pixel pad + crop and flip.
     "he2016": dict(DEFAULT_RECIPE, optimizer="sgd", learning_rate=0.1, momentum=0.9, nesterov=False,
                    weight_decay=1e-4, batch_size=128, schedule="step", milestones=(0.5, 0.75), decay_factor=0.1,
-                   augment=True),
+                   augment="crop-flip"),
     # Zagoruyko & Komodakis 2016, "Wide Residual Networks", section 3 (CIFAR): SGD with Nesterov momentum 0.9,
     # lr 0.1 x 0.2 at epochs 60, 120, 160 of 200 (30%, 60%, 80%), weight decay 5e-4, batch 128, dropout 0.3
     # between the convolutions of a block, pad + crop and flip.
     "zagoruyko2016": dict(DEFAULT_RECIPE, optimizer="sgd", learning_rate=0.1, momentum=0.9, nesterov=True,
                           weight_decay=5e-4, batch_size=128, schedule="step", milestones=(0.3, 0.6, 0.8),
-                          decay_factor=0.2, augment=True, dropout=0.3),
+                          decay_factor=0.2, augment="crop-flip", dropout=0.3),
     # Bello et al. 2019 train AA-WRN-28-10 on CIFAR-100 against the WRN-28-10 baseline; the documents in this
     # project state no optimiser, schedule or epoch count for it, so this recipe is the WRN baseline's
     # (zagoruyko2016) setting. That choice is ours, not the paper's.
     "bello2019": dict(DEFAULT_RECIPE, optimizer="sgd", learning_rate=0.1, momentum=0.9, nesterov=True,
                       weight_decay=5e-4, batch_size=128, schedule="step", milestones=(0.3, 0.6, 0.8),
-                      decay_factor=0.2, augment=True, dropout=0.3),
+                      decay_factor=0.2, augment="crop-flip", dropout=0.3),
 }
 
 
@@ -73,7 +77,10 @@ def resolve_recipe(recipe="default", **explicit):
         raise ValueError(f"`label_smoothing` must be in [0, 1); received {options['label_smoothing']!r}.")
     if options["clipnorm"] is not None:
         check_finite("clipnorm", options["clipnorm"], minimum=0, inclusive=False)
-    for flag in ("nesterov", "ema", "augment"):
+    options["augment"] = check_augment(options["augment"])
+    options["mixup"], options["cutmix"], options["random_erasing"] = check_mixing(
+        options["mixup"], options["cutmix"], options["random_erasing"])
+    for flag in ("nesterov", "ema"):
         if not isinstance(options[flag], bool):
             raise ValueError(f"`{flag}` must be True or False; received {flag}={options[flag]!r}.")
     options["milestones"] = check_milestones(options["milestones"])

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from lacnn_zoo.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, EpochTimer, weights_are_finite
-from lacnn_zoo.data import is_folder_name, load_dataset
+from lacnn_zoo.data import check_augment, is_folder_name, load_dataset, mix_batches, one_hot_labels
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -52,7 +52,7 @@ NO_DECAY = ["layer_logits", "layer_embedding", "beta_angle", "rel_height", "rel_
 SPLIT_KEYS = ("validation_fraction", "test_fraction", "train_split", "test_split")
 RECIPE_KEYS = (
     "recipe", "optimizer", "momentum", "nesterov", "schedule", "milestones", "decay_factor", "warmup_epochs",
-    "label_smoothing", "clipnorm", "ema", "precision",
+    "label_smoothing", "clipnorm", "ema", "precision", "mixup", "cutmix", "random_erasing",
 )
 RUN_KEYS = (
     "model", "dataset", "epochs", "batch_size", "learning_rate", "weight_decay", "seed", "overrides",
@@ -100,6 +100,7 @@ def _prepare_output_dir(output_dir, config, *, resume, overwrite):
             raise ValueError(f"The run in {output_dir!r} already finished (metrics.json exists); nothing to resume.")
         stored = read_json(run_file)
         stored = {**RUN_KEY_DEFAULTS, **stored}
+        stored["augment"] = check_augment(stored.get("augment"))  # earlier runs recorded True / False
         differ = {k: (stored.get(k), config[k]) for k in RUN_KEYS if stored.get(k) != _plain(config[k])}
         if differ:
             detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
@@ -186,21 +187,40 @@ def compile_with_recipe(model, options, *, epochs, steps_per_epoch, num_classes=
     # Decay only kernels: decaying attention logits or beta would pull them towards uniform / 0,
     # biasing exactly the quantities the layer-attention monitor reports.
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
-    if options["label_smoothing"]:
-        loss = SparseCategoricalCrossentropyWithSmoothing(options["label_smoothing"], from_logits=from_logits)
+    top5 = num_classes is not None and num_classes >= 20
+    if soft_labels(options):  # MixUp / CutMix: one-hot (mixed) labels in every split
+        loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits,
+                                                    label_smoothing=options["label_smoothing"])
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if top5:
+            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    metrics = ["accuracy"]
-    if num_classes is not None and num_classes >= 20:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+        if options["label_smoothing"]:
+            loss = SparseCategoricalCrossentropyWithSmoothing(options["label_smoothing"], from_logits=from_logits)
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        metrics = ["accuracy"]
+        if top5:
+            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 
 
-def _fit_data(data, split, batch_size):
+def soft_labels(options):
+    """True when the recipe mixes labels (MixUp or CutMix), so training needs one-hot labels."""
+    return bool(options.get("mixup") or options.get("cutmix"))
+
+
+def _fit_data(data, split, batch_size, options=None, seed=0):
+    """`fit`/`evaluate` arguments for a split; one-hot labels (mixed for training) when the recipe mixes."""
     part = getattr(data, split)
     if data.is_numpy:
         return {"x": part[0], "y": part[1], "batch_size": batch_size}
+    if options is not None and soft_labels(options):
+        if split == "train":
+            part = mix_batches(part, data.num_classes, mixup=options["mixup"], cutmix=options["cutmix"], seed=seed)
+        else:
+            part = one_hot_labels(part, data.num_classes)
     return {"x": part}
 
 
@@ -236,7 +256,10 @@ def train(
     data_dir=None,
     download=False,
     image_size=None,
-    augment=False,
+    augment=None,
+    mixup=None,
+    cutmix=None,
+    random_erasing=None,
     freeze_backbone=False,
     init_weights=None,
     tensorboard=True,
@@ -272,10 +295,12 @@ def train(
         recipe, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer,
         momentum=momentum, nesterov=nesterov, schedule=schedule, milestones=milestones, decay_factor=decay_factor,
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, clipnorm=clipnorm, ema=ema,
+        augment=augment, mixup=mixup, cutmix=cutmix, random_erasing=random_erasing,
     )
     batch_size = check_positive_int("batch_size", options["batch_size"])
-    if augment is None or augment is False:  # a recipe's augmentation applies where the data set has it
-        augment = options["augment"] and dataset != "digits"
+    if augment is None and dataset == "digits":  # a recipe's augmentation applies where the data set has it
+        options["augment"] = "none"
+    augment = options["augment"]
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
     if not isinstance(freeze_backbone, bool):
@@ -292,7 +317,9 @@ def train(
     splits = {k: v for k, v in zip(SPLIT_KEYS, (validation_fraction, test_fraction, train_split, test_split))
               if v is not None}
     if dataset == "digits":
-        for arg, value in (("image_size", image_size), ("augment", augment), ("data_dir", data_dir),
+        for arg, value in (("image_size", image_size), ("augment", augment != "none" and augment),
+                           ("mixup", options["mixup"]), ("cutmix", options["cutmix"]),
+                           ("random_erasing", options["random_erasing"]), ("data_dir", data_dir),
                            ("download", download), *splits.items()):
             if value:
                 raise ValueError(
@@ -336,6 +363,7 @@ def _train(info, config, options, output_dir, *, resume, overwrite, data_dir, do
         dataset, seed=seed, batch_size=batch_size, **(
             {} if dataset == "digits" else
             dict(data_dir=data_dir, download=download, image_size=image_size, augment=augment,
+                 random_erasing=config["random_erasing"],
                  **{k: config[k] for k in SPLIT_KEYS if config[k] is not None})
         )
     )
@@ -377,8 +405,9 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
 
     start = time.perf_counter()
     net.fit(
-        **_fit_data(data, "train", batch_size),
-        validation_data=data.validation,
+        **_fit_data(data, "train", batch_size, options, config["seed"]),
+        validation_data=_fit_data(data, "validation", batch_size, options)["x"] if not data.is_numpy
+        else data.validation,
         epochs=epochs,
         callbacks=run_callbacks,
         verbose=verbose,
@@ -394,7 +423,7 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
         )
 
     best = keras.saving.load_model(best_path) if os.path.exists(best_path) else net
-    test = best.evaluate(**_fit_data(data, "test", batch_size), verbose=0, return_dict=True)
+    test = best.evaluate(**_fit_data(data, "test", batch_size, options), verbose=0, return_dict=True)
     epoch_times = _column(output_dir, "epoch_time_s")
     metrics = {
         "model": config["model"],

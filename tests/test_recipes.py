@@ -94,7 +94,7 @@ def test_a_recipe_run_records_and_uses_its_options(tmp_path):
                    label_smoothing=0.1, verbose=0, overrides={"widths": (8, 8, 16)})
     stored = json.load(open(run / "run.json"))
     assert stored["recipe"] == "he2016" and stored["optimizer"] == "sgd" and stored["learning_rate"] == 0.1
-    assert stored["batch_size"] == 64 and stored["label_smoothing"] == 0.1 and stored["augment"] is False
+    assert stored["batch_size"] == 64 and stored["label_smoothing"] == 0.1 and stored["augment"] == "none"
     optimizer = result.model.optimizer  # the best checkpoint carries its optimizer
     assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.momentum == 0.9
     assert isinstance(result.model.loss, SparseCategoricalCrossentropyWithSmoothing)

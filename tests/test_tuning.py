@@ -201,3 +201,35 @@ def test_overrides_put_the_searched_heads_on_a_given_backbone():
     assert channels == [16, 16, 32, 32, 64, 64]
     with pytest.raises(ValueError, match=r"backbone.*apply to none"):
         MechanismHyperModel((8, 8, 1), 10, ["plain"], overrides={"backbone": "plain_cnn_tiny"})
+
+
+def test_search_on_an_image_folder_with_size_and_augmentation(tmp_path, capsys):
+    from test_image_folder import few_per_class, write_digits_folder
+
+    from tuning.__main__ import main as tune
+
+    images, labels = few_per_class(6)
+    write_digits_folder(tmp_path / "digits", images, labels, size=16)
+    result = run_search(["plain"], dataset=str(tmp_path / "digits"), max_trials=1, epochs=1,
+                        directory=str(tmp_path), seed=0, image_size=(12, 12), augment="crop-flip")
+    assert tuple(result.best_model.input_shape[1:]) == (12, 12, 1)
+    space = json.load(open(tmp_path / "mechanisms" / "search.json"))
+    assert space["image_size"] == [12, 12] and space["augment"] == "crop-flip"
+    # A project recorded before these keys existed resumes with their defaults; another augmentation is refused.
+    for key in ("image_size", "augment"):
+        del space[key]
+    space["dataset"] = "digits"
+    os.makedirs(tmp_path / "old")
+    (tmp_path / "old" / "search.json").write_text(json.dumps(space))
+    from lacnn_zoo.io import mark_owned
+    from tuning.search import _prepare_project
+
+    mark_owned(str(tmp_path / "old"), "search")
+
+    _prepare_project(str(tmp_path / "old"), {**space, "image_size": None, "augment": "none"}, overwrite=False)
+    with pytest.raises(ValueError, match="augment: stored 'none', asked 'crop-flip'"):
+        _prepare_project(str(tmp_path / "old"), {**space, "image_size": None, "augment": "crop-flip"},
+                         overwrite=False)
+    assert tune(["--augment", "crop-flip", "--directory", str(tmp_path / "never")]) == 2
+    assert "--augment applies to TFDS data sets and image folders" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()

@@ -6,12 +6,14 @@ import sys
 
 def main(argv=None):
     from lacnn_zoo.cli import parse_override
+    from lacnn_zoo.data import AUGMENTS
     from tuning.hypermodel import MECHANISMS, OBJECTIVES
     from tuning.search import TUNERS
 
     parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__)
     parser.add_argument("--mechanisms", help=f"comma-separated subset of: {', '.join(MECHANISMS)} (default: all)")
-    parser.add_argument("--dataset", default="digits", help="'digits' (embedded) or a TFDS name")
+    parser.add_argument("--dataset", default="digits",
+                        help="'digits' (embedded), a folder of class subfolders, or a TFDS name")
     parser.add_argument("--tuner", default="random", choices=TUNERS)
     parser.add_argument("--trials", type=int, default=20, help="max trials (random and bayesian)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (hyperband: max epochs)")
@@ -23,6 +25,8 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--data-dir", help="TFDS data_dir")
     parser.add_argument("--download", action="store_true", help="let TFDS download (needs network)")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images (TFDS, folders)")
+    parser.add_argument("--augment", choices=AUGMENTS, help="training augmentation (TFDS, folders), as for train")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     parser.add_argument("--set", action="append", type=parse_override, metavar="KNOB=VALUE",
                         help="fixed knob for every searched model that has it, e.g. --set backbone=EfficientNetB0")
@@ -39,11 +43,14 @@ def _tune(args):
 
     extra = {}
     if args.dataset == "digits":
-        for flag, value in (("--data-dir", args.data_dir), ("--download", args.download)):
+        for flag, value in (("--data-dir", args.data_dir), ("--download", args.download),
+                            ("--image-size", args.image_size), ("--augment", args.augment not in (None, "none"))):
             if value:
-                raise ValueError(f"{flag} applies to TFDS data sets; the embedded digits need no download.")
+                raise ValueError(f"{flag} applies to TFDS data sets and image folders; the embedded digits are "
+                                 "used as scanned (8x8, no download).")
     else:
-        extra = {"data_dir": args.data_dir, "download": args.download}
+        extra = {"data_dir": args.data_dir, "download": args.download,
+                 "image_size": tuple(args.image_size) if args.image_size else None, "augment": args.augment}
     result = run_search(
         args.mechanisms, dataset=args.dataset, tuner=args.tuner, max_trials=args.trials, epochs=args.epochs,
         objective=args.objective, directory=args.directory, project_name=args.project_name, seed=args.seed,

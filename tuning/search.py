@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from lacnn_zoo.callbacks import EpochTimer
-from lacnn_zoo.data import load_dataset
+from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -44,7 +44,10 @@ from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
 TUNERS = ("random", "hyperband", "bayesian")
 # The search space a project was started with; re-running the project with another one is refused.
-SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size", "overrides")
+SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size", "overrides",
+              "image_size", "augment")
+# Keys added after the first release: a search.json without them was made with these values.
+SPACE_DEFAULTS = {"overrides": {}, "image_size": None, "augment": "none"}
 
 
 def _project_entry(name):
@@ -67,7 +70,7 @@ def _prepare_project(project_dir, space, overwrite):
             for entry in entries:
                 remove_path(os.path.join(project_dir, entry))
         elif stored is not None:
-            stored = {"overrides": {}, **stored}  # projects started before overrides existed had none
+            stored = {**SPACE_DEFAULTS, **stored}
             differ = {k: (stored.get(k), space[k]) for k in SPACE_KEYS if stored.get(k) != space[k]}
             if differ:
                 detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
@@ -160,12 +163,16 @@ def run_search(
             f"The models report {list(OBJECTIVES)}; `objective`={objective!r} is not among them "
             "(the search would fail only after its first trial)."
         )
+    if dataset != "digits":
+        data_kwargs["augment"] = check_augment(data_kwargs.get("augment"))
     keras.utils.set_random_seed(seed)
     data = load_dataset(dataset, seed=seed, batch_size=batch_size, **data_kwargs)
     hypermodel = MechanismHyperModel(data.input_shape, data.num_classes, mechanisms, overrides=overrides)
     project_dir = os.path.join(os.fspath(directory), project_name)
     space = dict(mechanisms=list(mechanisms), dataset=dataset, tuner=tuner, objective=objective, epochs=epochs,
-                 seed=seed, batch_size=batch_size, overrides=json.loads(json.dumps(dict(overrides or {}))))
+                 seed=seed, batch_size=batch_size, overrides=json.loads(json.dumps(dict(overrides or {}))),
+                 image_size=list(data_kwargs["image_size"]) if data_kwargs.get("image_size") else None,
+                 augment=data_kwargs.get("augment") or "none")
     worker = _is_worker()  # workers share the chief's project folder; the chief owns and guards it
     guard = contextlib.nullcontext() if worker else FolderLock(os.path.join(project_dir, LOCK_NAME),
                                                                f"Search project {project_dir!r}")
