@@ -182,6 +182,10 @@ def _add_onnx_metadata(path, **entries):
     import onnx
 
     proto = onnx.load(path)
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in entries]  # replaced, never duplicated
+    del proto.metadata_props[:]
+    for key, value in kept:
+        proto.metadata_props.add(key=key, value=value)
     for key, value in entries.items():
         if value is not None:
             proto.metadata_props.add(key=key, value=json.dumps(value))

@@ -2,9 +2,6 @@
 
 import json
 import os
-import re
-import subprocess
-import sys
 import zipfile
 
 import keras
@@ -18,8 +15,6 @@ from test_models import smallest_shape
 from export import ExportError, export_model
 from lacnn_zoo import build_model, list_models
 from lacnn_zoo.batchnorm import calibrate_batchnorm
-
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 
 
 def _trained_a_little(name, shape):
@@ -143,20 +138,6 @@ def test_cli(tmp_path, capsys):
     assert "largest |difference|" in capsys.readouterr().out
     assert main([str(path), "--out", str(tmp_path / "e")]) == 1
     assert "already exists" in capsys.readouterr().err
-
-
-def test_readme_deploy_snippet_runs_without_tensorflow(tmp_path):
-    from lacnn_zoo.training import train
-
-    text = open(README).read()
-    snippet = re.search(r"<!-- deploy-snippet -->\s*```python\n(.*?)```", text, re.S).group(1)
-    run = tmp_path / "run"
-    train("plain_cnn_tiny", epochs=1, output_dir=str(run), verbose=0)
-    export_model(run / "best.keras", tmp_path / "exported" / "digits", format="onnx")
-    code = snippet + "\nimport sys\nassert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert re.fullmatch(r"\[\d\]\n", result.stdout)
 
 
 @pytest.mark.parametrize("backbone,mechanism", [

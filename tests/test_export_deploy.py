@@ -1,0 +1,235 @@
+"""Deployment: LiteRT parity, int8 artifacts judged by accuracy against labels, the accuracy gate, metadata read
+back from the artifact files, export.validate, the README's deploy snippets and the per-process benchmark.
+
+One trained run and one full export (all formats + int8) are shared by the module: tiny model, 8x8 digits.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from export import ExportError, export_model
+from lacnn_zoo import build_model
+from lacnn_zoo.batchnorm import calibrate_batchnorm
+
+README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+ARTIFACTS = ("model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from lacnn_zoo.training import train
+
+    folder = tmp_path_factory.mktemp("deploy") / "run"
+    train("plain_cnn_tiny", epochs=2, output_dir=str(folder), verbose=0, tensorboard=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(run):
+    out = run.parent / "exported" / "digits"
+    manifest = export_model(run / "best.keras", out, format="all", quantize="int8", calibration_images=32)
+    return out, manifest
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    from lacnn_zoo.data import load_digits
+
+    return load_digits(seed=0).test
+
+
+def _top1(outputs, labels):
+    return float(np.mean(np.asarray(outputs).argmax(axis=-1) == labels))
+
+
+def test_all_formats_written_and_litert_parity(exported, digits_test):
+    from ai_edge_litert.interpreter import Interpreter
+
+    import keras
+
+    out, manifest = exported
+    assert sorted(os.listdir(out)) == sorted(["manifest.json", "saved_model", *ARTIFACTS])
+    assert set(manifest["parity"]["max_abs_diff"]) == {"onnx", "saved_model", "litert"}  # int8: accuracy, not parity
+    assert set(manifest["parity"]["max_abs_diff"]["litert"]) == {"1", "7", "32"}
+    # Independently of the exporter: the .tflite on the plain LiteRT interpreter against Keras, fresh inputs.
+    model = keras.saving.load_model(manifest["source"])
+    x = digits_test[0][:5]
+    expected = np.asarray(model(x, training=False))
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    runner = interpreter.get_signature_runner("serving_default")
+    got = runner(images=x)[manifest["formats"]["litert"]["output_key"]]
+    assert np.all(np.abs(got - expected) <= 1e-5 + 1e-4 * np.abs(expected).max(axis=1, keepdims=True))
+
+
+def test_int8_accuracy_in_manifest_is_measured_against_the_test_labels(exported, digits_test):
+    import keras
+
+    from export.runtimes import Runner
+
+    out, manifest = exported
+    x, y = digits_test
+    keras_top1 = _top1(keras.saving.load_model(manifest["source"]).predict_on_batch(x), y)
+    q = manifest["quantization"]
+    assert q["calibration"]["dataset"] == "digits" and q["calibration"]["calibration_images"] == 32
+    assert q["calibration"]["num_examples"] == len(y) == 360 and q["max_accuracy_drop"] == 1.0
+    for key, name in (("onnx_int8", "model_int8.onnx"), ("litert_int8", "model_int8.tflite")):
+        figures = q["artifacts"][key]
+        assert figures["path"] == name
+        assert figures["keras_top1"] == pytest.approx(keras_top1)
+        assert figures["top1"] == pytest.approx(_top1(Runner(out / name)(x), y))
+        assert figures["drop_points"] == pytest.approx(100 * (keras_top1 - figures["top1"]))
+        assert figures["drop_points"] <= 1.0
+
+
+def test_int8_artifacts_are_statically_quantised(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, _ = exported
+    graph = onnx.load(str(out / "model_int8.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops  # static QDQ
+    weights = {i.name: i for i in graph.initializer}
+    conv_weights = [n.input[1] for n in graph.node if n.op_type == "Conv"]
+    producers = {o: n for n in graph.node for o in n.output}
+    for name in conv_weights:  # each conv weight is int8, dequantised with one scale per output channel
+        dq = producers[name]
+        assert dq.op_type == "DequantizeLinear"
+        assert weights[dq.input[0]].data_type == onnx.TensorProto.INT8
+        assert len(onnx.numpy_helper.to_array(weights[dq.input[1]])) > 1
+    details = Interpreter(model_path=str(out / "model_int8.tflite")).get_tensor_details()
+    assert sum(d["dtype"] == np.int8 for d in details) > len(details) // 2
+
+
+def test_metadata_travels_inside_every_artifact(exported):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    out, manifest = exported
+    assert manifest["preprocessing"]["scale"] == 1 / 16
+    for name in ("model.onnx", "model_int8.onnx"):
+        props = [(p.key, p.value) for p in onnx.load(str(out / name)).metadata_props]
+        assert [json.loads(v) for k, v in props if k == "preprocessing"] == [manifest["preprocessing"]]
+    for name in ("model.tflite", "model_int8.tflite"):  # read with TensorFlow's own flatbuffer reader
+        model = flatbuffer_utils.read_model(str(out / name))
+        entries = {m.name.decode(): bytes(model.buffers[m.buffer].data) for m in model.metadata}
+        assert json.loads(entries["lacnn_zoo.preprocessing"].decode()) == manifest["preprocessing"]
+        assert "min_runtime_version" in entries  # the converter's own entries are kept
+
+
+def test_class_names_in_the_artifacts_of_an_in_memory_model(tmp_path):
+    from export.runtimes import read_metadata
+
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1), num_classes=3)
+    pre = {"scale": 0.5, "mean": [0.1], "std": [2.0], "resize": None, "class_names": ["cat", "dog", "émeu"]}
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 1)).astype("float32")
+    manifest = export_model(model, tmp_path / "out", format="litert", preprocessing=pre, quantize="int8",
+                            quantization_data=(x, None, None), max_accuracy_drop=None, batch_sizes=(1, 3))
+    assert manifest["class_names"] == pre["class_names"]
+    for name in ("model.tflite", "model_int8.tflite"):
+        assert read_metadata(tmp_path / "out" / name) == {"class_names": pre["class_names"], "preprocessing": pre}
+    assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "model.tflite", "model_int8.tflite"]
+
+
+def test_accuracy_gate_refuses_and_writes_nothing(run, monkeypatch, capsys):
+    import export.core
+    from export.__main__ import main
+
+    real = export.core.load_quantization_data
+
+    def ruined_calibration(*args, **kwargs):  # ranges 1000x too narrow: int8 activations saturate
+        calibration, test_x, test_y, description = real(*args, **kwargs)
+        return calibration * 1e-3, test_x, test_y, description
+
+    monkeypatch.setattr(export.core, "load_quantization_data", ruined_calibration)
+    out = run.parent / "refused"
+    code = main([str(run / "best.keras"), "--out", str(out), "--format", "onnx", "--quantize", "int8",
+                 "--calibration-images", "16"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert re.fullmatch(r"export: error: model_int8\.onnx: top-1 .* exceeds max_accuracy_drop=1\.0 "
+                        r"\(--max-accuracy-drop\)\. Nothing was written\.\n", err), err
+    assert not out.exists() and not [p for p in os.listdir(run.parent) if "refused" in p and p != ".refused.lock"]
+
+
+def test_quantize_bad_inputs(run, tmp_path, capsys):
+    from export.__main__ import main
+
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1))
+    with pytest.raises(ValueError, match="quantize"):
+        export_model(model, tmp_path / "a", quantize="int4")
+    with pytest.raises(ValueError, match="onnx and litert"):
+        export_model(model, tmp_path / "b", format="saved_model", quantize="int8")
+    with pytest.raises(ValueError, match="`dataset` is needed"):
+        export_model(model, tmp_path / "c", format="onnx", quantize="int8")
+    assert main([str(run / "best.keras"), "--out", str(tmp_path / "d"), "--format", "onnx", "--quantize", "int8",
+                 "--calibration-images", "0"]) == 1
+    assert capsys.readouterr().err == (
+        "export: error: `calibration_images` must be a positive integer; received calibration_images=0.\n")
+    assert main([str(run / "best.keras"), "--out", str(tmp_path / "e"), "--format", "onnx", "--quantize", "int8",
+                 "--max-accuracy-drop", "-1"]) == 1
+    assert "max_accuracy_drop" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_validate_prints_artifact_and_keras_top1(exported, capsys, tmp_path):
+    from export.validate import main
+
+    out, manifest = exported
+    figures = manifest["quantization"]["artifacts"]["litert_int8"]
+    assert main([str(out / "model_int8.tflite"), "--out", str(tmp_path / "v.json")]) == 0
+    printed = capsys.readouterr().out
+    assert f"top-1 {100 * figures['top1']:.2f}% on the test split of digits (360 images" in printed
+    assert f"top-1 {100 * figures['keras_top1']:.2f}%; drop" in printed
+    assert json.load(open(tmp_path / "v.json"))["top1"] == pytest.approx(figures["top1"])
+    assert main([str(out / "manifest.json")]) == 1
+    assert "must be an .onnx or .tflite file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("marker,artifact", [
+    ("deploy-snippet", "model.onnx"), ("deploy-snippet", "model_int8.onnx"),
+    ("deploy-snippet-litert", "model.tflite"), ("deploy-snippet-litert", "model_int8.tflite"),
+])
+def test_readme_deploy_snippets_run_without_tensorflow(exported, digits_test, marker, artifact):
+    """Each snippet as written (the int8 variants with the file name its comment offers), on raw digits."""
+    out, _ = exported
+    text = open(README).read()
+    snippet = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S).group(1)
+    default = re.search(r'path = "exported/digits/(model\.\w+)"', snippet).group(1)
+    snippet = snippet.replace(f"exported/digits/{default}", f"exported/digits/{artifact}")
+    from sklearn.datasets import load_digits
+
+    raw, labels = load_digits(return_X_y=True)
+    code = snippet + (
+        "\nimport sys\nassert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "from sklearn.datasets import load_digits\nraw, labels = load_digits(return_X_y=True)\n"
+        "print(sum(int(p) == t for p, t in zip(predict(raw.reshape(-1, 8, 8, 1)), labels)) / len(labels))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=out.parent.parent, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    first, accuracy = result.stdout.splitlines()
+    assert re.fullmatch(r"\[\d\]", first)
+    assert float(accuracy) > 0.5  # raw pixels + the preprocessing read from the artifact: right predictions
+
+
+def test_bench_times_every_runtime_in_its_own_process(tmp_path):
+    from export import bench
+
+    bench.prepare("plain_cnn_tiny", str(tmp_path), (8, 8, 1), calibration_images=8)
+    runtimes = ("keras", "onnxruntime", "onnxruntime_int8", "litert_int8")
+    results = bench.measure(str(tmp_path), (8, 8, 1), runtimes, batch_sizes=(1, 3), rounds=2, calls=2, warmup=1)
+    pids = {r["pid"] for r in results.values()}
+    assert len(pids) == len(runtimes) and os.getpid() not in pids
+    assert results["keras"]["tensorflow_loaded"] and not any(
+        results[r]["tensorflow_loaded"] for r in runtimes if r != "keras")
+    assert all(len(results[r]["times"][b]) == 4 for r in runtimes for b in (1, 3))
+    rows = bench.summarise("plain_cnn_tiny", results, (1, 3))
+    assert {r["x_keras"] for r in rows if r["runtime"] == "keras"} == {1.0}
+    assert bench.main(["plain_cnn_tiny", "--rounds", "2", "--calls", "5"]) == 1  # < 20 timed calls per point
