@@ -1,4 +1,5 @@
 import math
+import os
 
 import pytest
 
@@ -54,10 +55,38 @@ def test_resnet20_flops_match_the_paper():
     assert flops_per_image(build_model("resnet20"), (32, 32, 3)) / 2 == pytest.approx(41e6, rel=0.03)
 
 
-def test_peak_memory_is_measured_in_a_child_process():
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux VmHWM")
+def test_peak_memory_is_the_step_own_peak():
+    import numpy as np
+
+    from lacnn_zoo.bench import peak_step_memory_mib
+
+    def allocate(mib):
+        def step():
+            buffer = np.ones(mib * 2**20 // 8)  # written, so resident; freed before the step returns
+            del buffer
+        return step
+
+    # A 64 MiB buffer freed before the step ends still sets the peak: 64 MiB, not what is left after the step.
+    assert 56 < peak_step_memory_mib(allocate(64), lambda: None) < 80
+    # The warm-up's own, larger peak (128 MiB) is forgotten: a step that allocates nothing peaks at about 0.
+    assert peak_step_memory_mib(lambda: None, allocate(128)) < 16
+    assert 56 < peak_step_memory_mib(allocate(64), allocate(128)) < 80
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux VmHWM")
+def test_peak_memory_of_a_training_step_grows_with_the_batch_by_the_activations():
+    from lacnn_zoo import build_model
     from lacnn_zoo.bench import measure_memory
 
-    assert measure_memory("plain_cnn_tiny", (8, 8, 1), 64) > 0
+    shape, small, large = (32, 32, 1), 8, 136
+    # A training step keeps every Conv-BN-ReLU layer's output for the backward pass (and more: BN and ReLU
+    # inputs): the extra images' layer outputs are a lower bound on the extra peak, a few times it an upper one.
+    model = build_model("plain_cnn_tiny", input_shape=shape)
+    per_image = sum(math.prod(layer.output.shape[1:]) for layer in model.layers if layer.name.startswith("stage"))
+    extra = (large - small) * per_image * 4 / 2**20  # 28 MiB of float32 layer outputs
+    grown = measure_memory("plain_cnn_tiny", shape, large) - measure_memory("plain_cnn_tiny", shape, small)
+    assert extra < grown < 6 * extra, (grown, extra)
 
 
 def test_ratio_is_taken_per_round_so_a_slow_round_slows_both_sides():
