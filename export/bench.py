@@ -23,7 +23,9 @@ onnxruntime in a shared process). Every call's output is materialised as a NumPy
 the workers in interleaved rounds (order rotated each round), one worker busy at a time: every worker
 warms up at every batch size first, then each round times `--calls` calls per (runtime, batch), so each
 point has rounds x calls timed calls (>= 20). Reported: median ms per call, spread (25th-75th percentile
-as a percentage of the median), images/s and the ratio of images/s to the Keras reference at each batch size.
+as a percentage of the median), images/s, GFLOP/s (forward FLOPs per image from `lacnn_zoo.bench`, a
+multiply-add counting two; float32 matmul peaks near 93 GFLOP/s on the 2-core machine of the README) and
+the ratio of images/s to the Keras reference at each batch size.
 """
 
 import argparse
@@ -164,11 +166,14 @@ def prepare(name, folder, input_shape, calibration_images=64, seed=0):
     model = build_model(name, input_shape=input_shape)
     calibrate_batchnorm(model, rng.normal(size=(64, *input_shape)).astype("float32"))
     model.save(os.path.join(folder, "model.keras"))
+    from lacnn_zoo.bench import flops_per_image
+
+    flops = flops_per_image(model, input_shape)
     calibration = rng.normal(size=(calibration_images, *input_shape)).astype("float32")
     manifest = export_model(model, os.path.join(folder, "export"), format="all", quantize="int8",
                             quantization_data=(calibration, None, None), max_accuracy_drop=None,
                             calibration_images=calibration_images)
-    return manifest
+    return {"manifest": manifest, "flops_per_image": flops}
 
 
 def artifact_path(folder, runtime):
@@ -177,14 +182,14 @@ def artifact_path(folder, runtime):
 
 
 def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), rounds=5, calls=5, warmup=5,
-            threads=None, profile_dir=None, log=None):
+            threads=None, profile_dir=None, log=None, label="model"):
     """Timed calls per runtime and batch size: `{runtime: {"pid", "tensorflow_loaded", "times": {batch: [...]}}}`."""
     workers = {}
     try:
         for runtime in runtimes:
             prefix = None
             if profile_dir and runtime.startswith("onnxruntime"):
-                prefix = os.path.join(os.path.abspath(profile_dir), f"{os.path.basename(folder)}_{runtime}")
+                prefix = os.path.join(os.path.abspath(profile_dir), f"{label}_{runtime}")
             workers[runtime] = Worker(runtime, artifact_path(folder, runtime), threads, prefix)
         results = {r: {"pid": w.hello["pid"], "tensorflow_loaded": w.hello["tensorflow_loaded"],
                        "times": {b: [] for b in batch_sizes}} for r, w in workers.items()}
@@ -212,7 +217,7 @@ def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), ro
             w.process.wait()
 
 
-def summarise(name, results, batch_sizes):
+def summarise(name, results, batch_sizes, flops_per_image=None):
     rows = []
     for batch in batch_sizes:
         reference = statistics.median(results[REFERENCE]["times"][batch]) if REFERENCE in results else None
@@ -224,6 +229,7 @@ def summarise(name, results, batch_sizes):
                 "model": name, "runtime": runtime, "batch": batch, "calls": int(len(times)), "pid": r["pid"],
                 "median_ms": 1e3 * median, "spread_pct": 100 * float(p75 - p25) / median,
                 "images_per_s": batch / median,
+                "gflops": flops_per_image * batch / median / 1e9 if flops_per_image else None,
                 "x_keras": reference / median if reference else None,
             })
     return rows
@@ -244,12 +250,13 @@ def onnx_profile_summary(path, top=8):
 
 def print_table(rows, stream=sys.stdout):
     header = (f"{'model':<22} {'runtime':<17} {'batch':>5} {'calls':>5} {'median ms':>10} {'spread':>7} "
-              f"{'images/s':>9} {'x keras':>8}")
+              f"{'images/s':>9} {'GFLOP/s':>8} {'x keras':>8}")
     print(header, file=stream)
     for r in rows:
         ratio = f"{r['x_keras']:.2f}" if r["x_keras"] is not None else "-"
+        gflops = f"{r['gflops']:.1f}" if r.get("gflops") is not None else "-"
         print(f"{r['model']:<22} {r['runtime']:<17} {r['batch']:>5} {r['calls']:>5} {r['median_ms']:>10.3f} "
-              f"{r['spread_pct']:>6.1f}% {r['images_per_s']:>9.0f} {ratio:>8}", file=stream)
+              f"{r['spread_pct']:>6.1f}% {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8}", file=stream)
 
 
 def main(argv=None):
@@ -304,10 +311,11 @@ def _main(args):
     for name in names:
         with tempfile.TemporaryDirectory(prefix="lacnn-bench-") as folder:
             print(f"# {name}: exporting (all formats + int8)...", file=sys.stderr, flush=True)
-            prepare(name, folder, shape)
+            prepared = prepare(name, folder, shape)
             results = measure(folder, shape, args.runtimes, args.batch_sizes, args.rounds, args.calls, args.warmup,
-                              args.threads, args.profile, log=lambda m: print(m, file=sys.stderr, flush=True))
-        model_rows = summarise(name, results, args.batch_sizes)
+                              args.threads, args.profile, log=lambda m: print(m, file=sys.stderr, flush=True),
+                              label=name)
+        model_rows = summarise(name, results, args.batch_sizes, prepared["flops_per_image"])
         print_table(model_rows)
         rows.extend(model_rows)
         for runtime, r in results.items():
