@@ -24,8 +24,9 @@ the workers in interleaved rounds (order rotated each round), one worker busy at
 warms up at every batch size first, then each round times `--calls` calls per (runtime, batch), so each
 point has rounds x calls timed calls (>= 20). Reported: median ms per call, spread (25th-75th percentile
 as a percentage of the median), images/s, GFLOP/s (forward FLOPs per image from `lacnn_zoo.bench`, a
-multiply-add counting two; float32 matmul peaks near 93 GFLOP/s on the 2-core machine of the README) and
-the ratio of images/s to the Keras reference at each batch size.
+multiply-add counting two) and the ratio of images/s to the Keras reference at each batch size (of the medians over all calls, and its
+range over the rounds: within a round the runtimes' blocks at one batch size run back to back, so a ratio
+per round is less exposed to a machine whose load changes).
 """
 
 import argparse
@@ -192,18 +193,20 @@ def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), ro
                 prefix = os.path.join(os.path.abspath(profile_dir), f"{label}_{runtime}")
             workers[runtime] = Worker(runtime, artifact_path(folder, runtime), threads, prefix)
         results = {r: {"pid": w.hello["pid"], "tensorflow_loaded": w.hello["tensorflow_loaded"],
-                       "times": {b: [] for b in batch_sizes}} for r, w in workers.items()}
+                       "times": {b: [] for b in batch_sizes}, "rounds": {b: [] for b in batch_sizes}}
+                   for r, w in workers.items()}
         for runtime, w in workers.items():  # warm-up: tracing, graph optimisation, tensor allocation per batch size
             for batch in batch_sizes:
                 w.ask(shape=[batch, *input_shape], calls=0, warmup=warmup)
         order = list(runtimes)
         for round_index in range(rounds):
-            for runtime in order[round_index % len(order):] + order[:round_index % len(order)]:
-                for batch in batch_sizes:
+            for batch in batch_sizes:  # the runtimes' blocks at one batch size follow each other closely in time
+                for runtime in order[round_index % len(order):] + order[:round_index % len(order)]:
                     answer = workers[runtime].ask(shape=[batch, *input_shape], calls=calls, warmup=1)
                     if answer["pid"] != results[runtime]["pid"]:
                         raise RuntimeError(f"{runtime}: answered by another process")
                     results[runtime]["times"][batch].extend(answer["times"])
+                    results[runtime]["rounds"][batch].append(statistics.median(answer["times"]))
             if log:
                 log(f"  round {round_index + 1}/{rounds} done")
         for runtime, w in list(workers.items()):
@@ -222,6 +225,8 @@ def summarise(name, results, batch_sizes, flops_per_image=None):
     for batch in batch_sizes:
         reference = statistics.median(results[REFERENCE]["times"][batch]) if REFERENCE in results else None
         for runtime, r in results.items():
+            per_round = ([k / t for k, t in zip(results[REFERENCE]["rounds"][batch], r["rounds"][batch])]
+                         if REFERENCE in results else [])
             times = np.asarray(r["times"][batch])
             median = float(np.median(times))
             p25, p75 = np.percentile(times, [25, 75])
@@ -231,6 +236,7 @@ def summarise(name, results, batch_sizes, flops_per_image=None):
                 "images_per_s": batch / median,
                 "gflops": flops_per_image * batch / median / 1e9 if flops_per_image else None,
                 "x_keras": reference / median if reference else None,
+                "x_keras_rounds": [min(per_round), max(per_round)] if per_round else None,
             })
     return rows
 
@@ -250,13 +256,14 @@ def onnx_profile_summary(path, top=8):
 
 def print_table(rows, stream=sys.stdout):
     header = (f"{'model':<22} {'runtime':<17} {'batch':>5} {'calls':>5} {'median ms':>10} {'spread':>7} "
-              f"{'images/s':>9} {'GFLOP/s':>8} {'x keras':>8}")
+              f"{'images/s':>9} {'GFLOP/s':>8} {'x keras':>8} {'per round':>11}")
     print(header, file=stream)
     for r in rows:
         ratio = f"{r['x_keras']:.2f}" if r["x_keras"] is not None else "-"
         gflops = f"{r['gflops']:.1f}" if r.get("gflops") is not None else "-"
+        rounds = "{:.2f}-{:.2f}".format(*r["x_keras_rounds"]) if r.get("x_keras_rounds") else "-"
         print(f"{r['model']:<22} {r['runtime']:<17} {r['batch']:>5} {r['calls']:>5} {r['median_ms']:>10.3f} "
-              f"{r['spread_pct']:>6.1f}% {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8}", file=stream)
+              f"{r['spread_pct']:>6.1f}% {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8} {rounds:>11}", file=stream)
 
 
 def main(argv=None):
