@@ -23,10 +23,10 @@ onnxruntime in a shared process). Every call's output is materialised as a NumPy
 the workers in interleaved rounds (order rotated each round), one worker busy at a time: every worker
 warms up at every batch size first, then each round times `--calls` calls per (runtime, batch), so each
 point has rounds x calls timed calls (>= 20). Reported: median ms per call, spread (25th-75th percentile
-as a percentage of the median), images/s, GFLOP/s (forward FLOPs per image from `lacnn_zoo.bench`, a
+as a percentage of the median), the fastest call (min ms: what a quiet machine gives), images/s, GFLOP/s (forward FLOPs per image from `lacnn_zoo.bench`, a
 multiply-add counting two) and the ratio of images/s to the Keras reference at each batch size (of the medians over all calls, and its
 range over the rounds: within a round the runtimes' blocks at one batch size run back to back, so a ratio
-per round is less exposed to a machine whose load changes).
+per round is less exposed to a machine whose load changes), and the ratio of the fastest calls.
 """
 
 import argparse
@@ -232,7 +232,10 @@ def summarise(name, results, batch_sizes, flops_per_image=None):
             p25, p75 = np.percentile(times, [25, 75])
             rows.append({
                 "model": name, "runtime": runtime, "batch": batch, "calls": int(len(times)), "pid": r["pid"],
-                "median_ms": 1e3 * median, "spread_pct": 100 * float(p75 - p25) / median,
+                "median_ms": 1e3 * median, "min_ms": 1e3 * float(times.min()),
+                "x_keras_min": (min(results[REFERENCE]["times"][batch]) / float(times.min())
+                                if REFERENCE in results else None),
+                "spread_pct": 100 * float(p75 - p25) / median,
                 "images_per_s": batch / median,
                 "gflops": flops_per_image * batch / median / 1e9 if flops_per_image else None,
                 "x_keras": reference / median if reference else None,
@@ -255,15 +258,15 @@ def onnx_profile_summary(path, top=8):
 
 
 def print_table(rows, stream=sys.stdout):
-    header = (f"{'model':<22} {'runtime':<17} {'batch':>5} {'calls':>5} {'median ms':>10} {'spread':>7} "
-              f"{'images/s':>9} {'GFLOP/s':>8} {'x keras':>8} {'per round':>11}")
+    header = (f"{'model':<22} {'runtime':<17} {'batch':>5} {'calls':>5} {'median ms':>10} {'spread':>7} {'min ms':>8} "
+              f"{'images/s':>9} {'GFLOP/s':>8} {'x keras':>8} {'per round':>11} {'x keras min':>11}")
     print(header, file=stream)
     for r in rows:
         ratio = f"{r['x_keras']:.2f}" if r["x_keras"] is not None else "-"
         gflops = f"{r['gflops']:.1f}" if r.get("gflops") is not None else "-"
         rounds = "{:.2f}-{:.2f}".format(*r["x_keras_rounds"]) if r.get("x_keras_rounds") else "-"
         print(f"{r['model']:<22} {r['runtime']:<17} {r['batch']:>5} {r['calls']:>5} {r['median_ms']:>10.3f} "
-              f"{r['spread_pct']:>6.1f}% {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8} {rounds:>11}", file=stream)
+              f"{r['spread_pct']:>6.1f}% {r['min_ms']:>8.3f} {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8} {rounds:>11} {r['x_keras_min'] or 0:>11.2f}", file=stream)
 
 
 def main(argv=None):
