@@ -105,3 +105,20 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         with atomic_path(self._training_metadata_path) as tmp:
             with open(tmp, "w") as f:
                 json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+
+
+class BackupReader(AtomicBackupAndRestore):
+    """Restores from a run's backup and never writes: a non-chief worker of a distributed run resumes from the
+    chief's backup (the run folder is shared) and leaves every file to the chief."""
+
+    def on_train_begin(self, logs=None):
+        try:
+            self._load_model()
+        except Exception as e:
+            raise ZooError(f"The backup in {self.backup_dir!r} cannot be read ({type(e).__name__}: {e}).") from e
+
+    def _save_model(self):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass

@@ -51,7 +51,7 @@ def _train(args):
         optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
         milestones=tuple(args.milestones) if args.milestones else None, decay_factor=args.decay_factor,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, clipnorm=args.clipnorm,
-        ema=args.ema, precision=args.precision, validation_fraction=args.validation_fraction,
+        ema=args.ema, precision=args.precision, scale_lr=args.scale_lr, validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction, train_split=args.train_split, test_split=args.test_split,
     )
     if args.resume:  # what was not asked is what the run was started with
@@ -69,9 +69,13 @@ def _train(args):
         data_dir=args.data_dir,
         download=args.download,
         verbose=args.verbose,
+        distribute=args.distribute,
         **config,
     )
     m = result.metrics
+    if m is None:  # a non-chief worker of a distributed run
+        print(f"\n{result.worker}: training finished; the chief writes the run to {result.output_dir}")
+        return 0
     print(
         f"\n{m['model']} on {m['dataset']}: test accuracy {m['test_accuracy']:.4f}, "
         f"{m['params']:,} parameters, {m['time_per_epoch_s']:.2f} s/epoch, "
@@ -193,6 +197,11 @@ def main(argv=None):
                    help="keep an exponential moving average of the weights (Keras' use_ema)")
     t.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"],
                    help="Keras dtype policy while training (weights and logits stay float32)")
+    t.add_argument("--distribute", choices=["none", "mirrored", "multi-worker"], default="none",
+                   help="data-parallel training: mirrored (all local GPUs; JAX: DataParallel) or multi-worker "
+                        "(TF_CONFIG; JAX: KERAS_DISTRIBUTION_* variables); the batch size is global")
+    t.add_argument("--scale-lr", action="store_true", default=None,
+                   help="multiply the learning rate by the number of replicas (linear scaling rule)")
     t.add_argument("--seed", type=int)
     t.add_argument("--set", action="append", type=parse_override, metavar="KNOB=VALUE",
                    help="model override, repeatable, e.g. --set mixing=beta --set 'widths=(16,32,64)'")

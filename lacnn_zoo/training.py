@@ -19,8 +19,16 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.callbacks import AtomicBackupAndRestore, AtomicBestCheckpoint, EpochTimer, weights_are_finite
+from lacnn_zoo.callbacks import (
+    AtomicBackupAndRestore,
+    AtomicBestCheckpoint,
+    BackupReader,
+    EpochTimer,
+    weights_are_finite,
+)
 from lacnn_zoo.data import check_augment, is_folder_name, load_dataset, mix_batches, one_hot_labels
+from lacnn_zoo.distribute import check_distribute, fitting, shard_by_data
+from lacnn_zoo.distribute import setup as setup_distribution
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -56,11 +64,11 @@ RECIPE_KEYS = (
 )
 RUN_KEYS = (
     "model", "dataset", "epochs", "batch_size", "learning_rate", "weight_decay", "seed", "overrides",
-    "image_size", "augment", "freeze_backbone", "init_weights", *RECIPE_KEYS, *SPLIT_KEYS,
+    "image_size", "augment", "freeze_backbone", "init_weights", "scale_lr", *RECIPE_KEYS, *SPLIT_KEYS,
 )
 # Keys added after the first release: a run.json without them was trained with these values.
 RUN_KEY_DEFAULTS = {
-    "freeze_backbone": False, "init_weights": None, "recipe": "default", "precision": "float32",
+    "freeze_backbone": False, "init_weights": None, "recipe": "default", "precision": "float32", "scale_lr": False,
     **dict.fromkeys(SPLIT_KEYS),
     **{k: list(v) if isinstance(v, tuple) else v for k, v in RECIPES["default"].items() if k in RECIPE_KEYS},
 }
@@ -69,8 +77,9 @@ RUN_KEY_DEFAULTS = {
 @dataclasses.dataclass
 class TrainResult:
     model: keras.Model
-    metrics: dict
+    metrics: dict  # None on a non-chief worker of a distributed run: the chief reports
     output_dir: str
+    worker: str = "chief"
 
 
 def default_output_dir(model, dataset, seed):
@@ -244,6 +253,8 @@ def train(
     clipnorm=None,
     ema=None,
     precision="float32",
+    distribute="none",
+    scale_lr=False,
     validation_fraction=None,
     test_fraction=None,
     train_split=None,
@@ -291,6 +302,9 @@ def train(
     info = model_info(model)
     check_positive_int("epochs", epochs)
     check_choice("precision", precision, PRECISIONS)
+    distribute = check_distribute(distribute)
+    if not isinstance(scale_lr, bool):
+        raise ValueError(f"`scale_lr` must be True or False; received scale_lr={scale_lr!r}.")
     options = resolve_recipe(
         recipe, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer,
         momentum=momentum, nesterov=nesterov, schedule=schedule, milestones=milestones, decay_factor=decay_factor,
@@ -340,19 +354,25 @@ def train(
         model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=options["learning_rate"],
         weight_decay=options["weight_decay"], seed=seed, overrides=overrides, image_size=image_size, augment=augment,
         freeze_backbone=freeze_backbone, init_weights=init_weights, recipe=recipe, precision=precision,
+        scale_lr=scale_lr,
         **{**dict.fromkeys(SPLIT_KEYS), **splits},
         **{k: options[k] for k in RECIPE_KEYS if k in options},
     )
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        return _train(info, config, options, output_dir, resume=resume, overwrite=overwrite, data_dir=data_dir,
-                      download=download, tensorboard=tensorboard, callbacks=callbacks, verbose=verbose)
+        dist = setup_distribution(distribute)  # first: TF's multi-worker strategy precedes every other op
+        try:
+            return _train(info, config, options, output_dir, dist, resume=resume, overwrite=overwrite,
+                          data_dir=data_dir, download=download, tensorboard=tensorboard, callbacks=callbacks,
+                          verbose=verbose)
+        finally:
+            dist.close()
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train(info, config, options, output_dir, *, resume, overwrite, data_dir, download, tensorboard, callbacks,
+def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_dir, download, tensorboard, callbacks,
            verbose):
     model, dataset, seed, batch_size = config["model"], config["dataset"], config["seed"], config["batch_size"]
     image_size, augment, overrides = config["image_size"], config["augment"], config["overrides"]
@@ -367,27 +387,115 @@ def _train(info, config, options, output_dir, *, resume, overwrite, data_dir, do
                  **{k: config[k] for k in SPLIT_KEYS if config[k] is not None})
         )
     )
-    net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **overrides)
-    if init_weights and not resume:  # a resumed run restores its own weights from the backup
-        load_initial_weights(net, init_weights)
+    if config["scale_lr"]:  # Goyal et al.'s linear scaling, asked for; never silently
+        options = {**options, "learning_rate": options["learning_rate"] * dist.replicas}
+    with dist.scope():
+        net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **overrides)
+        if init_weights and not resume:  # a resumed run restores its own weights from the backup
+            load_initial_weights(net, init_weights)
     if freeze_backbone:
         for layer in backbone_layers(net):
             layer.trainable = False
+    if not dist.is_chief and dist.distribution is not None:
+        return _train_in_shadow(net, info, data, config, options, output_dir, dist, resume, callbacks, verbose)
+    if not dist.is_chief:
+        return _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbacks, verbose)
     created = not os.path.exists(output_dir)
     try:
         with FolderLock(os.path.join(output_dir, LOCK_NAME), f"Run folder {output_dir!r}"):
             done = _prepare_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
             return _fit_and_report(net, info, data, config, options, output_dir, done, tensorboard, callbacks,
-                                   verbose)
+                                   verbose, dist)
     finally:
         if created and os.path.isdir(output_dir) and not os.listdir(output_dir):
             os.rmdir(output_dir)  # refused before anything was written: leave no empty folder behind
 
 
-def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, tensorboard, callbacks, verbose):
+def _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbacks, verbose):
+    """A non-chief worker: the same fit, no file written (it resumes from the chief's backup, read-only)."""
+    with dist.scope():
+        compile_with_recipe(net, options, epochs=config["epochs"],
+                            steps_per_epoch=steps_per_epoch(data, config["batch_size"]),
+                            num_classes=data.num_classes)
+    run_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
+    if resume:
+        run_callbacks.append(BackupReader(os.path.join(output_dir, "backup")))
+    fit = _fit_arguments(data, config, options, dist)
+    with fitting(net, dist, lambda: _sample_batch(fit)):
+        net.fit(**fit, epochs=config["epochs"], callbacks=run_callbacks, verbose=verbose)
+    return TrainResult(model=net, metrics=None, output_dir=output_dir, worker=dist.worker)
+
+
+def _train_in_shadow(net, info, data, config, options, output_dir, dist, resume, callbacks, verbose):
+    """A non-chief JAX process: saving a model gathers its arrays from every process, so each process runs the
+    chief's code, files included, into a private temporary folder (seeded with the chief's backup to resume)
+    that is removed at the end; the run folder is written by the chief alone."""
+    import shutil
+    import tempfile
+
+    shadow = tempfile.mkdtemp(prefix="lacnn-zoo-worker-")
+    try:
+        if resume:
+            for name in ("run.json", "history.csv", "best.keras", "best.keras.json", "backup"):
+                source = os.path.join(output_dir, name)
+                if os.path.isdir(source):
+                    shutil.copytree(source, os.path.join(shadow, name))
+                elif os.path.exists(source):
+                    shutil.copy2(source, shadow)
+            mark_owned(shadow, "run")
+        done = _prepare_output_dir(shadow, config, resume=resume, overwrite=False)
+        result = _fit_and_report(net, info, data, config, options, shadow, done, False, callbacks, verbose, dist)
+        return TrainResult(model=result.model, metrics=None, output_dir=output_dir, worker=dist.worker)
+    finally:
+        shutil.rmtree(shadow, ignore_errors=True)
+
+
+def _fit_arguments(data, config, options, dist):
+    batch_size = config["batch_size"]
+    fit = _fit_data(data, "train", batch_size, options, config["seed"])
+    validation = data.validation if data.is_numpy else _fit_data(data, "validation", batch_size, options)["x"]
+    if dist.kind == "multi-worker" and not data.is_numpy and dist.strategy is not None:
+        fit["x"], validation = shard_by_data(fit["x"]), shard_by_data(validation)
+    if dist.distribution is not None:  # JAX shards every batch evenly over the devices
+        if batch_size % dist.replicas:
+            raise ValueError(f"`batch_size`={batch_size} must be a multiple of the {dist.replicas} devices of "
+                             "`distribute` on JAX.")
+        if data.is_numpy and dist.processes > 1:
+            # Keras shards only tf.data pipelines over processes: each process feeds its own share of the
+            # arrays (every process the same count) and of every batch.
+            dist.distribution.auto_shard_dataset = False
+            local = dist.replicas // dist.processes
+
+            def share(arrays):
+                n = len(arrays[0]) // dist.processes
+                n -= n % local
+                return tuple(a[dist.process::dist.processes][:n] for a in arrays)
+
+            (fit["x"], fit["y"]), validation = share((fit["x"], fit["y"])), share(validation)
+            fit["batch_size"] = batch_size // dist.processes
+        elif data.is_numpy:  # at most replicas - 1 examples dropped, so that every batch divides evenly
+            keep = lambda n: n - n % dist.replicas  # noqa: E731
+            fit["x"], fit["y"] = fit["x"][:keep(len(fit["x"]))], fit["y"][:keep(len(fit["y"]))]
+            validation = tuple(v[:keep(len(v))] for v in validation)
+        else:
+            fit["x"], validation = (ds.unbatch().batch(batch_size, drop_remainder=True)
+                                    for ds in (fit["x"], validation))
+    return {**fit, "validation_data": validation}
+
+
+def _sample_batch(fit):
+    """A small local (x, y) batch of what `fit` will see."""
+    if "y" in fit:
+        return fit["x"][:2], fit["y"][:2]
+    return next(iter(fit["x"].take(1)))
+
+
+def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, tensorboard, callbacks, verbose,
+                    dist):
     epochs, batch_size = config["epochs"], config["batch_size"]
-    compile_with_recipe(net, options, epochs=epochs, steps_per_epoch=steps_per_epoch(data, batch_size),
-                        num_classes=data.num_classes)
+    with dist.scope():
+        compile_with_recipe(net, options, epochs=epochs, steps_per_epoch=steps_per_epoch(data, batch_size),
+                            num_classes=data.num_classes)
     best_path = os.path.join(output_dir, "best.keras")
     backup = AtomicBackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False)
     # Order matters: the backup is written last each epoch, so an epoch it records is complete on disk.
@@ -404,14 +512,9 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
     run_callbacks.append(backup)
 
     start = time.perf_counter()
-    net.fit(
-        **_fit_data(data, "train", batch_size, options, config["seed"]),
-        validation_data=_fit_data(data, "validation", batch_size, options)["x"] if not data.is_numpy
-        else data.validation,
-        epochs=epochs,
-        callbacks=run_callbacks,
-        verbose=verbose,
-    )
+    fit = _fit_arguments(data, config, options, dist)
+    with fitting(net, dist, lambda: _sample_batch(fit)):
+        net.fit(**fit, epochs=epochs, callbacks=run_callbacks, verbose=verbose)
     wall = time.perf_counter() - start
     losses = _column(output_dir, "loss")
     if not weights_are_finite(net) or (losses and not math.isfinite(losses[-1])):
@@ -422,6 +525,7 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
             "Lower the learning rate (--lr) and train again."
         )
 
+    dist.close()  # the test split is scored whole, on one device
     best = keras.saving.load_model(best_path) if os.path.exists(best_path) else net
     test = best.evaluate(**_fit_data(data, "test", batch_size, options), verbose=0, return_dict=True)
     epoch_times = _column(output_dir, "epoch_time_s")
@@ -439,6 +543,8 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
         "train_wall_time_s": wall,
         "resumed_after_epoch": epochs_done or None,
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in net.trainable_weights)),
+        "distribute": dist.kind,
+        "replicas": dist.replicas,
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
         "preprocessing": data.preprocessing,
