@@ -74,6 +74,27 @@ RUN_KEY_DEFAULTS = {
 }
 
 
+# The generation of the models' knob defaults a run was started under, recorded in run.json so that a run
+# resumes with the model it was started with. Runs without the key are generation 1.
+MODEL_DEFAULTS = 2
+# Knob defaults that generation 1 had and later ones changed: applied when resuming such a run, unless the
+# run set the knob itself (the knob is then in its overrides).
+LEGACY_KNOB_DEFAULTS = {1: {"lstm_readout": "final_state"}}  # Dynamic-Recurrent read the LSTM's final state
+
+
+def _build_overrides(info, overrides, output_dir, resume):
+    """The knobs to build with: the run's overrides, plus the defaults of its generation when resuming."""
+    if not resume:
+        return overrides
+    try:
+        generation = read_json(os.path.join(output_dir, "run.json")).get("model_defaults", 1)
+    except (OSError, ValueError):
+        return overrides  # no readable run.json: the resume check refuses it with its own message
+    legacy = {k: v for gen, knobs in LEGACY_KNOB_DEFAULTS.items() if generation <= gen for k, v in knobs.items()
+              if k in info.knobs and k not in overrides}
+    return {**legacy, **overrides}
+
+
 @dataclasses.dataclass
 class TrainResult:
     model: keras.Model
@@ -133,7 +154,7 @@ def _prepare_output_dir(output_dir, config, *, resume, overwrite):
         for entry in entries:
             remove_path(os.path.join(output_dir, entry))
     mark_owned(output_dir, "run")
-    write_json(run_file, {k: _plain(config[k]) for k in RUN_KEYS})
+    write_json(run_file, {**{k: _plain(config[k]) for k in RUN_KEYS}, "model_defaults": MODEL_DEFAULTS})
     return 0
 
 
@@ -390,7 +411,8 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
     if config["scale_lr"]:  # Goyal et al.'s linear scaling, asked for; never silently
         options = {**options, "learning_rate": options["learning_rate"] * dist.replicas}
     with dist.scope():
-        net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **overrides)
+        net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes,
+                          **_build_overrides(info, overrides, output_dir, resume))
         if init_weights and not resume:  # a resumed run restores its own weights from the backup
             load_initial_weights(net, init_weights)
     if freeze_backbone:

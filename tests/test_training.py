@@ -132,3 +132,20 @@ def test_fine_tune_a_trained_backbone_under_a_new_head(tmp_path):
               init_weights=os.path.join(plain, "best.keras"))
     with pytest.raises(ValueError, match="init_weights"):
         train("resnet8", epochs=1, output_dir=str(tmp_path / "r9"), verbose=0, init_weights="missing.keras")
+
+
+def test_a_run_started_before_a_default_changed_resumes_with_its_own_model(tmp_path):
+    """Dynamic-Recurrent's readout default changed (final state -> attention): an earlier run resumes as it began."""
+    run = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train("lacnn_dynamic_recurrent_tiny", epochs=2, output_dir=run, verbose=0, tensorboard=False,
+              overrides={"lstm_readout": "final_state"}, callbacks=[_Crash(at_epoch=0)])
+    stored = json.load(open(os.path.join(run, "run.json")))
+    assert stored.pop("model_defaults") == 2
+    stored["overrides"] = {}  # what the earlier release wrote: no knob, no generation
+    with open(os.path.join(run, "run.json"), "w") as f:
+        json.dump(stored, f)
+    result = resume(run, verbose=0, tensorboard=False)
+    heads = [layer for layer in result.model.layers if hasattr(layer, "readout")]
+    assert [h.readout for h in heads] == ["final_state"]
+    assert result.metrics["resumed_after_epoch"] == 1
