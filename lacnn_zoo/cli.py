@@ -140,6 +140,24 @@ def _compare(args):
     return 0
 
 
+def _study(args):
+    from lacnn_zoo.study import VARIANTS, depth_study, print_summary
+
+    variants = args.variants.split(",") if args.variants else None
+    if variants is not None and any(v not in VARIANTS for v in variants):
+        raise ValueError(f"--variants takes a comma-separated subset of {', '.join(VARIANTS)}; received "
+                         f"{args.variants!r}.")
+    summary = depth_study(variants, depths=args.depths, seeds=args.seeds, epochs=args.epochs,
+                          widths=args.widths, quick=args.quick, dataset=args.dataset, out_dir=args.out,
+                          robustness_examples=args.robustness_examples, data_dir=args.data_dir,
+                          download=args.download, augment=args.augment,
+                          image_size=tuple(args.image_size) if args.image_size else None)
+    print()
+    print_summary(summary)
+    print(f"\nTables, plots and study.json in {args.out} (wall time {summary['wall_time_s']:.0f} s)")
+    return 0
+
+
 def _evaluate(args):
     from lacnn_zoo.inference import evaluate
 
@@ -276,6 +294,27 @@ def main(argv=None):
     c.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images")
     c.add_argument("--augment", choices=AUGMENTS, help="training augmentation, as for train")
     c.set_defaults(func=_compare)
+
+    st = add("study", help="experiments testing the paper's predictions; 'depth': the depth study (issue 13)")
+    st.add_argument("study", choices=["depth"], help="which study: depth (plain, ResNets and the four mechanisms "
+                                                      "at depths 8/20/56, seeds 0-2)")
+    st.add_argument("--quick", action="store_true", help="a small version: depths 8 20, seeds 0 1, 3 epochs, "
+                                                         "plain, resnet_add, static_vector, dynamic_recurrent")
+    st.add_argument("--variants", help="comma-separated subset of plain, resnet_add, resnet_beta, resnet_projection, "
+                                       "lacnn_innate_static, lacnn_static_vector, lacnn_self_attention, "
+                                       "lacnn_dynamic_recurrent (must include plain)")
+    st.add_argument("--depths", type=int, nargs="+", help="depths D = 6n + 2 (default 8 20 56)")
+    st.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
+    st.add_argument("--epochs", type=int, help="default 6 (quick: 3)")
+    st.add_argument("--widths", type=int, nargs=3, metavar=("W1", "W2", "W3"), help="filters per stage (8 16 32)")
+    st.add_argument("--dataset", default="digits", help="'digits' (embedded), an image folder or a TFDS name")
+    st.add_argument("--out", default="runs/depth-study")
+    st.add_argument("--robustness-examples", type=int, default=1000, help="test images for the lesion accuracies")
+    st.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
+    st.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
+    st.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images")
+    st.add_argument("--augment", choices=AUGMENTS, help="training augmentation, as for train")
+    st.set_defaults(func=_study)
 
     e = add("evaluate", help="top-1 (top-5) accuracy and loss of a .keras file or run folder on a data set")
     e.add_argument("model", metavar="MODEL_OR_RUN", help="a .keras file or a run folder (its best.keras)")

@@ -130,16 +130,19 @@ def epochs_to_reach(history, target):
     return None
 
 
-def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overrides=None, **data_kwargs):
+def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overrides=None, run_dir=None,
+            tensorboard=True, **data_kwargs):
     """Train one (model, seed) under the shared recipe; reuse or resume an existing run folder.
 
-    `overrides` go to the models whose knobs take them (e.g. `backbone` to the layer-attended ones);
-    `data_kwargs` (`data_dir`, `download`, `image_size`, `augment`) to the data set, as for `train`.
+    The run folder is `<out_dir>/<name>/seed<seed>` unless `run_dir` names it (the depth study keeps one
+    per variant, depth and seed).  `overrides` go to the models whose knobs take them (e.g. `backbone` to
+    the layer-attended ones); `data_kwargs` (`data_dir`, `download`, `image_size`, `augment`) to the data
+    set, as for `train`.  `tensorboard=False` skips the TensorBoard logs.
     """
     from lacnn_zoo.data import load_dataset
     from lacnn_zoo.training import train
 
-    run = os.path.join(out_dir, name, f"seed{seed}")
+    run = run_dir or os.path.join(out_dir, name, f"seed{seed}")
     if os.path.exists(os.path.join(run, "metrics.json")):
         return read_json(os.path.join(run, "metrics.json"))
     data_kwargs = {k: v for k, v in data_kwargs.items() if v}
@@ -150,7 +153,8 @@ def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overri
     knobs = model_info(name).knobs
     applicable = {k: v for k, v in (overrides or {}).items() if k in knobs}
     result = train(name, dataset=dataset, epochs=epochs, seed=seed, output_dir=run, resume=resume,
-                   overwrite=not resume, callbacks=[monitor], verbose=verbose, overrides=applicable, **data_kwargs)
+                   overwrite=not resume, callbacks=[monitor], verbose=verbose, overrides=applicable,
+                   tensorboard=tensorboard, **data_kwargs)
     return result.metrics
 
 
