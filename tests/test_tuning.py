@@ -233,3 +233,43 @@ def test_search_on_an_image_folder_with_size_and_augmentation(tmp_path, capsys):
     assert tune(["--augment", "crop-flip", "--directory", str(tmp_path / "never")]) == 2
     assert "--augment applies to TFDS data sets and image folders" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_executions_per_trial_repeats_each_trial_and_the_table_gives_mean_and_std(tmp_path, capsys):
+    import numpy as np
+
+    from lacnn_zoo.io import read_json
+    from tuning.search import _prepare_project, print_table
+
+    result = run_search(["plain", "static_vector"], max_trials=2, epochs=1, directory=str(tmp_path), seed=4,
+                        executions_per_trial=2)
+    project = tmp_path / "mechanisms"
+    assert json.load(open(project / "search.json"))["executions_per_trial"] == 2
+    oracle_trials = {}
+    for trial_dir in sorted(p for p in project.iterdir() if p.name.startswith("trial_")):
+        executions = read_json(trial_dir / "executions.json")
+        assert len(executions) == 2
+        trial = json.load(open(trial_dir / "trial.json"))
+        # Keras Tuner's score of the trial is the mean of its executions' best values.
+        assert trial["score"] == pytest.approx(np.mean([e["val_accuracy"] for e in executions]), rel=1e-6)
+        oracle_trials[trial["trial_id"]] = (trial["hyperparameters"]["values"]["mechanism"], executions)
+    for row in result.table:
+        values = [e["val_accuracy"] for mechanism, ex in oracle_trials.values() if mechanism == row["mechanism"]
+                  for e in ex]
+        assert row["executions"] == len(values) == 2 * row["trials"]
+        assert row["val_accuracy_mean"] == pytest.approx(np.mean(values))
+        assert row["val_accuracy_std"] == pytest.approx(np.std(values, ddof=1))
+        best = [e["val_accuracy"] for e in oracle_trials[row["best_trial"]][1]]
+        assert row["best_trial_val_accuracy_std"] == pytest.approx(np.std(best, ddof=1))
+    print_table(result)
+    assert "±" in capsys.readouterr().out
+    # A project recorded before the option existed was searched with one execution per trial.
+    space = json.load(open(project / "search.json"))
+    del space["executions_per_trial"]
+    (project / "search.json").write_text(json.dumps(space))
+    _prepare_project(str(project), {**space, "executions_per_trial": 1}, overwrite=False)
+    with pytest.raises(ValueError, match="executions_per_trial: stored 1, asked 3"):
+        _prepare_project(str(project), {**space, "executions_per_trial": 3}, overwrite=False)
+    with pytest.raises(ValueError, match="executions_per_trial"):
+        run_search(["plain"], directory=str(tmp_path / "never"), executions_per_trial=0)
+    assert not (tmp_path / "never").exists()

@@ -18,6 +18,9 @@ def main(argv=None):
     parser.add_argument("--trials", type=int, default=20, help="max trials (random and bayesian)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (hyperband: max epochs)")
     parser.add_argument("--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}")
+    parser.add_argument("--executions-per-trial", type=int, default=1, metavar="N",
+                        help="train each trial N times (Keras Tuner's executions_per_trial): the score is their mean, "
+                             "the table gives mean ± std")
     parser.add_argument("--directory", default="tuning_runs")
     parser.add_argument("--project-name", default="mechanisms")
     parser.add_argument("--seed", type=int, default=0)
@@ -55,7 +58,7 @@ def _tune(args):
         args.mechanisms, dataset=args.dataset, tuner=args.tuner, max_trials=args.trials, epochs=args.epochs,
         objective=args.objective, directory=args.directory, project_name=args.project_name, seed=args.seed,
         overwrite=args.overwrite, batch_size=args.batch_size, verbose=args.verbose,
-        overrides=dict(args.set) if args.set else None, **extra,
+        overrides=dict(args.set) if args.set else None, executions_per_trial=args.executions_per_trial, **extra,
     )
     if result is not None:  # None on a distributed worker
         print_table(result, args.objective)

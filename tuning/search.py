@@ -39,15 +39,17 @@ from lacnn_zoo.io import (
     write_json,
 )
 from lacnn_zoo.plotting import pyplot, save_figure
+from lacnn_zoo.study import mean_std
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
 TUNERS = ("random", "hyperband", "bayesian")
 # The search space a project was started with; re-running the project with another one is refused.
 SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size", "overrides",
-              "image_size", "augment")
+              "image_size", "augment", "executions_per_trial")
 # Keys added after the first release: a search.json without them was made with these values.
-SPACE_DEFAULTS = {"overrides": {}, "image_size": None, "augment": "none"}
+SPACE_DEFAULTS = {"overrides": {}, "image_size": None, "augment": "none", "executions_per_trial": 1}
+EXECUTIONS_FILE = "executions.json"  # in each trial's folder: every execution's objective and val accuracy
 
 
 def _project_entry(name):
@@ -104,7 +106,26 @@ def _distribution_strategy():
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
 
 
-def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, project_name, seed, overwrite):
+class _RecordExecutions:
+    """Mixed into a Keras Tuner class: after each trial, every execution's best-epoch values go to the trial's
+    `executions.json` (Keras Tuner keeps only their average)."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        from keras_tuner.src.engine import tuner_utils
+
+        histories = super().run_trial(trial, *args, **kwargs)
+        executions = []
+        for history in histories:
+            best = tuner_utils.convert_to_metrics_dict(history, self.oracle.objective)
+            executions.append({k: float(v) for k, v in best.items()})
+        write_json(os.path.join(self.get_trial_dir(trial.trial_id), EXECUTIONS_FILE), executions)
+        return histories
+
+
+def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, project_name, seed, overwrite,
+               executions_per_trial=1):
+    """The Keras Tuner search; `executions_per_trial` trains each trial's model that many times (Keras Tuner's
+    own option: the trial's score is their average; each execution is recorded in the trial's executions.json)."""
     import keras_tuner
 
     direction = "min" if objective.endswith("loss") else "max"
@@ -115,12 +136,14 @@ def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, p
         seed=seed,
         overwrite=overwrite,
         distribution_strategy=_distribution_strategy(),
+        executions_per_trial=executions_per_trial,
     )
-    if tuner == "random":
-        return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
-    if tuner == "bayesian":
-        return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
-    return keras_tuner.Hyperband(hypermodel, max_epochs=epochs, factor=3, hyperband_iterations=1, **common)
+    classes = {"random": keras_tuner.RandomSearch, "bayesian": keras_tuner.BayesianOptimization,
+               "hyperband": keras_tuner.Hyperband}
+    cls = type(classes[tuner].__name__, (_RecordExecutions, classes[tuner]), {})
+    if tuner == "hyperband":
+        return cls(hypermodel, max_epochs=epochs, factor=3, hyperband_iterations=1, **common)
+    return cls(hypermodel, max_trials=max_trials, **common)
 
 
 def _is_worker():
@@ -143,9 +166,13 @@ def run_search(
     verbose=0,
     callbacks=(),
     overrides=None,
+    executions_per_trial=1,
     **data_kwargs,
 ):
     """Search, then write the per-mechanism report and the best model; returns a `SearchResult`.
+
+    `executions_per_trial` (Keras Tuner's option) trains every trial that many times from different
+    initialisations; the report gives each mechanism's mean ± std over all its executions.
 
     `overrides` are fixed knobs for every searched model that has them (e.g. `{"backbone": "EfficientNetB0"}`
     for the layer-attended mechanisms); they are part of the search space recorded in `search.json`.
@@ -158,6 +185,7 @@ def run_search(
     check_positive_int("max_trials", max_trials)
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
+    check_positive_int("executions_per_trial", executions_per_trial)
     if objective not in OBJECTIVES:
         raise ValueError(
             f"The models report {list(OBJECTIVES)}; `objective`={objective!r} is not among them "
@@ -172,7 +200,7 @@ def run_search(
     space = dict(mechanisms=list(mechanisms), dataset=dataset, tuner=tuner, objective=objective, epochs=epochs,
                  seed=seed, batch_size=batch_size, overrides=json.loads(json.dumps(dict(overrides or {}))),
                  image_size=list(data_kwargs["image_size"]) if data_kwargs.get("image_size") else None,
-                 augment=data_kwargs.get("augment") or "none")
+                 augment=data_kwargs.get("augment") or "none", executions_per_trial=executions_per_trial)
     worker = _is_worker()  # workers share the chief's project folder; the chief owns and guards it
     guard = contextlib.nullcontext() if worker else FolderLock(os.path.join(project_dir, LOCK_NAME),
                                                                f"Search project {project_dir!r}")
@@ -180,14 +208,15 @@ def run_search(
         if not worker:
             _prepare_project(project_dir, space, overwrite)  # replaces the project itself when asked
         return _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name,
-                       seed, overwrite and worker, batch_size, verbose, callbacks)
+                       seed, overwrite and worker, batch_size, verbose, callbacks, executions_per_trial)
 
 
 def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name, seed,
-            overwrite, batch_size, verbose, callbacks):
+            overwrite, batch_size, verbose, callbacks, executions_per_trial=1):
     search_tuner = make_tuner(
         hypermodel, tuner=tuner, objective=objective, max_trials=max_trials, epochs=epochs,
         directory=directory, project_name=project_name, seed=seed, overwrite=overwrite,
+        executions_per_trial=executions_per_trial,
     )
     fit = dict(validation_data=data.validation, callbacks=[EpochTimer(), *callbacks], verbose=verbose)
     if data.is_numpy:
@@ -215,6 +244,7 @@ def _trial_rows(search_tuner, hypermodel, objective):
         times = [o.value for o in metrics.get_history("epoch_time_s")] if metrics.exists("epoch_time_s") else []
         keras.backend.clear_session()
         params = hypermodel.build(hp).count_params()
+        executions = _executions(search_tuner, trial, objective)
         rows.append({
             "trial": trial.trial_id,
             "mechanism": hp.get("mechanism"),
@@ -223,18 +253,35 @@ def _trial_rows(search_tuner, hypermodel, objective):
             "params": int(params),
             "time_per_epoch_s": float(np.mean(times)) if times else None,
             "hyperparameters": dict(hp.values),
+            "executions": executions,
         })
     return rows
 
 
+def _executions(search_tuner, trial, objective):
+    """Every execution's {objective, val_accuracy} of a trial; a trial run before executions were recorded counts
+    as one execution with the trial's (averaged) values."""
+    path = os.path.join(search_tuner.get_trial_dir(trial.trial_id), EXECUTIONS_FILE)
+    if os.path.exists(path):
+        return [{k: e.get(k) for k in dict.fromkeys((objective, "val_accuracy"))} for e in read_json(path)]
+    metrics = trial.metrics
+    val = float(metrics.get_best_value("val_accuracy")) if metrics.exists("val_accuracy") else None
+    return [{objective: float(trial.score), "val_accuracy": val}]
+
+
 def mechanism_table(rows, objective):
-    """One row per mechanism: best objective, its val accuracy, params, time per epoch, trials run."""
+    """One row per mechanism: best objective, its val accuracy, params, time per epoch, trials run; the mean ± std
+    (sample std) of the validation accuracy over every execution of every trial of the mechanism, and over the
+    executions of its best trial (the repeat noise of one configuration)."""
     better = min if objective.endswith("loss") else max
     table = []
     for mechanism in sorted({r["mechanism"] for r in rows}):
         runs = [r for r in rows if r["mechanism"] == mechanism]
         best = better(runs, key=lambda r: r["score"])
         times = [r["time_per_epoch_s"] for r in runs if r["time_per_epoch_s"] is not None]
+        every = [e["val_accuracy"] for r in runs for e in r.get("executions") or []]
+        mean, std = mean_std(every)
+        best_mean, best_std = mean_std([e["val_accuracy"] for e in best.get("executions") or []])
         table.append({
             "mechanism": mechanism,
             f"best_{objective}": best["score"],
@@ -243,6 +290,11 @@ def mechanism_table(rows, objective):
             "time_per_epoch_s": float(np.mean(times)) if times else None,
             "trials": len(runs),
             "best_trial": best["trial"],
+            "val_accuracy_mean": mean,
+            "val_accuracy_std": std,
+            "executions": len([v for v in every if v is not None]),
+            "best_trial_val_accuracy_mean": best_mean,
+            "best_trial_val_accuracy_std": best_std,
         })
     return sorted(table, key=lambda r: r[f"best_{objective}"], reverse=not objective.endswith("loss"))
 
@@ -307,9 +359,19 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
 
 
 def print_table(result, objective="val_accuracy"):
-    print(f"{'mechanism':<22} {'best ' + objective:>18} {'params':>9} {'s/epoch':>8} {'trials':>7}")
+    print(f"{'mechanism':<22} {'best ' + objective:>18} {'best trial val acc':>19} {'all runs val acc':>17} "
+          f"{'params':>9} {'s/epoch':>8} {'trials':>7} {'runs':>5}")
+
+    def spread(mean, std):
+        return "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
+
     for r in result.table:
         t = f"{r['time_per_epoch_s']:.2f}" if r["time_per_epoch_s"] is not None else "-"
-        print(f"{r['mechanism']:<22} {r[f'best_{objective}']:>18.4f} {r['params_of_best']:>9,} {t:>8} {r['trials']:>7}")
+        print(f"{r['mechanism']:<22} {r[f'best_{objective}']:>18.4f} "
+              f"{spread(r.get('best_trial_val_accuracy_mean'), r.get('best_trial_val_accuracy_std')):>19} "
+              f"{spread(r.get('val_accuracy_mean'), r.get('val_accuracy_std')):>17} {r['params_of_best']:>9,} {t:>8} "
+              f"{r['trials']:>7} {r.get('executions', r['trials']):>5}")
+    print("(mean ± sample std of the validation accuracy: over the best trial's executions, and over every "
+          "execution of every trial)")
     print(f"\nbest: {result.best_hyperparameters}\ntest accuracy of the best model: {result.test_accuracy:.4f}; "
           f"search wall time {result.wall_time_s:.0f} s; files in {result.project_dir}")
