@@ -93,13 +93,23 @@ TINY = dict(widths=(4, 4, 4), depth=1)
 
 
 def _models():
+    """Tiny models whose BatchNormalization parameters and statistics are random: at initialisation BN(0) = 0, so
+    a lesion of a layer's input, or of gamma alone, would look like the lesion of its output."""
     keras.utils.set_random_seed(0)
-    return {
+    models = {
         "plain": build_model("plain_cnn_tiny", input_shape=(8, 8, 1), **TINY),
         "residual": build_model("resnet8", input_shape=(8, 8, 1), widths=(4, 4, 4)),
         "layer_attended": build_model("lacnn_static_vector_tiny", input_shape=(8, 8, 1), **TINY),
         "dynamic_recurrent": build_model("lacnn_dynamic_recurrent_tiny", input_shape=(8, 8, 1), **TINY),
     }
+    rng = np.random.default_rng(5)
+    draw = {"gamma": lambda n: rng.uniform(0.5, 1.5, n), "beta": lambda n: rng.normal(0, 0.5, n),
+            "moving_mean": lambda n: rng.normal(0, 0.5, n), "moving_variance": lambda n: rng.uniform(0.5, 1.5, n)}
+    for model in models.values():
+        for v in model.weights:
+            if v.name in draw and len(v.shape) == 1:
+                v.assign(draw[v.name](v.shape[0]).astype("float32"))
+    return models
 
 
 def _reference(model, x, zeroed):
@@ -141,19 +151,28 @@ def test_zeroing_a_layer_output_matches_a_hand_built_network(family):
 def test_lesion_accuracies_against_hand_computed_cases():
     models = _models()
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(40, 8, 8, 1)).astype("float32")
-    y = np.arange(40) % 10
+    x = rng.normal(size=(200, 8, 8, 1)).astype("float32")
     plain = models["plain"]
+    kernel = plain.get_layer("logits").get_weights()[0]
+    plain.get_layer("logits").set_weights([kernel, np.zeros(10, "float32")])
+    counts = np.bincount(np.argmax(plain.predict(x, verbose=0), -1), minlength=10)
+    rare = int(np.argmin(counts))
     bias = np.zeros(10, "float32")
-    bias[3] = 5.0
-    plain.get_layer("logits").set_weights([plain.get_layer("logits").get_weights()[0], bias])
+    bias[rare] = 1e-3  # the largest bias: the answer when the features are all zero
+    plain.get_layer("logits").set_weights([kernel, bias])
+    # Labels: the model's own answers, every fourth one replaced, so clean accuracy is about 0.75.
+    y = np.argmax(plain.predict(x, verbose=0), -1)
+    y[::4] = (y[::4] + 1) % 10
     before = [w.copy() for w in plain.get_weights()]
     result = lesion_accuracies(plain, x, y, seed=7)
     clean = float(np.mean(np.argmax(plain.predict(x, verbose=0), -1) == y))
-    assert result["clean"] == pytest.approx(clean)
-    # The last layer's output zeroed: the pooled features are 0, the logits are the bias, every answer is class 3.
-    assert result["zero"][-1] == pytest.approx(np.mean(y == 3)) == 0.1
+    assert result["clean"] == pytest.approx(clean) and 0.6 < clean < 0.9
+    # The last layer's output zeroed: the pooled features are 0, the logits are the bias, every answer is `rare`.
+    assert result["zero"][-1] == pytest.approx(np.mean(y == rare))
+    assert result["zero"][-1] < clean - 0.3
     assert mean_drop(result, "zero") == pytest.approx(clean - np.mean(result["zero"]))
+    assert mean_drop(result, "reinit") == pytest.approx(clean - np.mean(result["reinit"]))
+    assert len(set(result["reinit"])) > 1  # the layers' lesions differ, so a lesion of the wrong layer shows
     # Re-initialising layer k = that layer's weights from a model cloned under the same seed, the rest unchanged.
     keras.utils.set_random_seed(7)
     fresh = keras.models.clone_model(plain)
@@ -171,13 +190,16 @@ def test_lesion_accuracies_against_hand_computed_cases():
     # the same as the network without that block.
     resnet = models["residual"]
     assert backbone_units(resnet) == ["stem", "stage1_block1", "stage2_block1", "stage3_block1"]
+    y = np.argmax(resnet.predict(x, verbose=0), -1)
     result = lesion_accuracies(resnet, x, y)
+    assert result["clean"] == 1.0
     h = resnet.get_layer("stem")(x, training=False)
     for name in ("stage2_block1", "stage3_block1"):  # stage1_block1 skipped
         h = resnet.get_layer(name)(h, training=False)
     skipped = keras.ops.convert_to_numpy(resnet.get_layer("logits")(resnet.get_layer("avg_pool")(h)))
     assert result["zero_branch"][0] is None  # the stem is no residual block
     assert result["zero_branch"][1] == pytest.approx(float(np.mean(np.argmax(skipped, -1) == y)))
+    assert result["zero_branch"][1] < 0.95
 
 
 # ------------------------------------------------------------------------------------- the study, tiny
