@@ -344,3 +344,26 @@ def test_training_memory_estimate_counts_the_unblocked_logits():
     assert double["activation_bytes"] == 2 * full["activation_bytes"]
     with pytest.raises(ValueError, match="families"):
         training_memory_estimate("plain_cnn")
+
+
+def test_content_attention_in_one_block_uses_the_backends_attention_kernel(monkeypatch):
+    calls = []
+    original = keras.ops.dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("scale"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(keras.ops, "dot_product_attention", counting)
+    x = np.random.default_rng(0).normal(size=(2, 5, 4, 3)).astype("float32")
+    for relative, chunk, dv, expected in ((False, None, 6, [1.0]), (True, None, 6, []), (False, 7, 6, []),
+                                          (False, None, 4, [])):  # kernels need equal key and value depths
+        calls.clear()
+        layer = AugmentedConv2D(12, dk=6, dv=dv, heads=2, relative=relative, query_chunk=chunk)
+        out = layer(x)
+        assert calls == expected, (relative, chunk, dv)
+        if expected:  # the kernel's result is the blocked (plain ops) result
+            blocked = AugmentedConv2D(12, dk=6, dv=dv, heads=2, relative=False, query_chunk=7)
+            blocked(x)
+            blocked.set_weights(layer.get_weights())
+            np.testing.assert_allclose(np.asarray(out), np.asarray(blocked(x)), atol=1e-5)

@@ -261,6 +261,10 @@ class AugmentedConv2D(layers.Layer):
 
         Queries are attended in blocks of `block_size` pixels (the last block may be shorter), each
         under `keras.remat` when `rematerialize`; one block of all pixels when `block_size` is None.
+        Content attention alone (`relative=False`) in one block, with equal key and value depths per head (as
+        backends' kernels require), goes through `keras.ops.dot_product_attention`,
+        the backend's fused kernel where it has one; relative logits are never passed to it as a bias, which
+        would build the (B, Nh, HW, HW) tensor the blocks avoid.
         """
         height, width = self.grid
         pixels = height * width
@@ -272,6 +276,13 @@ class AugmentedConv2D(layers.Layer):
             width_term, height_term = self.relative_logits(q)
             terms = (ops.reshape(width_term, (-1, self.heads, pixels, width)),
                      ops.reshape(height_term, (-1, self.heads, pixels, height)))
+        if self.block_size is None and not self.relative and q.shape[-1] == v.shape[-1]:
+            # Content attention alone: the backend's own kernel (cuDNN flash attention on a GPU where JAX or
+            # PyTorch offers it for these shapes and dtypes; plain ops on a CPU). q is already scaled.
+            to_tokens = lambda t: ops.transpose(t, (0, 2, 1, 3))  # noqa: E731  (B, Nh, HW, d) -> (B, HW, Nh, d)
+            out = ops.dot_product_attention(to_tokens(q_flat), to_tokens(ops.reshape(k, (-1, self.heads, pixels,
+                                            k.shape[-1]))), to_tokens(v_flat), scale=1.0)
+            return ops.transpose(out, (0, 2, 1, 3))
         if self.block_size is None:
             return attend(q_flat, k_t, v_flat, *terms)
         block = keras.remat(attend) if self.rematerialize else attend
