@@ -8,6 +8,7 @@ rounds and its range are printed, and the ratio to keras_mha as the median
 (range) of the per-round ratios, so a slow round slows every variant alike:
   aa_layer      AugmentedConv2D (conv branch + relative attention), this package, default
                 query_chunk="auto" (queries in blocks under keras.remat where the logits exceed the budget)
+  aa_image_loop the same layer with image_loop=True: one image at a time (keras.ops.map), each under keras.remat
   aa_unblocked  the same layer with query_chunk=None: all (B, Nh, HW, HW) logits at once
   aa_attention  its attention branch alone (no conv branch)
   aa_tiled      the same attention with the relative logits tiled to [B, Nh, H, W, H, W]
@@ -34,7 +35,7 @@ from keras import layers, ops
 from lacnn_zoo.bench import peak_step_memory_mib, ratio_spread, time_step_samples
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, attention_memory_bytes, relative_logits_1d
 
-VARIANTS = ("aa_layer", "aa_unblocked", "aa_attention", "aa_tiled", "keras_mha")
+VARIANTS = ("aa_layer", "aa_image_loop", "aa_unblocked", "aa_attention", "aa_tiled", "keras_mha")
 
 
 class TiledRelativeAttention(AugmentedConv2D):
@@ -73,6 +74,8 @@ def build_variant(variant, size, channels, heads, dk, dv):
     inputs = keras.Input((size, size, channels))
     if variant == "aa_layer":
         out = AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads)(inputs)
+    elif variant == "aa_image_loop":
+        out = AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads, image_loop=True)(inputs)
     elif variant == "aa_unblocked":
         out = AugmentedConv2D(channels, dk=dk, dv=dv, heads=heads, query_chunk=None)(inputs)
     elif variant == "aa_attention":

@@ -204,30 +204,35 @@ def _randomised(layer, x):
 
 
 # 35 queries (5x7) in blocks of 1, 3, 8 (none divides 35) and 35; 4x3 grid (stride 2) in blocks of 5.
-@pytest.mark.parametrize("shape,strides,relative,chunk,remat", [
-    ((2, 5, 7, 3), 1, True, 1, True),
-    ((2, 5, 7, 3), 1, True, 3, True),
-    ((2, 5, 7, 3), 1, True, 8, False),
-    ((2, 5, 7, 3), 1, False, 8, True),
-    ((2, 5, 7, 3), 1, True, 35, True),
-    ((2, 7, 5, 3), 2, True, 5, True),
-    ((2, 7, 6, 3), 2, False, 5, True),
-    ((1, 1, 6, 2), 1, True, 4, True),
+# image_loop: one image at a time (3 images), its queries in blocks of 3 or all at once.
+@pytest.mark.parametrize("shape,strides,relative,chunk,remat,image_loop", [
+    ((2, 5, 7, 3), 1, True, 1, True, False),
+    ((2, 5, 7, 3), 1, True, 3, True, False),
+    ((2, 5, 7, 3), 1, True, 8, False, False),
+    ((2, 5, 7, 3), 1, False, 8, True, False),
+    ((2, 5, 7, 3), 1, True, 35, True, False),
+    ((2, 7, 5, 3), 2, True, 5, True, False),
+    ((2, 7, 6, 3), 2, False, 5, True, False),
+    ((1, 1, 6, 2), 1, True, 4, True, False),
+    ((3, 5, 7, 3), 1, True, 3, True, True),
+    ((3, 7, 5, 3), 2, True, 35, False, True),
 ])
-def test_query_blocks_equal_per_pixel_reference(shape, strides, relative, chunk, remat):
+def test_query_blocks_equal_per_pixel_reference(shape, strides, relative, chunk, remat, image_loop):
     layer = AugmentedConv2D(12, strides=strides, dk=6, dv=4, heads=2, relative=relative, query_chunk=chunk,
-                            rematerialize=remat)
+                            rematerialize=remat, image_loop=image_loop)
     x = rng.normal(size=shape).astype("float32")
     _randomised(layer, x)
     assert layer.block_size == min(chunk, layer.grid[0] * layer.grid[1])
     np.testing.assert_allclose(_np(layer(x)), reference_layer(layer, x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("chunk,remat", [(3, True), (8, False), (None, False)])
-def test_query_block_gradients_equal_central_differences(chunk, remat):
+@pytest.mark.parametrize("chunk,remat,image_loop", [(3, True, False), (8, False, False), (None, False, False),
+                                                   (5, True, True)])
+def test_query_block_gradients_equal_central_differences(chunk, remat, image_loop):
     # d loss / d input and d loss / d r^W through the blocked (and rematerialised) path, against float64
     # central differences of the per-pixel reference: catches a remat gradient that drops or misroutes a term.
-    layer = AugmentedConv2D(6, kernel_size=1, dk=4, dv=2, heads=2, query_chunk=chunk, rematerialize=remat)
+    layer = AugmentedConv2D(6, kernel_size=1, dk=4, dv=2, heads=2, query_chunk=chunk, rematerialize=remat,
+                            image_loop=image_loop)
     x = rng.normal(size=(1, 3, 4, 2)).astype("float32")
     _randomised(layer, x)
     probe = rng.normal(size=(1, 3, 4, 6))

@@ -92,7 +92,8 @@ def training_memory_estimate(name, *, input_shape=None, batch_size=128, num_clas
     widths = tuple(w * knobs["width"] for w in (16, 32, 64)) if preactivation else tuple(knobs["widths"])
     blocks = (knobs["depth"] - (4 if preactivation else 2)) // 6
     attention = _attention(*(knobs[k] for k in ("heads", "dk", "dv", "relative", "min_key_dims_per_head",
-                                                "query_chunk", "rematerialize", "attention_downsample")))
+                                                "query_chunk", "rematerialize", "attention_downsample",
+                                                "image_loop")))
     _, activations = residual_stages_size(
         (*input_shape[:2], 16 if preactivation else widths[0]), widths, blocks, mixing=knobs["mixing"],
         preactivation=preactivation, attention=attention, augment_stages=tuple(knobs["augment_stages"]),
@@ -151,9 +152,10 @@ def _check_augment_stages(augment_stages, num_stages):
 
 
 def _attention(heads, dk, dv, relative, min_key_dims_per_head, query_chunk="auto", rematerialize=True,
-               attention_downsample=1):
+               attention_downsample=1, image_loop=False):
     return dict(heads=heads, dk=dk, dv=dv, relative=relative, min_key_dims_per_head=min_key_dims_per_head,
-                query_chunk=query_chunk, rematerialize=rematerialize, attention_downsample=attention_downsample)
+                query_chunk=query_chunk, rematerialize=rematerialize, attention_downsample=attention_downsample,
+                image_loop=image_loop)
 
 
 def residual_network(
@@ -240,6 +242,7 @@ def build_resnet(
     query_chunk="auto",
     rematerialize=True,
     attention_downsample=1,
+    image_loop=False,
 ):
     """CIFAR ResNet: 3x3 stem, `len(widths)` stages of (depth - 2) / 6 basic blocks, pooling, classifier.
 
@@ -255,7 +258,8 @@ def build_resnet(
             (paper: 8 heads, dk = 0.2 Fout, dv = 0.1 Fout, relative positions).
         query_chunk, rematerialize: how `AugmentedConv2D` bounds the attention memory (the
             values do not change); attention_downsample=2 attends over a 3x3/stride-2 pooled
-            grid and upsamples (a change of the model).
+            grid and upsamples (a change of the model); image_loop=True attends one image at a
+            time (same values; faster on a CPU, see `AugmentedConv2D`).
     """
     widths = check_positive_int_sequence("widths", widths)
     return residual_network(
@@ -264,7 +268,7 @@ def build_resnet(
         pooling=pooling, classifier_activation=classifier_activation, name=name, mixing=mixing,
         beta_init=beta_init, dropout=dropout, augment_stages=augment_stages,
         attention=_attention(heads, dk, dv, relative, min_key_dims_per_head, query_chunk, rematerialize,
-                             attention_downsample),
+                             attention_downsample, image_loop),
         size_knobs=dict(depth=depth, widths=widths),
     )
 
@@ -291,6 +295,7 @@ def build_wide_resnet(
     query_chunk="auto",
     rematerialize=True,
     attention_downsample=1,
+    image_loop=False,
 ):
     """Wide-ResNet-depth-width: 16-filter stem, pre-activation blocks, stages of 16k/32k/64k filters.
 
@@ -298,7 +303,8 @@ def build_wide_resnet(
         depth: 6n + 4 (16, 22, 28, 40, ...).
         width: widening factor k.
         mixing, beta_init, dropout, augment_stages, heads, dk, dv, relative,
-        min_key_dims_per_head, query_chunk, rematerialize, attention_downsample: as for `build_resnet`.
+        min_key_dims_per_head, query_chunk, rematerialize, attention_downsample, image_loop: as for
+        `build_resnet`.
     """
     check_positive_int("width", width)
     return residual_network(
@@ -308,7 +314,7 @@ def build_wide_resnet(
         classifier_activation=classifier_activation, name=name, mixing=mixing, beta_init=beta_init,
         dropout=dropout, augment_stages=augment_stages,
         attention=_attention(heads, dk, dv, relative, min_key_dims_per_head, query_chunk, rematerialize,
-                             attention_downsample),
+                             attention_downsample, image_loop),
         size_knobs=dict(depth=depth, width=width),
     )
 
