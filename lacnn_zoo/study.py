@@ -18,11 +18,12 @@ Depth D (He et al.'s naming, D = 6n + 2): ResNet-D has D - 1 convolutions on its
 Written to `--out`: a run folder per (variant, depth, seed), `<variant>/depth<D>/seed<k>/` (a normal training run
 with `history.csv`, `grad_norms.csv`, `layer_attention.csv`), the lesion results `lesions/<variant>-d<D>-s<k>.json`,
 and the summary: `study.json` (every table, the criteria stated before the runs and their verdicts),
-`accuracy.csv`, `gradients.csv`, `attention.csv`, `robustness.csv` and the plots `training_curves.png`,
+`study.md` (the tables in Markdown), `accuracy.csv`, `gradients.csv`, `attention.csv`, `robustness.csv` and the plots `training_curves.png`,
 `test_accuracy.png`, `gradient_ratio.png`, `attention.png`, `robustness.png`.  Finished runs and lesion files are
 reused, so an interrupted study resumes where it stopped; a run made with another configuration is refused.
 """
 
+import gc
 import math
 import os
 import time
@@ -52,7 +53,7 @@ QUICK = dict(variants=("plain", "resnet_add", "lacnn_static_vector", "lacnn_dyna
 GRAD_EPOCHS = (1, 2, 3)
 CONFIDENCE = 0.95
 ALPHA = 0.05
-STUDY_ENTRIES = ("study.json", "accuracy.csv", "gradients.csv", "attention.csv", "robustness.csv",
+STUDY_ENTRIES = ("study.json", "study.md", "accuracy.csv", "gradients.csv", "attention.csv", "robustness.csv",
                  "training_curves.png", "test_accuracy.png", "gradient_ratio.png", "attention.png", "robustness.png")
 
 # The criteria, fixed before any run (they are written into study.json with the verdicts).
@@ -351,6 +352,8 @@ def depth_study(variants=None, *, depths=None, seeds=None, epochs=None, widths=N
                     metrics = run_one(model, seed, out_dir, epochs, dataset, grad_epochs, verbose=verbose,
                                       overrides=overrides, run_dir=path, tensorboard=False, **data_kwargs)
                     lesion = _lesions(out_dir, variant, depth, seed, dataset, robustness_examples, data_kwargs)
+                    keras.backend.clear_session()  # 72 models in one process: the full study reached 9 GB without
+                    gc.collect()
                     seconds = time.perf_counter() - t0
                     timings.append({"variant": variant, "depth": depth, "seed": seed, "seconds": seconds,
                                     "reused": reused})
@@ -541,6 +544,10 @@ def verdicts(accuracy, gradients, attention, robustness, depths, variants):
 
 def write_outputs(out_dir, summary):
     write_json(os.path.join(out_dir, "study.json"), summary)
+    from lacnn_zoo.io import atomic_path
+
+    with atomic_path(os.path.join(out_dir, "study.md")) as tmp, open(tmp, "w") as f:
+        f.write(markdown_report(summary))
     for name in ("accuracy", "gradients", "attention", "robustness"):
         if summary[name]:
             write_csv(summary[name], os.path.join(out_dir, f"{name}.csv"))
@@ -725,3 +732,71 @@ def print_summary(summary, file=None):
     print("\npredictions:", file=file)
     for name, v in summary["predictions"].items():
         print(f"  {name}: {v['verdict']}", file=file)
+
+
+def _ci(row, key):
+    if row.get(f"{key}_diff_vs_plain") is None:
+        return "-"
+    text = f"{row[f'{key}_diff_vs_plain']:+.3f}"
+    if row.get(f"{key}_ci_low") is not None:
+        text += f" [{row[f'{key}_ci_low']:+.3f}, {row[f'{key}_ci_high']:+.3f}]"
+    return f"{text}, p {_p(row[f'{key}_p_vs_plain'])}"
+
+
+def markdown_report(summary):
+    """The study's tables as Markdown (what `study.md` holds)."""
+    config = summary["config"]
+    n = len(config["seeds"])
+    lines = [f"Depth study: {', '.join(config['variants'])} at depths {config['depths']}, seeds {config['seeds']}, "
+             f"{config['epochs']} epochs, widths {config['widths']}, data set {config['dataset']}; "
+             f"wall time {summary['wall_time_s'] / 60:.1f} min. Mean ± sample std over {n} seeds; differences "
+             f"against the plain backbone at the same depth with Welch's 95% interval and two-sided p.", "",
+             "| D | variant | convs | params | train acc (last epoch) | vs plain | test acc | vs plain |",
+             "|---:|---|---:|---:|---:|---|---:|---|"]
+    for r in summary["accuracy"]:
+        lines.append(f"| {r['depth']} | {r['variant']} | {r['conv_layers']} | {r['params']:,} | "
+                     f"{_fmt(r['train_acc_mean'], r['train_acc_std'])} | {_ci(r, 'train_acc')} | "
+                     f"{_fmt(r['test_acc_mean'], r['test_acc_std'])} | {_ci(r, 'test_acc')} |")
+    epochs = sorted(int(k.split("_e")[1].split("_")[0]) for k in summary["gradients"][0] if k.endswith("_mean"))
+    lines += ["", "log10(first / last backbone layer gradient norm); 0 = no dilution, -1 = the first layer gets a "
+              "tenth of the last layer's gradient.", "",
+              "| D | variant | " + " | ".join("init" if e == 0 else f"epoch {e}" for e in epochs)
+              + " | p vs plain (init) | p vs plain (epoch 1) |",
+              "|---:|---|" + "---:|" * len(epochs) + "---:|---:|"]
+    for g in summary["gradients"]:
+        cells = " | ".join(_fmt(g[f"log10_ratio_e{e}_mean"], g[f"log10_ratio_e{e}_std"], 2) for e in epochs)
+        p1 = _p(g.get("log10_ratio_e1_p_vs_plain")) if g["variant"] != "plain" else "-"
+        p0 = _p(g["log10_ratio_e0_p_vs_plain"]) if g["variant"] != "plain" else "-"
+        lines.append(f"| {g['depth']} | {g['variant']} | {cells} | {p0} | {p1} |")
+    if summary["attention"]:
+        lines += ["", "Argmax layer of the attention shift w_e - w_0 after epochs 1, 2, ... (one group per seed).", "",
+                  "| D | mechanism | layers | argmax by epoch, per seed | seeds agreeing | verdict |",
+                  "|---:|---|---:|---|---:|---|"]
+        for a in summary["attention"]:
+            lines.append(f"| {a['depth']} | {a['variant']} | {a['layers']} | {a['argmax_by_epoch']} | "
+                         f"{a['seeds_agreeing']}/{a['seeds']} | {'held' if a['held'] else 'did not hold'} |")
+    lines += ["", "Test-accuracy drop when one backbone layer is lesioned, averaged over the layers (mean ± std over "
+              "seeds); p: Welch against the plain backbone.", "",
+              "| D | variant | clean | drop, output zeroed | p | drop, weights re-initialised | p | drop, residual "
+              "branch zeroed |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in summary["robustness"]:
+        plain = r["variant"] == "plain"
+        lines.append(f"| {r['depth']} | {r['variant']} | {r['clean_mean']:.3f} | "
+                     f"{_fmt(r['zero_drop_mean'], r['zero_drop_std'])} | {'-' if plain else _p(r['zero_drop_p_vs_plain'])} | "
+                     f"{_fmt(r['reinit_drop_mean'], r['reinit_drop_std'])} | "
+                     f"{'-' if plain else _p(r['reinit_drop_p_vs_plain'])} | "
+                     f"{_fmt(r['zero_branch_drop_mean'], r['zero_branch_drop_std'])} |")
+    lines += ["", "Predictions (criteria in study.json):", ""]
+    for name, v in summary["predictions"].items():
+        verdict = v["verdict"]
+        if isinstance(verdict, dict):
+            verdict = "; ".join(f"{k}: {x if isinstance(x, str) else ', '.join(f'{a} {b}' for a, b in x.items())}"
+                                for k, x in verdict.items())
+        evidence = v.get("evidence")
+        extra = ""
+        if isinstance(evidence, dict) and evidence.get("diff") is not None:
+            extra = f" (difference {evidence['diff']:+.3f}" + (
+                f", 95% CI [{evidence['ci_low']:+.3f}, {evidence['ci_high']:+.3f}], p {_p(evidence['p'])})"
+                if evidence.get("ci_low") is not None else ", no test: too few values or no spread)")
+        lines.append(f"- {name}: {verdict}{extra}")
+    return "\n".join(lines) + "\n"

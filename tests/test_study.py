@@ -224,7 +224,7 @@ def test_tiny_study_writes_its_tables_reuses_finished_runs_and_refuses_other_con
     kwargs = dict(variants=["plain", "lacnn_static_vector"], depths=[8], seeds=[0, 1], epochs=1, widths=[4, 4, 4],
                   out_dir=str(out), log=lambda *a: None)
     summary = depth_study(**kwargs)
-    for name in ("study.json", "accuracy.csv", "gradients.csv", "attention.csv", "robustness.csv",
+    for name in ("study.json", "study.md", "accuracy.csv", "gradients.csv", "attention.csv", "robustness.csv",
                  "training_curves.png", "test_accuracy.png", "gradient_ratio.png", "attention.png", "robustness.png"):
         assert (out / name).stat().st_size > 0, name
     for variant in ("plain", "lacnn_static_vector"):
@@ -250,6 +250,8 @@ def test_tiny_study_writes_its_tables_reuses_finished_runs_and_refuses_other_con
     attention = summary["attention"][0]
     assert attention["layers"] == 6 and attention["seeds"] == 2
     assert set(summary["predictions"]) == set(summary["criteria"])
+    report = (out / "study.md").read_text()
+    assert f"| 8 | lacnn_static_vector | 6 | {row['params']:,} |" in report and "degradation: not measurable here" in report
 
     # Run again: every finished run and lesion file is reused, nothing is trained.
     import lacnn_zoo.training
