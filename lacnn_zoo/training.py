@@ -662,6 +662,6 @@ def resume(output_dir, **kwargs):
     run_file = os.path.join(output_dir, "run.json")
     if not os.path.exists(run_file):
         raise FileNotFoundError(f"Cannot resume: {output_dir!r} holds no run.json (no lacnn-zoo run there).")
-    stored = read_json(run_file)
+    stored = {k: v for k, v in read_json(run_file).items() if k in RUN_KEYS}  # not `model_defaults`, a record
     model = stored.pop("model")
     return train(model, output_dir=output_dir, resume=True, **stored, **kwargs)
