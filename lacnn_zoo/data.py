@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.validation import check_positive_int, check_unit_interval
+from lacnn_zoo.validation import check_finite, check_positive_int, check_unit_interval
 
 
 @dataclasses.dataclass
@@ -147,8 +147,6 @@ def check_augment(augment):
 
 def check_mixing(mixup=0.0, cutmix=0.0, random_erasing=0.0):
     """MixUp and CutMix alphas (>= 0, 0 = off) and the random-erasing probability (in [0, 1])."""
-    from lacnn_zoo.validation import check_finite
-
     check_finite("mixup", mixup, minimum=0)
     check_finite("cutmix", cutmix, minimum=0)
     check_finite("random_erasing", random_erasing, minimum=0)

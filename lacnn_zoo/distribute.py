@@ -120,6 +120,8 @@ def _tf_config():
 
 
 def _jax(distribute):
+    import jax
+
     if distribute == "multi-worker":
         missing = [v for v in JAX_PROCESS_VARIABLES if v not in os.environ]
         if missing:
@@ -127,13 +129,10 @@ def _jax(distribute):
                 f"`distribute`='multi-worker' on JAX reads the processes from {', '.join(JAX_PROCESS_VARIABLES)}; "
                 f"not set: {', '.join(missing)}."
             )
-        import jax
-
         # Collectives between CPU devices of several processes go through gloo (GPUs use NCCL either way);
         # set before the backend starts, without asking which backend it is (asking starts it).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         keras.distribution.initialize()
-    import jax
 
     devices = keras.distribution.list_devices()
     distribution = keras.distribution.DataParallel(devices=devices)

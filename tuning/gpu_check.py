@@ -64,17 +64,11 @@ def on_cpu():
             yield
 
 
-def train_run(model, epochs, batch_size, folder):
-    from lacnn_zoo.data import load_digits
-    from lacnn_zoo.io import read_json
-    from lacnn_zoo.training import train
+def train_run(model, epochs, batch_size, folder, images):
+    from lacnn_zoo.training import _column, train
 
-    images = len(load_digits(seed=0).train[0])
     result = train(model, epochs=epochs, batch_size=batch_size, output_dir=folder, verbose=0, tensorboard=False)
-    with open(os.path.join(folder, "history.csv")) as f:
-        header, *rows = [line.strip().split(",") for line in f if line.strip()]
-    times = [float(r[header.index("epoch_time_s")]) for r in rows][1:] or [result.metrics["train_wall_time_s"]]
-    read_json(os.path.join(folder, "metrics.json"))  # written: the run finished
+    times = _column(folder, "epoch_time_s")[1:] or [result.metrics["train_wall_time_s"]]
     return {
         "images_per_s": images / statistics.median(times),
         "epoch_time_s_median": statistics.median(times),
@@ -83,11 +77,9 @@ def train_run(model, epochs, batch_size, folder):
     }
 
 
-def search_run(trials, epochs, batch_size, folder):
-    from lacnn_zoo.data import load_digits
+def search_run(trials, epochs, batch_size, folder, images):
     from tuning.search import run_search
 
-    images = len(load_digits(seed=0).train[0])
     start = time.perf_counter()
     result = run_search(list(SEARCH_MECHANISMS), max_trials=trials, epochs=epochs, batch_size=batch_size,
                         directory=folder, project_name="gpu_check", verbose=0)
@@ -126,6 +118,9 @@ def _check(args):
 
     for name in ("epochs", "trials", "search_epochs", "batch_size"):
         check_positive_int(name, getattr(args, name))
+    from lacnn_zoo.data import load_digits
+
+    images = len(load_digits(seed=0).train[0])  # training images per epoch
     devices = accelerators()
     report = {"backend": keras.backend.backend(), "keras": keras.__version__, "accelerators": devices,
               "model": args.model, "batch_size": args.batch_size, "runs": {}}
@@ -135,10 +130,12 @@ def _check(args):
     with tempfile.TemporaryDirectory(prefix="lacnn-gpu-check-") as scratch:
         for place, context in places:
             with context():
-                train = train_run(args.model, args.epochs, args.batch_size, os.path.join(scratch, place, "train"))
+                train = train_run(args.model, args.epochs, args.batch_size, os.path.join(scratch, place, "train"),
+                                  images)
                 print(f"{place}: training {args.model}: {train['images_per_s']:.0f} images/s "
                       f"(test accuracy {train['test_accuracy']:.4f})", flush=True)
-                search = search_run(args.trials, args.search_epochs, args.batch_size, os.path.join(scratch, place))
+                search = search_run(args.trials, args.search_epochs, args.batch_size, os.path.join(scratch, place),
+                                    images)
                 print(f"{place}: {args.trials}-trial search: {search['images_per_s']:.0f} images/s, "
                       f"{search['wall_time_s']:.1f} s", flush=True)
             report["runs"][place] = {"train": train, "search": search}
