@@ -36,6 +36,40 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' `SwapEMAWeights` for validation, plus a bracket for the epoch-end callbacks.
+
+    With an optimizer built with `use_ema=True`, validation runs on the averaged weights (Keras' callback swaps
+    them in around `evaluate`). `swap_in()` and `swap_out()` are two callbacks to put around the epoch-end
+    callbacks that must see the averaged weights too (the best checkpoint, the layer-attention monitor), and
+    before the backup, which must save the raw weights with the average in the optimizer so that a resumed run
+    continues both. At the end of `fit`, Keras' `finalize_variable_values` leaves the averaged weights in the
+    model.
+    """
+
+    def swap_in(self):
+        return _OnEpochEnd(self.on_test_begin)  # swaps the average in unless it is there
+
+    def swap_out(self):
+        return _OnEpochEnd(self.on_test_end)  # swaps the raw weights back unless they are there
+
+
+class _OnEpochEnd(keras.callbacks.Callback):
+    def __init__(self, action):
+        super().__init__()
+        self._action = action
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._action()
+
+
+def uses_ema(model):
+    """Whether `model`'s optimizer keeps an exponential moving average of the weights."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    return bool(getattr(optimizer, "use_ema", False))
+
+
 class AtomicBestCheckpoint(keras.callbacks.Callback):
     """Save the whole model as `.keras` whenever `monitor` improves, via a temporary file and a rename.
 

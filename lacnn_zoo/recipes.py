@@ -104,6 +104,22 @@ def check_milestones(milestones):
     return tuple(float(m) if fractions else int(m) for m in values)
 
 
+def check_schedule_fits(options, epochs):
+    """Refuse a warm-up or milestones that the run of `epochs` epochs never reaches or never leaves."""
+    if options["warmup_epochs"] >= epochs:
+        raise ValueError(
+            f"`warmup_epochs`={options['warmup_epochs']!r} must be shorter than the run's {epochs} epoch(s) "
+            "(the rate would never reach `learning_rate`); accepted: 0 <= warmup_epochs < epochs."
+        )
+    milestones = options["milestones"]
+    if options["schedule"] == "step" and isinstance(milestones[0], int) and milestones[-1] >= epochs:
+        raise ValueError(
+            f"`milestones`={list(milestones)!r} are epoch numbers, and {milestones[-1]} is not within the run's "
+            f"{epochs} epoch(s); accepted: epochs 1 to {epochs - 1}, or fractions of training in (0, 1)."
+        )
+    return options
+
+
 def milestone_steps(milestones, epochs, steps_per_epoch):
     """Optimizer steps at which the step schedule decays (fractions of training, or epoch numbers)."""
     if all(isinstance(m, float) and m < 1 for m in milestones):

@@ -23,6 +23,7 @@ from lacnn_zoo.callbacks import (
     AtomicBackupAndRestore,
     AtomicBestCheckpoint,
     BackupReader,
+    EMAWeights,
     EpochTimer,
     weights_are_finite,
 )
@@ -46,6 +47,7 @@ from lacnn_zoo.recipes import (
     PRECISIONS,
     RECIPES,
     SparseCategoricalCrossentropyWithSmoothing,
+    check_schedule_fits,
     make_optimizer,
     make_schedule,
     resolve_recipe,
@@ -332,6 +334,7 @@ def train(
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, clipnorm=clipnorm, ema=ema,
         augment=augment, mixup=mixup, cutmix=cutmix, random_erasing=random_erasing,
     )
+    check_schedule_fits(options, epochs)
     batch_size = check_positive_int("batch_size", options["batch_size"])
     if augment is None and dataset == "digits":  # a recipe's augmentation applies where the data set has it
         options["augment"] = "none"
@@ -440,6 +443,8 @@ def _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbac
                             steps_per_epoch=steps_per_epoch(data, config["batch_size"]),
                             num_classes=data.num_classes)
     run_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
+    if options["ema"]:  # every worker validates the averaged weights, as the chief does
+        run_callbacks.append(EMAWeights())
     if resume:
         run_callbacks.append(BackupReader(os.path.join(output_dir, "backup")))
     fit = _fit_arguments(data, config, options, dist)
@@ -521,16 +526,22 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
     best_path = os.path.join(output_dir, "best.keras")
     backup = AtomicBackupAndRestore(os.path.join(output_dir, "backup"), delete_checkpoint=False)
     # Order matters: the backup is written last each epoch, so an epoch it records is complete on disk.
+    # With EMA, validation, the best checkpoint and the monitor see the averaged weights; the backup the raw
+    # weights with the average in the optimizer, so that a resumed run continues both.
+    ema = EMAWeights() if options["ema"] else None
     run_callbacks = [
         keras.callbacks.TerminateOnNaN(),
         EpochTimer(),
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
         *callbacks,
+        *([ema, ema.swap_in()] if ema else []),
         AtomicBestCheckpoint(best_path, monitor="val_accuracy"),
     ]
     if tensorboard and keras.backend.backend() == "tensorflow":
         run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")))
     run_callbacks.extend(_model_callbacks(net, data, output_dir))
+    if ema:
+        run_callbacks.append(ema.swap_out())
     run_callbacks.append(backup)
 
     start = time.perf_counter()

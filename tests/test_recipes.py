@@ -7,9 +7,11 @@ import keras
 import numpy as np
 import pytest
 
+from lacnn_zoo import cli
 from lacnn_zoo.recipes import (
     LinearWarmup,
     SparseCategoricalCrossentropyWithSmoothing,
+    check_schedule_fits,
     make_optimizer,
     make_schedule,
     resolve_recipe,
@@ -38,6 +40,28 @@ def test_bad_recipe_options_name_the_argument(options, needle):
     recipe = options.pop("recipe", "default")
     with pytest.raises(ValueError, match=f"`{needle}`"):
         resolve_recipe(recipe, **options)
+
+
+@pytest.mark.parametrize("options,epochs,fits", [
+    (dict(warmup_epochs=1e9), 30, False), (dict(warmup_epochs=30), 30, False), (dict(warmup_epochs=29.5), 30, True),
+    (dict(schedule="step", milestones=(10, 30)), 30, False), (dict(schedule="step", milestones=(10, 29)), 30, True),
+    (dict(schedule="step", milestones=(0.5, 0.99)), 2, True), (dict(schedule="step", milestones=(2,)), 2, False),
+])
+def test_a_schedule_that_does_not_fit_the_run_is_refused(options, epochs, fits):
+    resolved = resolve_recipe("default", **options)
+    if fits:
+        assert check_schedule_fits(resolved, epochs) is resolved
+    else:
+        with pytest.raises(ValueError, match=f"`{next(iter(options.keys() - {'schedule'}))}`.*{epochs} epoch"):
+            check_schedule_fits(resolved, epochs)
+
+
+def test_cli_refuses_a_warmup_longer_than_the_run_before_training(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "3", "--warmup-epochs", "1e9",
+                     "--output-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warmup_epochs" in err[0] and not run.exists()
 
 
 def _lr(schedule, step):

@@ -149,3 +149,69 @@ def test_a_run_started_before_a_default_changed_resumes_with_its_own_model(tmp_p
     heads = [layer for layer in result.model.layers if hasattr(layer, "readout")]
     assert [h.readout for h in heads] == ["final_state"]
     assert result.metrics["resumed_after_epoch"] == 1
+
+
+class _RawWeights(keras.callbacks.Callback):
+    """The raw trainable weights after every optimizer step."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([keras.ops.convert_to_numpy(w).copy() for w in self.model.trainable_weights])
+
+
+def _polyak(steps, momentum=0.99):
+    """Polyak averaging as Keras defines it: a_1 = w_1, a_k = m a_(k-1) + (1 - m) w_k."""
+    average = steps[0]
+    for weights in steps[1:]:
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, weights)]
+    return average
+
+
+def _accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
+
+
+def test_ema_validates_checkpoints_and_tests_the_average_of_the_raw_weights(tmp_path, digits):
+    raw = _RawWeights()
+    ema_run, plain_run = str(tmp_path / "ema"), str(tmp_path / "plain")
+    result = train("plain_cnn_tiny", epochs=1, ema=True, output_dir=ema_run, verbose=0, callbacks=[raw])
+    average = _polyak(raw.steps)
+    best = keras.saving.load_model(os.path.join(ema_run, "best.keras"))
+    for a, w in zip(average, best.trainable_weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(w), a, rtol=1e-4, atol=1e-6)
+    for a, w in zip(average, result.model.trainable_weights):  # the returned model holds the average too
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(w), a, rtol=1e-4, atol=1e-6)
+    assert max(np.abs(a - w).max() for a, w in zip(average, raw.steps[-1])) > 1e-2  # not the raw weights
+    # Validation and the test metrics were measured on the averaged weights.
+    assert float(_history(ema_run)[0]["val_accuracy"]) == pytest.approx(_accuracy(best, *digits.validation), abs=1e-6)
+    metrics = json.load(open(os.path.join(ema_run, "metrics.json")))
+    assert metrics["test_accuracy"] == pytest.approx(_accuracy(best, *digits.test), abs=1e-6)
+    plain = train("plain_cnn_tiny", epochs=1, output_dir=plain_run, verbose=0).metrics
+    assert _history(plain_run)[0]["loss"] == _history(ema_run)[0]["loss"]  # the same training ...
+    assert plain["test_loss"] != pytest.approx(metrics["test_loss"], rel=1e-3)  # ... another model tested
+
+
+class _StateAtStart(keras.callbacks.Callback):
+    """The optimizer's averages and the model's weights as the first epoch of a (resumed) run begins."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not hasattr(self, "averages"):
+            self.averages = [keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables
+                             if v.path.endswith("_average")]
+            self.weights = [keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights]
+
+
+def test_resumed_ema_run_continues_the_raw_weights_and_their_average(tmp_path):
+    run, raw = str(tmp_path / "run"), _RawWeights()
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=2, ema=True, output_dir=run, verbose=0, callbacks=[raw, _Crash(at_epoch=0)])
+    start = _StateAtStart()
+    resume(run, callbacks=[start], verbose=0)
+    assert len(start.averages) == len(raw.steps[-1])
+    for a, b in zip(start.averages, _polyak(raw.steps)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(start.weights, raw.steps[-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # Keras swaps by sums: float32 round-off
