@@ -100,7 +100,7 @@ def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, c
     split is used whole. When the model's recorded standardisation differs from the data set's own (another
     data set at the same scale), inputs are re-standardised with the model's, as `lacnn-zoo evaluate` does.
     """
-    from lacnn_zoo.data import load_dataset
+    from lacnn_zoo.data import load_dataset, restandardise
 
     options = {} if dataset == "digits" else dict(
         data_dir=data_dir, image_size=tuple(image_size) if image_size else None)
@@ -113,13 +113,8 @@ def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, c
     calibration_x, _ = _arrays(data.train, calibration_images)
     test_x, test_y = _arrays(data.test)
     recorded = preprocessing or {}
-    if recorded.get("mean") is not None and recorded.get("scale") == data.preprocessing["scale"]:
-        def restandardise(x):
-            raw = x * np.asarray(data.preprocessing["std"], "float32") + np.asarray(data.preprocessing["mean"], "float32")
-            return ((raw - np.asarray(recorded["mean"], "float32")) / np.asarray(recorded["std"], "float32")).astype(
-                "float32")
-
-        calibration_x, test_x = restandardise(calibration_x), restandardise(test_x)
+    if recorded.get("mean") is not None:  # the model's own preprocessing, applied to the raw pixels
+        calibration_x, test_x = (restandardise(x, data.preprocessing, recorded) for x in (calibration_x, test_x))
     description = {"dataset": dataset, "seed": seed, "split": "test", "num_examples": int(len(test_y)),
                    "calibration_images": int(len(calibration_x)), "calibration_split": "train"}
     return calibration_x, test_x, test_y, description

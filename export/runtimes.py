@@ -83,14 +83,25 @@ class Runner:
         return self.signature(**{self.input_name: x})[self.output_name]
 
 
+def _json_entry(text, key, path):
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"The {key!r} metadata inside {path!r} is not JSON; the artifact is damaged.") from None
+
+
 def read_metadata(path):
     """The class names and preprocessing recorded inside an .onnx (metadata_props) or .tflite (metadata) file."""
     path = os.fspath(path)
     if path.endswith(".onnx"):
         import onnx
 
-        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-        return {k: json.loads(props[k]) for k in ONNX_METADATA_KEYS if k in props}
+        try:
+            props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        except Exception as e:  # onnx raises DecodeError, InvalidProtobuf and others for a damaged file
+            raise ValueError(f"{path!r} is not a readable ONNX model ({type(e).__name__}); it is damaged or "
+                             "not an ONNX file.") from None
+        return {k: _json_entry(props[k], k, path) for k in ONNX_METADATA_KEYS if k in props}
     if path.endswith(".tflite"):
         from ai_edge_litert import schema_py_generated as schema
 
@@ -103,7 +114,8 @@ def read_metadata(path):
             name = entry.Name().decode()
             if name.startswith(LITERT_METADATA_PREFIX):
                 data = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
-                found[name[len(LITERT_METADATA_PREFIX):]] = json.loads(data)
+                key = name[len(LITERT_METADATA_PREFIX):]
+                found[key] = _json_entry(data, key, path)
         return found
     raise ValueError(f"`artifact` must be an .onnx or .tflite file; received {path!r}.")
 

@@ -18,6 +18,7 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     """`{"artifact", "top1", "keras_top1", "drop_points", "dataset", "split", "num_examples", ...}`."""
     from export.quantize import load_quantization_data, top1
     from export.runtimes import Runner
+    from lacnn_zoo.data import check_preprocessing
     from lacnn_zoo.validation import check_positive_int
 
     check_positive_int("batch_size", batch_size)
@@ -42,6 +43,9 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     runner = Runner(artifact)
     image_size = run.get("image_size") if run.get("dataset") == dataset else None
     input_shape = manifest.get("input", {}).get("shape", [None])[1:] or None
+    # What a deployment reads is what the artifact carries, not the manifest: it must be whole.
+    check_preprocessing(runner.metadata.get("preprocessing"), input_shape,
+                        what=f"The preprocessing recorded inside {artifact!r}")
     _, test_x, test_y, description = load_quantization_data(
         dataset, seed=run.get("seed", 0), image_size=image_size, data_dir=data_dir, calibration_images=1,
         preprocessing=runner.metadata.get("preprocessing"), input_shape=input_shape)

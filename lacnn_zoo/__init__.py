@@ -16,6 +16,7 @@ from lacnn_zoo.registry import ModelInfo, build_model, list_families, list_model
 from lacnn_zoo import layers, models  # noqa: E402, F401  isort: skip
 from lacnn_zoo.layers import layer_attention  # noqa: E402, F401  isort: skip
 from lacnn_zoo.saving import load_model  # noqa: E402  isort: skip
+from lacnn_zoo.models.backbones import input_convention  # noqa: E402  isort: skip
 from lacnn_zoo.models.layer_attended import feature_extractor, feature_info, layer_attended, tap_names  # noqa: E402  isort: skip
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "build_model",
     "feature_extractor",
     "feature_info",
+    "input_convention",
     "layer_attended",
     "list_families",
     "list_models",

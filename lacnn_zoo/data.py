@@ -3,7 +3,9 @@ folders of the user's own images (one subfolder per class).
 
 Preprocessing (scaling, standardisation, resizing, augmentation) happens here,
 OUTSIDE the model, so exported models stay free of it; `DataSplits.preprocessing`
-records what a deployed model expects: `x = (raw * scale - mean) / std`.
+records what a deployed model expects: `x = (raw * scale - mean) / std` (with the channels reversed
+first when `channel_order` is "BGR"). The mean and std are the training images' own, or a backbone's
+convention (`normalization`, e.g. `lacnn_zoo.models.backbones.input_convention("ResNet50V2")`).
 
 The digits come from scikit-learn's bundled copy (1797 scanned 8x8 digits, values
 0..16) and need no network.  TFDS sets load with `download=False` unless asked:
@@ -60,6 +62,85 @@ def _standardise(x, mean, std):
     return ((x - mean) / std).astype("float32")
 
 
+def standardise(x, preprocessing):
+    """Images scaled by `preprocessing["scale"]` (NumPy, channels last) to the model's inputs."""
+    x = np.asarray(x, "float32")
+    if preprocessing.get("channel_order") == "BGR":
+        x = x[..., ::-1]
+    return _standardise(x, np.asarray(preprocessing["mean"], "float32"), np.asarray(preprocessing["std"], "float32"))
+
+
+def unstandardise(x, preprocessing):
+    """The inverse of `standardise`: model inputs back to images scaled by `preprocessing["scale"]`."""
+    x = np.asarray(x, "float32") * np.asarray(preprocessing["std"], "float32") + np.asarray(
+        preprocessing["mean"], "float32")
+    return x[..., ::-1] if preprocessing.get("channel_order") == "BGR" else x
+
+
+def restandardise(x, source, target):
+    """Inputs standardised as `source` describes, standardised as `target` does instead (via raw pixels)."""
+    return standardise(unstandardise(x, source) * (target["scale"] / source["scale"]), target)
+
+
+def check_preprocessing(preprocessing, input_shape=None, what="`preprocessing`"):
+    """Refuse a preprocessing record that cannot be applied as `standardise` applies it (damaged metadata)."""
+    import numbers
+
+    def numbers_ok(values, n):
+        return (isinstance(values, list) and len(values) in n and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) for v in values))
+
+    channels = input_shape[-1] if input_shape and input_shape[-1] else None
+    n = (channels,) if channels else (1, 3, 4)
+    problem = None
+    if not isinstance(preprocessing, dict):
+        problem = "it is not a JSON object"
+    elif not (isinstance(preprocessing.get("scale"), numbers.Real) and np.isfinite(preprocessing["scale"])
+              and preprocessing["scale"] > 0):
+        problem = f"scale={preprocessing.get('scale')!r} is not a positive number"
+    elif not numbers_ok(preprocessing.get("mean"), n) or not numbers_ok(preprocessing.get("std"), n) or min(
+            preprocessing["std"]) <= 0:
+        problem = (f"mean={preprocessing.get('mean')!r} and std={preprocessing.get('std')!r} are not "
+                   f"{channels or 'per-channel'} finite numbers with std > 0")
+    elif preprocessing.get("channel_order", "RGB") not in ("RGB", "BGR"):
+        problem = f"channel_order={preprocessing.get('channel_order')!r} is not 'RGB' or 'BGR'"
+    else:
+        resize = preprocessing.get("resize")
+        size = list(input_shape[:2]) if input_shape and None not in input_shape[:2] else None
+        if resize is not None and (not numbers_ok(resize, (2,)) or (size and list(resize) != size)):
+            problem = f"resize={resize!r} is not the input's height and width {size}"
+    if problem:
+        raise ValueError(f"{what} is damaged: {problem}; it cannot be applied to images.")
+    return preprocessing
+
+
+def _normalization(normalization, channels, estimate):
+    """(mean, std, record) of a loader: a fixed convention, or the statistics `estimate()` returns."""
+    if normalization is None:
+        mean, std = estimate()
+        return mean, std, {"channel_order": "RGB", "convention": "training images"}
+    mean = np.asarray(normalization["mean"], "float32")
+    std = np.asarray(normalization["std"], "float32")
+    order = normalization.get("channel_order", "RGB")
+    if channels == 1 and mean.shape == (3,) and std.shape == (3,):  # grey images under an RGB convention
+        mean, std, order = mean.mean(keepdims=True), std.mean(keepdims=True), "RGB"
+    if mean.shape != (channels,) or std.shape != (channels,) or not (std > 0).all():
+        raise ValueError(
+            f"`normalization` must give {channels} mean and {channels} positive std values, one per channel of the "
+            f"images; received {normalization!r}."
+        )
+    return mean, std, {"channel_order": order, "convention": normalization.get("convention", "given")}
+
+
+def _normaliser(mean, std, channel_order):
+    def normalise(image, label):
+        if channel_order == "BGR":
+            image = image[..., ::-1]
+        return (image - mean) / std, label
+
+    return normalise
+
+
 def _check_fractions(validation_fraction, test_fraction):
     check_unit_interval("validation_fraction", validation_fraction, open_right=True)
     check_unit_interval("test_fraction", test_fraction, open_right=True)
@@ -95,7 +176,8 @@ def load_digits(*, seed=0, validation_fraction=0.1, test_fraction=0.2):
         test=(_standardise(x_test, mean, std), y_test),
         input_shape=(8, 8, 1),
         num_classes=10,
-        preprocessing={"scale": scale, "mean": mean.tolist(), "std": std.tolist(), "resize": None},
+        preprocessing={"scale": scale, "mean": mean.tolist(), "std": std.tolist(), "resize": None,
+                       "channel_order": "RGB", "convention": "training images"},
     )
 
 
@@ -257,6 +339,7 @@ def load_tfds(
     train_split="train",
     test_split="test",
     stats_examples=2000,
+    normalization=None,
 ):
     """Load a TFDS image-classification set as batched tf.data pipelines.
 
@@ -276,6 +359,9 @@ def load_tfds(
             carves the test data from the tail of `train_split`: then the splits are
             `train[:70%]`, `train[70%:80%]` (validation) and `train[80%:]` (test) for the default fractions.
         stats_examples: training images used to estimate the per-channel mean/std.
+        normalization: None (standardise with the training images' mean and std), or a fixed convention
+            `{"mean", "std", "channel_order", "convention"}` on [0, 1] pixels, e.g. a keras.applications
+            backbone's (`lacnn_zoo.models.backbones.input_convention`).
     """
     import re
 
@@ -350,13 +436,13 @@ def load_tfds(
             image = tf.image.resize(image, (height, width))
         return image, tf.cast(label, tf.int32)
 
-    sample = np.stack([x.numpy() for x, _ in train.take(stats_examples).map(to_float)])
-    mean = sample.mean(axis=(0, 1, 2)).astype("float32")
-    std = np.maximum(sample.std(axis=(0, 1, 2)), 1e-6).astype("float32")
+    def estimate():
+        sample = np.stack([x.numpy() for x, _ in train.take(stats_examples).map(to_float)])
+        return (sample.mean(axis=(0, 1, 2)).astype("float32"),
+                np.maximum(sample.std(axis=(0, 1, 2)), 1e-6).astype("float32"))
 
-    def normalise(image, label):
-        return (image - mean) / std, label
-
+    mean, std, record = _normalization(normalization, channels, estimate)
+    normalise = _normaliser(mean, std, record["channel_order"])
     autotune = tf.data.AUTOTUNE
     train = train.map(to_float, num_parallel_calls=autotune).shuffle(10_000, seed=seed)
     augment_fn = _augmenter(augment, random_erasing, height, width, channels, seed)
@@ -371,6 +457,7 @@ def load_tfds(
         "mean": mean.tolist(),
         "std": std.tolist(),
         "resize": None if image_size is None else [height, width],
+        **record,
     }
     names = getattr(features["label"], "names", None)
     if names:
@@ -507,6 +594,7 @@ def load_image_folder(
     stats_examples=2000,
     data_dir=None,
     download=False,
+    normalization=None,
 ):
     """Load a folder of images, one subfolder per class, as batched tf.data pipelines.
 
@@ -534,6 +622,7 @@ def load_image_folder(
         random_erasing: probability of erasing a random patch of each training image (Keras' RandomErasing).
         validation_fraction, test_fraction: shares of the images held out (when there are no split folders).
         data_dir, download: accepted for a uniform `load_dataset` call; they apply to TFDS only.
+        normalization: None (the training images' mean and std) or a fixed convention, as `load_tfds`.
 
     Returns:
         `DataSplits` whose `preprocessing` also records `class_names` (the folder names).
@@ -632,18 +721,20 @@ def load_image_folder(
 
     train, val, test = decoded(train_paths, train_labels), decoded(val_paths, val_labels), decoded(
         test_paths, test_labels)
-    total = np.zeros(channels, "float64")
-    total_sq = np.zeros(channels, "float64")
-    count = 0
-    for x, _ in train.take(stats_examples).batch(256).as_numpy_iterator():
-        total += x.sum(axis=(0, 1, 2), dtype="float64")
-        total_sq += np.square(x, dtype="float64").sum(axis=(0, 1, 2))
-        count += x.shape[0] * height * width
-    mean = (total / count).astype("float32")
-    std = np.maximum(np.sqrt(np.maximum(total_sq / count - np.square(total / count), 0)), 1e-6).astype("float32")
+    def estimate():
+        total = np.zeros(channels, "float64")
+        total_sq = np.zeros(channels, "float64")
+        count = 0
+        for x, _ in train.take(stats_examples).batch(256).as_numpy_iterator():
+            total += x.sum(axis=(0, 1, 2), dtype="float64")
+            total_sq += np.square(x, dtype="float64").sum(axis=(0, 1, 2))
+            count += x.shape[0] * height * width
+        mean = (total / count).astype("float32")
+        std = np.sqrt(np.maximum(total_sq / count - np.square(total / count), 0))
+        return mean, np.maximum(std, 1e-6).astype("float32")
 
-    def normalise(image, label):
-        return (image - mean) / std, label
+    mean, std, record = _normalization(normalization, channels, estimate)
+    normalise = _normaliser(mean, std, record["channel_order"])
 
     train = train.shuffle(len(train_paths), seed=seed)
     augment_fn = _augmenter(augment, random_erasing, height, width, channels, seed)
@@ -665,6 +756,7 @@ def load_image_folder(
             "mean": mean.tolist(),
             "std": std.tolist(),
             "resize": None if image_size is None else [height, width],
+            **record,
             "class_names": class_names,
         },
     )
@@ -690,7 +782,7 @@ def load_dataset(name="digits", *, seed=0, batch_size=64, **kwargs):
             f"received {name!r}."
         )
     if name == "digits":
-        for arg in ("augment", "random_erasing"):
+        for arg in ("augment", "random_erasing", "normalization"):
             if kwargs.get(arg) and kwargs.get(arg) != "none":
                 raise ValueError(f"`{arg}` applies to TFDS sets and image folders; the embedded digits are used "
                                  f"as scanned. Received {arg}={kwargs[arg]!r} with dataset='digits'.")

@@ -11,7 +11,15 @@ import os
 
 import numpy as np
 
-from lacnn_zoo.data import IMAGE_FORMATS, decode_image, is_image_file, list_images, load_dataset
+from lacnn_zoo.data import (
+    IMAGE_FORMATS,
+    decode_image,
+    is_image_file,
+    list_images,
+    load_dataset,
+    restandardise,
+    standardise,
+)
 from lacnn_zoo.io import read_json, write_csv, write_json
 from lacnn_zoo.validation import check_positive_int
 
@@ -119,13 +127,12 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
             f"{dataset!r} has the classes {data.preprocessing['class_names']}, but the model was trained on "
             f"{names}: the labels would not match."
         )
-    restandardise = recorded.get("mean") is not None and recorded.get("scale") == data.preprocessing["scale"]
+    same_scale = recorded.get("mean") is not None and recorded.get("scale") == data.preprocessing["scale"]
 
     log_p, labels = [], []
     for x, y in _batches(data, split, batch_size):
-        if restandardise:  # back to [0, 1] with the data set's statistics, then the model's own
-            x = x * np.asarray(data.preprocessing["std"], "float32") + np.asarray(data.preprocessing["mean"], "float32")
-            x = (x - np.asarray(recorded["mean"], "float32")) / np.asarray(recorded["std"], "float32")
+        if same_scale:  # back to [0, 1] with the data set's statistics, then the model's own
+            x = restandardise(x, data.preprocessing, recorded)
         log_p.append(_log_probabilities(model, model.predict_on_batch(x)))
         labels.append(np.asarray(y, "int64"))
     log_p, labels = np.concatenate(log_p), np.concatenate(labels)
@@ -171,7 +178,8 @@ def image_files(inputs):
 
 
 def preprocess(files, preprocessing, input_shape):
-    """Read image files and apply a run's recorded preprocessing: `(resize(raw) * scale - mean) / std`.
+    """Read image files and apply a run's recorded preprocessing: `(resize(raw) * scale - mean) / std`, the
+    channels reversed first where `channel_order` is "BGR".
 
     Images are decoded as the training loader does (alpha dropped, converted to the model's
     channels) and resized to the recorded size, or to the model's input size when none was recorded
@@ -182,8 +190,6 @@ def preprocess(files, preprocessing, input_shape):
     height, width, channels = input_shape
     size = tuple(preprocessing["resize"]) if preprocessing.get("resize") else (height, width)
     scale = preprocessing["scale"]
-    mean = np.asarray(preprocessing["mean"], "float32")
-    std = np.asarray(preprocessing["std"], "float32")
     arrays = []
     for file in files:
         try:
@@ -193,8 +199,31 @@ def preprocess(files, preprocessing, input_shape):
         image = tf.cast(image, tf.float32) * scale
         if None not in size and (preprocessing.get("resize") or tuple(image.shape[:2]) != size):
             image = tf.image.resize(image, size)
-        arrays.append(((image.numpy() - mean) / std).astype("float32"))
+        arrays.append(standardise(image.numpy(), preprocessing))
     return arrays
+
+
+def digit_scans(files):
+    """Images of handwritten digits made into the embedded digits' 8x8 scans (float32, values 0..16).
+
+    The digits (UCI optdigits, scikit-learn's copy) are 32x32 bitmaps of the ink, counted in 4x4 blocks. Here an
+    image is read as grey, inverted when its background is light (dark ink on paper), resized to 32x32
+    (bilinear), thresholded at half intensity and counted the same way. (The original scans were also centred
+    and size-normalised: crop an image to its digit for the best results.)
+    """
+    import tensorflow as tf
+
+    scans = []
+    for file in files:
+        try:
+            image = tf.cast(decode_image(tf.io.read_file(file), 1), tf.float32) / 255.0
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            raise ValueError(f"Cannot decode image {file!r}: {str(e).splitlines()[0]}") from None
+        if float(tf.reduce_mean(image)) > 0.5:
+            image = 1.0 - image
+        ink = tf.image.resize(image, (32, 32)).numpy()[..., 0] >= 0.5
+        scans.append(ink.reshape(8, 4, 8, 4).sum(axis=(1, 3)).astype("float32"))
+    return scans
 
 
 def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None):
@@ -203,7 +232,8 @@ def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None):
     Args:
         model_or_run: a run folder or a `.keras` file with the run's metrics.json beside it (the
             recorded preprocessing is needed).
-        inputs: image files and/or folders of images.
+        inputs: image files and/or folders of images (for a run on the embedded digits: images of one
+            handwritten digit each, made into 8x8 scans as `digit_scans` describes).
         top_k: classes reported per image (at most the number of classes).
         csv: also write the rows to this CSV file (atomically).
 
@@ -220,14 +250,12 @@ def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None):
             f"{model_path!r} has no metrics.json beside it recording its preprocessing; pass a finished run "
             "folder (or its best.keras)."
         )
-    if metrics.get("dataset", run.get("dataset")) == "digits":
-        raise ValueError(
-            "This model was trained on the embedded digits (8x8 arrays of 0..16), not on image files; predict "
-            "takes runs trained on an image folder or a TFDS set."
-        )
     files = image_files(inputs)
     model = _load(model_path)
-    arrays = preprocess(files, preprocessing, tuple(model.input_shape[1:]))
+    if metrics.get("dataset", run.get("dataset")) == "digits":  # images of digits, scanned as the digits were
+        arrays = [standardise(scan[..., None] * preprocessing["scale"], preprocessing) for scan in digit_scans(files)]
+    else:
+        arrays = preprocess(files, preprocessing, tuple(model.input_shape[1:]))
     names = preprocessing.get("class_names")
     rows = []
     for start in range(0, len(arrays), batch_size):

@@ -154,9 +154,24 @@ def mean_std(values):
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def _significant(test, sign):
-    """p < ALPHA with the difference in the direction `sign` (+1: a > b)."""
-    return test["p"] is not None and test["p"] < ALPHA and np.sign(test["diff"]) == sign
+# Fewer seeds than this per side leave Welch's test with under 2 degrees of freedom (t_0.975 = 12.7 at df = 1):
+# a prediction that is not significant then is "not shown", not "did not hold".
+MIN_SEEDS = 3
+
+
+def verdict(p, diff, n, sign):
+    """A criterion's verdict from a Welch test: "held" (p < ALPHA, difference of the predicted `sign`), "did not
+    hold" (significant the other way, or not significant with at least MIN_SEEDS values per side), or "not shown"
+    when the test had too few values per side (`n`) to tell."""
+    if p is not None and p < ALPHA and np.sign(diff) == sign:
+        return "held"
+    if (p is not None and p < ALPHA) or n >= MIN_SEEDS:
+        return "did not hold"
+    return f"not shown: n={n} per side (the criterion needs >= {MIN_SEEDS} seeds)"
+
+
+def _test_verdict(test, sign):
+    return verdict(test["p"], test["diff"], min(test["n_a"], test["n_b"]), sign)
 
 
 # ---------------------------------------------------------------------------------------------------- lesions
@@ -500,31 +515,32 @@ def verdicts(accuracy, gradients, attention, robustness, depths, variants):
     if middle is not None:
         a, b = _row(accuracy, deep, "plain"), _row(accuracy, middle, "plain")
         test = welch(a["train_acc_values"], b["train_acc_values"])
-        out["degradation"] = {"verdict": "held" if _significant(test, -1) else "did not hold",
-                              "depths": [deep, middle], "evidence": test}
+        out["degradation"] = {"verdict": _test_verdict(test, -1), "depths": [deep, middle], "evidence": test}
         g_deep, g_shallow = _row(gradients, deep, "plain"), _row(gradients, shallow, "plain")
         test = welch([v for v in g_deep["log10_ratio_e0_values"] if v is not None],
                      [v for v in g_shallow["log10_ratio_e0_values"] if v is not None])
-        out["dilution_grows_with_depth"] = {"verdict": "held" if _significant(test, -1) else "did not hold",
-                                            "depths": [deep, shallow], "evidence": test}
+        out["dilution_grows_with_depth"] = {"verdict": _test_verdict(test, -1), "depths": [deep, shallow],
+                                            "evidence": test}
     else:
         out["degradation"] = out["dilution_grows_with_depth"] = {"verdict": "not measurable here",
                                                                  "evidence": "needs two depths"}
     per = {}
     for m in mechanisms:
         r = _row(accuracy, deep, m)
-        per[m] = "held" if (r["train_acc_p_vs_plain"] is not None and r["train_acc_p_vs_plain"] < ALPHA
-                            and r["train_acc_diff_vs_plain"] > 0) else "did not hold"
+        per[m] = verdict(r["train_acc_p_vs_plain"], r["train_acc_diff_vs_plain"], r["seeds"], +1)
     out["attended_trains_where_plain_degrades"] = {"verdict": per, "depth": deep}
     per = {}
     for depth in depths:
         for m in mechanisms:
             g = _row(gradients, depth, m)
             later = "log10_ratio_e1" if "log10_ratio_e1_mean" in g else "log10_ratio_e0"
-            ok = all(g[f"{k}_p_vs_plain"] is not None and g[f"{k}_p_vs_plain"] < ALPHA
-                     and g[f"{k}_mean"] > _row(gradients, depth, "plain")[f"{k}_mean"]
-                     for k in ("log10_ratio_e0", later))
-            per[f"{m}@{depth}"] = "held" if ok else "did not hold"
+            plain_g = _row(gradients, depth, "plain")
+            each = [verdict(g[f"{k}_p_vs_plain"], (g[f"{k}_mean"] or 0) - (plain_g[f"{k}_mean"] or 0),
+                            min(len([v for v in g[f"{k}_values"] if v is not None]),
+                                len([v for v in plain_g[f"{k}_values"] if v is not None])), +1)
+                    for k in ("log10_ratio_e0", later)]
+            per[f"{m}@{depth}"] = ("held" if all(v == "held" for v in each) else "did not hold"
+                                   if "did not hold" in each else next(v for v in each if v != "held"))
     out["attention_reduces_dilution"] = {"verdict": per}
     out["lowest_layer_first_then_climbing"] = {
         "verdict": {f"{r['variant']}@{r['depth']}": "held" if r["held"] else "did not hold" for r in attention}}
@@ -532,9 +548,9 @@ def verdicts(accuracy, gradients, attention, robustness, depths, variants):
     for depth in depths:
         for m in mechanisms:
             r = _row(robustness, depth, m)
+            n = _row(accuracy, depth, m)["seeds"]
             per[f"{m}@{depth}"] = {
-                kind: "held" if (r[f"{kind}_drop_p_vs_plain"] is not None and r[f"{kind}_drop_p_vs_plain"] < ALPHA
-                                 and r[f"{kind}_drop_diff_vs_plain"] < 0) else "did not hold"
+                kind: verdict(r[f"{kind}_drop_p_vs_plain"], r[f"{kind}_drop_diff_vs_plain"] or 0, n, -1)
                 for kind in ("zero", "reinit")}
     out["robust_to_downstream_corruption"] = {"verdict": per}
     return out

@@ -118,7 +118,22 @@ RUN_ENTRIES = frozenset({
 })
 
 
-def _prepare_output_dir(output_dir, config, *, resume, overwrite):
+def _input_convention(overrides, output_dir, resume):
+    """The input convention of the run's backbone (a keras.applications backbone's `preprocess_input`), or None
+    (the training images' statistics). A run started before conventions were applied keeps its statistics."""
+    from lacnn_zoo.models.backbones import input_convention
+
+    convention = input_convention((overrides or {}).get("backbone"))
+    if resume and convention is not None:
+        try:
+            if read_json(os.path.join(output_dir, "run.json")).get("input_convention") is None:
+                return None
+        except (OSError, ValueError):
+            return convention  # no readable run.json: the resume check refuses it with its own message
+    return convention
+
+
+def _prepare_output_dir(output_dir, config, *, resume, overwrite, records=None):
     """Check the folder against what was asked (under the run's lock); returns the epochs already done."""
     run_file = os.path.join(output_dir, "run.json")
     entries = [e for e in os.listdir(output_dir) if e != LOCK_NAME]
@@ -156,7 +171,8 @@ def _prepare_output_dir(output_dir, config, *, resume, overwrite):
         for entry in entries:
             remove_path(os.path.join(output_dir, entry))
     mark_owned(output_dir, "run")
-    write_json(run_file, {**{k: _plain(config[k]) for k in RUN_KEYS}, "model_defaults": MODEL_DEFAULTS})
+    write_json(run_file, {**{k: _plain(config[k]) for k in RUN_KEYS}, "model_defaults": MODEL_DEFAULTS,
+                          **(records or {})})
     return 0
 
 
@@ -403,21 +419,27 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
     init_weights, freeze_backbone = config["init_weights"], config["freeze_backbone"]
 
     keras.utils.set_random_seed(seed)
+    convention = None if dataset == "digits" else _input_convention(overrides, output_dir, resume)
     data = load_dataset(
         dataset, seed=seed, batch_size=batch_size, **(
             {} if dataset == "digits" else
             dict(data_dir=data_dir, download=download, image_size=image_size, augment=augment,
-                 random_erasing=config["random_erasing"],
+                 random_erasing=config["random_erasing"], normalization=convention,
                  **{k: config[k] for k in SPLIT_KEYS if config[k] is not None})
         )
     )
+    records = {"input_convention": convention and convention["convention"]}
     if config["scale_lr"]:  # Goyal et al.'s linear scaling, asked for; never silently
         options = {**options, "learning_rate": options["learning_rate"] * dist.replicas}
     with dist.scope():
         net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes,
                           **_build_overrides(info, overrides, output_dir, resume))
         if init_weights and not resume:  # a resumed run restores its own weights from the backup
-            load_initial_weights(net, init_weights)
+            loaded = load_initial_weights(net, init_weights)
+            if verbose != 0 and dist.is_chief:
+                with_weights = [layer for layer in net.layers if layer.weights]
+                print(f"init_weights: copied {len(loaded)} of the {len(with_weights)} layers with weights from "
+                      f"{init_weights!r} (matched by name and weight shapes); the rest start as initialised.")
     if freeze_backbone:
         for layer in backbone_layers(net):
             layer.trainable = False
@@ -428,7 +450,7 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
     created = not os.path.exists(output_dir)
     try:
         with FolderLock(os.path.join(output_dir, LOCK_NAME), f"Run folder {output_dir!r}"):
-            done = _prepare_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
+            done = _prepare_output_dir(output_dir, config, resume=resume, overwrite=overwrite, records=records)
             return _fit_and_report(net, info, data, config, options, output_dir, done, tensorboard, callbacks,
                                    verbose, dist)
     finally:

@@ -201,13 +201,16 @@ def test_readme_deploy_snippets_run_without_tensorflow(exported, digits_test, ma
     out, _ = exported
     text = open(README).read()
     snippet = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S).group(1)
-    default = re.search(r'path = "exported/digits/(model\.\w+)"', snippet).group(1)
-    snippet = snippet.replace(f"exported/digits/{default}", f"exported/digits/{artifact}")
-    from sklearn.datasets import load_digits
+    default = re.search(r'path = "(exported/digits(?:-all)?/model\.\w+)"', snippet).group(1)
+    snippet = snippet.replace(default, f"exported/digits/{artifact}")
+    import tensorflow as tf
 
-    raw, labels = load_digits(return_X_y=True)
+    images = np.random.default_rng(0).uniform(0, 16, size=(2, 9, 7, 1)).astype("float32")
+    resized = tf.image.resize(images, (8, 8)).numpy()  # what training does with --image-size
     code = snippet + (
-        "\nimport sys\nassert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "\nimport sys\nassert not {'tensorflow', 'keras', 'psutil', 'PIL'} & set(sys.modules)\n"
+        f"images = np.random.default_rng(0).uniform(0, 16, size=(2, 9, 7, 1)).astype('float32')\n"
+        f"assert np.abs(resize(images, (8, 8)) - np.array({resized.tolist()})).max() < 1e-4\n"
         "from sklearn.datasets import load_digits\nraw, labels = load_digits(return_X_y=True)\n"
         "print(sum(int(p) == t for p, t in zip(predict(raw.reshape(-1, 8, 8, 1)), labels)) / len(labels))\n"
     )
@@ -233,3 +236,28 @@ def test_bench_times_every_runtime_in_its_own_process(tmp_path):
     rows = bench.summarise("plain_cnn_tiny", results, (1, 3))
     assert {r["x_keras"] for r in rows if r["runtime"] == "keras"} == {1.0}
     assert bench.main(["plain_cnn_tiny", "--rounds", "2", "--calls", "5"]) == 1  # < 20 timed calls per point
+
+
+@pytest.mark.parametrize("damage,needle", [
+    ({"mean": [0.5, 0.5, 0.5]}, "mean="), ({"scale": -1}, "scale="), ({"resize": [32, 32]}, "resize="),
+    ({"channel_order": "GRB"}, "channel_order="), (None, "not JSON"),
+])
+def test_validate_judges_the_preprocessing_the_artifact_carries(exported, tmp_path, capsys, damage, needle):
+    """A deployment reads the artifact's own metadata: validate refuses it damaged, whatever the manifest says."""
+    import shutil
+
+    import onnx
+
+    from export.validate import main
+
+    out, _ = exported
+    shutil.copy(out / "manifest.json", tmp_path / "manifest.json")
+    model = onnx.load(str(out / "model.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["preprocessing"] = "{not json" if damage is None else json.dumps(
+        {**json.loads(props["preprocessing"]), **damage})
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    assert main([str(tmp_path / "model.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "damaged" in err, err

@@ -83,7 +83,8 @@ def test_folder_splits_are_stratified_disjoint_reproducible_and_labelled(folders
     data = load_dataset(path, seed=0, batch_size=32)
     assert data.input_shape == (8, 8, 3) and data.num_classes == 10  # grayscale mixed with RGB: read as RGB
     assert data.preprocessing["class_names"] == [str(c) for c in range(10)]
-    assert set(data.preprocessing) == {"scale", "mean", "std", "resize", "class_names"}
+    assert set(data.preprocessing) == {"scale", "mean", "std", "resize", "class_names", "channel_order", "convention"}
+    assert data.preprocessing["convention"] == "training images" and data.preprocessing["channel_order"] == "RGB"
     assert data.preprocessing["resize"] is None
     splits = {s: split_arrays(data, s) for s in ("train", "validation", "test")}
     assert [len(splits[s][1]) for s in splits] == [70, 10, 20]

@@ -132,7 +132,6 @@ def foreign(run, tmp_path):
     (["predict", "{r}", "{t}/empty"], "holds no images"),
     (["predict", "{r}", "{t}/broken.png", "--top-k", "0"], "top_k"),
     (["predict", "{t}/bare.keras", "{t}/small8"], "no metrics.json"),
-    (["predict", "{t}/digits_run", "{t}/small8"], "embedded digits"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(run, foreign, capsys, argv, pattern):
     import re
@@ -142,3 +141,34 @@ def test_bad_input_gives_one_line_and_exit_2(run, foreign, capsys, argv, pattern
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lacnn-zoo: error: ")
     assert re.search(pattern, err[0]), err
+
+
+def _bitmap(scan):
+    """A 32x32 bitmap whose 4x4 blocks hold as many ink pixels as the 8x8 scan's values (raster order)."""
+    blocks = (np.arange(16).reshape(1, 4, 1, 4) < scan.reshape(8, 1, 8, 1)).reshape(8, 4, 8, 4)
+    return blocks.reshape(32, 32)
+
+
+def test_predict_takes_images_of_digits_for_a_digits_run(tmp_path, capsys):
+    from lacnn_zoo.data import load_digits
+    from lacnn_zoo.inference import digit_scans
+
+    run = str(tmp_path / "run")
+    assert cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "2", "--output-dir", run,
+                     "--verbose", "0"]) == 0
+    from sklearn.datasets import load_digits as sk_digits
+
+    scans = sk_digits().images[:12]
+    files = []
+    for i, scan in enumerate(scans):  # dark ink on white paper, 4x larger
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(np.where(_bitmap(scan), 0, 255).astype("uint8")).resize((128, 128), Image.NEAREST).save(path)
+        files.append(str(path))
+    np.testing.assert_array_equal(np.stack(digit_scans(files)), scans)  # the scans are recovered exactly
+    csv_path = tmp_path / "p.csv"
+    assert cli.main(["predict", run, *files, "--top-k", "1", "--csv", str(csv_path)]) == 0
+    rows = list(csv.DictReader(open(csv_path)))
+    data = load_digits(seed=0)
+    x = (scans[..., None] * data.preprocessing["scale"] - data.preprocessing["mean"][0]) / data.preprocessing["std"][0]
+    expected = keras.saving.load_model(os.path.join(run, "best.keras")).predict(x.astype("float32"), verbose=0)
+    assert [int(r["class_index"]) for r in rows] == list(expected.argmax(-1))

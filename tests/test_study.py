@@ -296,3 +296,39 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
     err = capsys.readouterr().err.strip()
     assert err.startswith("lacnn-zoo: error:") and message in err and "\n" not in err
     assert not out.exists()
+
+
+def _plain_tables(train_acc_by_depth):
+    accuracy = [{"depth": d, "variant": "plain", "train_acc_values": v, "seeds": len(v)}
+                for d, v in train_acc_by_depth.items()]
+    gradients = [{"depth": d, "variant": "plain", "log10_ratio_e0_values": [-1.0 - 0.01 * i for i in range(len(v))]}
+                 for d, v in train_acc_by_depth.items()]
+    return accuracy, gradients
+
+
+@pytest.mark.parametrize("shallow,deep,expected", [
+    ([0.994, 0.998], [0.141, 0.267], "not shown: n=2 per side"),  # the case: 2 seeds, ~1 df
+    ([0.994, 0.996, 0.998], [0.141, 0.204, 0.267], "held"),  # the same effect with 3 seeds
+    ([0.141, 0.204, 0.267], [0.994, 0.996, 0.998], "did not hold"),  # significant, the other way
+    ([0.50, 0.51], [0.90, 0.91], "did not hold"),  # 2 seeds but significant the other way
+    ([0.90, 0.95, 0.85], [0.92, 0.87, 0.89], "did not hold"),  # 3 seeds, no difference
+])
+def test_a_verdict_separates_evidence_against_from_too_few_seeds(shallow, deep, expected):
+    from lacnn_zoo.study import verdicts, welch
+
+    accuracy, gradients = _plain_tables({20: shallow, 56: deep})
+    got = verdicts(accuracy, gradients, [], [], [20, 56], ["plain"])["degradation"]["verdict"]
+    assert got.startswith(expected), got
+    test = welch(deep, shallow)
+    if expected == "held":
+        assert test["p"] < 0.05 and test["diff"] < 0
+    if expected.startswith("not shown"):
+        assert test["p"] >= 0.05 and test["df"] < 2
+
+
+def test_verdict_needs_the_predicted_sign():
+    from lacnn_zoo.study import verdict
+
+    assert verdict(0.001, -0.3, 5, -1) == "held" and verdict(0.001, 0.3, 5, -1) == "did not hold"
+    assert verdict(0.001, 0.3, 5, +1) == "held" and verdict(0.001, -0.3, 2, +1) == "did not hold"
+    assert verdict(None, 0.0, 2, +1).startswith("not shown") and verdict(0.3, 0.1, 3, +1) == "did not hold"

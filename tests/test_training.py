@@ -110,14 +110,22 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert cli.main(["train", "--output-dir", run, "--resume"]) == 2  # finished runs are not resumed
 
 
-def test_fine_tune_a_trained_backbone_under_a_new_head(tmp_path):
+def test_fine_tune_a_trained_backbone_under_a_new_head(tmp_path, capsys):
+    import re
+
     plain = str(tmp_path / "plain")
     train("plain_cnn_tiny", epochs=1, output_dir=plain, verbose=0)
     source = keras.saving.load_model(os.path.join(plain, "best.keras"))
     run = str(tmp_path / "lacnn")
-    result = train("lacnn_static_vector_tiny", epochs=1, output_dir=run, verbose=0,
+    capsys.readouterr()
+    result = train("lacnn_static_vector_tiny", epochs=1, output_dir=run, verbose=2,
                    init_weights=os.path.join(plain, "best.keras"), freeze_backbone=True)
     tuned = result.model
+    shapes = {layer.name: [w.shape for w in layer.weights] for layer in source.layers}
+    matching = [layer for layer in tuned.layers if layer.weights and shapes.get(layer.name) == [
+        w.shape for w in layer.weights]]
+    copied = re.search(r"init_weights: copied (\d+) of the (\d+) layers", capsys.readouterr().out)
+    assert copied and [int(n) for n in copied.groups()] == [len(matching), len([x for x in tuned.layers if x.weights])]
     backbone = [layer.name for layer in source.layers if layer.name.startswith("stage")]
     assert len(backbone) == 6
     for name in backbone:  # copied in, then frozen: identical after an epoch of training (BN statistics too)

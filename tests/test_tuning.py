@@ -257,6 +257,8 @@ def test_executions_per_trial_repeats_each_trial_and_the_table_gives_mean_and_st
         values = [e["val_accuracy"] for mechanism, ex in oracle_trials.values() if mechanism == row["mechanism"]
                   for e in ex]
         assert row["executions"] == len(values) == 2 * row["trials"]
+        if not values:  # not drawn by this seed: in the table with 0 trials
+            continue
         assert row["val_accuracy_mean"] == pytest.approx(np.mean(values))
         assert row["val_accuracy_std"] == pytest.approx(np.std(values, ddof=1))
         best = [e["val_accuracy"] for e in oracle_trials[row["best_trial"]][1]]
@@ -273,3 +275,44 @@ def test_executions_per_trial_repeats_each_trial_and_the_table_gives_mean_and_st
     with pytest.raises(ValueError, match="executions_per_trial"):
         run_search(["plain"], directory=str(tmp_path / "never"), executions_per_trial=0)
     assert not (tmp_path / "never").exists()
+
+
+def test_every_asked_mechanism_is_in_the_table_and_an_epoch_time_excludes_tracing(tmp_path, capsys):
+    import itertools
+
+    import numpy as np
+
+    from lacnn_zoo.io import read_json
+    from tuning.search import coverage_warning, print_table
+
+    # The probability a random search misses a mechanism, against counting every sequence of draws.
+    for n, k in ((3, 4), (2, 3), (4, 6)):
+        missed = sum(len(set(seq)) < n for seq in itertools.product(range(n), repeat=k)) / n ** k
+        warning = coverage_warning(list(range(n)), k, "random")
+        assert (warning is not None) == (missed > 0.05)
+        if warning:
+            assert f"probability {missed:.2f}" in warning
+    assert "cannot visit" in coverage_warning(["a", "b", "c"], 2, "bayesian")
+    assert coverage_warning(["a", "b"], 2, "bayesian") is None
+
+    mechanisms = ["plain", "static_vector", "self_attention"]
+    result = run_search(mechanisms, max_trials=2, epochs=2, directory=str(tmp_path), seed=0)
+    captured = capsys.readouterr()
+    assert "max_trials=2 cannot visit each of the 3 mechanisms" in captured.err
+    assert sorted(r["mechanism"] for r in result.table) == sorted(mechanisms)
+    unvisited = [r for r in result.table if r["trials"] == 0]
+    drawn = {r["mechanism"] for r in json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))["trials"]}
+    assert len(unvisited) == 3 - len(drawn) >= 1 and all(r["best_val_accuracy"] is None for r in unvisited)
+    assert [r["mechanism"] for r in result.table[-len(unvisited):]] == [r["mechanism"] for r in unvisited]
+    per_trial = {}
+    for trial in json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))["trials"]:
+        executions = read_json(tmp_path / "mechanisms" / f"trial_{trial['trial']}" / "executions.json")
+        assert len(executions[0]["epoch_times_s"]) == 2
+        assert trial["time_per_epoch_s"] == pytest.approx(executions[0]["epoch_times_s"][1])  # not the first
+        per_trial.setdefault(trial["mechanism"], []).append(executions[0]["epoch_times_s"][1])
+    for row in result.table:
+        if row["trials"]:
+            assert row["time_per_epoch_s"] == pytest.approx(np.mean(per_trial[row["mechanism"]]))
+    print_table(result)
+    out = capsys.readouterr().out
+    assert f"{unvisited[0]['mechanism']}" in out and "(0 trials)" in out

@@ -17,13 +17,16 @@ shared filesystem.
 import contextlib
 import dataclasses
 import json
+import math
 import os
+import sys
 import time
 
 import keras
 import numpy as np
 
 from lacnn_zoo.callbacks import EpochTimer
+from lacnn_zoo import input_convention
 from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import (
@@ -117,7 +120,8 @@ class _RecordExecutions:
         executions = []
         for history in histories:
             best = tuner_utils.convert_to_metrics_dict(history, self.oracle.objective)
-            executions.append({k: float(v) for k, v in best.items()})
+            executions.append({**{k: float(v) for k, v in best.items()},
+                               "epoch_times_s": [float(t) for t in history.history.get("epoch_time_s", [])]})
         write_json(os.path.join(self.get_trial_dir(trial.trial_id), EXECUTIONS_FILE), executions)
         return histories
 
@@ -193,6 +197,8 @@ def run_search(
         )
     if dataset != "digits":
         data_kwargs["augment"] = check_augment(data_kwargs.get("augment"))
+        # A keras.applications backbone gets the inputs its weights were trained on, as in `lacnn-zoo train`.
+        data_kwargs["normalization"] = input_convention((overrides or {}).get("backbone"))
     keras.utils.set_random_seed(seed)
     data = load_dataset(dataset, seed=seed, batch_size=batch_size, **data_kwargs)
     hypermodel = MechanismHyperModel(data.input_shape, data.num_classes, mechanisms, overrides=overrides)
@@ -202,6 +208,9 @@ def run_search(
                  image_size=list(data_kwargs["image_size"]) if data_kwargs.get("image_size") else None,
                  augment=data_kwargs.get("augment") or "none", executions_per_trial=executions_per_trial)
     worker = _is_worker()  # workers share the chief's project folder; the chief owns and guards it
+    warning = None if worker or tuner == "hyperband" else coverage_warning(mechanisms, max_trials, tuner)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     guard = contextlib.nullcontext() if worker else FolderLock(os.path.join(project_dir, LOCK_NAME),
                                                                f"Search project {project_dir!r}")
     with guard:
@@ -241,7 +250,6 @@ def _trial_rows(search_tuner, hypermodel, objective):
             continue
         hp = trial.hyperparameters
         metrics = trial.metrics
-        times = [o.value for o in metrics.get_history("epoch_time_s")] if metrics.exists("epoch_time_s") else []
         keras.backend.clear_session()
         params = hypermodel.build(hp).count_params()
         executions = _executions(search_tuner, trial, objective)
@@ -251,11 +259,32 @@ def _trial_rows(search_tuner, hypermodel, objective):
             "score": float(trial.score),
             "val_accuracy": float(metrics.get_best_value("val_accuracy")) if metrics.exists("val_accuracy") else None,
             "params": int(params),
-            "time_per_epoch_s": float(np.mean(times)) if times else None,
+            "time_per_epoch_s": time_per_epoch(executions),
             "hyperparameters": dict(hp.values),
             "executions": executions,
         })
     return rows
+
+
+def time_per_epoch(executions):
+    """Median wall time of an epoch after each execution's first (which traces the graph), or None when no
+    execution ran a second epoch (or, in a project written before epoch times were kept, none was recorded)."""
+    later = [t for e in executions for t in (e.get("epoch_times_s") or [])[1:]]
+    return float(np.median(later)) if later else None
+
+
+def coverage_warning(mechanisms, max_trials, tuner):
+    """A line saying when the trial budget cannot (or, for random search, may well not) visit every mechanism."""
+    n = len(mechanisms)
+    if max_trials < n:
+        return (f"Warning: max_trials={max_trials} cannot visit each of the {n} mechanisms; at least {n - max_trials} "
+                f"will have 0 trials. Pass --trials {n} or more, or fewer --mechanisms.")
+    if tuner == "random":  # each trial draws the mechanism uniformly: P(some mechanism never drawn)
+        seen_all = sum((-1) ** j * math.comb(n, j) * (1 - j / n) ** max_trials for j in range(n + 1))
+        if 1 - seen_all > 0.05:
+            return (f"Warning: random search with max_trials={max_trials} leaves some of the {n} mechanisms with "
+                    f"0 trials with probability {1 - seen_all:.2f}; pass more --trials to compare them all.")
+    return None
 
 
 def _executions(search_tuner, trial, objective):
@@ -263,13 +292,14 @@ def _executions(search_tuner, trial, objective):
     as one execution with the trial's (averaged) values."""
     path = os.path.join(search_tuner.get_trial_dir(trial.trial_id), EXECUTIONS_FILE)
     if os.path.exists(path):
-        return [{k: e.get(k) for k in dict.fromkeys((objective, "val_accuracy"))} for e in read_json(path)]
+        return [{k: e.get(k) for k in dict.fromkeys((objective, "val_accuracy", "epoch_times_s"))}
+                for e in read_json(path)]
     metrics = trial.metrics
     val = float(metrics.get_best_value("val_accuracy")) if metrics.exists("val_accuracy") else None
     return [{objective: float(trial.score), "val_accuracy": val}]
 
 
-def mechanism_table(rows, objective):
+def mechanism_table(rows, objective, mechanisms=()):
     """One row per mechanism: best objective, its val accuracy, params, time per epoch, trials run; the mean ± std
     (sample std) of the validation accuracy over every execution of every trial of the mechanism, and over the
     executions of its best trial (the repeat noise of one configuration)."""
@@ -296,7 +326,14 @@ def mechanism_table(rows, objective):
             "best_trial_val_accuracy_mean": best_mean,
             "best_trial_val_accuracy_std": best_std,
         })
-    return sorted(table, key=lambda r: r[f"best_{objective}"], reverse=not objective.endswith("loss"))
+    table.sort(key=lambda r: r[f"best_{objective}"], reverse=not objective.endswith("loss"))
+    visited = {r["mechanism"] for r in rows}
+    return table + [{  # asked for, never drawn: shown, not dropped
+        "mechanism": m, f"best_{objective}": None, "best_val_accuracy": None, "params_of_best": None,
+        "time_per_epoch_s": None, "trials": 0, "best_trial": None, "val_accuracy_mean": None,
+        "val_accuracy_std": None, "executions": 0, "best_trial_val_accuracy_mean": None,
+        "best_trial_val_accuracy_std": None,
+    } for m in mechanisms if m not in visited]
 
 
 def plot_mechanisms(table, path, title):
@@ -307,10 +344,12 @@ def plot_mechanisms(table, path, title):
     colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
     bars = ax.barh(names, accuracy, color=colours)
     for bar, row in zip(bars, table):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
-                f" {bar.get_width():.3f}  ({row['params_of_best']:,} params, {row['trials']} trials)",
+        label = (f" {bar.get_width():.3f}  ({row['params_of_best']:,} params, {row['trials']} trials)"
+                 if row["trials"] else " 0 trials")
+        ax.text(bar.get_width() if row["trials"] else ax.get_xlim()[0], bar.get_y() + bar.get_height() / 2, label,
                 va="center", fontsize=8)
-    low = min(accuracy) if accuracy else 0.0
+    tried = [a for a, r in zip(accuracy, table) if r["trials"]]
+    low = min(tried) if tried else 0.0
     ax.set_xlim(max(0.0, low - 0.05), 1.08)
     ax.set_xlabel("best validation accuracy")
     ax.set_ylabel("mechanism")
@@ -325,7 +364,7 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
     rows = _trial_rows(search_tuner, hypermodel, objective)
     if not rows:
         raise ZooError(f"No trial completed in {project_dir!r}; see the trial logs there.")
-    table = mechanism_table(rows, objective)
+    table = mechanism_table(rows, objective, hypermodel.mechanisms)
     best_hp = search_tuner.get_best_hyperparameters(1)[0]
     best_model = search_tuner.get_best_models(1)[0]
     if data.is_numpy:
@@ -367,11 +406,15 @@ def print_table(result, objective="val_accuracy"):
 
     for r in result.table:
         t = f"{r['time_per_epoch_s']:.2f}" if r["time_per_epoch_s"] is not None else "-"
+        if not r["trials"]:
+            print(f"{r['mechanism']:<22} {'-':>18} {'-':>19} {'-':>17} {'-':>9} {'-':>8} {0:>7} {0:>5}  (0 trials)")
+            continue
         print(f"{r['mechanism']:<22} {r[f'best_{objective}']:>18.4f} "
               f"{spread(r.get('best_trial_val_accuracy_mean'), r.get('best_trial_val_accuracy_std')):>19} "
               f"{spread(r.get('val_accuracy_mean'), r.get('val_accuracy_std')):>17} {r['params_of_best']:>9,} {t:>8} "
               f"{r['trials']:>7} {r.get('executions', r['trials']):>5}")
     print("(mean ± sample std of the validation accuracy: over the best trial's executions, and over every "
-          "execution of every trial)")
+          "execution of every trial; s/epoch: median wall time of an epoch after each execution's first, which "
+          "traces the graph)")
     print(f"\nbest: {result.best_hyperparameters}\ntest accuracy of the best model: {result.test_accuracy:.4f}; "
           f"search wall time {result.wall_time_s:.0f} s; files in {result.project_dir}")

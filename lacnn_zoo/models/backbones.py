@@ -8,7 +8,9 @@ Which layers are tapped is decided by `lacnn_zoo.taps` from the graph alone.
 """
 
 import keras
+import numpy as np
 
+from lacnn_zoo.errors import ZooError
 from lacnn_zoo.registry import list_models, model_info
 from lacnn_zoo.taps import feature_model
 
@@ -21,6 +23,40 @@ def application_names():
 def accepted_backbones():
     """Every backbone name `resolve_backbone` builds: keras.applications constructors and zoo models."""
     return set(application_names()) | set(list_models())
+
+
+def input_convention(backbone, channels=3):
+    """The inputs a `keras.applications` backbone's weights were trained on, or None for any other backbone.
+
+    Read off the family's own `keras.applications.<family>.preprocess_input` (so it is Keras' convention, not
+    a copy of its constants) and expressed in the zoo's preprocessing terms, on pixels scaled to [0, 1]:
+    `x = (p[..., order] - mean) / std`, with `channel_order` "BGR" where the family reverses the channels
+    (the "caffe" mode of ResNet50/101/152 and VGG). Returns a dict with `mean`, `std`, `channel_order` and
+    `convention` (the function's name). With one input channel (grey images, only possible with
+    `backbone_weights=None`) the channels' mean and std are averaged.
+    """
+    if not isinstance(backbone, str) or backbone not in application_names():
+        return None
+    family = getattr(keras.applications, backbone).__module__.rsplit(".", 1)[-1]
+    preprocess_input = getattr(keras.applications, family).preprocess_input
+    probe = np.zeros((4, 1, 1, 3), "float32")
+    for c in range(3):
+        probe[c + 1, 0, 0, c] = 255.0
+    out = np.asarray(keras.ops.convert_to_numpy(preprocess_input(probe.copy())), "float64")[:, 0, 0, :]
+    offset, gains = out[0], out[1:] - out[0]  # gains[i, j]: output channel j's response to input channel i
+    order = np.argmax(np.abs(gains), axis=0)  # the input channel that feeds each output channel
+    slope = gains[order, np.arange(3)] / 255.0
+    if sorted(order) != [0, 1, 2] or np.abs(gains).sum() - np.abs(gains[order, np.arange(3)]).sum() > 1e-6:
+        raise ZooError(f"keras.applications.{family}.preprocess_input is not a per-channel affine map.")
+    std = 1.0 / (255.0 * slope)
+    mean = -offset * std + 0.0  # no -0.0
+    convention = {"mean": mean.tolist(), "std": std.tolist(), "channel_order": "BGR" if list(order) == [2, 1, 0]
+                  else "RGB", "convention": f"keras.applications.{family}.preprocess_input"}
+    if list(order) not in ([0, 1, 2], [2, 1, 0]):
+        raise ZooError(f"keras.applications.{family}.preprocess_input reorders channels as {list(order)}.")
+    if channels == 1:
+        convention.update(mean=[float(np.mean(mean))], std=[float(np.mean(std))], channel_order="RGB")
+    return convention
 
 
 def _backbone_help():
@@ -67,7 +103,15 @@ def resolve_backbone(backbone, *, input_shape=None, weights=None):
         kwargs = {} if input_shape is None else {"input_shape": tuple(input_shape)}
         try:
             return getattr(keras.applications, backbone)(include_top=False, weights=weights, **kwargs)
-        except ValueError as e:  # e.g. "Input size must be at least 32x32": say which argument to change
+        except Exception as e:
+            if not isinstance(e, ValueError) and "URL fetch failure" not in str(e):
+                raise
+            if "URL fetch failure" in str(e):  # keras.utils.get_file could not download: no network
+                raise ZooError(
+                    f"`backbone_weights`={weights!r}: keras.applications.{backbone} could not download its weights "
+                    "(no network?). Pass a local weights file (e.g. one downloaded once into ~/.keras/models), or "
+                    "backbone_weights=None to train from scratch."
+                ) from None  # e.g. "Input size must be at least 32x32": say which argument to change
             raise ValueError(
                 f"`input_shape` or `backbone_weights` does not suit keras.applications.{backbone} "
                 f"(input_shape={input_shape!r}, backbone_weights={weights!r}): {e}"
