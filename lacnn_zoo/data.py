@@ -38,10 +38,18 @@ class DataSplits:
     input_shape: tuple
     num_classes: int
     preprocessing: dict
+    sizes: dict = None  # images per split, {"train": n, "validation": n, "test": n}, where known
 
     @property
     def is_numpy(self):
         return isinstance(self.train, tuple)
+
+    def size(self, split):
+        """Images in `split`: counted for arrays, recorded by the loader for pipelines (None if unknown)."""
+        part = getattr(self, split)
+        if isinstance(part, tuple):
+            return len(part[1])
+        return (self.sizes or {}).get(split)
 
     def sample(self, n=32, split="validation"):
         """A fixed batch `(x, y)` of at most n examples as NumPy arrays."""
@@ -462,7 +470,12 @@ def load_tfds(
     names = getattr(features["label"], "names", None)
     if names:
         preprocessing["class_names"] = list(names)
+    try:
+        sizes = dict(zip(("train", "validation", "test"), (info.splits[split].num_examples for split in splits)))
+    except (KeyError, ValueError, TypeError):
+        sizes = None
     return DataSplits(
+        sizes=sizes,
         name=name,
         train=finish(train),
         validation=finish(val.map(to_float, num_parallel_calls=autotune)),
@@ -745,6 +758,7 @@ def load_image_folder(
         return ds.map(normalise, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
 
     return DataSplits(
+        sizes={"train": len(train_paths), "validation": len(val_paths), "test": len(test_paths)},
         name=os.path.basename(os.path.normpath(path)),
         train=finish(train),
         validation=finish(val),

@@ -20,6 +20,10 @@ Two rules find taps from the graph alone, so they work on any functional model:
   ``features_only``.  Only "trunk" tensors count, those that every path from the
   input to the output passes through (so a squeeze-excite branch at 1x1 is not
   a stage), and the input itself, padding and preprocessing layers are skipped.
+  Where that last layer only widens a block output for what follows (the 1x1
+  expansion, norm and activation of an inverted-residual network's next block
+  or head), the block output is the stage, as in timm (EfficientNetB0: 16, 24,
+  40, 112 and 320 channels, not 96, 144, 240, 672 and 1280).
 
 A list of layer names or a callable ``(model) -> list of names`` picks taps
 explicitly.  `feature_info` follows timm's ``feature_info`` (name, channels,
@@ -110,12 +114,33 @@ def _block_taps(graph):
     return taps + [t for t in graph.model.outputs if id(t) not in tapped and len(t.shape) == 4]
 
 
+def _before_expansion(graph, tensor):
+    """The block output an expansion tail starts from, or `tensor` when it ends no expansion.
+
+    An inverted-residual network (MobileNetV2/V3, EfficientNet) widens the block output with a 1x1 convolution,
+    a norm and an activation before the next stage's strided convolution, and before its head; timm's stage
+    features are the block outputs, not these widened maps. Walking back over activations and norms, the tail
+    is an expansion when it reaches a 1x1 convolution with more output than input channels."""
+    t = tensor
+    while True:
+        producer, parents = graph.producer[id(t)], graph.parents[id(t)]
+        if len(parents) != 1:
+            return tensor
+        if isinstance(producer, (*_ACTIVATIONS, keras.layers.BatchNormalization, keras.layers.LayerNormalization)):
+            t = parents[0]
+            continue
+        if (type(producer) is keras.layers.Conv2D and tuple(producer.kernel_size) == (1, 1)
+                and tuple(producer.strides) == (1, 1) and t.shape[-1] > parents[0].shape[-1]):
+            return parents[0]
+        return tensor
+
+
 def _stage_taps(graph):
     trunk = [t for t in graph.trunk() if len(t.shape) == 4 and not isinstance(graph.producer[id(t)], _NOT_STAGES)]
     last = {}
     for t, size in zip(trunk, _spatial_sizes(graph.model, trunk)[1]):
         last[size] = t  # later trunk tensors at the same resolution replace earlier ones
-    return sorted(last.values(), key=lambda t: graph.position[id(t)])
+    return sorted((_before_expansion(graph, t) for t in last.values()), key=lambda t: graph.position[id(t)])
 
 
 def _accepted_taps():

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import platform
+import sys
 import time
 
 import keras
@@ -220,6 +221,31 @@ def steps_per_epoch(data, batch_size):
         return math.ceil(len(data.train[0]) / batch_size)
     cardinality = int(data.train.cardinality())
     return cardinality if cardinality > 0 else None
+
+
+# Below these, a run is warned before training: too few optimizer steps per epoch for the schedule, or a
+# validation split so small that one image moves the validation accuracy (and the best checkpoint) by > 2 points.
+FEW_STEPS, FEW_VALIDATION = 10, 50
+
+
+def size_warning(data, batch_size):
+    """A line saying what to change when the training or validation split is too small to train or judge, or None."""
+    n_train, n_val = data.size("train"), data.size("validation")
+    if n_train is None:
+        return None
+    steps = math.ceil(n_train / batch_size)
+    problems = []
+    if steps < FEW_STEPS:
+        problems.append(f"{n_train} training images in batches of {batch_size} give {steps} optimizer step"
+                        f"{'s' if steps != 1 else ''} per epoch")
+    if n_val is not None and n_val < FEW_VALIDATION:
+        problems.append(f"the validation split has {n_val} images (one image moves validation accuracy by "
+                        f"{100 / max(n_val, 1):.1f} points)")
+    if not problems:
+        return None
+    smaller = max(1, 2 ** int(math.log2(max(1, n_train // FEW_STEPS))))
+    return (f"Warning: {'; '.join(problems)}. Use a smaller --batch-size (e.g. {smaller}) and more --epochs, "
+            "and more images per class (or a larger --validation-fraction) for a validation accuracy to trust.")
 
 
 def compile_model(model, *, learning_rate, weight_decay, decay_steps, from_logits=True):
@@ -429,6 +455,9 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
         )
     )
     records = {"input_convention": convention and convention["convention"]}
+    warning = size_warning(data, batch_size) if dist.is_chief and verbose != 0 else None
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if config["scale_lr"]:  # Goyal et al.'s linear scaling, asked for; never silently
         options = {**options, "learning_rate": options["learning_rate"] * dist.replicas}
     with dist.scope():

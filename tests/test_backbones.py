@@ -44,12 +44,16 @@ BLOCKS = {
 # Blocks, then the backbone's own output (after its final norm / head convolution) as the last tap.
 BLOCK_COUNTS = {"ResNet50V2": 16 + 1, "DenseNet121": 58 + 1, "MobileNetV3Small": 6 + 1, "EfficientNetB0": 9 + 1,
                 "ConvNeXtTiny": 18 + 1}
-# (reduction, channels) of the last map at each resolution of a 64x64 input.
+# (reduction, channels) of the last map at each resolution of a 64x64 input; for the inverted-residual
+# networks the block outputs, as timm's features_only gives them (EfficientNet-B0's stage widths 16, 24, 40,
+# 112, 320 from Tan & Le 2019, Table 1; MobileNetV3-Small's 16, 16, 24, 48, 96 from Howard et al. 2019,
+# Table 2, where timm's last feature is the 576-wide 1x1 convolution after it), not the expanded maps
+# (96, 144, 240, 672, 1280) that precede the next stride.
 STAGES = {
     "ResNet50V2": [(2, 64), (4, 256), (8, 512), (16, 1024), (32, 2048)],
     "DenseNet121": [(2, 64), (4, 128), (8, 256), (16, 512), (32, 1024)],
-    "MobileNetV3Small": [(2, 16), (4, 72), (8, 96), (16, 288), (32, 576)],
-    "EfficientNetB0": [(2, 96), (4, 144), (8, 240), (16, 672), (32, 1280)],
+    "MobileNetV3Small": [(2, 16), (4, 16), (8, 24), (16, 48), (32, 96)],
+    "EfficientNetB0": [(2, 16), (4, 24), (8, 40), (16, 112), (32, 320)],
     "ConvNeXtTiny": [(4, 96), (8, 192), (16, 384), (32, 768)],
 }
 # One mechanism per backbone keeps the suite affordable; MobileNetV3Small runs all four below.

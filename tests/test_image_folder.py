@@ -328,3 +328,28 @@ def test_cli_trains_on_a_folder_by_relative_path_with_its_own_split(folders, tmp
     assert manifest["class_names"] == [str(i) for i in range(10)]
     props = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "exported" / "model.onnx")).metadata_props}
     assert props["class_names"] == manifest["class_names"] and props["preprocessing"] == metrics["preprocessing"]
+
+
+def test_a_small_folder_is_warned_before_training_with_what_to_change(tmp_path, capsys):
+    from lacnn_zoo import cli
+    from lacnn_zoo.training import size_warning
+
+    images, labels = few_per_class(20)
+    keep = labels < 3  # 3 classes x 20 images, as a newcomer's first folder
+    write_digits_folder(tmp_path / "three", images[keep], labels[keep])
+    data = load_dataset(str(tmp_path / "three"), seed=0, batch_size=64)
+    n_train, n_val = data.size("train"), data.size("validation")
+    assert n_train + n_val + data.size("test") == 60
+    assert n_train == sum(len(y) for _, y in data.train.unbatch().batch(1000).as_numpy_iterator())
+    line = size_warning(data, 64)
+    assert f"{n_train} training images in batches of 64 give 1 optimizer step per epoch" in line
+    assert f"the validation split has {n_val} images" in line and "--batch-size" in line
+    assert size_warning(data, 4) == size_warning(data, 4)  # still warned for the validation split alone
+    assert "optimizer step" not in size_warning(data, 4)
+    from lacnn_zoo.data import load_digits
+
+    assert size_warning(load_digits(seed=0), 64) is None  # the main job is not warned
+    assert cli.main(["train", "--model", "plain_cnn_tiny", "--dataset", str(tmp_path / "three"), "--epochs", "1",
+                     "--output-dir", str(tmp_path / "run"), "--verbose", "2"]) == 0
+    err = capsys.readouterr().err
+    assert line in err
