@@ -193,6 +193,8 @@ def build_model(
     pooling="avg",
     classifier_activation=None,
     features=None,
+    weights=None,
+    weights_hash=None,
     **overrides,
 ):
     """Build a registered model by name.
@@ -202,15 +204,18 @@ def build_model(
         input_shape: `(height, width, channels)`, any channel count; None (the default) means the
             model's registered `default_input_shape`, as in `keras.applications`.
         num_classes: classifier width (with `include_top=True`).
-        include_top: add the classifier.  With `False` the model returns features:
-            pooled per `pooling`, or the feature map when `pooling=None`
-            (layer-attended models return their list of per-layer taps).
+        include_top: add the classifier (for layer-attended models, the whole head).  With `False` the
+            model returns the backbone's features, one tensor for every family: pooled per `pooling`, or
+            the feature map when `pooling=None` (use `features` for a list of maps, e.g. every tap).
         pooling: `"avg"`, `"max"` or `None` (flatten before the classifier / no pooling).
         classifier_activation: `None` returns logits; e.g. `"softmax"` returns probabilities.
         features: with `include_top=False`, return the feature maps instead: `"stages"` (the last
             layer at every resolution, timm's `features_only`), `"blocks"` (every block / layer
             output), or a list of layer names. The model has `feature_info` (name, channels,
             reduction per map) and `pyramid_outputs` (KerasHub's `{"P<level>": map}`).
+        weights: as `keras.applications`: None (initialised), a local `.weights.h5` or `.keras` file of
+            the same architecture, or an http(s)/file URL of one, downloaded once into Keras' cache
+            (`keras.utils.get_file`) and checked against `weights_hash` (its sha256, required for a URL).
         **overrides: the family's knobs (see `model_info(name).knobs`); unknown ones are errors.
 
     Returns:
@@ -248,8 +253,51 @@ def build_model(
         name=name,
         **knobs,
     )
+    if weights is not None:
+        load_weights(model, weights, weights_hash)
+    elif weights_hash is not None:
+        raise ValueError(f"`weights_hash` checks a downloaded `weights` file; received weights_hash={weights_hash!r} "
+                         "with weights=None.")
     if features is None:
         return model
     from lacnn_zoo.taps import feature_model
 
     return feature_model(model, features, name=f"{name}_features")
+
+
+def load_weights(model, weights, weights_hash=None):
+    """Load `weights` (a local `.weights.h5`/`.keras` file, or a URL of one with its sha256) into `model`."""
+    weights = os.fspath(weights)
+    url = weights.startswith(("http://", "https://", "file://"))
+    if not weights.endswith((".weights.h5", ".keras")):
+        raise ValueError(f"`weights` must be None, a .weights.h5 or .keras file, or a URL of one; received "
+                         f"weights={weights!r}.")
+    if url:
+        if not weights_hash:
+            raise ValueError(f"`weights_hash` (the file's sha256) is needed to download weights={weights!r}, so "
+                             "that a changed or damaged file is refused.")
+        import keras
+
+        try:
+            weights = keras.utils.get_file(origin=weights, file_hash=weights_hash, hash_algorithm="sha256",
+                                           cache_subdir="lacnn_zoo")
+        except ValueError as e:  # a hash mismatch
+            raise ValueError(f"`weights` {weights!r} does not match weights_hash={weights_hash!r} "
+                             f"({str(e).splitlines()[0]}); nothing was loaded.") from None
+        except Exception as e:  # keras.utils.get_file raises a bare Exception for a failed download
+            raise ValueError(f"`weights` {weights!r} could not be downloaded ({str(e).splitlines()[0]}); check the "
+                             "network, or pass a local file.") from None
+    elif not os.path.isfile(weights):
+        raise FileNotFoundError(f"`weights` file {weights!r} does not exist.")
+    try:
+        if weights.endswith(".weights.h5"):
+            model.load_weights(weights)
+        else:
+            from lacnn_zoo.saving import load_model
+
+            model.set_weights(load_model(weights, compile=False).get_weights())
+    except Exception as e:  # Keras raises several types for another architecture or a damaged file
+        raise ValueError(f"`weights` {weights!r} do not fit {model.name!r} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); they must come from the same architecture."
+                         ) from None
+    return model

@@ -173,7 +173,7 @@ def test_registry_entry_point_takes_any_backbone():
     own = build_model("lacnn_self_attention", backbone=_backbone("ResNet50V2"), taps=["conv3_block4_out",
                                                                                       "post_relu"])
     assert tap_names(own) == ["conv3_block4_out", "post_relu"]
-    features = build_model("lacnn_innate_static", backbone="resnet8", include_top=False, pooling=None,
+    features = build_model("lacnn_innate_static", backbone="resnet8", include_top=False, features="blocks",
                            input_shape=(8, 8, 1))
     assert [tuple(o.shape[1:]) for o in features.outputs] == [(8, 8, 16), (4, 4, 32), (2, 2, 64)]
 
@@ -221,3 +221,38 @@ def test_tap_must_be_a_feature_map_and_backbone_must_be_known():
         build_model("lacnn_self_attention", backbone="EfficientNetB0", input_shape=(8, 8, 1))
     with pytest.raises(ValueError, match="`backbone` must be 'plain', 'residual'"):
         build_model("lacnn_static_vector_tiny", backbone="ResNet51")
+
+
+def test_a_sequential_backbone_is_tapped_layer_by_layer():
+    layers = [keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1"),
+              keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c2"),
+              keras.layers.MaxPooling2D(name="pool"),
+              keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="c3")]
+    sequential = keras.Sequential(layers)  # no Input: the commonest user backbone
+    with pytest.raises(ValueError, match="`input_shape` is needed"):
+        layer_attended(sequential, num_classes=3)
+    model = layer_attended(sequential, num_classes=3, taps=["c1", "c2", "c3"], input_shape=(16, 16, 3))
+    assert tap_names(model) == ["c1", "c2", "c3"] and model.get_layer("c1") is layers[0]  # the same layers
+    assert tap_names(layer_attended(sequential, taps="stages", input_shape=(16, 16, 3))) == ["c2", "c3"]
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    features = keras.Model(model.input, [model.get_layer(n).output for n in ("c1", "c2", "c3")])
+    c1 = keras.ops.relu(keras.ops.conv(x, layers[0].kernel, padding="same") + layers[0].bias)
+    np.testing.assert_allclose(features(x)[0], c1, rtol=1e-5, atol=1e-5)  # the taps are the Sequential's maps
+    np.testing.assert_allclose(features(x)[2], sequential(x), rtol=1e-5, atol=1e-5)
+    built = keras.Sequential([keras.Input((16, 16, 3)), *[keras.layers.Conv2D(4, 3, name=f"d{i}") for i in (1, 2)]])
+    assert tap_names(build_model("lacnn_static_vector", backbone=built, taps=["d1", "d2"], num_classes=3)) == [
+        "d1", "d2"]
+    with pytest.raises(ValueError, match="own input shape"):
+        layer_attended(built, input_shape=(32, 32, 3))
+
+
+def test_layer_attended_takes_include_top_and_features_as_build_model_does():
+    backbone = _backbone("MobileNetV3Small")
+    bare = layer_attended(backbone, include_top=False, pooling="avg")
+    assert len(bare.outputs) == 1 and tuple(bare.output.shape) == (None, backbone.output.shape[-1])
+    x = _images(1)
+    np.testing.assert_allclose(bare(x), keras.ops.mean(backbone(x), axis=(1, 2)), rtol=1e-4, atol=1e-5)
+    stages = layer_attended(backbone, include_top=False, features="stages")
+    assert [i["channels"] for i in stages.feature_info] == [c for _, c in STAGES["MobileNetV3Small"]]
+    with pytest.raises(ValueError, match="`features`.*include_top=False"):
+        layer_attended(backbone, features="stages")

@@ -285,8 +285,12 @@ def test_resample_keeps_positions_and_transform_widths():
     assert model.get_layer("layer_attention").contraction.kernel.shape == (6 * 24, 10)
 
 
-def test_include_top_false_returns_every_tap():
-    model = build_model("lacnn_dynamic_recurrent", input_shape=(24, 40, 3), include_top=False, pooling=None)
+def test_include_top_false_is_the_backbone_and_features_give_every_tap():
+    bare = build_model("lacnn_dynamic_recurrent", input_shape=(24, 40, 3), include_top=False, pooling="avg")
+    assert len(bare.outputs) == 1 and tuple(bare.output.shape) == (None, 128)  # as every family: one tensor
+    plain = build_model("plain_cnn", input_shape=(24, 40, 3), include_top=False, pooling="avg")
+    assert tuple(plain.output.shape) == tuple(bare.output.shape)
+    model = build_model("lacnn_dynamic_recurrent", input_shape=(24, 40, 3), include_top=False, features="blocks")
     assert [tuple(o.shape) for o in model.outputs] == [
         (None, 24, 40, 32), (None, 24, 40, 32), (None, 12, 20, 64), (None, 12, 20, 64),
         (None, 6, 10, 128), (None, 6, 10, 128)]

@@ -35,11 +35,9 @@ def expected_features(name, input_shape, pooling):
         h, w = (math.ceil(s / stage_factor) for s in input_shape[:2])
         return (None, channels) if pooling else (None, h, w, channels)
 
-    if info.family == "layer_attended":  # one output per tap: every layer (plain) or block (residual)
-        depth = knobs["depth"]
-        depths = [depth] * len(knobs["widths"]) if isinstance(depth, int) else depth
-        return [shape(width, 2 ** stage if knobs["downsample"] else 1)
-                for stage, (width, d) in enumerate(zip(knobs["widths"], depths)) for _ in range(d)]
+    if info.family == "layer_attended":  # the backbone's last stage, as for every family
+        stages = len(knobs["widths"])
+        return [shape(knobs["widths"][-1], 2 ** (stages - 1) if knobs.get("downsample", "stride") else 1)]
     channels = 64 * knobs["width"] if "width" in knobs else knobs["widths"][-1]
     return [shape(channels, factor)]
 

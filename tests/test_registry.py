@@ -181,3 +181,40 @@ def test_features_from_every_family_follow_timm_feature_info():
     assert [f["name"] for f in named.feature_info] == ["stage2_layer1"]
     with pytest.raises(ValueError, match="`features`.*include_top=False"):
         build_model("resnet20", features="stages")
+
+
+def test_weights_load_as_keras_applications_do(tmp_path, monkeypatch):
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    source = build_model("plain_cnn_tiny", num_classes=4)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype("float32")
+    expected = keras.ops.convert_to_numpy(source(x))
+    source.save_weights(tmp_path / "w.weights.h5")
+    source.save(tmp_path / "m.keras")
+    for weights in (tmp_path / "w.weights.h5", tmp_path / "m.keras"):
+        model = build_model("plain_cnn_tiny", num_classes=4, weights=weights)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-6, atol=1e-6)
+    # A URL is downloaded once into Keras' cache (here a file:// URL and a cache in tmp_path) and checked.
+    (tmp_path / "keras_home").mkdir()
+    monkeypatch.setattr("keras.src.backend.config.keras_home", lambda: str(tmp_path / "keras_home"))
+    url = (tmp_path / "w.weights.h5").as_uri()
+    digest = hashlib.sha256((tmp_path / "w.weights.h5").read_bytes()).hexdigest()
+    model = build_model("plain_cnn_tiny", num_classes=4, weights=url, weights_hash=digest)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-6, atol=1e-6)
+    assert (tmp_path / "keras_home" / "lacnn_zoo" / "w.weights.h5").exists()
+    other = tmp_path / "other.weights.h5"
+    build_model("plain_cnn_tiny", num_classes=4).save_weights(other)
+    for kwargs, match in [
+        (dict(weights=other.as_uri(), weights_hash="0" * 64), "does not match weights_hash"),
+        (dict(weights="http://127.0.0.1:9/nothing.weights.h5", weights_hash="0" * 64), "could not be downloaded"),
+        (dict(weights=url), "`weights_hash`"),
+        (dict(weights=str(tmp_path / "m.keras"), num_classes=3), "do not fit"),
+        (dict(weights=str(tmp_path / "none.keras")), "does not exist"),
+        (dict(weights="imagenet"), "`weights` must be"),
+    ]:
+        with pytest.raises((ValueError, FileNotFoundError), match=match) as e:
+            build_model("plain_cnn_tiny", **{"num_classes": 4, **kwargs})
+        assert "\n" not in str(e.value)

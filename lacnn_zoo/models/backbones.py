@@ -84,6 +84,8 @@ def resolve_backbone(backbone, *, input_shape=None, weights=None):
     include Rescaling/Normalization layers and take raw pixels in [0, 255].  With
     `weights=None` either kind trains from scratch on any consistently scaled input.
     """
+    if isinstance(backbone, keras.Sequential):
+        return _functional(backbone, input_shape)
     if isinstance(backbone, keras.Model):
         try:
             outputs = backbone.outputs
@@ -127,6 +129,32 @@ def resolve_backbone(backbone, *, input_shape=None, weights=None):
         return build_model(backbone, input_shape=input_shape or model_info(backbone).default_input_shape,
                            include_top=False, pooling=None)
     raise ValueError(f"`backbone` must be {_backbone_help()}; received backbone={backbone!r}.")
+
+
+def _functional(sequential, input_shape):
+    """A `keras.Sequential` as a functional model over the same layers (so its layers can be tapped).
+
+    A Sequential built with an `Input` keeps its input shape; one without takes `input_shape`.
+    """
+    own = None
+    try:
+        own = tuple(sequential.inputs[0].shape[1:])
+    except (AttributeError, ValueError, TypeError, IndexError):
+        pass
+    if own is not None and input_shape is not None and tuple(input_shape) != own:
+        raise ValueError(f"`input_shape` must be None or the Sequential backbone's own input shape {own}; received "
+                         f"input_shape={tuple(input_shape)!r}.")
+    shape = own or input_shape
+    if shape is None:
+        raise ValueError("`input_shape` is needed for a keras.Sequential backbone without an Input: pass "
+                         "input_shape=(height, width, channels).")
+    if not sequential.layers:
+        raise ValueError("`backbone` is an empty keras.Sequential.")
+    inputs = keras.Input(tuple(shape))
+    x = inputs
+    for layer in sequential.layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=sequential.name)
 
 
 def feature_extractor(backbone, features="stages", *, input_shape=None, backbone_weights=None, name=None):

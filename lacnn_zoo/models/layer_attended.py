@@ -10,9 +10,11 @@
                              |                                Self-Attention, Dynamic-Recurrent)
                           logits
 
-With `include_top=False` the model returns the taps themselves (a list of n
-outputs, pooled per `pooling`, or the raw maps for `pooling=None`): per-layer
-feature extraction.
+With `include_top=False` the model is the backbone without the head, as for
+every family (and keras.applications): its last feature map, pooled per
+`pooling` (the map itself for `pooling=None`). The taps themselves come from
+`features`: `build_model(name, include_top=False, features="blocks")` returns
+one map per tap of the plain or residual backbone (per-layer feature extraction).
 
 Special cases (the paper: "both resnets and standard convolutional networks
 are special-cases of this architecture"): with Static Trainable-Vector,
@@ -31,7 +33,7 @@ from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, LSTM_READOUTS, MECHANISMS, TAP_FORMS, TapForm
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.backbones import accepted_backbones, feature_extractor, resolve_backbone
-from lacnn_zoo.models.heads import check_head_arguments, classifier, model_input
+from lacnn_zoo.models.heads import check_head_arguments, classifier, classifier_head, model_input
 from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
 from lacnn_zoo.models.resnet import residual_stages
 from lacnn_zoo.registry import register_model
@@ -165,12 +167,11 @@ def layer_attended_head(taps, *, num_classes, classifier_activation=None, **knob
     return classifier(x, num_classes=num_classes, classifier_activation=classifier_activation)
 
 
-def _pooled_taps(inputs, taps, pooling, name):
-    """`include_top=False`: the taps themselves, pooled per `pooling` (raw maps for None)."""
-    if pooling is None:
-        return Model(inputs, list(taps), name=name)
-    pooled = [TapForm("pool", pool=pooling, name=f"tap{i}_{pooling}_pool")(t) for i, t in enumerate(taps, 1)]
-    return Model(inputs, pooled, name=name)
+def _without_head(source, pooling, name):
+    """`include_top=False`: the backbone's last feature map, pooled per `pooling` (the map for None)."""
+    x = classifier_head(source.output, num_classes=None, include_top=False, pooling=pooling,
+                        classifier_activation=None)
+    return Model(source.input, x, name=name)
 
 
 def build_layer_attended(
@@ -264,14 +265,23 @@ def build_layer_attended(
                 f"'ResNet50V2', 'MobileNetV3Small' or 'EfficientNetB0', a zoo model name or a functional "
                 f"keras.Model; received backbone={backbone!r}."
             )
-        source = resolve_backbone(backbone, input_shape=None if isinstance(backbone, keras.Model) else input_shape,
-                                  weights=backbone_weights)
+        # A functional model brings its own input; a Sequential without an Input takes the model's input_shape.
+        own_input = isinstance(backbone, keras.Model) and (
+            not isinstance(backbone, keras.Sequential) or _has_input(backbone))
+        source = resolve_backbone(backbone, input_shape=None if own_input else input_shape, weights=backbone_weights)
     _, tapped = select_taps(source, "blocks" if taps is None else taps)
     if not include_top:
-        return _pooled_taps(source.input, tapped, pooling, name)
+        return _without_head(source, pooling, name)
     outputs = layer_attended_head(tapped, num_classes=num_classes, classifier_activation=classifier_activation,
                                   **head)
     return Model(source.input, outputs, name=name)
+
+
+def _has_input(sequential):
+    try:
+        return bool(sequential.inputs)
+    except (AttributeError, ValueError):
+        return False
 
 
 def layer_attended(
@@ -282,6 +292,8 @@ def layer_attended(
     num_classes=10,
     input_shape=None,
     backbone_weights=None,
+    include_top=True,
+    features=None,
     classifier_activation=None,
     name=None,
     **head_knobs,
@@ -289,7 +301,8 @@ def layer_attended(
     """Put the layer-attended head on any functional backbone (as DIANet and MRLA do for theirs).
 
     Args:
-        backbone: a functional `keras.Model`, a `keras.applications` constructor name
+        backbone: a functional `keras.Model`, a `keras.Sequential` (its layers are tapped; one without an
+            `Input` needs `input_shape`), a `keras.applications` constructor name
             (`"ResNet50V2"`, `"MobileNetV3Small"`, `"EfficientNetB0"`, `"DenseNet121"`,
             `"ConvNeXtTiny"`, ...; built with `include_top=False`) or a zoo model name (built with
             `include_top=False, pooling=None`).
@@ -301,6 +314,9 @@ def layer_attended(
         input_shape: `(height, width, channels)` for a named backbone; None is the constructor's default
             (for keras.applications with `backbone_weights=None`, any height and width).
         backbone_weights: keras.applications weights: None (random, nothing downloads), "imagenet" or a path.
+        include_top, features: as `build_model`: `include_top=False` returns the backbone without the head
+            (its last map, pooled per the `pooling` knob, the map itself for None), and with `features`
+            (`"stages"`, `"blocks"`, names) its feature maps, timm's `features_only`.
         classifier_activation: None (logits) or e.g. "softmax".
         name: model name (default `"<backbone>_layer_attended"`).
         **head_knobs: `pooling`, `tap_form`, `tap_size`, `tap_transform`, `tap_units`, `heads`,
@@ -328,10 +344,21 @@ def layer_attended(
         )
     check_positive_int("num_classes", num_classes)
     check_classifier_activation(classifier_activation)
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False; received include_top={include_top!r}.")
+    if features is not None and include_top:
+        raise ValueError(f"`features` returns feature maps, so it needs include_top=False; received "
+                         f"features={features!r} with include_top=True.")
     head = {**head_knobs, "mechanism": mechanism}
     check_head_knobs(**{**HEAD_DEFAULTS, **head})
     source = resolve_backbone(backbone, input_shape=input_shape, weights=backbone_weights)
     _, tapped = select_taps(source, taps)
+    if features is not None:
+        from lacnn_zoo.taps import feature_model
+
+        return feature_model(source, features, name=name or f"{source.name}_features")
+    if not include_top:
+        return _without_head(source, {**HEAD_DEFAULTS, **head}["pooling"], name or f"{source.name}_features")
     outputs = layer_attended_head(tapped, num_classes=num_classes, classifier_activation=classifier_activation,
                                   **head)
     return Model(source.input, outputs, name=name or f"{source.name}_layer_attended")
