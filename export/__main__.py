@@ -13,21 +13,21 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="destination folder")
     parser.add_argument("--format", default="both", choices=["onnx", "saved_model", "litert", "both", "all"],
                         help="both = onnx + saved_model (default); all = onnx + saved_model + litert")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (13-18, default 17)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (13-18, default 17)")
     parser.add_argument("--output", default="logits", choices=["logits", "probabilities"])
     parser.add_argument("--dynamic-size", action="store_true", help="leave input height and width open")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity check (not recommended)")
-    parser.add_argument("--rtol", type=float, default=1e-4)
-    parser.add_argument("--atol", type=float, default=1e-5)
+    parser.add_argument("--rtol", type=float, default=None, help="parity tolerance, relative (default 1e-4)")
+    parser.add_argument("--atol", type=float, default=None, help="parity tolerance, absolute (default 1e-5)")
     parser.add_argument("--quantize", choices=["int8"], default=None,
                         help="also write int8 artifacts (static QDQ onnx, full-integer LiteRT), checked by accuracy")
     parser.add_argument("--dataset", default=None,
                         help="data set to calibrate on and check accuracy with (default: the run's, from run.json)")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder, as for training")
-    parser.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES,
+    parser.add_argument("--calibration-images", type=int, default=None,
                         help=f"training images to calibrate int8 ranges on (default {DEFAULT_CALIBRATION_IMAGES})")
-    parser.add_argument("--max-accuracy-drop", type=float, default=DEFAULT_MAX_ACCURACY_DROP,
+    parser.add_argument("--max-accuracy-drop", type=float, default=None,
                         help="refuse int8 artifacts whose test top-1 falls more than this many points below "
                              f"Keras' (default {DEFAULT_MAX_ACCURACY_DROP})")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
@@ -38,14 +38,34 @@ def main(argv=None):
     return run_command("export", _export, args, code=1)
 
 
+def _inapplicable(args):
+    """The options given that cannot take effect with the others (each is refused, never ignored)."""
+    rules = [
+        (args.quantize is None, "--quantize int8",
+         {"--calibration-images": args.calibration_images, "--max-accuracy-drop": args.max_accuracy_drop,
+          "--dataset": args.dataset, "--data-dir": args.data_dir}),
+        (args.no_verify, "the parity check (drop --no-verify)", {"--rtol": args.rtol, "--atol": args.atol}),
+        (args.format in ("saved_model", "litert"), "an ONNX format (--format onnx, both or all)",
+         {"--opset": args.opset}),
+    ]
+    for applies_not, needs, options in rules:
+        given = [flag for flag, value in options.items() if value is not None]
+        if applies_not and given:
+            raise ValueError(f"{', '.join(given)} only take{'s' if len(given) == 1 else ''} effect with {needs}; "
+                             "remove it or add what it needs.")
+
+
 def _export(args):
     from export.core import export_model
 
+    _inapplicable(args)
+    given = {k: v for k, v in dict(opset=args.opset, rtol=args.rtol, atol=args.atol,
+                                  calibration_images=args.calibration_images,
+                                  max_accuracy_drop=args.max_accuracy_drop).items() if v is not None}
     manifest = export_model(
-        args.model, args.out, format=args.format, opset=args.opset, output=args.output,
-        dynamic_size=args.dynamic_size, overwrite=args.overwrite, verify=not args.no_verify,
-        rtol=args.rtol, atol=args.atol, quantize=args.quantize, dataset=args.dataset, data_dir=args.data_dir,
-        calibration_images=args.calibration_images, max_accuracy_drop=args.max_accuracy_drop,
+        args.model, args.out, format=args.format, output=args.output, dynamic_size=args.dynamic_size,
+        overwrite=args.overwrite, verify=not args.no_verify, quantize=args.quantize, dataset=args.dataset,
+        data_dir=args.data_dir, **given,
     )
     print(f"Exported {manifest['model']} to {args.out}: {', '.join(manifest['formats'])}.")
     if manifest["parity"]:

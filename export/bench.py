@@ -297,6 +297,10 @@ def main(argv=None):
 
 
 def _main(args):
+    if args.json:
+        from lacnn_zoo.io import check_output_file
+
+        check_output_file(args.json, option="--json", flag=None)
     from lacnn_zoo.registry import resolve_models
     from lacnn_zoo.validation import check_positive_int
 

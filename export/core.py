@@ -28,7 +28,7 @@ from export.quantize import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DR
                              load_quantization_data, litert_int8, onnx_int8, top1)
 from export.runtimes import LITERT_METADATA_PREFIX, ONNX_METADATA_KEYS, Runner, add_litert_metadata
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.io import FolderLock, check_replaceable
+from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full
 from lacnn_zoo.validation import check_finite, check_positive_int
 
 FORMAT_SETS = {
@@ -590,6 +590,12 @@ def _write_export(job):
         if old:
             shutil.rmtree(old, ignore_errors=True)
         return manifest
+    except Exception as e:
+        if tmp is not None and is_disk_full(e, parent):  # the converters and SaveV2 say "disk full" in their words
+            kept = "the existing destination is unchanged" if os.path.lexists(out_dir) else "nothing was written"
+            raise ExportError(f"No space left on the device while exporting to {out_dir!r}: {kept}. Free some "
+                              "space and export again.") from None
+        raise
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -60,6 +60,17 @@ class Runner:
 
     def __init__(self, path, threads=None):
         self.path = os.fspath(path)
+        try:
+            self._open(threads)
+        except ValueError:
+            raise
+        except Exception as e:  # onnxruntime and LiteRT raise their own types for a damaged file
+            text = " ".join(str(e).split())[:200]
+            raise ValueError(f"{self.path!r} cannot be loaded as an {os.path.splitext(self.path)[1]} model "
+                             f"(damaged or not one: {type(e).__name__}: {text}).") from None
+        self.metadata = read_metadata(self.path)
+
+    def _open(self, threads):
         if self.path.endswith(".onnx"):
             self.kind = "onnxruntime"
             self.session = onnx_session(self.path, threads)
@@ -74,7 +85,6 @@ class Runner:
             self.output_name = signature["outputs"][0]
         else:
             raise ValueError(f"`artifact` must be an .onnx or .tflite file; received {self.path!r}.")
-        self.metadata = read_metadata(self.path)
 
     def __call__(self, x):
         x = np.ascontiguousarray(x, dtype=np.float32)

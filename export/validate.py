@@ -14,7 +14,7 @@ import os
 import sys
 
 
-def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_size=128, out=None):
+def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_size=128, out=None, overwrite=False):
     """`{"artifact", "top1", "keras_top1", "drop_points", "dataset", "split", "num_examples", ...}`."""
     from export.quantize import load_quantization_data, top1
     from export.runtimes import Runner
@@ -22,6 +22,10 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     from lacnn_zoo.validation import check_positive_int
 
     check_positive_int("batch_size", batch_size)
+    if out:
+        from lacnn_zoo.io import check_output_file
+
+        check_output_file(out, option="`out` (--out)", overwrite=overwrite)
     artifact = os.fspath(artifact)
     if not artifact.endswith((".onnx", ".tflite")):
         raise ValueError(f"`artifact` must be an .onnx or .tflite file; received {artifact!r}.")
@@ -76,6 +80,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", default=None, help="TFDS data folder")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--out", default=None, help="also write the result to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
 
@@ -86,7 +91,7 @@ def main(argv=None):
 
 def _main(args):
     r = validate(args.artifact, dataset=args.dataset, keras_model=args.keras, data_dir=args.data_dir,
-                 batch_size=args.batch_size, out=args.out)
+                 batch_size=args.batch_size, out=args.out, overwrite=args.overwrite)
     where = f"the {r['split']} split of {r['dataset']} ({r['num_examples']} images, seed {r['seed']})"
     print(f"{os.path.basename(r['artifact'])} ({r['runtime']}): top-1 {100 * r['top1']:.2f}% on {where}")
     if r["keras_top1"] is not None:

@@ -269,6 +269,10 @@ def backbone_overhead_table(backbone, *, mechanisms=None, taps="blocks", input_s
 
 
 def main_bench(args):
+    if args.csv:
+        from lacnn_zoo.io import check_output_file
+
+        check_output_file(args.csv, option="--csv", flag=None)
     for flag in ("batch_size", "rounds", "steps"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer; received {getattr(args, flag)}.")

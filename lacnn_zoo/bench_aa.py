@@ -141,6 +141,13 @@ def main(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the child-process memory measurements")
     parser.add_argument("--json", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    if args.json:
+        from lacnn_zoo.io import check_output_file
+
+        try:
+            check_output_file(args.json, option="--json", flag=None)
+        except OSError as e:
+            parser.error(str(e))
 
     print(f"backend {keras.backend.backend()}, batch {args.batch_size}, Cin=Fout={args.channels}, "
           f"Nh={args.heads}, dk={args.dk}, dv={args.dv}; forward+backward (one SGD step); median [range] over "

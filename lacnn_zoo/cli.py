@@ -163,7 +163,7 @@ def _evaluate(args):
 
     r = evaluate(args.model, args.dataset, seed=args.seed, batch_size=args.batch_size,
                  image_size=tuple(args.image_size) if args.image_size else None, data_dir=args.data_dir,
-                 download=args.download, split=args.split, out=args.out)
+                 download=args.download, split=args.split, out=args.out, overwrite=args.overwrite)
     top5 = f", top-5 {r['top5']:.4f}" if "top5" in r else ""
     print(f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} images): "
           f"top-1 {r['top1']:.4f}{top5}, loss {r['loss']:.4f}" + (f". Written to {args.out}" if args.out else ""))
@@ -173,7 +173,8 @@ def _evaluate(args):
 def _predict(args):
     from lacnn_zoo.inference import predict
 
-    rows = predict(args.model, args.inputs, top_k=args.top_k, batch_size=args.batch_size, csv=args.csv)
+    rows = predict(args.model, args.inputs, top_k=args.top_k, batch_size=args.batch_size, csv=args.csv,
+                   overwrite=args.overwrite)
     width = max(len(r["file"]) for r in rows)
     print(f"{'file':<{width}}  {'class':<16} probability")
     for r in rows:
@@ -326,6 +327,7 @@ def main(argv=None):
     e.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
     e.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
     e.add_argument("--out", metavar="FILE", help="also write the result as JSON")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     e.set_defaults(func=_evaluate)
 
     p = add("predict", help="classify image files with a run's recorded preprocessing")
@@ -334,6 +336,7 @@ def main(argv=None):
     p.add_argument("--top-k", type=int, default=5, help="classes per image (at most the number of classes)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--csv", metavar="FILE", help="also write file, rank, class_index, class, probability as CSV")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
     p.set_defaults(func=_predict)
 
     args = parser.parse_args(argv)

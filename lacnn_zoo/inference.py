@@ -20,7 +20,7 @@ from lacnn_zoo.data import (
     restandardise,
     standardise,
 )
-from lacnn_zoo.io import read_json, write_csv, write_json
+from lacnn_zoo.io import check_output_file, read_json, write_csv, write_json
 from lacnn_zoo.validation import check_positive_int
 
 
@@ -76,7 +76,7 @@ def _batches(data, split, batch_size):
 
 
 def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size=None, data_dir=None,
-             download=False, split="test", out=None):
+             download=False, split="test", out=None, overwrite=False):
     """Top-1 (and, for >= 20 classes, top-5) accuracy and mean cross-entropy of a model on a data set split.
 
     Args:
@@ -86,7 +86,7 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
         seed: the split's seed (default: the run's, else 0).
         image_size: `(height, width)` to resize to (default: the run's).
         split: 'test', 'validation' or 'train'.
-        out: also write the result to this JSON file (atomically).
+        out: also write the result to this JSON file (atomically; an existing file only with `overwrite`).
 
     Inputs are standardised with the model's recorded statistics (metrics.json beside it) when
     there are any, else with the data set's own training statistics.
@@ -97,6 +97,8 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
     if split not in ("train", "validation", "test"):
         raise ValueError(f"`split` must be 'train', 'validation' or 'test'; received split={split!r}.")
     check_positive_int("batch_size", batch_size)
+    if out:
+        check_output_file(out, option="`out` (--out)", overwrite=overwrite)
     model_path, run, metrics = resolve(model_or_run)
     dataset = dataset if dataset is not None else run.get("dataset")
     if not dataset:
@@ -226,7 +228,7 @@ def digit_scans(files):
     return scans
 
 
-def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None):
+def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None, overwrite=False):
     """The top-k classes of image files with their probabilities.
 
     Args:
@@ -235,7 +237,7 @@ def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None):
         inputs: image files and/or folders of images (for a run on the embedded digits: images of one
             handwritten digit each, made into 8x8 scans as `digit_scans` describes).
         top_k: classes reported per image (at most the number of classes).
-        csv: also write the rows to this CSV file (atomically).
+        csv: also write the rows to this CSV file (atomically; an existing file only with `overwrite`).
 
     Returns:
         Rows `{"file", "rank", "class_index", "class", "probability"}`, top_k per file, best first.
@@ -243,6 +245,8 @@ def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None):
     """
     top_k = check_positive_int("top_k", top_k)
     check_positive_int("batch_size", batch_size)
+    if csv:
+        check_output_file(csv, option="`csv` (--csv)", overwrite=overwrite)
     model_path, run, metrics = resolve(model_or_run)
     preprocessing = metrics.get("preprocessing")
     if not preprocessing:

@@ -63,15 +63,18 @@ def atomic_path(path, *, suffix="", need_bytes=0):
         yield tmp
         os.replace(tmp, path)
     except Exception as e:
-        if _disk_full(e, folder):
+        if is_disk_full(e, folder):
             raise OSError(errno.ENOSPC, f"No space left on the device while writing {path!r}") from None
         raise
     finally:
         remove_path(tmp)
 
 
-def _disk_full(error, folder):
-    """h5py and Keras wrap ENOSPC in their own exceptions; recognise it by errno, message or free space."""
+def is_disk_full(error, folder):
+    """h5py, Keras, TensorFlow and tf2onnx wrap ENOSPC in their own exceptions; recognise it by errno, message or
+    free space (of the error or the error it was raised from)."""
+    if error.__cause__ is not None and error.__cause__ is not error and is_disk_full(error.__cause__, folder):
+        return True
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(error)
@@ -168,6 +171,32 @@ class FolderLock:
         os.close(self._fd)
         self._fd = None
         return False
+
+
+def check_output_file(path, *, option, overwrite=False, flag="--overwrite"):
+    """Refuse, before any work, a file path the user named (`option`, e.g. "--out") that cannot be written safely.
+
+    A directory, a symlink and a path under a file are refused; an existing file is replaced (atomically, by
+    `write_json`/`write_csv`) only with `overwrite`, since the zoo cannot tell a file it wrote from one it did not.
+    `flag` names the way to allow it, or None where the command has none. Returns the path.
+    """
+    path = os.fspath(path)
+    shown = f"{option} {path!r}"
+    if os.path.islink(path):
+        raise FileExistsError(f"{shown} is a symbolic link; lacnn-zoo writes only regular files it creates. "
+                              "Choose another path.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{shown} is a folder; name a file inside it.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"{shown} is under {parent!r}, which is a file, not a folder.")
+    if os.path.exists(path) and not overwrite:
+        how = f"pass {flag} to replace it" if flag else "choose another path"
+        raise FileExistsError(f"{shown} already exists and lacnn-zoo does not replace a file it did not write; "
+                              f"{how}.")
+    return path
 
 
 def mark_owned(folder, kind):

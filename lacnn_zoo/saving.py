@@ -27,4 +27,12 @@ def load_model(path, *, compile=True, safe_mode=True):
         raise FileNotFoundError(f"No model file at {path!r}.")
     if not path.endswith(".keras") or not zipfile.is_zipfile(path):
         raise ValueError(f"`path` must be a .keras archive written by Keras 3; {path!r} is not one.")
-    return keras.saving.load_model(path, compile=compile, safe_mode=safe_mode)
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=safe_mode)
+    except Exception as e:  # a damaged or hostile archive surfaces as many exception types; nothing of it runs
+        text = " ".join(str(e).split())[:300]
+        raise ValueError(f"Could not load {path!r} as a Keras model (damaged, or holding code that safe mode "
+                         f"refuses): {type(e).__name__}: {text}") from e
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a Keras model.")
+    return model

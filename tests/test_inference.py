@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 
 import keras
@@ -172,3 +173,23 @@ def test_predict_takes_images_of_digits_for_a_digits_run(tmp_path, capsys):
     x = (scans[..., None] * data.preprocessing["scale"] - data.preprocessing["mean"][0]) / data.preprocessing["std"][0]
     expected = keras.saving.load_model(os.path.join(run, "best.keras")).predict(x.astype("float32"), verbose=0)
     assert [int(r["class_index"]) for r in rows] == list(expected.argmax(-1))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_output_files_never_replace_what_the_zoo_did_not_write(run, tmp_path, capsys, command):
+    option = {"evaluate": "--out", "predict": "--csv"}[command]
+    argv = ["evaluate", run["run"]] if command == "evaluate" else ["predict", run["run"], run["folder"]]
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"the user's picture")
+    (tmp_path / "folder").mkdir()
+    os.symlink(victim, tmp_path / "link.json")
+    (tmp_path / "afile").write_text("x")
+    for target, needle in [(victim, "already exists.*--overwrite"), (tmp_path / "folder", "is a folder"),
+                           (tmp_path / "link.json", "symbolic link"), (tmp_path / "afile" / "out.json", "is a file")]:
+        assert cli.main([*argv, option, str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and option in err[0] and re.search(needle, err[0]), err
+    assert victim.read_bytes() == b"the user's picture" and os.listdir(tmp_path / "folder") == []
+    assert cli.main([*argv, option, str(victim), "--overwrite"]) == 0  # asked for: replaced, atomically
+    assert victim.read_bytes() != b"the user's picture"
+    assert [p for p in os.listdir(tmp_path) if "lacnn-tmp" in p] == []

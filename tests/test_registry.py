@@ -218,3 +218,25 @@ def test_weights_load_as_keras_applications_do(tmp_path, monkeypatch):
         with pytest.raises((ValueError, FileNotFoundError), match=match) as e:
             build_model("plain_cnn_tiny", **{"num_classes": 4, **kwargs})
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name,knobs", [
+    ("plain_cnn_tiny", {"depth": 10**12}), ("resnet20", {"depth": 6 * 10**12 + 2}),
+    ("lacnn_static_vector_tiny", {"depth": 10**12}), ("lacnn_static_vector_resnet8", {"depth": 10**12}),
+    ("plain_cnn", {"widths": (10**9, 10**9, 10**9)}), ("aa_resnet8", {"depth": 6 * 10**12 + 2}),
+])
+def test_an_absurd_size_is_refused_at_once_not_walked(name, knobs):
+    import signal
+
+    def hung(signum, frame):
+        raise TimeoutError("the size check walked the layers")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)  # a walk over 10**12 layers never returns: this turns the hang into a failure
+    try:
+        with pytest.raises(ValueError, match="too large to build") as e:
+            build_model(name, **knobs)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert "\n" not in str(e.value) and next(iter(knobs)) in str(e.value)

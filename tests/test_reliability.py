@@ -339,6 +339,95 @@ def test_an_unexpected_error_is_one_line_and_a_traceback_with_debug(monkeypatch,
         cli.main(["train", "--debug"])
 
 
+# --- hostile or damaged files: one line from every command that loads them, nothing executed -----------------
+
+
+def _rewrite_keras(path, edit):
+    """Rewrite the config.json inside a .keras archive with `edit(config) -> config`."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    members["config.json"] = json.dumps(edit(json.loads(members["config.json"]))).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _hostile_models(folder):
+    """.keras files a user might be handed: a Lambda, an os.system activation, damaged weights, a truncated zip."""
+    inputs = keras.Input((8, 8, 1), name="images")
+    x = keras.layers.Lambda(lambda t: t * 2)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(10, name="logits")(x)).save(folder / "lambda.keras")
+    plain = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, name="logits")])
+    plain.save(folder / "system.keras")
+    marker = folder / "pwned"
+
+    def system_activation(config):
+        for layer in config["config"]["layers"]:
+            if layer["class_name"] == "Dense":
+                layer["config"]["activation"] = {"module": "os", "class_name": "function",
+                                                 "config": "system", "registered_name": "function"}
+        return config
+
+    _rewrite_keras(folder / "system.keras", system_activation)
+    plain.save(folder / "weights.keras")
+    import zipfile
+
+    with zipfile.ZipFile(folder / "weights.keras") as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    members["model.weights.h5"] = b"not an h5 file"
+    with zipfile.ZipFile(folder / "weights.keras", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    data = (folder / "lambda.keras").read_bytes()
+    (folder / "truncated.keras").write_bytes(data[: len(data) // 2])
+    return ["lambda", "system", "weights", "truncated"], marker
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
+def test_a_hostile_or_damaged_model_is_one_line_for_every_command(finished_run, tmp_path, capsys, command):
+    from export.__main__ import main as export_main
+
+    names, marker = _hostile_models(tmp_path)
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), "uint8")).save(tmp_path / "digit.png")
+    for name in names:
+        run = tmp_path / f"run_{name}"
+        shutil.copytree(finished_run, run)
+        shutil.copy(tmp_path / f"{name}.keras", run / "best.keras")
+        if command == "export":
+            rc, prefix = export_main([str(run / "best.keras"), "--out", str(tmp_path / f"out_{name}")]), "export"
+        else:
+            argv = ["evaluate", str(run)] if command == "evaluate" else ["predict", str(run), str(tmp_path / "digit.png")]
+            rc, prefix = cli.main(argv), "lacnn-zoo"
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc in (1, 2) and len(err) == 1 and err[0].startswith(f"{prefix}: error:"), (name, err)
+        assert "internal error" not in err[0] and not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a protobuf at all \x00\x01", "truncated"])
+def test_validate_answers_a_damaged_artifact_in_one_line(finished_run, tmp_path, capsys, content):
+    from export.validate import main
+
+    if content == "truncated":
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        data = helper.make_model(graph).SerializeToString()
+        content = data[: len(data) // 2]
+        assert onnx  # the real library wrote the prefix
+    (tmp_path / "model.onnx").write_bytes(content)
+    assert main([str(tmp_path / "model.onnx"), "--dataset", "digits"]) in (1, 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("export.validate: error:") and "internal error" not in err[0], err
+
+
 # --- export ---------------------------------------------------------------------------------------------------
 
 
@@ -431,3 +520,48 @@ def test_a_write_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypat
             open(tmp, "wb").write(b"x" * 5000)
     assert raised.value.errno == errno.ENOSPC and "5,000 bytes needed, 1,000 free" in str(raised.value)
     assert os.listdir(tmp_path) == ["best.keras"] and (tmp_path / "best.keras").read_bytes() == previous
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--calibration-images", "5"], "--calibration-images only takes effect with --quantize int8"),
+    (["--max-accuracy-drop", "2", "--dataset", "digits"], "--max-accuracy-drop, --dataset only take effect with"),
+    (["--no-verify", "--rtol", "1e-3"], "--rtol only takes effect with the parity check"),
+    (["--format", "saved_model", "--opset", "15"], "--opset only takes effect with an ONNX format"),
+])
+def test_export_refuses_options_that_cannot_take_effect(finished_run, tmp_path, capsys, extra, needle):
+    from export.__main__ import main
+
+    assert main([str(finished_run / "best.keras"), "--out", str(tmp_path / "out"), *extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where,error", [
+    ("onnx", RuntimeError("tf2onnx: failed to write the graph")),  # what tf2onnx says on a full 1 MiB tmpfs
+    ("saved_model", RuntimeError("ResourceExhaustedError: ... [Op:SaveV2]")),  # TensorFlow's words for it
+])
+def test_a_full_disk_during_export_is_said_to_be_one(finished_run, tmp_path, monkeypatch, capsys, where, error):
+    import export.core
+    from export.__main__ import main
+    from lacnn_zoo import io
+
+    dest = tmp_path / "dest"
+    assert main([str(finished_run / "best.keras"), "--out", str(dest), "--format", "onnx"]) == 0
+    before = _tree(dest)
+    real_usage = io.shutil.disk_usage
+
+    def fail(*args, **kwargs):  # the write fills the disk, then the writer fails in its own words
+        monkeypatch.setattr(io.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=4096))
+        raise error
+
+    if where == "onnx":
+        monkeypatch.setattr(keras.Model, "export", fail)
+    else:
+        monkeypatch.setattr(export.core, "_write_saved_model", fail)
+    assert main([str(finished_run / "best.keras"), "--out", str(dest), "--overwrite",
+                 "--format", "onnx" if where == "onnx" else "both"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left" in err[0] and "existing destination is unchanged" in err[0], err
+    assert "tf2onnx could not convert" not in err[0] and "internal error" not in err[0]
+    assert _tree(dest) == before and not [p for p in os.listdir(tmp_path) if "lacnn-export" in p]

@@ -118,6 +118,10 @@ def _check(args):
 
     for name in ("epochs", "trials", "search_epochs", "batch_size"):
         check_positive_int(name, getattr(args, name))
+    if args.out:
+        from lacnn_zoo.io import check_output_file
+
+        check_output_file(args.out, option="--out", flag=None)
     from lacnn_zoo.data import load_digits
 
     images = len(load_digits(seed=0).train[0])  # training images per epoch

@@ -255,7 +255,8 @@ def build_layer_attended(
             maps = plain_backbone(inputs, widths, depths, downsample)
         else:
             stem = ConvBNAct(widths[0], name="stem")(inputs)
-            maps = residual_stages(stem, widths, depth, mixing=mixing, beta_init=beta_init, preactivation=False,
+            maps = residual_stages(stem, widths, depth, size_knobs=dict(widths=widths, depth=depth),
+                                   mixing=mixing, beta_init=beta_init, preactivation=False,
                                    dropout=0.0)
         source = Model(inputs, maps[-1], name=f"{name}_backbone")
     else:

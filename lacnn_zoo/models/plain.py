@@ -44,13 +44,12 @@ def plain_backbone_size(input_shape, widths, depths, downsample):
     """
     height, width, channels = (1 if s is None else s for s in input_shape)
     params = activations = 0
-    for stage, (filters, n_layers) in enumerate(zip(widths, depths), start=1):
-        if stage > 1 and downsample:
+    for stage, (filters, n_layers) in enumerate(zip(widths, depths), start=1):  # closed form per stage: an
+        if stage > 1 and downsample:  # absurd depth is refused at once, not walked layer by layer
             height, width = math.ceil(height / 2), math.ceil(width / 2)
-        for _ in range(n_layers):
-            params += 9 * channels * filters + 4 * filters
-            activations += 3 * height * width * filters
-            channels = filters
+        params += 9 * channels * filters + 4 * filters + (n_layers - 1) * (9 * filters * filters + 4 * filters)
+        activations += 3 * height * width * filters * n_layers
+        channels = filters
     return params, activations
 
 

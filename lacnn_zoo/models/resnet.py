@@ -43,31 +43,39 @@ def residual_stages_size(input_shape, widths, blocks, *, mixing, preactivation, 
     blocks are rematerialised), plus the largest single block's working set.
     Unknown (None) spatial sizes count as 1.
     """
+    def block(stage, channels, filters, height, width, strides):
+        """(parameters, activations kept, transient working set) of one block."""
+        params = kept = working = 0
+        if attention is not None and stage in augment_stages:
+            heads = attention["heads"]
+            dk = _resolve_depth("dk", attention["dk"], filters, heads, attention["min_key_dims_per_head"])
+            dv = _resolve_depth("dv", attention["dv"], filters, heads)
+            grid = attention_grid(height, width, 1, attention.get("attention_downsample", 1))
+            relative = (2 * grid[0] - 1 + 2 * grid[1] - 1) * (dk // heads) if attention["relative"] else 0
+            params += 9 * channels * (filters - dv) + (channels + 1) * (2 * dk + dv) + (dv + 1) * dv + relative
+            kept, working = attention_training_values(
+                *grid, heads, dk, dv, attention.get("query_chunk", "auto"), attention.get("rematerialize", True))
+        else:
+            params += 9 * channels * filters
+        params += 9 * filters * filters + 4 * (channels if preactivation else filters) + 4 * filters
+        if strides != 1 or channels != filters:  # shortcut projection (+ BN unless pre-activation)
+            params += channels * filters + (0 if preactivation else 4 * filters)
+        params += {"beta": 1, "projection": filters * filters}.get(mixing, 0)
+        return params, kept + 7 * height * width * filters, working
+
     height, width, channels = (1 if s is None else s for s in input_shape)
     params = activations = transient = 0
     for stage, filters in enumerate(widths, start=1):
-        for index in range(1, blocks + 1):
-            strides = 2 if stage > 1 and index == 1 else 1
-            height, width = math.ceil(height / strides), math.ceil(width / strides)
-            if attention is not None and stage in augment_stages:
-                heads = attention["heads"]
-                dk = _resolve_depth("dk", attention["dk"], filters, heads, attention["min_key_dims_per_head"])
-                dv = _resolve_depth("dv", attention["dv"], filters, heads)
-                grid = attention_grid(height, width, 1, attention.get("attention_downsample", 1))
-                relative = (2 * grid[0] - 1 + 2 * grid[1] - 1) * (dk // heads) if attention["relative"] else 0
-                params += 9 * channels * (filters - dv) + (channels + 1) * (2 * dk + dv) + (dv + 1) * dv + relative
-                kept, working = attention_training_values(
-                    *grid, heads, dk, dv, attention.get("query_chunk", "auto"), attention.get("rematerialize", True))
-                activations += kept
-                transient = max(transient, working)
-            else:
-                params += 9 * channels * filters
-            params += 9 * filters * filters + 4 * (channels if preactivation else filters) + 4 * filters
-            if strides != 1 or channels != filters:  # shortcut projection (+ BN unless pre-activation)
-                params += channels * filters + (0 if preactivation else 4 * filters)
-            params += {"beta": 1, "projection": filters * filters}.get(mixing, 0)
-            activations += 7 * height * width * filters
-            channels = filters
+        # The first block of a stage may stride and project; the other blocks - 1 are alike, so the sum is in
+        # closed form and an absurd depth is refused at once rather than walked block by block.
+        strides = 2 if stage > 1 else 1
+        height, width = math.ceil(height / strides), math.ceil(width / strides)
+        first = block(stage, channels, filters, height, width, strides)
+        rest = block(stage, filters, filters, height, width, 1) if blocks > 1 else (0, 0, 0)
+        params += first[0] + (blocks - 1) * rest[0]
+        activations += first[1] + (blocks - 1) * rest[1]
+        transient = max(transient, first[2], rest[2])
+        channels = filters
     return params, activations + transient
 
 
