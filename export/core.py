@@ -27,7 +27,7 @@ import numpy as np
 from export.quantize import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, QUANTIZATIONS,
                              load_quantization_data, litert_int8, onnx_int8, top1)
 from export.runtimes import LITERT_METADATA_PREFIX, ONNX_METADATA_KEYS, Runner, add_litert_metadata
-from lacnn_zoo.errors import ZooError
+from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full
 from lacnn_zoo.validation import check_finite, check_positive_int
 
@@ -394,7 +394,8 @@ def _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_
         if not dataset:
             where = f"{source_path!r} has no run.json beside it" if source_path else "the model was given in memory"
             raise ValueError(
-                f"`dataset` is needed for quantize='int8' (--dataset): {where}, so the data set to calibrate on "
+                f"{spell('`dataset`', '--dataset')} is needed for {spell(repr('int8') + ' quantize', '--quantize int8')}: "
+                f"{where}, so the data set to calibrate on "
                 "and to check the accuracy with is unknown."
             )
         image_size = run.get("image_size") if run.get("dataset") == dataset else None
@@ -419,7 +420,7 @@ def _check_destination(out_dir, overwrite):
     if not os.path.lexists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return
     if not overwrite:
-        raise FileExistsError(f"{out_dir!r} already exists; pass overwrite=True (--overwrite) to replace it.")
+        raise FileExistsError(f"{out_dir!r} already exists; pass {spell('overwrite=True', '--overwrite')} to replace it.")
     check_replaceable(out_dir, "export", EXPORT_ENTRIES.__contains__)
 
 
@@ -476,7 +477,7 @@ def _accuracy_gate(job, tmp, artifacts):
             raise ExportError(
                 f"{name}: top-1 {100 * accuracy:.2f}% against the Keras model's {100 * keras_top1:.2f}% on the "
                 f"test split of {where} ({len(q['test_y'])} images): a drop of {drop:.2f} points exceeds "
-                f"max_accuracy_drop={job['max_accuracy_drop']} (--max-accuracy-drop). Nothing was written."
+                f"{spell('max_accuracy_drop', '--max-accuracy-drop')}={job['max_accuracy_drop']}. Nothing was written."
             )
     return result
 

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from lacnn_zoo.errors import ZooError
+from lacnn_zoo.errors import ZooError, spell
 
 QUANTIZATIONS = ("int8",)
 DEFAULT_CALIBRATION_IMAGES = 256
@@ -108,7 +108,7 @@ def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, c
     if input_shape is not None and any(m is not None and m != d for m, d in zip(input_shape, data.input_shape)):
         raise ValueError(
             f"The model takes inputs of shape {tuple(input_shape)}, but {dataset!r} gives {tuple(data.input_shape)}; "
-            "pass the data set it was trained on (--dataset) and its image size."
+            f"pass the data set it was trained on ({spell('dataset', '--dataset')}) and its image size."
         )
     calibration_x, _ = _arrays(data.train, calibration_images)
     test_x, test_y = _arrays(data.test)

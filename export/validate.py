@@ -23,9 +23,11 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
 
     check_positive_int("batch_size", batch_size)
     if out:
+        from lacnn_zoo.errors import spell
         from lacnn_zoo.io import check_output_file
 
-        check_output_file(out, option="`out` (--out)", overwrite=overwrite)
+        check_output_file(out, option=spell("`out`", "--out"), overwrite=overwrite,
+                          flag=spell("overwrite=True", "--overwrite"))
     artifact = os.fspath(artifact)
     if not artifact.endswith((".onnx", ".tflite")):
         raise ValueError(f"`artifact` must be an .onnx or .tflite file; received {artifact!r}.")
@@ -39,7 +41,10 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     run = manifest.get("run") or {}
     dataset = dataset if dataset is not None else run.get("dataset")
     if not dataset:
-        raise ValueError(f"`dataset` is needed (--dataset): no manifest.json with a training run beside {artifact!r}.")
+        from lacnn_zoo.errors import spell
+
+        raise ValueError(f"{spell('`dataset`', '--dataset')} is needed: no manifest.json with a training run beside "
+                         f"{artifact!r}.")
     keras_model = keras_model if keras_model is not None else manifest.get("source")
     if keras_model is not None and not os.path.isfile(keras_model):
         raise FileNotFoundError(f"The Keras model {keras_model!r} does not exist; pass --keras MODEL.keras.")

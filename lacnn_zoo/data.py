@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from lacnn_zoo.errors import ZooError
+from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.validation import check_finite, check_positive_int, check_unit_interval
 
 
@@ -419,8 +419,9 @@ def load_tfds(
     except AssertionError as e:
         where = data_dir or "TFDS' default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
         raise DatasetNotAvailableError(
-            f"TFDS data set {name!r} is not prepared in {where}. Either pass data_dir=<folder where it was "
-            f"prepared>, or download=True (--download on the command line) on a machine with network access, "
+            f"TFDS data set {name!r} is not prepared in {where}. Either pass "
+            f"{spell('data_dir=<folder where it was prepared>', '--data-dir <folder where it was prepared>')}, or "
+            f"{spell('download=True', '--download')} on a machine with network access, "
             f"or prepare it once with `tfds build {name}`."
         ) from e
 
@@ -712,7 +713,7 @@ def load_image_folder(
             (a, pa), (b, pb) = list(sizes.items())[:2]
             raise ValueError(
                 f"`dataset` images differ in size ({pa!r} is {a[0]}x{a[1]}, {pb!r} is {b[0]}x{b[1]}); pass "
-                "image_size=(height, width) (--image-size H W) to resize them all."
+                f"{spell('image_size=(height, width)', '--image-size H W')} to resize them all."
             )
         height, width = next(iter(sizes))
     else:

@@ -1,5 +1,6 @@
 """One line for every expected failure of the command-line tools; the traceback only with --debug."""
 
+import contextvars
 import errno
 import os
 import sys
@@ -26,6 +27,14 @@ def one_line(error):
     return text
 
 
+_ON_COMMAND_LINE = contextvars.ContextVar("lacnn_zoo_on_command_line", default=False)
+
+
+def spell(python, cli):
+    """An option as the caller wrote it: the command-line flag inside a command, the Python argument outside."""
+    return cli if _ON_COMMAND_LINE.get() else python
+
+
 def run_command(prog, function, args, *, code=2):
     """Call `function(args)`; expected failures print `prog: error: <one line>` and return `code`.
 
@@ -33,6 +42,7 @@ def run_command(prog, function, args, *, code=2):
     An interrupt returns 130 with what to do next.
     """
     debug = bool(getattr(args, "debug", False)) or os.environ.get("LACNN_ZOO_DEBUG") == "1"
+    token = _ON_COMMAND_LINE.set(True)
     try:
         return function(args)
     except KeyboardInterrupt:
@@ -49,3 +59,5 @@ def run_command(prog, function, args, *, code=2):
         print(f"{prog}: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback; "
               "please report it)", file=sys.stderr)
         return 1
+    finally:
+        _ON_COMMAND_LINE.reset(token)

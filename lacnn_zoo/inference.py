@@ -20,6 +20,7 @@ from lacnn_zoo.data import (
     restandardise,
     standardise,
 )
+from lacnn_zoo.errors import spell
 from lacnn_zoo.io import check_output_file, read_json, write_csv, write_json
 from lacnn_zoo.validation import check_positive_int
 
@@ -98,7 +99,8 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
         raise ValueError(f"`split` must be 'train', 'validation' or 'test'; received split={split!r}.")
     check_positive_int("batch_size", batch_size)
     if out:
-        check_output_file(out, option="`out` (--out)", overwrite=overwrite)
+        check_output_file(out, option=spell("`out`", "--out"), overwrite=overwrite,
+                          flag=spell("overwrite=True", "--overwrite"))
     model_path, run, metrics = resolve(model_or_run)
     dataset = dataset if dataset is not None else run.get("dataset")
     if not dataset:
@@ -117,7 +119,7 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
     if any(m is not None and m != d for m, d in zip(expected, data.input_shape)):
         raise ValueError(
             f"The model takes inputs of shape {expected}, but {dataset!r} gives {tuple(data.input_shape)}; "
-            "pass image_size=(height, width) (--image-size H W) or the data set it was trained on."
+            f"pass {spell('image_size=(height, width)', '--image-size H W')} or the data set it was trained on."
         )
     num_classes = int(model.output_shape[-1])
     if num_classes != data.num_classes:
@@ -246,7 +248,8 @@ def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None, overwrite
     top_k = check_positive_int("top_k", top_k)
     check_positive_int("batch_size", batch_size)
     if csv:
-        check_output_file(csv, option="`csv` (--csv)", overwrite=overwrite)
+        check_output_file(csv, option=spell("`csv`", "--csv"), overwrite=overwrite,
+                          flag=spell("overwrite=True", "--overwrite"))
     model_path, run, metrics = resolve(model_or_run)
     preprocessing = metrics.get("preprocessing")
     if not preprocessing:

@@ -140,7 +140,15 @@ class FolderLock:
         self._fd = None
 
     def __enter__(self):
-        os.makedirs(os.path.dirname(os.path.abspath(self.lock_path)), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(self.lock_path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ZooError(f"{self.what} cannot be created or written: {unwritable(folder, e)}") from None
+        os.close(fd)
         while True:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -197,6 +205,19 @@ def check_output_file(path, *, option, overwrite=False, flag="--overwrite"):
         raise FileExistsError(f"{shown} already exists and lacnn-zoo does not replace a file it did not write; "
                               f"{how}.")
     return path
+
+
+def unwritable(path, error):
+    """Why `path` (a folder to create or write) failed with `error`, in terms of the user's path."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing!r} is a file, not a folder."
+    if existing.startswith(("/proc", "/sys")) or error.errno in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return (f"{existing!r} does not accept new files ({error.strerror or 'not writable'}); choose a folder "
+                "you can write to.")
+    return f"{error.strerror or error} under {existing!r}; choose a folder you can write to."
 
 
 def mark_owned(folder, kind):

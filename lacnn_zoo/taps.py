@@ -26,12 +26,15 @@ Two rules find taps from the graph alone, so they work on any functional model:
   40, 112 and 320 channels, not 96, 144, 240, 672 and 1280).
 
 A list of layer names or a callable ``(model) -> list of names`` picks taps
-explicitly.  `feature_info` follows timm's ``feature_info`` (name, channels,
+explicitly. Positions of the rules, ``"stages[2]"`` or ``"blocks[-1]"``, name a
+tap stably where Keras names layers by build order (MobileNetV3's ``add_17``,
+ConvNeXt's ``activation_18``): the same position is the same layer in any session.  `feature_info` follows timm's ``feature_info`` (name, channels,
 reduction) and KerasHub's ``pyramid_outputs`` (a dict ``"P<log2 reduction>"``).
 This module imports no model module, so the registry may use it.
 """
 
 import math
+import re
 
 import keras
 
@@ -144,8 +147,24 @@ def _stage_taps(graph):
 
 
 def _accepted_taps():
-    return ("'blocks', 'stages', a list of layer names of the backbone, or a callable (model) -> list of "
-            "layer names")
+    return ("'blocks', 'stages', a list of layer names of the backbone or of positions such as 'stages[2]' or "
+            "'blocks[-1]', or a callable (model) -> list of layer names")
+
+
+_POSITION = re.compile(r"^(blocks|stages)\[(-?\d+)\]$")
+
+
+def _by_position(graph, name, cache):
+    """The tensor at a position of a rule ("stages[2]"): a name that survives another build order, where Keras'
+    automatic layer names (`add_17`, `activation_18`) do not."""
+    rule, index = _POSITION.match(name).groups()
+    if rule not in cache:
+        cache[rule] = _block_taps(graph) if rule == "blocks" else _stage_taps(graph)
+    found = cache[rule]
+    if not -len(found) <= int(index) < len(found):
+        raise ValueError(f"`taps` position {name!r} is outside the {len(found)} {rule} of model "
+                         f"{graph.model.name!r} (positions 0 to {len(found) - 1}, or negative from the end).")
+    return found[int(index)]
 
 
 def select_taps(model, taps="blocks"):
@@ -169,13 +188,14 @@ def select_taps(model, taps="blocks"):
         by_name = {}
         for t in graph.order:
             by_name.setdefault(graph.name(t), t)
-        unknown = [n for n in taps if n not in by_name]
+        unknown = [n for n in taps if n not in by_name and not _POSITION.match(n)]
         if unknown:
             raise ValueError(
                 f"`taps` must be {_accepted_taps()}; model {model.name!r} has no layer(s) {unknown} "
                 "(see `[layer.name for layer in model.layers]`)."
             )
-        tensors = [by_name[n] for n in taps]
+        cache = {}
+        tensors = [by_name[n] if n in by_name else _by_position(graph, n, cache) for n in taps]
     else:
         raise ValueError(f"`taps` must be {_accepted_taps()}; received taps={taps!r}.")
     if not tensors:

@@ -31,7 +31,7 @@ from lacnn_zoo.callbacks import (
 from lacnn_zoo.data import check_augment, is_folder_name, load_dataset, mix_batches, one_hot_labels
 from lacnn_zoo.distribute import check_distribute, fitting, shard_by_data
 from lacnn_zoo.distribute import setup as setup_distribution
-from lacnn_zoo.errors import ZooError
+from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.io import (
     LOCK_NAME,
     FolderLock,
@@ -159,13 +159,14 @@ def _prepare_output_dir(output_dir, config, *, resume, overwrite, records=None):
     if entries and not overwrite:
         if is_run:
             raise FileExistsError(
-                f"Output directory {output_dir!r} already holds a run. Pass resume=True (--resume) to continue it, "
-                "overwrite=True (--overwrite) to replace it, or another output_dir."
+                f"Output directory {output_dir!r} already holds a run. Pass {spell('resume=True', '--resume')} to "
+                f"continue it, {spell('overwrite=True', '--overwrite')} to replace it, or another "
+                f"{spell('output_dir', '--output-dir')}."
             )
         raise FileExistsError(
             f"Output directory {output_dir!r} is not empty and is not a lacnn-zoo run "
             f"({', '.join(sorted(entries)[:3])}{', ...' if len(entries) > 3 else ''}); choose a new or empty "
-            "output_dir (--output-dir)."
+            f"{spell('output_dir', '--output-dir')}."
         )
     if entries:
         check_replaceable(output_dir, "run", RUN_ENTRIES.__contains__)
@@ -606,7 +607,7 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
         raise FloatingPointError(
             f"Training diverged after epoch {finished} (loss {losses[-1] if losses else float('nan')}): the weights "
             f"became non-finite, so nothing after epoch {finished} was saved and no test accuracy is reported. "
-            "Lower the learning rate (--lr) and train again."
+            f"Lower the learning rate ({spell('learning_rate', '--lr')}) and train again."
         )
 
     dist.close()  # the test split is scored whole, on one device

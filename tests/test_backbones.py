@@ -256,3 +256,41 @@ def test_layer_attended_takes_include_top_and_features_as_build_model_does():
     assert [i["channels"] for i in stages.feature_info] == [c for _, c in STAGES["MobileNetV3Small"]]
     with pytest.raises(ValueError, match="`features`.*include_top=False"):
         layer_attended(backbone, features="stages")
+
+
+def test_tap_positions_name_the_same_layers_in_any_build_order():
+    first = _backbone("ConvNeXtTiny")
+    again = keras.applications.ConvNeXtTiny(include_top=False, weights=None, input_shape=SHAPE)  # new auto names
+    positions = ["stages[1]", "blocks[4]", "blocks[-1]"]
+    names_first, names_again = select_taps(first, positions)[0], select_taps(again, positions)[0]
+    assert names_first != names_again  # Keras numbered the unnamed joins differently ...
+    from lacnn_zoo.taps import _Graph
+
+    def where(model, names):  # each tap's place in the graph's topological order, with its type and shape
+        graph = _Graph(model)
+        return [(i, type(graph.producer[id(t)]).__name__, tuple(t.shape)) for i, t in enumerate(graph.order)
+                if graph.name(t) in names]
+
+    assert where(first, names_first) == where(again, names_again)  # ... the positions are the same layers
+    assert names_first[0] == select_taps(first, "stages")[0][1] and names_first[2] == select_taps(first, "blocks")[0][-1]
+    model = layer_attended(again, taps=positions)
+    assert tap_names(model) == names_again
+    with pytest.raises(ValueError, match=r"'stages\[9\]' is outside the 4 stages"):
+        select_taps(first, ["stages[9]"])
+
+
+def test_stages_walk_back_only_over_a_widening_pointwise_convolution():
+    from lacnn_zoo.taps import select_taps
+
+    def net(last_width):
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Conv2D(8, 3, padding="same", name="block")(inputs)
+        x = keras.layers.Conv2D(last_width, 1, name="pointwise")(x)  # widening (an expansion) or not
+        x = keras.layers.BatchNormalization(name="bn")(x)
+        x = keras.layers.ReLU(name="act")(x)
+        x = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="down")(x)
+        return keras.Model(inputs, x)
+
+    assert select_taps(net(32), "stages")[0] == ["block", "down"]  # 8 -> 32: the block output is the stage
+    assert select_taps(net(8), "stages")[0] == ["act", "down"]  # 8 -> 8: a layer of the stage, kept
+    assert select_taps(net(4), "stages")[0] == ["act", "down"]  # narrowing: kept

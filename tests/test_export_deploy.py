@@ -153,8 +153,8 @@ def test_accuracy_gate_refuses_and_writes_nothing(run, monkeypatch, capsys):
                  "--calibration-images", "16"])
     err = capsys.readouterr().err
     assert code == 1
-    assert re.fullmatch(r"export: error: model_int8\.onnx: top-1 .* exceeds max_accuracy_drop=1\.0 "
-                        r"\(--max-accuracy-drop\)\. Nothing was written\.\n", err), err
+    assert re.fullmatch(r"export: error: model_int8\.onnx: top-1 .* exceeds --max-accuracy-drop=1\.0\. "
+                        r"Nothing was written\.\n", err), err
     assert not out.exists() and not [p for p in os.listdir(run.parent) if "refused" in p and p != ".refused.lock"]
 
 

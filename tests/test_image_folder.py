@@ -340,15 +340,23 @@ def test_a_small_folder_is_warned_before_training_with_what_to_change(tmp_path, 
     data = load_dataset(str(tmp_path / "three"), seed=0, batch_size=64)
     n_train, n_val = data.size("train"), data.size("validation")
     assert n_train + n_val + data.size("test") == 60
-    assert n_train == sum(len(y) for _, y in data.train.unbatch().batch(1000).as_numpy_iterator())
+    for split in ("train", "validation", "test"):  # the recorded sizes are the splits' own
+        assert data.size(split) == sum(len(y) for _, y in getattr(data, split).unbatch().batch(1000).as_numpy_iterator())
     line = size_warning(data, 64)
     assert f"{n_train} training images in batches of 64 give 1 optimizer step per epoch" in line
     assert f"the validation split has {n_val} images" in line and "--batch-size" in line
     assert size_warning(data, 4) == size_warning(data, 4)  # still warned for the validation split alone
     assert "optimizer step" not in size_warning(data, 4)
-    from lacnn_zoo.data import load_digits
+    from lacnn_zoo.data import DataSplits, load_digits
 
     assert size_warning(load_digits(seed=0), 64) is None  # the main job is not warned
+
+    def sized(n_train, n_val):
+        return DataSplits("x", None, None, None, (8, 8, 1), 3, {}, sizes={"train": n_train, "validation": n_val})
+
+    assert size_warning(sized(640, 50), 64) is None  # 10 steps and 50 validation images: enough
+    assert "validation split has 49" in size_warning(sized(640, 49), 64)
+    assert "give 9 optimizer steps" in size_warning(sized(576, 50), 64)
     assert cli.main(["train", "--model", "plain_cnn_tiny", "--dataset", str(tmp_path / "three"), "--epochs", "1",
                      "--output-dir", str(tmp_path / "run"), "--verbose", "2"]) == 0
     err = capsys.readouterr().err

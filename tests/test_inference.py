@@ -193,3 +193,24 @@ def test_output_files_never_replace_what_the_zoo_did_not_write(run, tmp_path, ca
     assert cli.main([*argv, option, str(victim), "--overwrite"]) == 0  # asked for: replaced, atomically
     assert victim.read_bytes() != b"the user's picture"
     assert [p for p in os.listdir(tmp_path) if "lacnn-tmp" in p] == []
+
+
+def test_evaluate_on_another_folder_uses_the_models_standardisation(run, tmp_path):
+    from lacnn_zoo.inference import evaluate
+
+    images, labels = few_per_class(10, seed=3)
+    other = str(tmp_path / "darker")  # the same classes and size, other pixel statistics
+    write_digits_folder(other, (images * 0.5).astype("uint8"), labels, size=16, rgb_every=4)
+    result = evaluate(run["run"], other)
+    recorded = json.load(open(os.path.join(run["run"], "metrics.json")))["preprocessing"]
+    data = load_dataset(other, seed=0, batch_size=32)
+    own = data.preprocessing
+    assert not np.allclose(own["mean"], recorded["mean"], rtol=0.05)
+    x = np.concatenate([np.asarray(b) for b, _ in data.test])
+    y = np.concatenate([np.asarray(b) for _, b in data.test])
+    pixels = x * np.float32(own["std"]) + np.float32(own["mean"])  # the [0, 1] pixels read from the folder
+    model_inputs = (pixels - np.float32(recorded["mean"])) / np.float32(recorded["std"])
+    logits = keras.saving.load_model(os.path.join(run["run"], "best.keras")).predict(model_inputs, verbose=0)
+    assert result["top1"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)), abs=1e-9)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    assert result["loss"] == pytest.approx(float(loss), rel=1e-4)

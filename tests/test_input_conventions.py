@@ -95,3 +95,67 @@ def test_imagenet_weights_without_network_is_one_line(monkeypatch):
     with pytest.raises(ZooError, match="`backbone_weights`='imagenet'.*no network") as e:
         resolve_backbone("MobileNetV3Small", input_shape=(32, 32, 3), weights="imagenet")
     assert "\n" not in str(e.value)
+
+
+def test_restandardise_goes_through_the_raw_pixels_at_either_scale():
+    from lacnn_zoo.data import restandardise, unstandardise
+
+    raw = np.random.default_rng(1).integers(0, 256, size=(2, 3, 3, 3)).astype("float32")
+    source = {"scale": 1 / 255, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3], "channel_order": "RGB"}
+    target = {"scale": 1 / 127.5, **input_convention("ResNet50")}  # another scale, and BGR
+    x = standardise(raw * source["scale"], source)
+    np.testing.assert_allclose(unstandardise(x, source), raw / 255, rtol=1e-5, atol=1e-6)
+    expected = ((raw * target["scale"])[..., ::-1] - np.float32(target["mean"])) / np.float32(target["std"])
+    np.testing.assert_allclose(restandardise(x, source, target), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_grey_images_under_an_rgb_convention_get_one_averaged_channel():
+    from lacnn_zoo.data import _normalization
+
+    convention = input_convention("ResNet50")
+    mean, std, record = _normalization(convention, 1, estimate=None)
+    assert record["channel_order"] == "RGB" and mean.shape == std.shape == (1,)
+    np.testing.assert_allclose(mean, [np.mean(convention["mean"])], rtol=1e-6)
+    np.testing.assert_allclose(std, [np.mean(convention["std"])], rtol=1e-6)
+    with pytest.raises(ValueError, match="`normalization` must give 3 mean"):
+        _normalization({"mean": [0.5], "std": [0.5]}, 3, estimate=None)
+
+
+@pytest.mark.parametrize("damage,needle", [
+    ({"std": [0.2, 0.0, 0.3]}, "std > 0"), ({"std": [0.2, -0.1, 0.3]}, "std > 0"), ({"mean": [0.5, 0.5]}, "mean="),
+    ({"scale": 0}, "scale="), ({"scale": float("nan")}, "scale="), ({"mean": [0.5, float("inf"), 0.5]}, "mean="),
+    ({"resize": [31, 32]}, "resize="), ({"channel_order": "bgr"}, "channel_order="), ("nonsense", "JSON object"),
+])
+def test_check_preprocessing_refuses_what_cannot_be_applied(damage, needle):
+    from lacnn_zoo.data import check_preprocessing
+
+    good = {"scale": 1 / 255, "mean": [0.5] * 3, "std": [0.25] * 3, "resize": [32, 32], "channel_order": "RGB"}
+    assert check_preprocessing(good, (32, 32, 3)) is good
+    with pytest.raises(ValueError, match=needle):
+        check_preprocessing(damage if isinstance(damage, str) else {**good, **damage}, (32, 32, 3))
+
+
+def test_a_run_started_before_conventions_resumes_with_its_own_statistics(tmp_path):
+    from lacnn_zoo.training import _input_convention
+
+    knobs = {"backbone": "MobileNetV3Small"}
+    name = "keras.applications.mobilenet_v3.preprocess_input"
+    assert _input_convention(knobs, str(tmp_path), resume=False)["convention"] == name
+    (tmp_path / "run.json").write_text(json.dumps({"model": "lacnn_static_vector"}))  # written before the key
+    assert _input_convention(knobs, str(tmp_path), resume=True) is None
+    (tmp_path / "run.json").write_text(json.dumps({"model": "lacnn_static_vector", "input_convention": name}))
+    assert _input_convention(knobs, str(tmp_path), resume=True)["convention"] == name
+    assert _input_convention({"backbone": "plain"}, str(tmp_path), resume=False) is None
+
+
+def test_int8_calibration_and_test_inputs_use_the_models_own_standardisation(digits):
+    from export.quantize import load_quantization_data
+    from sklearn.datasets import load_digits as sk_digits
+
+    recorded = {**digits.preprocessing, "mean": [0.3], "std": [0.2]}  # not the data set's own statistics
+    calibration, test_x, test_y, _ = load_quantization_data("digits", seed=0, calibration_images=16,
+                                                            preprocessing=recorded)
+    raw = sk_digits().images.astype("float32")[..., None]  # 0..16, as scanned
+    scaled = (raw * recorded["scale"] - 0.3) / 0.2
+    for x in (test_x, calibration):  # every input is a scan standardised the model's way
+        assert _nearest(x, scaled).max() < 1e-4

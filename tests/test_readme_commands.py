@@ -50,3 +50,26 @@ def test_readme_tuning_commands_parse(monkeypatch):
     assert len(commands) >= 4
     for argv in commands:
         assert parsed(main, errors, monkeypatch, argv), argv
+
+
+def test_each_deploy_snippet_reads_a_file_that_the_readmes_export_commands_write(monkeypatch):
+    """A snippet runs after the commands before it, as written: its artifact is one an export command writes."""
+    from export import __main__ as export_main
+    from lacnn_zoo import errors
+
+    writes = set()
+    for argv in readme_commands([["python", "-m", "export"], ["lacnn-zoo-export"]]):
+        args = parsed(export_main.main, errors, monkeypatch, argv)[0]
+        files = {"onnx": ["model.onnx"], "both": ["model.onnx"], "all": ["model.onnx", "model.tflite"],
+                 "litert": ["model.tflite"], "saved_model": []}[args.format]
+        if args.quantize:
+            files += [f.replace("model.", "model_int8.") for f in files]
+        writes |= {f"{os.path.normpath(args.out)}/{f}" for f in files}
+    text = open(README).read()
+    snippets = re.findall(r"<!-- (deploy-snippet[\w-]*) -->\s*```python\n(.*?)```", text, re.S)
+    assert len(snippets) == 2
+    for marker, code in snippets:
+        path = re.search(r'path = "([^"]+)"', code).group(1)
+        assert path in writes, (marker, path, sorted(writes))
+        offered = re.search(r"# or (\S+model_int8\.\w+)", code)
+        assert offered and offered.group(1) in writes, (marker, offered and offered.group(1))  # written too

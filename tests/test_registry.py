@@ -240,3 +240,8 @@ def test_an_absurd_size_is_refused_at_once_not_walked(name, knobs):
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert "\n" not in str(e.value) and next(iter(knobs)) in str(e.value)
+
+
+def test_weights_hash_without_weights_is_refused():
+    with pytest.raises(ValueError, match="`weights_hash` checks a downloaded `weights` file"):
+        build_model("plain_cnn_tiny", weights_hash="0" * 64)

@@ -312,6 +312,7 @@ def _plain_tables(train_acc_by_depth):
     ([0.141, 0.204, 0.267], [0.994, 0.996, 0.998], "did not hold"),  # significant, the other way
     ([0.50, 0.51], [0.90, 0.91], "did not hold"),  # 2 seeds but significant the other way
     ([0.90, 0.95, 0.85], [0.92, 0.87, 0.89], "did not hold"),  # 3 seeds, no difference
+    ([0.90, 0.95, 0.85], [0.92, 0.87], "not shown: n=2 per side"),  # the smaller side decides
 ])
 def test_a_verdict_separates_evidence_against_from_too_few_seeds(shallow, deep, expected):
     from lacnn_zoo.study import verdicts, welch
@@ -323,7 +324,7 @@ def test_a_verdict_separates_evidence_against_from_too_few_seeds(shallow, deep, 
     if expected == "held":
         assert test["p"] < 0.05 and test["diff"] < 0
     if expected.startswith("not shown"):
-        assert test["p"] >= 0.05 and test["df"] < 2
+        assert test["p"] >= 0.05 and min(len(shallow), len(deep)) == 2
 
 
 def test_verdict_needs_the_predicted_sign():
@@ -332,3 +333,24 @@ def test_verdict_needs_the_predicted_sign():
     assert verdict(0.001, -0.3, 5, -1) == "held" and verdict(0.001, 0.3, 5, -1) == "did not hold"
     assert verdict(0.001, 0.3, 5, +1) == "held" and verdict(0.001, -0.3, 2, +1) == "did not hold"
     assert verdict(None, 0.0, 2, +1).startswith("not shown") and verdict(0.3, 0.1, 3, +1) == "did not hold"
+
+
+def test_robustness_and_training_verdicts_need_the_predicted_direction():
+    from lacnn_zoo.study import verdicts
+
+    def tables(drop_diff, drop_p, train_diff, train_p):
+        m = "lacnn_static_vector"
+        accuracy = [{"depth": 20, "variant": "plain", "train_acc_values": [0.9, 0.91, 0.92], "seeds": 3},
+                    {"depth": 20, "variant": m, "train_acc_values": [0.9, 0.91, 0.92], "seeds": 3,
+                     "train_acc_diff_vs_plain": train_diff, "train_acc_p_vs_plain": train_p}]
+        grad = {"log10_ratio_e0_values": [1.0, 1.1, 1.2], "log10_ratio_e0_mean": 1.1, "log10_ratio_e0_p_vs_plain": 0.5}
+        gradients = [{"depth": 20, "variant": v, **grad} for v in ("plain", m)]
+        robustness = [{"depth": 20, "variant": m, "zero_drop_diff_vs_plain": drop_diff, "zero_drop_p_vs_plain": drop_p,
+                       "reinit_drop_diff_vs_plain": drop_diff, "reinit_drop_p_vs_plain": drop_p}]
+        out = verdicts(accuracy, gradients, [], robustness, [20], ["plain", m])
+        return (out["robust_to_downstream_corruption"]["verdict"][f"{m}@20"]["zero"],
+                out["attended_trains_where_plain_degrades"]["verdict"][m])
+
+    assert tables(-0.2, 0.001, +0.3, 0.001) == ("held", "held")  # smaller drop, higher training accuracy
+    assert tables(+0.2, 0.001, -0.3, 0.001) == ("did not hold", "did not hold")  # significant, the wrong way
+    assert tables(-0.2, 0.4, +0.3, 0.4) == ("did not hold", "did not hold")  # 3 seeds, not significant

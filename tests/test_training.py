@@ -47,12 +47,16 @@ def test_train_writes_the_run_folder(tmp_path):
     assert acc == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
-def test_existing_run_is_never_overwritten_unless_asked(tmp_path):
+def test_existing_run_is_never_overwritten_unless_asked(tmp_path, capsys):
     run = str(tmp_path / "run")
     train("plain_cnn_tiny", epochs=1, output_dir=run, verbose=0)
     before = open(os.path.join(run, "metrics.json")).read()
-    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+    with pytest.raises(FileExistsError, match=r"Pass resume=True to continue it, overwrite=True to replace it, or "
+                                              r"another output_dir\.$"):  # a Python caller gets the API's words
         train("plain_cnn_tiny", epochs=1, output_dir=run, verbose=0)
+    assert cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "1", "--output-dir", run]) == 2
+    assert capsys.readouterr().err.endswith(  # a command-line user gets the flags
+        "Pass --resume to continue it, --overwrite to replace it, or another --output-dir.\n")
     assert open(os.path.join(run, "metrics.json")).read() == before
     with pytest.raises(ValueError, match="already finished"):
         train("plain_cnn_tiny", epochs=1, output_dir=run, resume=True, verbose=0)

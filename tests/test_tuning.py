@@ -316,3 +316,18 @@ def test_every_asked_mechanism_is_in_the_table_and_an_epoch_time_excludes_tracin
     print_table(result)
     out = capsys.readouterr().out
     assert f"{unvisited[0]['mechanism']}" in out and "(0 trials)" in out
+
+
+def test_the_table_keeps_every_asked_mechanism_whichever_were_drawn():
+    from tuning.search import mechanism_table
+
+    def row(trial, mechanism, score):
+        return {"trial": trial, "mechanism": mechanism, "score": score, "val_accuracy": score, "params": 10,
+                "time_per_epoch_s": 1.0, "executions": [{"val_accuracy": score}]}
+
+    asked = ["plain", "static_vector", "self_attention", "dynamic_recurrent"]
+    table = mechanism_table([row("1", "self_attention", 0.8), row("2", "self_attention", 0.9)], "val_accuracy",
+                            asked)
+    assert [r["mechanism"] for r in table] == ["self_attention", "plain", "static_vector", "dynamic_recurrent"]
+    assert [r["trials"] for r in table] == [2, 0, 0, 0] and table[0]["best_val_accuracy"] == 0.9
+    assert all(r["best_val_accuracy"] is None and r["executions"] == 0 for r in table[1:])

@@ -208,14 +208,14 @@ def run_search(
                  image_size=list(data_kwargs["image_size"]) if data_kwargs.get("image_size") else None,
                  augment=data_kwargs.get("augment") or "none", executions_per_trial=executions_per_trial)
     worker = _is_worker()  # workers share the chief's project folder; the chief owns and guards it
-    warning = None if worker or tuner == "hyperband" else coverage_warning(mechanisms, max_trials, tuner)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
     guard = contextlib.nullcontext() if worker else FolderLock(os.path.join(project_dir, LOCK_NAME),
                                                                f"Search project {project_dir!r}")
     with guard:
         if not worker:
             _prepare_project(project_dir, space, overwrite)  # replaces the project itself when asked
+            warning = None if tuner == "hyperband" else coverage_warning(mechanisms, max_trials, tuner)
+            if warning:  # before the first trial, once the project folder is known to be usable
+                print(warning, file=sys.stderr, flush=True)
         return _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name,
                        seed, overwrite and worker, batch_size, verbose, callbacks, executions_per_trial)
 
