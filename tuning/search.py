@@ -342,15 +342,14 @@ def plot_mechanisms(table, path, title):
     accuracy = [r["best_val_accuracy"] or 0.0 for r in table]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
     colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
-    bars = ax.barh(names, accuracy, color=colours)
+    tried = [a for a, r in zip(accuracy, table) if r["trials"]]
+    left = max(0.0, (min(tried) if tried else 0.0) - 0.05)
+    bars = ax.barh(names, [a if r["trials"] else left for a, r in zip(accuracy, table)], color=colours)
+    ax.set_xlim(left, 1.08)
     for bar, row in zip(bars, table):
         label = (f" {bar.get_width():.3f}  ({row['params_of_best']:,} params, {row['trials']} trials)"
-                 if row["trials"] else " 0 trials")
-        ax.text(bar.get_width() if row["trials"] else ax.get_xlim()[0], bar.get_y() + bar.get_height() / 2, label,
-                va="center", fontsize=8)
-    tried = [a for a, r in zip(accuracy, table) if r["trials"]]
-    low = min(tried) if tried else 0.0
-    ax.set_xlim(max(0.0, low - 0.05), 1.08)
+                 if row["trials"] else " 0 trials (not drawn by the search)")
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
     ax.set_xlabel("best validation accuracy")
     ax.set_ylabel("mechanism")
     ax.set_title(title)
