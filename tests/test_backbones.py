@@ -259,8 +259,9 @@ def test_layer_attended_takes_include_top_and_features_as_build_model_does():
 
 
 def test_tap_positions_name_the_same_layers_in_any_build_order():
-    first = _backbone("ConvNeXtTiny")
-    again = keras.applications.ConvNeXtTiny(include_top=False, weights=None, input_shape=SHAPE)  # new auto names
+    # Two builds in one session: Keras numbers the second one's unnamed layers after the first's.
+    first = keras.applications.ConvNeXtTiny(include_top=False, weights=None, input_shape=SHAPE)
+    again = keras.applications.ConvNeXtTiny(include_top=False, weights=None, input_shape=SHAPE)
     positions = ["stages[1]", "blocks[4]", "blocks[-1]"]
     names_first, names_again = select_taps(first, positions)[0], select_taps(again, positions)[0]
     assert names_first != names_again  # Keras numbered the unnamed joins differently ...
