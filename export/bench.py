@@ -23,7 +23,7 @@ onnxruntime in a shared process). Every call's output is materialised as a NumPy
 the workers in interleaved rounds (order rotated each round), one worker busy at a time: every worker
 warms up at every batch size first, then each round times `--calls` calls per (runtime, batch), so each
 point has rounds x calls timed calls (>= 20). Reported: median ms per call, spread (25th-75th percentile
-as a percentage of the median), the fastest call (min ms: what a quiet machine gives), images/s, GFLOP/s (forward FLOPs per image from `lacnn_zoo.bench`, a
+as a percentage of the median), the fastest call (min ms: what a quiet machine gives), images/s, GFLOP/s (forward FLOPs per image from `lacnn_zoo.experiments.bench`, a
 multiply-add counting two) and the ratio of images/s to the Keras reference at each batch size (of the medians over all calls, and its
 range over the rounds: within a round the runtimes' blocks at one batch size run back to back, so a ratio
 per round is less exposed to a machine whose load changes), and the ratio of the fastest calls.
@@ -160,14 +160,14 @@ def prepare(name, folder, input_shape, calibration_images=64, seed=0):
 
     from export.core import export_model
     from lacnn_zoo import build_model
-    from lacnn_zoo.batchnorm import calibrate_batchnorm
+    from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
 
     keras.backend.clear_session()
     rng = np.random.default_rng(seed)
     model = build_model(name, input_shape=input_shape)
     calibrate_batchnorm(model, rng.normal(size=(64, *input_shape)).astype("float32"))
     model.save(os.path.join(folder, "model.keras"))
-    from lacnn_zoo.bench import flops_per_image
+    from lacnn_zoo.experiments.bench import flops_per_image
 
     flops = flops_per_image(model, input_shape)
     calibration = rng.normal(size=(calibration_images, *input_shape)).astype("float32")
@@ -301,7 +301,7 @@ def _main(args):
         from lacnn_zoo.io import check_output_file
 
         check_output_file(args.json, option="--json", flag=None)
-    from lacnn_zoo.registry import resolve_models
+    from lacnn_zoo.models.registry import resolve_models
     from lacnn_zoo.validation import check_positive_int
 
     for option in ("rounds", "calls"):

@@ -9,7 +9,7 @@ from test_image_folder import few_per_class, write_digits_folder
 
 from lacnn_zoo import cli
 from lacnn_zoo.data import _augmenter, load_dataset, mix_batches
-from lacnn_zoo.inference import evaluate
+from lacnn_zoo.training.inference import evaluate
 from lacnn_zoo.training import train
 
 CLASSES = 8
@@ -136,8 +136,8 @@ def test_augmentation_options_are_refused_on_the_digits_and_checked(tmp_path, ca
 
 
 def test_only_the_training_split_is_mixed(digit_folder):
-    from lacnn_zoo.recipes import resolve_recipe
-    from lacnn_zoo.training import _fit_data
+    from lacnn_zoo.training.recipes import resolve_recipe
+    from lacnn_zoo.training.loop import _fit_data
 
     data = load_dataset(digit_folder, batch_size=32)
     options = resolve_recipe(mixup=1.0)

@@ -23,8 +23,8 @@ import lacnn_zoo
 from lacnn_zoo import build_model, layer_attended
 from lacnn_zoo.models.backbones import feature_extractor
 from lacnn_zoo.models.layer_attended import tap_names
-from lacnn_zoo.monitor import layer_weights
-from lacnn_zoo.taps import feature_info, feature_model, select_taps
+from lacnn_zoo.training.monitor import layer_weights
+from lacnn_zoo.models.taps import feature_info, feature_model, select_taps
 
 SHAPE = (64, 64, 3)
 MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
@@ -265,7 +265,7 @@ def test_tap_positions_name_the_same_layers_in_any_build_order():
     positions = ["stages[1]", "blocks[4]", "blocks[-1]"]
     names_first, names_again = select_taps(first, positions)[0], select_taps(again, positions)[0]
     assert names_first != names_again  # Keras numbered the unnamed joins differently ...
-    from lacnn_zoo.taps import _Graph
+    from lacnn_zoo.models.taps import _Graph
 
     def where(model, names):  # each tap's place in the graph's topological order, with its type and shape
         graph = _Graph(model)
@@ -281,7 +281,7 @@ def test_tap_positions_name_the_same_layers_in_any_build_order():
 
 
 def test_stages_walk_back_only_over_a_widening_pointwise_convolution():
-    from lacnn_zoo.taps import select_taps
+    from lacnn_zoo.models.taps import select_taps
 
     def net(last_width):
         inputs = keras.Input((16, 16, 3))

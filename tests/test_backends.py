@@ -15,7 +15,7 @@ import pytest
 from test_models import smallest_shape
 
 from lacnn_zoo import build_model, list_models
-from lacnn_zoo.batchnorm import calibrate_batchnorm
+from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

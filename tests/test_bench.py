@@ -4,7 +4,7 @@ import os
 import pytest
 
 from lacnn_zoo import cli
-from lacnn_zoo.bench import backbone_overhead_table, baseline_of, overhead_table, ratio_spread, time_steps
+from lacnn_zoo.experiments.bench import backbone_overhead_table, baseline_of, overhead_table, ratio_spread, time_steps
 
 
 def test_time_steps_interleaves_and_measures():
@@ -40,7 +40,7 @@ def test_overhead_table_and_cli(tmp_path, capsys):
 def test_flops_of_a_single_convolution_are_counted_exactly():
     import keras
 
-    from lacnn_zoo.bench import flops_per_image
+    from lacnn_zoo.experiments.bench import flops_per_image
 
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, padding="same", use_bias=False)])
     # 4 x 4 outputs x 2 filters x (3 x 3 x 1) multiply-adds, 2 FLOPs each.
@@ -49,7 +49,7 @@ def test_flops_of_a_single_convolution_are_counted_exactly():
 
 def test_resnet20_flops_match_the_paper():
     from lacnn_zoo import build_model
-    from lacnn_zoo.bench import flops_per_image
+    from lacnn_zoo.experiments.bench import flops_per_image
 
     # He et al. 2015: ResNet-20 ~ 41M multiply-adds on 32x32 inputs.
     assert flops_per_image(build_model("resnet20"), (32, 32, 3)) / 2 == pytest.approx(41e6, rel=0.03)
@@ -59,7 +59,7 @@ def test_resnet20_flops_match_the_paper():
 def test_peak_memory_is_the_step_own_peak():
     import numpy as np
 
-    from lacnn_zoo.bench import peak_step_memory_mib
+    from lacnn_zoo.experiments.bench import peak_step_memory_mib
 
     def allocate(mib):
         def step():
@@ -77,7 +77,7 @@ def test_peak_memory_is_the_step_own_peak():
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux VmHWM")
 def test_peak_memory_of_a_training_step_grows_with_the_batch_by_the_activations():
     from lacnn_zoo import build_model
-    from lacnn_zoo.bench import measure_memory
+    from lacnn_zoo.experiments.bench import measure_memory
 
     shape, small, large = (32, 32, 1), 8, 136
     # A training step keeps every Conv-BN-ReLU layer's output for the backward pass (and more: BN and ReLU

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lacnn_zoo import cli
-from lacnn_zoo.compare import backbone_profile, compare, epochs_to_reach, gradient_norms
+from lacnn_zoo.experiments.compare import backbone_profile, compare, epochs_to_reach, gradient_norms
 
 
 def test_gradient_norms_match_the_analytic_gradient_of_a_linear_net():

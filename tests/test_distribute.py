@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from lacnn_zoo.distribute import check_distribute
+from lacnn_zoo.training.distribute import check_distribute
 
 TIMEOUT_S = 300
 

@@ -14,7 +14,7 @@ from test_models import smallest_shape
 
 from export import ExportError, export_model
 from lacnn_zoo import build_model, list_models
-from lacnn_zoo.batchnorm import calibrate_batchnorm
+from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
 
 
 def _trained_a_little(name, shape):

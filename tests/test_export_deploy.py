@@ -17,7 +17,7 @@ import pytest
 
 from export import ExportError, export_model
 from lacnn_zoo import build_model
-from lacnn_zoo.batchnorm import calibrate_batchnorm
+from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 ARTIFACTS = ("model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite")

@@ -51,7 +51,7 @@ def test_input_shape_must_match_a_model_backbone_in_every_dimension():
 
 
 def test_resnet_v1_block_taps_follow_the_join_to_its_activation():
-    from lacnn_zoo.taps import select_taps
+    from lacnn_zoo.models.taps import select_taps
 
     backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
     names, maps = select_taps(backbone, "blocks")

@@ -274,7 +274,7 @@ if __name__ == "__main__":
     import tempfile
     import time
 
-    from lacnn_zoo import training
+    from lacnn_zoo.training import loop as training
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=30)
@@ -332,7 +332,7 @@ def test_cli_trains_on_a_folder_by_relative_path_with_its_own_split(folders, tmp
 
 def test_a_small_folder_is_warned_before_training_with_what_to_change(tmp_path, capsys):
     from lacnn_zoo import cli
-    from lacnn_zoo.training import size_warning
+    from lacnn_zoo.training.loop import size_warning
 
     images, labels = few_per_class(20)
     keep = labels < 3  # 3 classes x 20 images, as a newcomer's first folder

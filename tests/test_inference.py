@@ -53,7 +53,7 @@ def test_evaluate_run_folder_matches_numpy_recomputation(run, tmp_path, capsys):
 
 def test_evaluate_bare_model_with_top5(tmp_path):
     from lacnn_zoo import build_model
-    from lacnn_zoo.inference import evaluate
+    from lacnn_zoo.training.inference import evaluate
 
     images, labels = few_per_class(5)
     # 20 classes: the digits, and the same digits mirrored.
@@ -152,7 +152,7 @@ def _bitmap(scan):
 
 def test_predict_takes_images_of_digits_for_a_digits_run(tmp_path, capsys):
     from lacnn_zoo.data import load_digits
-    from lacnn_zoo.inference import digit_scans
+    from lacnn_zoo.training.inference import digit_scans
 
     run = str(tmp_path / "run")
     assert cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "2", "--output-dir", run,
@@ -196,7 +196,7 @@ def test_output_files_never_replace_what_the_zoo_did_not_write(run, tmp_path, ca
 
 
 def test_evaluate_on_another_folder_uses_the_models_standardisation(run, tmp_path):
-    from lacnn_zoo.inference import evaluate
+    from lacnn_zoo.training.inference import evaluate
 
     images, labels = few_per_class(10, seed=3)
     other = str(tmp_path / "darker")  # the same classes and size, other pixel statistics

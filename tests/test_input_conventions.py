@@ -68,17 +68,19 @@ def test_only_applications_have_a_convention():
 
 
 def test_a_run_on_an_application_backbone_records_and_uses_its_convention(colour_folder, tmp_path):
-    from lacnn_zoo.inference import evaluate
+    from lacnn_zoo.training.inference import evaluate
     from lacnn_zoo.training import train
 
     folder, _ = colour_folder
     run = str(tmp_path / "run")
     result = train("lacnn_static_vector", dataset=folder, epochs=1, batch_size=8, output_dir=run, verbose=0,
-                   overrides={"backbone": "MobileNetV3Small", "taps": "stages"}, tensorboard=False)
-    name = "keras.applications.mobilenet_v3.preprocess_input"
+                   overrides={"backbone": "VGG16", "taps": "stages"}, tensorboard=False)
+    name = "keras.applications.vgg16.preprocess_input"
     assert json.load(open(os.path.join(run, "run.json")))["input_convention"] == name
     pre = result.metrics["preprocessing"]
-    assert pre["convention"] == name and pre["std"] == pytest.approx([1 / 255] * 3) and pre["mean"] == [0, 0, 0]
+    # Caffe convention: BGR, ImageNet means subtracted from 0-255 pixels (Keras' numbers, in 0-1 units).
+    assert pre["convention"] == name and pre["channel_order"] == "BGR" and pre["std"] == pytest.approx([1 / 255] * 3)
+    assert pre["mean"] == pytest.approx([103.939 / 255, 116.779 / 255, 123.68 / 255])
     # evaluate reads the recorded convention: the same test accuracy as training reported.
     assert evaluate(run)["top1"] == pytest.approx(result.metrics["test_accuracy"], abs=1e-6)
 
@@ -136,10 +138,10 @@ def test_check_preprocessing_refuses_what_cannot_be_applied(damage, needle):
 
 
 def test_a_run_started_before_conventions_resumes_with_its_own_statistics(tmp_path):
-    from lacnn_zoo.training import _input_convention
+    from lacnn_zoo.training.loop import _input_convention
 
     knobs = {"backbone": "MobileNetV3Small"}
-    name = "keras.applications.mobilenet_v3.preprocess_input"
+    name = "keras.applications.vgg16.preprocess_input"
     assert _input_convention(knobs, str(tmp_path), resume=False)["convention"] == name
     (tmp_path / "run.json").write_text(json.dumps({"model": "lacnn_static_vector"}))  # written before the key
     assert _input_convention(knobs, str(tmp_path), resume=True) is None

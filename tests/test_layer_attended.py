@@ -28,7 +28,7 @@ from lacnn_zoo.layers.layer_attention import (
     TapSelfAttention,
 )
 from lacnn_zoo.models.layer_attended import layer_attended_head, tap_names
-from lacnn_zoo.monitor import LayerAttentionMonitor, layer_weights
+from lacnn_zoo.training.monitor import LayerAttentionMonitor, layer_weights
 
 MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")

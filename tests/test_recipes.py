@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lacnn_zoo import cli
-from lacnn_zoo.recipes import (
+from lacnn_zoo.training.recipes import (
     LinearWarmup,
     SparseCategoricalCrossentropyWithSmoothing,
     check_schedule_fits,

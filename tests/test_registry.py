@@ -47,7 +47,7 @@ def test_model_info_record():
 
 def test_register_model_decorator_adds_a_buildable_name():
     from lacnn_zoo.models.plain import build_plain_cnn
-    from lacnn_zoo.registry import _REGISTRY
+    from lacnn_zoo.models.registry import _REGISTRY
 
     @lacnn_zoo.register_model(build_plain_cnn, family="plain", paper="test")
     def test_only_plain():
@@ -83,7 +83,7 @@ def test_aa_wide_resnet_parameter_count_matches_the_readme():
 def test_num_params_allocates_no_weights():
     from keras.src.backend.common import global_state
 
-    from lacnn_zoo.bench import peak_step_memory_mib
+    from lacnn_zoo.experiments.bench import peak_step_memory_mib
 
     pending = len(global_state.get_global_attribute("uninitialized_variables") or [])
     counts = []

@@ -19,7 +19,7 @@ import pytest
 from conftest import EpochRecorder
 
 from lacnn_zoo import cli, training
-from lacnn_zoo.callbacks import AtomicBackupAndRestore
+from lacnn_zoo.training.callbacks import AtomicBackupAndRestore
 from lacnn_zoo.io import FolderLock, LockedError
 from lacnn_zoo.training import resume, train
 

@@ -121,7 +121,7 @@ def test_wide_resnet_block_is_preactivation():
 def test_calibrate_batchnorm_makes_inference_match_training_mode():
     from conftest import random_batch
 
-    from lacnn_zoo.batchnorm import calibrate_batchnorm
+    from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
 
     model = build_model("resnet20", input_shape=(8, 8, 1))
     x, _ = random_batch((8, 8, 1), n=16)

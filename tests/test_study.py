@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lacnn_zoo import build_model, cli
-from lacnn_zoo.study import (
+from lacnn_zoo.experiments.study import (
     backbone_units,
     climbing_criterion,
     depth_study,
@@ -315,7 +315,7 @@ def _plain_tables(train_acc_by_depth):
     ([0.90, 0.95, 0.85], [0.92, 0.87], "not shown: n=2 per side"),  # the smaller side decides
 ])
 def test_a_verdict_separates_evidence_against_from_too_few_seeds(shallow, deep, expected):
-    from lacnn_zoo.study import verdicts, welch
+    from lacnn_zoo.experiments.study import verdicts, welch
 
     accuracy, gradients = _plain_tables({20: shallow, 56: deep})
     got = verdicts(accuracy, gradients, [], [], [20, 56], ["plain"])["degradation"]["verdict"]
@@ -328,7 +328,7 @@ def test_a_verdict_separates_evidence_against_from_too_few_seeds(shallow, deep, 
 
 
 def test_verdict_needs_the_predicted_sign():
-    from lacnn_zoo.study import verdict
+    from lacnn_zoo.experiments.study import verdict
 
     assert verdict(0.001, -0.3, 5, -1) == "held" and verdict(0.001, 0.3, 5, -1) == "did not hold"
     assert verdict(0.001, 0.3, 5, +1) == "held" and verdict(0.001, -0.3, 2, +1) == "did not hold"
@@ -336,7 +336,7 @@ def test_verdict_needs_the_predicted_sign():
 
 
 def test_robustness_and_training_verdicts_need_the_predicted_direction():
-    from lacnn_zoo.study import verdicts
+    from lacnn_zoo.experiments.study import verdicts
 
     def tables(drop_diff, drop_p, train_diff, train_p):
         m = "lacnn_static_vector"

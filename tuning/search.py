@@ -25,7 +25,7 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.callbacks import EpochTimer
+from lacnn_zoo.training.callbacks import EpochTimer
 from lacnn_zoo import input_convention
 from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError
@@ -42,7 +42,7 @@ from lacnn_zoo.io import (
     write_json,
 )
 from lacnn_zoo.plotting import pyplot, save_figure
-from lacnn_zoo.study import mean_std
+from lacnn_zoo.experiments.study import mean_std
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 

@@ -4,15 +4,15 @@
     extractor = feature_extractor("DenseNet121", "stages", input_shape=(64, 64, 3))
     extractor.feature_info  # [{"name": "conv1_relu", "channels": 64, "reduction": 2}, ...]
 
-Which layers are tapped is decided by `lacnn_zoo.taps` from the graph alone.
+Which layers are tapped is decided by `lacnn_zoo.models.taps` from the graph alone.
 """
 
 import keras
 import numpy as np
 
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.registry import list_models, model_info
-from lacnn_zoo.taps import feature_model
+from lacnn_zoo.models.registry import list_models, model_info
+from lacnn_zoo.models.taps import feature_model
 
 
 def application_names():
@@ -124,7 +124,7 @@ def resolve_backbone(backbone, *, input_shape=None, weights=None):
                 f"`backbone_weights` must be None for a zoo backbone ({backbone!r}); load trained weights into "
                 f"the built model instead; received backbone_weights={weights!r}."
             )
-        from lacnn_zoo.registry import build_model
+        from lacnn_zoo.models.registry import build_model
 
         return build_model(backbone, input_shape=input_shape or model_info(backbone).default_input_shape,
                            include_top=False, pooling=None)
@@ -162,12 +162,12 @@ def feature_extractor(backbone, features="stages", *, input_shape=None, backbone
 
     Args:
         backbone, input_shape, backbone_weights: as `resolve_backbone`.
-        features: `"stages"`, `"blocks"`, a list of layer names or a callable (see `lacnn_zoo.taps`).
+        features: `"stages"`, `"blocks"`, a list of layer names or a callable (see `lacnn_zoo.models.taps`).
         name: the model's name (default `"<backbone name>_features"`).
 
     Returns:
         A functional `keras.Model` with one output per feature map, lowest first, and the
-        attributes `feature_info` and `pyramid_outputs` (see `lacnn_zoo.taps.feature_model`).
+        attributes `feature_info` and `pyramid_outputs` (see `lacnn_zoo.models.taps.feature_model`).
     """
     return feature_model(resolve_backbone(backbone, input_shape=input_shape, weights=backbone_weights), features,
                          name=name)

@@ -7,7 +7,7 @@ from keras import Model, layers
 
 from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
-from lacnn_zoo.registry import check_model_size, register_model
+from lacnn_zoo.models.registry import check_model_size, register_model
 from lacnn_zoo.validation import check_choice, check_input_shape, check_positive_int_sequence
 
 DOWNSAMPLE_MODES = ("stride", "pool", None)

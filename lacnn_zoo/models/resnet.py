@@ -15,7 +15,7 @@ from lacnn_zoo.layers import ConvBNAct, ResidualBlock
 from lacnn_zoo.layers.augmented_conv import _resolve_depth, attention_grid, attention_training_values
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
-from lacnn_zoo.registry import TRAINING_BYTES_PER_PARAMETER, check_model_size, model_info, register_model
+from lacnn_zoo.models.registry import TRAINING_BYTES_PER_PARAMETER, check_model_size, model_info, register_model
 from lacnn_zoo.validation import (
     check_choice,
     check_input_shape,

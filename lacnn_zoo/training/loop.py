@@ -20,7 +20,7 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.callbacks import (
+from lacnn_zoo.training.callbacks import (
     AtomicBackupAndRestore,
     AtomicBestCheckpoint,
     BackupReader,
@@ -29,8 +29,8 @@ from lacnn_zoo.callbacks import (
     weights_are_finite,
 )
 from lacnn_zoo.data import check_augment, is_folder_name, load_dataset, mix_batches, one_hot_labels
-from lacnn_zoo.distribute import check_distribute, fitting, shard_by_data
-from lacnn_zoo.distribute import setup as setup_distribution
+from lacnn_zoo.training.distribute import check_distribute, fitting, shard_by_data
+from lacnn_zoo.training.distribute import setup as setup_distribution
 from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -44,7 +44,7 @@ from lacnn_zoo.io import (
     write_csv,
     write_json,
 )
-from lacnn_zoo.recipes import (
+from lacnn_zoo.training.recipes import (
     PRECISIONS,
     RECIPES,
     SparseCategoricalCrossentropyWithSmoothing,
@@ -53,7 +53,7 @@ from lacnn_zoo.recipes import (
     make_schedule,
     resolve_recipe,
 )
-from lacnn_zoo.registry import build_model, model_info
+from lacnn_zoo.models.registry import build_model, model_info
 from lacnn_zoo.validation import check_choice, check_positive_int
 
 DEFAULT_MODEL = "lacnn_static_vector_tiny"
@@ -257,7 +257,7 @@ def compile_model(model, *, learning_rate, weight_decay, decay_steps, from_logit
 
 
 def compile_with_recipe(model, options, *, epochs, steps_per_epoch, num_classes=None, from_logits=True):
-    """Compile with resolved recipe `options` (see `lacnn_zoo.recipes`); top-5 accuracy from 20 classes up."""
+    """Compile with resolved recipe `options` (see `lacnn_zoo.training.recipes`); top-5 accuracy from 20 classes up."""
     optimizer = make_optimizer(options, make_schedule(options, epochs=epochs, steps_per_epoch=steps_per_epoch))
     # Decay only kernels: decaying attention logits or beta would pull them towards uniform / 0,
     # biasing exactly the quantities the layer-attention monitor reports.
@@ -350,7 +350,7 @@ def train(
     saved at the end of the last finished epoch.  An existing run is never
     replaced unless `overwrite=True`.
 
-    `recipe` names a set of training options (`lacnn_zoo.recipes.RECIPES`:
+    `recipe` names a set of training options (`lacnn_zoo.training.recipes.RECIPES`:
     "default", "he2016", "zagoruyko2016", "bello2019"); every option given here
     (not None) overrides it, and the resolved values go to run.json. `precision`
     is a Keras dtype policy ("float32", "mixed_bfloat16", "mixed_float16"): the
@@ -652,7 +652,7 @@ def backbone_layers(model):
     Everything else (tap forms and transforms, the mechanism, pooling and the classifier) is the head.
     """
     from lacnn_zoo.models.layer_attended import tap_names
-    from lacnn_zoo.monitor import is_layer_attended
+    from lacnn_zoo.training.monitor import is_layer_attended
 
     if is_layer_attended(model):
         outputs = [model.get_layer(name).output for name in tap_names(model)]
@@ -681,7 +681,7 @@ def load_initial_weights(model, path):
                 "file needs the same architecture. Use a .keras file to copy the layers that match by name."
             ) from e
         return [layer.name for layer in model.layers if layer.weights]
-    from lacnn_zoo.saving import load_model
+    from lacnn_zoo.models.saving import load_model
 
     source = {layer.name: layer for layer in load_model(path, compile=False).layers}
     loaded = []
@@ -701,7 +701,7 @@ def load_initial_weights(model, path):
 
 def _model_callbacks(model, data, output_dir):
     """Callbacks a model family asks for: the per-layer attention monitor for layer-attended models."""
-    from lacnn_zoo.monitor import LayerAttentionMonitor, is_layer_attended
+    from lacnn_zoo.training.monitor import LayerAttentionMonitor, is_layer_attended
 
     if not is_layer_attended(model):
         return []

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from lacnn_zoo.io import write_csv
-from lacnn_zoo.registry import build_model, model_info, resolve_models
+from lacnn_zoo.models.registry import build_model, model_info, resolve_models
 
 
 def baseline_of(name, overrides=None):
@@ -148,7 +148,7 @@ def model_memory_child(name, input_shape, batch_size, num_classes=10):
 
 def measure_memory(name, input_shape, batch_size):
     code = (
-        "import json; from lacnn_zoo.bench import model_memory_child; "
+        "import json; from lacnn_zoo.experiments.bench import model_memory_child; "
         f"print(json.dumps(model_memory_child({name!r}, {list(input_shape)!r}, {batch_size})))"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

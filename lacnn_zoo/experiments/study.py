@@ -4,7 +4,7 @@
     lacnn-zoo study depth --quick             # depths 8/20, 2 seeds, 4 variants, 3 epochs (a few minutes)
     lacnn-zoo study depth --dataset cifar10 --depths 20 56 --epochs 30 --out runs/depth-cifar
 
-Every variant is trained by `lacnn_zoo.compare.run_one` (so `lacnn_zoo.training.train`) with one recipe (the
+Every variant is trained by `lacnn_zoo.experiments.compare.run_one` (so `lacnn_zoo.training.train`) with one recipe (the
 zoo's default: AdamW, cosine decay, batch 64), one seed set and one width per stage:
 
     plain                     the plain Conv-BN-ReLU backbone (`plain_cnn_tiny` with `depth`, `widths`)
@@ -31,7 +31,7 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.compare import BACKBONE_LAYER, _read_csv, backbone_profile, run_one
+from lacnn_zoo.experiments.compare import BACKBONE_LAYER, _read_csv, backbone_profile, run_one
 from lacnn_zoo.io import LOCK_NAME, OWNER_MARKER, FolderLock, read_json, write_csv, write_json
 from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.validation import check_positive_int
@@ -390,7 +390,7 @@ def _lesions(out_dir, variant, depth, seed, dataset, limit, data_kwargs):
     if os.path.exists(path):
         return read_json(path)
     from lacnn_zoo.data import load_dataset
-    from lacnn_zoo.saving import load_model
+    from lacnn_zoo.models.saving import load_model
 
     data = load_dataset(dataset, seed=seed, **{k: v for k, v in data_kwargs.items() if v})
     x, y = _test_arrays(data, limit)

@@ -28,7 +28,7 @@ import numpy as np
 
 from lacnn_zoo.io import read_json, write_csv, write_json
 from lacnn_zoo.plotting import pyplot, save_figure
-from lacnn_zoo.registry import model_info, resolve_models
+from lacnn_zoo.models.registry import model_info, resolve_models
 
 DEFAULT_MODELS = [
     "plain_cnn_tiny", "resnet8", "resnet8_beta", "resnet8_projection", "aa_resnet8",

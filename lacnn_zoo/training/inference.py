@@ -47,7 +47,7 @@ def resolve(model_or_run):
 
 
 def _load(model_path):
-    from lacnn_zoo.saving import load_model
+    from lacnn_zoo.models.saving import load_model
 
     return load_model(model_path, compile=False)
 

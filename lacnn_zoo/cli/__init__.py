@@ -122,13 +122,13 @@ def _info(args):
 
 
 def _bench(args):
-    from lacnn_zoo.bench import main_bench
+    from lacnn_zoo.experiments.bench import main_bench
 
     return main_bench(args)
 
 
 def _compare(args):
-    from lacnn_zoo.compare import compare, print_rows
+    from lacnn_zoo.experiments.compare import compare, print_rows
 
     rows = compare(args.patterns or None, seeds=args.seeds, epochs=args.epochs, dataset=args.dataset,
                    target=args.target, out_dir=args.out, overrides=dict(args.set) if args.set else None,
@@ -141,7 +141,7 @@ def _compare(args):
 
 
 def _study(args):
-    from lacnn_zoo.study import VARIANTS, depth_study, print_summary
+    from lacnn_zoo.experiments.study import VARIANTS, depth_study, print_summary
 
     variants = args.variants.split(",") if args.variants else None
     if variants is not None and any(v not in VARIANTS for v in variants):
@@ -159,7 +159,7 @@ def _study(args):
 
 
 def _evaluate(args):
-    from lacnn_zoo.inference import evaluate
+    from lacnn_zoo.training.inference import evaluate
 
     r = evaluate(args.model, args.dataset, seed=args.seed, batch_size=args.batch_size,
                  image_size=tuple(args.image_size) if args.image_size else None, data_dir=args.data_dir,
@@ -171,7 +171,7 @@ def _evaluate(args):
 
 
 def _predict(args):
-    from lacnn_zoo.inference import predict
+    from lacnn_zoo.training.inference import predict
 
     rows = predict(args.model, args.inputs, top_k=args.top_k, batch_size=args.batch_size, csv=args.csv,
                    overwrite=args.overwrite)

@@ -260,7 +260,7 @@ def build_model(
                          "with weights=None.")
     if features is None:
         return model
-    from lacnn_zoo.taps import feature_model
+    from lacnn_zoo.models.taps import feature_model
 
     return feature_model(model, features, name=f"{name}_features")
 
@@ -293,7 +293,7 @@ def load_weights(model, weights, weights_hash=None):
         if weights.endswith(".weights.h5"):
             model.load_weights(weights)
         else:
-            from lacnn_zoo.saving import load_model
+            from lacnn_zoo.models.saving import load_model
 
             model.set_weights(load_model(weights, compile=False).get_weights())
     except Exception as e:  # Keras raises several types for another architecture or a damaged file

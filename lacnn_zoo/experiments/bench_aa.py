@@ -1,6 +1,6 @@
 """Attention-augmented convolution: time and peak memory against a tiling implementation and Keras MHA.
 
-    python -m lacnn_zoo.bench_aa            # 32x32 and 16x16, Nh=8, batch 32, Fout=Cin=160 (WRN stage 1)
+    python -m lacnn_zoo.experiments.bench_aa            # 32x32 and 16x16, Nh=8, batch 32, Fout=Cin=160 (WRN stage 1)
 
 Forward + backward time of one training step is measured in one process, in
 interleaved rounds of `--steps` steps each after warm-up; the median over the
@@ -32,7 +32,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from lacnn_zoo.bench import peak_step_memory_mib, ratio_spread, time_step_samples
+from lacnn_zoo.experiments.bench import peak_step_memory_mib, ratio_spread, time_step_samples
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, attention_memory_bytes, relative_logits_1d
 
 VARIANTS = ("aa_layer", "aa_image_loop", "aa_unblocked", "aa_attention", "aa_tiled", "keras_mha")
@@ -108,7 +108,7 @@ def peak_memory_child(variant, size, channels, heads, dk, dv, batch):
 
 def measure_memory(variant, size, args):
     code = (
-        "import json, sys; from lacnn_zoo.bench_aa import peak_memory_child; "
+        "import json, sys; from lacnn_zoo.experiments.bench_aa import peak_memory_child; "
         f"print(json.dumps(peak_memory_child({variant!r}, {size}, {args.channels}, {args.heads}, "
         f"{args.dk}, {args.dv}, {args.batch_size})))"
     )

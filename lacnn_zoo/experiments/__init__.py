@@ -1,0 +1,1 @@
+"""Experiments built on the library: model comparisons, benchmarks and the depth study."""
