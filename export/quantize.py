@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from lacnn_zoo.errors import ZooError, spell
+from lacnn_zoo.errors import spell
 
 QUANTIZATIONS = ("int8",)
 DEFAULT_CALIBRATION_IMAGES = 256
@@ -76,22 +76,6 @@ def top1(run, x, y, batch_size=128):
     return correct / len(y)
 
 
-def _arrays(part, limit=None):
-    if isinstance(part, tuple):
-        x, y = part
-        return np.asarray(x[:limit], "float32"), np.asarray(y[:limit], "int64")
-    xs, ys, count = [], [], 0
-    for x, y in part:
-        xs.append(np.asarray(x, "float32"))
-        ys.append(np.asarray(y, "int64"))
-        count += len(ys[-1])
-        if limit is not None and count >= limit:
-            break
-    if not xs:
-        raise ZooError("The data set's split is empty.")
-    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
-
-
 def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, calibration_images=None,
                            preprocessing=None, input_shape=None):
     """`(calibration_x, test_x, test_y, description)` from a data set, preprocessed as the model was trained.
@@ -110,8 +94,8 @@ def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, c
             f"The model takes inputs of shape {tuple(input_shape)}, but {dataset!r} gives {tuple(data.input_shape)}; "
             f"pass the data set it was trained on ({spell('dataset', '--dataset')}) and its image size."
         )
-    calibration_x, _ = _arrays(data.train, calibration_images)
-    test_x, test_y = _arrays(data.test)
+    calibration_x, _ = data.arrays("train", calibration_images)
+    test_x, test_y = data.arrays("test")
     recorded = preprocessing or {}
     if recorded.get("mean") is not None:  # the model's own preprocessing, applied to the raw pixels
         calibration_x, test_x = (restandardise(x, data.preprocessing, recorded) for x in (calibration_x, test_x))

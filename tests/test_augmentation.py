@@ -8,7 +8,7 @@ import tensorflow as tf
 from test_image_folder import few_per_class, write_digits_folder
 
 from lacnn_zoo import cli
-from lacnn_zoo.data import _augmenter, load_dataset, mix_batches
+from lacnn_zoo.data import augmenter, load_dataset, mix_batches
 from lacnn_zoo.training.inference import evaluate
 from lacnn_zoo.training import train
 
@@ -75,7 +75,7 @@ def test_randaugment_changes_pixel_values_where_crop_flip_only_moves_them():
     allowed = set(np.round(np.unique(image.numpy()), 5)) | {0.0}  # crop pads with zeros
 
     def new_values(augment, n=40):
-        fn = _augmenter(augment, 0.0, 16, 16, 3, seed=1)
+        fn = augmenter(augment, 0.0, 16, 16, 3, seed=1)
         out = [fn(image, 0)[0].numpy() for _ in range(n)]
         return np.mean([bool(set(np.round(np.unique(o), 5)) - allowed) for o in out]), out
 
@@ -83,15 +83,15 @@ def test_randaugment_changes_pixel_values_where_crop_flip_only_moves_them():
     share_ra, _ = new_values("randaugment")
     assert share_cf == 0 and any(not np.array_equal(o, image.numpy()) for o in crop_flipped)
     assert share_ra > 0.5, share_ra
-    assert _augmenter("none", 0.0, 16, 16, 3, seed=1) is None
+    assert augmenter("none", 0.0, 16, 16, 3, seed=1) is None
 
 
 def test_random_erasing_erases_with_the_given_probability():
     image = tf.fill((16, 16, 1), 0.5)
-    fn = _augmenter("none", 0.5, 16, 16, 1, seed=3)
+    fn = augmenter("none", 0.5, 16, 16, 1, seed=3)
     erased = np.mean([not np.allclose(fn(image, 0)[0].numpy(), 0.5) for _ in range(200)])
     assert 0.35 < erased < 0.65, erased  # p = 0.5 exactly (Keras alone would draw p from [0, 0.5])
-    always = _augmenter("none", 1.0, 16, 16, 1, seed=3)
+    always = augmenter("none", 1.0, 16, 16, 1, seed=3)
     assert all(not np.allclose(always(image, 0)[0].numpy(), 0.5) for _ in range(20))
 
 

@@ -222,15 +222,15 @@ def upscaled_digits(seed, size=32):
     the folder `write_digits_folder` writes (same files in train/validation/test), as numpy `DataSplits`."""
     from sklearn.datasets import load_digits
 
-    from lacnn_zoo.data import DataSplits, _stratified_split
+    from lacnn_zoo.data import DataSplits, stratified_split
 
     digits = load_digits()
     k = size // 8
     x = np.repeat(np.repeat(digits.images.astype("float32")[..., None] / 16, k, axis=1), k, axis=2)
     y = digits.target.astype("int32")
     order = np.lexsort((np.arange(len(y)), y))  # the folder's order: class folders, then file names
-    rest, test, y_rest, y_test = _stratified_split(list(order), list(y[order]), 0.2, seed)
-    train, val, y_train, y_val = _stratified_split(rest, y_rest, 0.1 / 0.8, seed)
+    rest, test, y_rest, y_test = stratified_split(list(order), list(y[order]), 0.2, seed)
+    train, val, y_train, y_val = stratified_split(rest, y_rest, 0.1 / 0.8, seed)
     mean, std = x[train].mean(axis=(0, 1, 2)), x[train].std(axis=(0, 1, 2))
 
     def part(index):

@@ -112,15 +112,15 @@ def test_restandardise_goes_through_the_raw_pixels_at_either_scale():
 
 
 def test_grey_images_under_an_rgb_convention_get_one_averaged_channel():
-    from lacnn_zoo.data import _normalization
+    from lacnn_zoo.data import resolve_normalization
 
     convention = input_convention("ResNet50")
-    mean, std, record = _normalization(convention, 1, estimate=None)
+    mean, std, record = resolve_normalization(convention, 1, estimate=None)
     assert record["channel_order"] == "RGB" and mean.shape == std.shape == (1,)
     np.testing.assert_allclose(mean, [np.mean(convention["mean"])], rtol=1e-6)
     np.testing.assert_allclose(std, [np.mean(convention["std"])], rtol=1e-6)
     with pytest.raises(ValueError, match="`normalization` must give 3 mean"):
-        _normalization({"mean": [0.5], "std": [0.5]}, 3, estimate=None)
+        resolve_normalization({"mean": [0.5], "std": [0.5]}, 3, estimate=None)
 
 
 @pytest.mark.parametrize("damage,needle", [

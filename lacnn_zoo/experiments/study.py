@@ -271,20 +271,6 @@ def mean_drop(lesion, kind):
     return float(lesion["clean"] - np.mean(values)) if values else None
 
 
-def _test_arrays(data, limit):
-    if data.is_numpy:
-        x, y = data.test
-        return x[:limit], y[:limit]
-    xs, ys, n = [], [], 0
-    for xb, yb in data.test:
-        xs.append(np.asarray(xb))
-        ys.append(np.asarray(yb))
-        n += len(xs[-1])
-        if n >= limit:
-            break
-    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
-
-
 # ---------------------------------------------------------------------------------------------------- runs
 
 def run_dir(out_dir, variant, depth, seed):
@@ -393,7 +379,7 @@ def _lesions(out_dir, variant, depth, seed, dataset, limit, data_kwargs):
     from lacnn_zoo.models.saving import load_model
 
     data = load_dataset(dataset, seed=seed, **{k: v for k, v in data_kwargs.items() if v})
-    x, y = _test_arrays(data, limit)
+    x, y = data.arrays("test", limit)
     model = load_model(os.path.join(run_dir(out_dir, variant, depth, seed), "best.keras"), compile=False)
     result = {**lesion_accuracies(model, x, y, seed=seed), "examples": int(len(y))}
     write_json(path, result)

@@ -1,0 +1,118 @@
+"""What a loader returns (`DataSplits`) and the checks every loader shares: fractions, image sizes, a
+stratified split."""
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from lacnn_zoo.errors import ZooError
+from lacnn_zoo.validation import check_positive_int, check_unit_interval
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """Train / validation / test splits and what a model needs to know about them.
+
+    `train`, `validation` and `test` are either `(x, y)` NumPy tuples (embedded
+    sets; these work on every Keras backend) or batched `tf.data.Dataset`s of
+    `(image, label)` (TFDS sets, TensorFlow backend).
+    """
+
+    name: str
+    train: object
+    validation: object
+    test: object
+    input_shape: tuple
+    num_classes: int
+    preprocessing: dict
+    sizes: dict = None  # images per split, {"train": n, "validation": n, "test": n}, where known
+
+    @property
+    def is_numpy(self):
+        return isinstance(self.train, tuple)
+
+    def size(self, split):
+        """Images in `split`: counted for arrays, recorded by the loader for pipelines (None if unknown)."""
+        part = getattr(self, split)
+        if isinstance(part, tuple):
+            return len(part[1])
+        return (self.sizes or {}).get(split)
+
+    def arrays(self, split="test", limit=None):
+        """`(x, y)` of `split` as NumPy arrays (float32 images, int64 labels), its first `limit` examples."""
+        part = getattr(self, split)
+        if isinstance(part, tuple):
+            x, y = part
+            return np.asarray(x[:limit], "float32"), np.asarray(y[:limit], "int64")
+        xs, ys, count = [], [], 0
+        for x, y in part:
+            xs.append(np.asarray(x, "float32"))
+            ys.append(np.asarray(y, "int64"))
+            count += len(ys[-1])
+            if limit is not None and count >= limit:
+                break
+        if not xs:
+            raise ZooError(f"The data set's {split} split is empty.")
+        return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
+
+    def sample(self, n=32, split="validation"):
+        """A fixed batch `(x, y)` of at most n examples as NumPy arrays."""
+        return self.arrays(split, n)
+
+
+def check_fractions(validation_fraction, test_fraction):
+    check_unit_interval("validation_fraction", validation_fraction, open_right=True)
+    check_unit_interval("test_fraction", test_fraction, open_right=True)
+    if validation_fraction <= 0 or test_fraction <= 0 or validation_fraction + test_fraction >= 0.9:
+        raise ValueError(
+            "`validation_fraction` and `test_fraction` must be positive and leave at least 10% for training; "
+            f"received validation_fraction={validation_fraction!r}, test_fraction={test_fraction!r}."
+        )
+
+
+class DatasetNotAvailableError(ZooError):
+    """A TFDS set that is not prepared locally and was not allowed to download."""
+
+
+# Largest side accepted for `image_size`: beyond it one batch of float32 images no longer fits in memory.
+MAX_IMAGE_SIDE = 4096
+
+
+def check_image_size(image_size):
+    """None, or `(height, width)` of positive integers up to MAX_IMAGE_SIDE."""
+    if image_size is None:
+        return None
+    message = (
+        f"`image_size` must be (height, width), two integers from 1 to {MAX_IMAGE_SIDE}; "
+        f"received image_size={image_size!r}."
+    )
+    if isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__") or len(image_size) != 2:
+        raise ValueError(message)
+    try:
+        size = tuple(check_positive_int("image_size", s) for s in image_size)
+    except ValueError:
+        raise ValueError(message) from None
+    if max(size) > MAX_IMAGE_SIDE:
+        raise ValueError(message)
+    return size
+
+
+def stratified_split(paths, labels, fraction, seed):
+    """Split off `fraction` of (paths, labels), stratified by class when every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(paths, labels, test_size=fraction, stratify=labels, random_state=seed)
+    except ValueError:
+        warnings.warn(
+            f"Some classes have too few images for a stratified split of {fraction:.0%}; "
+            "splitting at random (seeded) instead.",
+            stacklevel=3,
+        )
+    try:
+        return train_test_split(paths, labels, test_size=fraction, random_state=seed)
+    except ValueError as e:
+        raise ValueError(
+            f"`dataset` has {len(paths)} images, too few to split off a fraction of {fraction!r}: {e}"
+        ) from None
