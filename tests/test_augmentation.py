@@ -8,7 +8,8 @@ import tensorflow as tf
 from test_image_folder import few_per_class, write_digits_folder
 
 from lacnn_zoo import cli
-from lacnn_zoo.data import augmenter, load_dataset, mix_batches
+from lacnn_zoo.data import load_dataset, mix_batches
+from lacnn_zoo.data.augmentation import augmenter
 from lacnn_zoo.training.inference import evaluate
 from lacnn_zoo.training import train
 

@@ -222,7 +222,8 @@ def upscaled_digits(seed, size=32):
     the folder `write_digits_folder` writes (same files in train/validation/test), as numpy `DataSplits`."""
     from sklearn.datasets import load_digits
 
-    from lacnn_zoo.data import DataSplits, stratified_split
+    from lacnn_zoo.data import DataSplits
+    from lacnn_zoo.data.splits import stratified_split
 
     digits = load_digits()
     k = size // 8

@@ -112,7 +112,7 @@ def test_restandardise_goes_through_the_raw_pixels_at_either_scale():
 
 
 def test_grey_images_under_an_rgb_convention_get_one_averaged_channel():
-    from lacnn_zoo.data import resolve_normalization
+    from lacnn_zoo.data.preprocessing import resolve_normalization
 
     convention = input_convention("ResNet50")
     mean, std, record = resolve_normalization(convention, 1, estimate=None)
@@ -141,7 +141,7 @@ def test_a_run_started_before_conventions_resumes_with_its_own_statistics(tmp_pa
     from lacnn_zoo.training.loop import _input_convention
 
     knobs = {"backbone": "MobileNetV3Small"}
-    name = "keras.applications.vgg16.preprocess_input"
+    name = "keras.applications.mobilenet_v3.preprocess_input"
     assert _input_convention(knobs, str(tmp_path), resume=False)["convention"] == name
     (tmp_path / "run.json").write_text(json.dumps({"model": "lacnn_static_vector"}))  # written before the key
     assert _input_convention(knobs, str(tmp_path), resume=True) is None

@@ -20,14 +20,14 @@ from lacnn_zoo.data.folders import (
     load_image_folder,
 )
 from lacnn_zoo.data.preprocessing import check_preprocessing, restandardise, standardise, unstandardise
-from lacnn_zoo.data.splits import DatasetNotAvailableError, DataSplits, split_arrays
+from lacnn_zoo.data.splits import DatasetNotAvailableError, DataSplits
 from lacnn_zoo.data.tfds import load_tfds
 
 __all__ = [
     "AUGMENTS", "DataSplits", "DatasetNotAvailableError", "IMAGE_FORMATS", "check_augment", "check_mixing",
     "check_preprocessing", "decode_image", "is_folder_name", "is_image_file", "list_images", "load_dataset",
     "load_digits", "load_image_folder", "load_tfds", "mix_batches", "one_hot_labels", "restandardise",
-    "split_arrays", "standardise", "unstandardise",
+    "standardise", "unstandardise",
 ]
 
 
