@@ -24,11 +24,19 @@ import zipfile
 
 import numpy as np
 
-from export.quantize import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, QUANTIZATIONS,
-                             load_quantization_data, litert_int8, onnx_int8, top1)
+from export.quantize import (
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_MAX_ACCURACY_DROP,
+    QUANTIZATIONS,
+    litert_int8,
+    load_quantization_data,
+    onnx_int8,
+    top1,
+)
 from export.runtimes import LITERT_METADATA_PREFIX, ONNX_METADATA_KEYS, Runner, add_litert_metadata
 from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full
+from lacnn_zoo.training import RunFolder
 from lacnn_zoo.validation import check_finite, check_positive_int
 
 FORMAT_SETS = {
@@ -241,17 +249,6 @@ def _parity(model, runners, input_shapes, batch_sizes, rtol, atol, seed):
     return figures
 
 
-def _sidecar(source, name):
-    """run.json / metrics.json written by `lacnn-zoo train` beside the checkpoint, if any."""
-    if source is None:
-        return None
-    path = os.path.join(os.path.dirname(os.path.abspath(source)), name)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
-
-
 def _versions(formats=()):
     import importlib.metadata
 
@@ -350,10 +347,11 @@ def export_model(
     _disable_cudnn(model)
     _constant_preprocessing(model)
 
-    metrics = _sidecar(source_path, "metrics.json")
+    beside = RunFolder.beside(source_path) if source_path is not None else None
+    metrics = beside and beside.metrics()
     if preprocessing is None and metrics:
         preprocessing = metrics.get("preprocessing")
-    run = _sidecar(source_path, "run.json")
+    run = beside and beside.raw_config()
     quantization = None
     if quantize is not None:
         quantization = _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_images,
@@ -421,7 +419,7 @@ def _check_destination(out_dir, overwrite):
         return
     if not overwrite:
         raise FileExistsError(f"{out_dir!r} already exists; pass {spell('overwrite=True', '--overwrite')} to replace it.")
-    check_replaceable(out_dir, "export", EXPORT_ENTRIES.__contains__)
+    check_replaceable(out_dir, "export", EXPORT_ENTRIES.__contains__, "manifest.json")
 
 
 def _recover_interrupted(out_dir):

@@ -20,10 +20,14 @@ DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points of top-1
 def onnx_int8(fp32_path, out_path, calibration_x, *, batch_size=16):
     """Static QDQ quantisation of an fp32 ONNX file: int8 weights per output channel, uint8 activations whose
     ranges are the min/max seen on `calibration_x` (MinMax calibration)."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
     import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     input_name = ort.InferenceSession(os.fspath(fp32_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
 

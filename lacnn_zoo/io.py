@@ -225,28 +225,27 @@ def mark_owned(folder, kind):
     write_json(os.path.join(folder, OWNER_MARKER), {"kind": kind, "created": time.time()})
 
 
-def is_owned(folder, kind):
+def is_owned(folder, kind, signature):
     """Whether the zoo wrote `folder` as a `kind` ("run", "export", "search"): its marker says so, or (exports,
-    and folders written before the marker existed) the file that only such a folder holds is there."""
+    and folders written before the marker existed) `signature`, the file only such a folder holds, is there."""
     try:
         if read_json(os.path.join(folder, OWNER_MARKER)).get("kind") == kind:
             return True
     except (OSError, ValueError, AttributeError):
         pass
-    signature = {"run": "run.json", "export": "manifest.json", "search": "oracle.json"}[kind]
     return os.path.exists(os.path.join(folder, signature))
 
 
-def check_replaceable(folder, kind, known, *, flag="--overwrite"):
+def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):
     """Refuse to replace `folder` unless the zoo wrote it as a `kind` and it holds only the zoo's files.
 
-    `known(name)` says whether an entry belongs to a `kind` folder.  Raises
+    `known(name)` says whether an entry belongs to a `kind` folder; `signature` is the file only such a folder holds.  Raises
     `ForeignFilesError` naming what is in the way; returns the entries to remove.
     """
     if not os.path.isdir(folder):
         raise ForeignFilesError(f"{folder!r} exists and is not a folder; {flag} replaces only what lacnn-zoo wrote.")
     entries = sorted(os.listdir(folder))
-    recognised = is_owned(folder, kind)
+    recognised = is_owned(folder, kind, signature)
     foreign = [e for e in entries if not (e in (OWNER_MARKER, LOCK_NAME) or known(e) or is_temporary(e))]
     if not recognised or foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")

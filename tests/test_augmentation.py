@@ -138,7 +138,7 @@ def test_augmentation_options_are_refused_on_the_digits_and_checked(tmp_path, ca
 
 def test_only_the_training_split_is_mixed(digit_folder):
     from lacnn_zoo.training.recipes import resolve_recipe
-    from lacnn_zoo.training.loop import _fit_data
+    from lacnn_zoo.training.compiling import _fit_data
 
     data = load_dataset(digit_folder, batch_size=32)
     options = resolve_recipe(mixup=1.0)

@@ -65,14 +65,14 @@ def test_ownership_needs_the_marker_or_the_signature_not_zoo_named_files(tmp_pat
     folder.mkdir()
     for name in ("best.keras", "history.csv", "metrics.json"):  # zoo-like names, written by someone else
         (folder / name).write_text("not the zoo's")
-    assert not is_owned(str(folder), "run")
+    assert not is_owned(str(folder), "run", "run.json")
     with pytest.raises(ForeignFilesError, match="not a lacnn-zoo run"):
-        check_replaceable(str(folder), "run", lambda name: True)
+        check_replaceable(str(folder), "run", lambda name: True, "run.json")
     mark_owned(str(folder), "export")  # the marker of another kind does not make it a run
-    assert not is_owned(str(folder), "run") and is_owned(str(folder), "export")
+    assert not is_owned(str(folder), "run", "run.json") and is_owned(str(folder), "export", "manifest.json")
     mark_owned(str(folder), "run")
-    assert is_owned(str(folder), "run")
-    assert sorted(check_replaceable(str(folder), "run", lambda name: True)) == sorted(os.listdir(folder))
+    assert is_owned(str(folder), "run", "run.json")
+    assert sorted(check_replaceable(str(folder), "run", lambda name: True, "run.json")) == sorted(os.listdir(folder))
 
 
 def test_the_lock_is_taken_on_the_file_that_is_there_after_a_replace(tmp_path, monkeypatch):

@@ -333,7 +333,7 @@ def test_cli_trains_on_a_folder_by_relative_path_with_its_own_split(folders, tmp
 
 def test_a_small_folder_is_warned_before_training_with_what_to_change(tmp_path, capsys):
     from lacnn_zoo import cli
-    from lacnn_zoo.training.loop import size_warning
+    from lacnn_zoo.training.compiling import size_warning
 
     images, labels = few_per_class(20)
     keep = labels < 3  # 3 classes x 20 images, as a newcomer's first folder

@@ -65,10 +65,10 @@ def on_cpu():
 
 
 def train_run(model, epochs, batch_size, folder, images):
-    from lacnn_zoo.training import _column, train
+    from lacnn_zoo.training import RunFolder, train
 
     result = train(model, epochs=epochs, batch_size=batch_size, output_dir=folder, verbose=0, tensorboard=False)
-    times = _column(folder, "epoch_time_s")[1:] or [result.metrics["train_wall_time_s"]]
+    times = RunFolder(folder).column("epoch_time_s")[1:] or [result.metrics["train_wall_time_s"]]
     return {
         "images_per_s": images / statistics.median(times),
         "epoch_time_s_median": statistics.median(times),

@@ -25,10 +25,10 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.training.callbacks import EpochTimer
 from lacnn_zoo import input_convention
 from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError
+from lacnn_zoo.experiments.study import mean_std
 from lacnn_zoo.io import (
     LOCK_NAME,
     FolderLock,
@@ -42,7 +42,7 @@ from lacnn_zoo.io import (
     write_json,
 )
 from lacnn_zoo.plotting import pyplot, save_figure
-from lacnn_zoo.experiments.study import mean_std
+from lacnn_zoo.training.callbacks import EpochTimer
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
@@ -67,7 +67,7 @@ def _prepare_project(project_dir, space, overwrite):
     """Under the project's lock: refuse foreign files and changed spaces; record the space of a new project."""
     entries = [e for e in os.listdir(project_dir) if e != LOCK_NAME] if os.path.isdir(project_dir) else []
     if entries:
-        check_replaceable(project_dir, "search", _project_entry)
+        check_replaceable(project_dir, "search", _project_entry, "oracle.json")
         remove_stale_temporaries(project_dir)
         stored = read_json(os.path.join(project_dir, "search.json")) if os.path.exists(
             os.path.join(project_dir, "search.json")) else None

@@ -26,9 +26,10 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.io import read_json, write_csv, write_json
-from lacnn_zoo.plotting import pyplot, save_figure
+from lacnn_zoo.io import write_csv, write_json
 from lacnn_zoo.models.registry import model_info, resolve_models
+from lacnn_zoo.plotting import pyplot, save_figure
+from lacnn_zoo.training.run_folder import RunFolder
 
 DEFAULT_MODELS = [
     "plain_cnn_tiny", "resnet8", "resnet8_beta", "resnet8_projection", "aa_resnet8",
@@ -108,7 +109,7 @@ class GradientNormMonitor(keras.callbacks.Callback):
             self._record(epoch + 1)
 
 
-def _read_csv(path):
+def read_csv(path):
     with open(path) as f:
         return list(csv.DictReader(f))
 
@@ -143,13 +144,13 @@ def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overri
     from lacnn_zoo.training import train
 
     run = run_dir or os.path.join(out_dir, name, f"seed{seed}")
-    if os.path.exists(os.path.join(run, "metrics.json")):
-        return read_json(os.path.join(run, "metrics.json"))
+    if RunFolder(run).is_finished():
+        return RunFolder(run).metrics()
     data_kwargs = {k: v for k, v in data_kwargs.items() if v}
     data = load_dataset(dataset, seed=seed, **data_kwargs)
     x, y = data.sample(64, split="validation")
     monitor = GradientNormMonitor(x, y, os.path.join(run, "grad_norms.csv"), epochs=grad_epochs)
-    resume = os.path.exists(os.path.join(run, "run.json"))
+    resume = RunFolder(run).is_run()
     knobs = model_info(name).knobs
     applicable = {k: v for k, v in (overrides or {}).items() if k in knobs}
     result = train(name, dataset=dataset, epochs=epochs, seed=seed, output_dir=run, resume=resume,
@@ -162,12 +163,12 @@ def summarise(names, seeds, out_dir, target, grad_epoch):
     rows = []
     for name in names:
         runs = [os.path.join(out_dir, name, f"seed{s}") for s in seeds]
-        metrics = [read_json(os.path.join(r, "metrics.json")) for r in runs]
-        reach = [epochs_to_reach(_read_csv(os.path.join(r, "history.csv")), target) for r in runs]
+        metrics = [RunFolder(r).metrics() for r in runs]
+        reach = [epochs_to_reach(RunFolder(r).history(), target) for r in runs]
         reached = [e for e in reach if e is not None]
         ratios = {0: [], grad_epoch: []}
         for r in runs:
-            grads = _read_csv(os.path.join(r, "grad_norms.csv"))
+            grads = read_csv(os.path.join(r, "grad_norms.csv"))
             for epoch in ratios:
                 backbone = backbone_profile(grads, epoch)
                 if backbone and backbone[-1] > 0:
@@ -195,7 +196,7 @@ def plot_learning_curves(names, seeds, out_dir, path):
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
     for name, colour in zip(names, colours):
-        curves = [[float(r["val_accuracy"]) for r in _read_csv(os.path.join(out_dir, name, f"seed{s}", "history.csv"))]
+        curves = [[float(r["val_accuracy"]) for r in RunFolder(os.path.join(out_dir, name, f"seed{s}")).history()]
                   for s in seeds]
         length = min(len(c) for c in curves)
         mean = np.mean([c[:length] for c in curves], axis=0)
@@ -220,7 +221,7 @@ def plot_attention(names, seeds, out_dir, path):
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), dpi=110, squeeze=False)
     for ax, name in zip(axes.flat, attended):
         tables = [np.array([[float(v) for v in r.values()] for r in
-                            _read_csv(os.path.join(out_dir, name, f"seed{s}", "layer_attention.csv"))]) for s in seeds]
+                            read_csv(os.path.join(out_dir, name, f"seed{s}", "layer_attention.csv"))]) for s in seeds]
         length = min(len(t) for t in tables)
         mean = np.mean([t[:length] for t in tables], axis=0)
         layers = mean.shape[1] - 1
@@ -247,7 +248,7 @@ def plot_gradient_norms(names, seeds, out_dir, path, grad_epoch):
     colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
     for ax, epoch in zip(axes, (0, grad_epoch)):
         for name, colour in zip(names, colours):
-            profiles = [backbone_profile(_read_csv(os.path.join(out_dir, name, f"seed{s}", "grad_norms.csv")), epoch)
+            profiles = [backbone_profile(read_csv(os.path.join(out_dir, name, f"seed{s}", "grad_norms.csv")), epoch)
                         for s in seeds]
             length = min(len(p) for p in profiles)
             if length == 0:

@@ -31,9 +31,10 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.experiments.compare import BACKBONE_LAYER, _read_csv, backbone_profile, run_one
+from lacnn_zoo.experiments.compare import BACKBONE_LAYER, backbone_profile, read_csv, run_one
 from lacnn_zoo.io import LOCK_NAME, OWNER_MARKER, FolderLock, read_json, write_csv, write_json
 from lacnn_zoo.plotting import pyplot, save_figure
+from lacnn_zoo.training.run_folder import RunFolder
 from lacnn_zoo.validation import check_positive_int
 
 # variant -> (registered model, fixed overrides, family)
@@ -283,10 +284,9 @@ def _lesion_path(out_dir, variant, depth, seed):
 
 def _check_existing_run(path, model, overrides, epochs, dataset):
     """A run folder made with another configuration is refused (it would be reused or resumed silently)."""
-    run_file = os.path.join(path, "run.json")
-    if not os.path.exists(run_file):
+    stored = RunFolder(path).raw_config()
+    if stored is None:
         return
-    stored = read_json(run_file)
     differ = {k: (stored.get(k), v) for k, v in (("model", model), ("epochs", epochs)) if stored.get(k) != v}
     stored_overrides = stored.get("overrides") or {}
     differ.update({f"overrides[{k}]": (stored_overrides.get(k), v) for k, v in overrides.items()
@@ -349,7 +349,7 @@ def depth_study(variants=None, *, depths=None, seeds=None, epochs=None, widths=N
                     t0 = time.perf_counter()
                     model, overrides = variant_overrides(variant, depth, widths)
                     path = run_dir(out_dir, variant, depth, seed)
-                    reused = os.path.exists(os.path.join(path, "metrics.json"))
+                    reused = RunFolder(path).is_finished()
                     metrics = run_one(model, seed, out_dir, epochs, dataset, grad_epochs, verbose=verbose,
                                       overrides=overrides, run_dir=path, tensorboard=False, **data_kwargs)
                     lesion = _lesions(out_dir, variant, depth, seed, dataset, robustness_examples, data_kwargs)
@@ -380,7 +380,7 @@ def _lesions(out_dir, variant, depth, seed, dataset, limit, data_kwargs):
 
     data = load_dataset(dataset, seed=seed, **{k: v for k, v in data_kwargs.items() if v})
     x, y = data.arrays("test", limit)
-    model = load_model(os.path.join(run_dir(out_dir, variant, depth, seed), "best.keras"), compile=False)
+    model = load_model(RunFolder(run_dir(out_dir, variant, depth, seed)).best, compile=False)
     result = {**lesion_accuracies(model, x, y, seed=seed), "examples": int(len(y))}
     write_json(path, result)
     keras.backend.clear_session()
@@ -390,12 +390,12 @@ def _lesions(out_dir, variant, depth, seed, dataset, limit, data_kwargs):
 # ---------------------------------------------------------------------------------------------------- summary
 
 def _history(out_dir, variant, depth, seed):
-    return _read_csv(os.path.join(run_dir(out_dir, variant, depth, seed), "history.csv"))
+    return RunFolder(run_dir(out_dir, variant, depth, seed)).history()
 
 
 def _grad_ratio(out_dir, variant, depth, seed, epoch):
     path = os.path.join(run_dir(out_dir, variant, depth, seed), "grad_norms.csv")
-    profile = backbone_profile(_read_csv(path), epoch) if os.path.exists(path) else []
+    profile = backbone_profile(read_csv(path), epoch) if os.path.exists(path) else []
     if len(profile) < 2 or profile[-1] <= 0 or profile[0] <= 0:
         return None
     return math.log10(profile[0] / profile[-1])
@@ -404,7 +404,7 @@ def _grad_ratio(out_dir, variant, depth, seed, epoch):
 def attention_rows(out_dir, variant, depth, seed):
     """(epochs, weights[e, layer]) of a layer-attended run's `layer_attention.csv` (epoch 0 first)."""
     rows = np.array([[float(v) for v in r.values()] for r in
-                     _read_csv(os.path.join(run_dir(out_dir, variant, depth, seed), "layer_attention.csv"))])
+                     read_csv(os.path.join(run_dir(out_dir, variant, depth, seed), "layer_attention.csv"))])
     rows = rows[np.argsort(rows[:, 0])]
     return rows[:, 0].astype(int), rows[:, 1:]
 
@@ -428,7 +428,7 @@ def summarise(out_dir, variants, depths, seeds, epochs):
         plain = {}
         for variant in variants:
             histories = [_history(out_dir, variant, depth, s) for s in seeds]
-            metrics = [read_json(os.path.join(run_dir(out_dir, variant, depth, s), "metrics.json")) for s in seeds]
+            metrics = [RunFolder(run_dir(out_dir, variant, depth, s)).metrics() for s in seeds]
             test = [m["test_accuracy"] for m in metrics]
             train_acc = [float(h[-1]["accuracy"]) for h in histories]
             train_loss = [float(h[-1]["loss"]) for h in histories]

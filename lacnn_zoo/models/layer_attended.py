@@ -35,8 +35,8 @@ from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.backbones import accepted_backbones, feature_extractor, resolve_backbone
 from lacnn_zoo.models.heads import check_head_arguments, classifier, classifier_head, model_input
 from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
-from lacnn_zoo.models.resnet import residual_stages
 from lacnn_zoo.models.registry import register_model
+from lacnn_zoo.models.resnet import residual_stages
 from lacnn_zoo.models.taps import feature_info, select_taps
 from lacnn_zoo.validation import check_choice, check_classifier_activation, check_positive_int, check_unit_interval
 

@@ -21,7 +21,8 @@ from lacnn_zoo.data import (
     standardise,
 )
 from lacnn_zoo.errors import spell
-from lacnn_zoo.io import check_output_file, read_json, write_csv, write_json
+from lacnn_zoo.io import check_output_file, write_csv, write_json
+from lacnn_zoo.training.run_folder import RunFolder
 from lacnn_zoo.validation import check_positive_int
 
 
@@ -29,7 +30,7 @@ def resolve(model_or_run):
     """`(model_path, run, metrics)`: a `.keras` file or run folder, with the run.json/metrics.json found beside it."""
     path = os.fspath(model_or_run)
     if os.path.isdir(path):
-        model_path = os.path.join(path, "best.keras")
+        model_path = RunFolder(path).best
         if not os.path.isfile(model_path):
             raise FileNotFoundError(
                 f"`model` {path!r} is a folder without best.keras; pass a .keras file or a finished run folder."
@@ -38,12 +39,8 @@ def resolve(model_or_run):
         model_path = path
     else:
         raise FileNotFoundError(f"`model` {path!r} does not exist; pass a .keras file or a run folder.")
-    folder = os.path.dirname(os.path.abspath(model_path))
-    records = []
-    for name in ("run.json", "metrics.json"):
-        record = os.path.join(folder, name)
-        records.append(read_json(record) if os.path.isfile(record) else {})
-    return model_path, records[0], records[1]
+    run = RunFolder.beside(model_path)
+    return model_path, run.raw_config(missing={}), run.metrics(missing={})
 
 
 def _load(model_path):
