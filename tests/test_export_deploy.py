@@ -1,5 +1,5 @@
 """Deployment: LiteRT parity, int8 artifacts judged by accuracy against labels, the accuracy gate, metadata read
-back from the artifact files, export.validate, the README's deploy snippets and the per-process benchmark.
+back from the artifact files, export.validate, the deploy snippets of docs/deployment.md and the per-process benchmark.
 
 One trained run and one full export (all formats + int8) are shared by the module: tiny model, 8x8 digits.
 """
@@ -19,7 +19,7 @@ from export import ExportError, export_model
 from lacnn_zoo import build_model
 from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+DEPLOYMENT = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "deployment.md")
 ARTIFACTS = ("model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite")
 
 
@@ -196,10 +196,10 @@ def test_validate_prints_artifact_and_keras_top1(exported, capsys, tmp_path):
     ("deploy-snippet", "model.onnx"), ("deploy-snippet", "model_int8.onnx"),
     ("deploy-snippet-litert", "model.tflite"), ("deploy-snippet-litert", "model_int8.tflite"),
 ])
-def test_readme_deploy_snippets_run_without_tensorflow(exported, digits_test, marker, artifact):
+def test_deploy_snippets_run_without_tensorflow(exported, digits_test, marker, artifact):
     """Each snippet as written (the int8 variants with the file name its comment offers), on raw digits."""
     out, _ = exported
-    text = open(README).read()
+    text = open(DEPLOYMENT).read()
     snippet = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S).group(1)
     default = re.search(r'path = "(exported/digits(?:-all)?/model\.\w+)"', snippet).group(1)
     snippet = snippet.replace(default, f"exported/digits/{artifact}")

@@ -1,0 +1,165 @@
+"""The documentation is correct: the preset tables match the registry, every relative link resolves, and every
+Python snippet of README.md and docs/ runs as written."""
+
+import glob
+import os
+import re
+import shutil
+
+import pytest
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir))
+PAGES = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True))
+NOT_RUN = "# not run:"
+MAX_NOT_RUN = 3
+
+
+def rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+# -- preset tables ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """Every preset built once (10 classes, default input), shared by the catalogue tests."""
+    from lacnn_zoo.models import catalogue
+
+    return catalogue.catalogue_rows()
+
+
+def test_preset_tables_and_catalogue_json_match_the_registry(rows):
+    import json
+
+    from lacnn_zoo import list_families, list_models
+    from lacnn_zoo.models import catalogue
+
+    assert catalogue.check(ROOT, rows) == [], "run: python -m lacnn_zoo.models.catalogue"
+    assert [r["name"] for r in rows] == list_models()
+    for family in list_families():
+        assert os.path.exists(catalogue.page_path(ROOT, family)), family
+    data = json.load(open(os.path.join(ROOT, catalogue.JSON_PATH)))
+    assert data["num_classes"] == 10 and data["models"] == rows
+    assert all(isinstance(r["params"], int) and r["params"] > 0 and "\n" not in r["description"] for r in rows)
+
+
+def copy_of_the_catalogue(tmp_path):
+    from lacnn_zoo.models import catalogue
+
+    shutil.copytree(os.path.join(ROOT, catalogue.PAGES), tmp_path / catalogue.PAGES)
+    (tmp_path / catalogue.JSON_PATH).parent.mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, catalogue.JSON_PATH), tmp_path / catalogue.JSON_PATH)
+    return tmp_path
+
+
+def test_a_stale_table_is_named_and_rewritten(rows, tmp_path, capsys):
+    from lacnn_zoo.models import catalogue
+
+    root = copy_of_the_catalogue(tmp_path)
+    assert catalogue.check(str(root), rows) == []
+    page = root / "docs" / "models" / "resnet.md"
+    resnet20 = next(r for r in rows if r["name"] == "resnet20")
+    text = page.read_text()
+    planted = text.replace(f"| `resnet20` | {resnet20['params']:,} |", f"| `resnet20` | {resnet20['params'] + 1:,} |")
+    assert planted != text
+    page.write_text(planted)
+    assert catalogue.check(str(root), rows) == [os.path.join("docs", "models", "resnet.md")]
+    assert catalogue.main(["--check", "--root", str(root)]) == 1
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and os.path.join("docs", "models", "resnet.md") in line
+
+    json_file = root / catalogue.JSON_PATH
+    json_file.write_text(json_file.read_text().replace('"resnet20"', '"resnet21"'))
+    (root / "docs" / "models" / "plain.md").write_text("# plain\n\nno markers\n")
+    assert catalogue.check(str(root), rows) == [
+        os.path.join("docs", "models", "plain.md"), os.path.join("docs", "models", "resnet.md"), catalogue.JSON_PATH]
+
+    (root / "docs" / "models" / "plain.md").write_text(
+        f"# plain\n\n{catalogue.START}\nold\n{catalogue.END}\n\ntext after\n")
+    stale = catalogue.check(str(root), rows)
+    assert len(stale) == 3 and sorted(catalogue.write(str(root), rows)) == sorted(stale)
+    assert catalogue.check(str(root), rows) == [] and page.read_text() == text
+    assert catalogue.main(["--check", "--root", str(root)]) == 0
+    assert (root / "docs" / "models" / "plain.md").read_text().endswith(f"{catalogue.END}\n\ntext after\n")
+
+
+# -- links -----------------------------------------------------------------------------------------------------
+
+
+def without_code(text):
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def anchors(path):
+    """GitHub's heading anchors of a markdown page."""
+    text = re.sub(r"```.*?```", "", open(path, encoding="utf-8").read(), flags=re.S)
+    slugs = set()
+    for heading in re.findall(r"^#+\s+(.*)$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        slugs.add(slug)
+    return slugs
+
+
+def test_every_relative_link_points_at_an_existing_file():
+    checked = 0
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", without_code(open(page, encoding="utf-8").read())):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            file, _, anchor = target.partition("#")
+            resolved = os.path.normpath(os.path.join(os.path.dirname(page), file)) if file else page
+            assert os.path.exists(resolved), f"{rel(page)}: link {target!r} points at no file"
+            if anchor and resolved.endswith(".md"):
+                assert anchor in anchors(resolved), f"{rel(page)}: link {target!r}: no such heading"
+            checked += 1
+    assert checked >= 30
+
+
+def test_readme_is_a_front_page_that_maps_every_docs_page():
+    text = open(PAGES[0], encoding="utf-8").read()
+    assert len(text.splitlines()) <= 300
+    for page in PAGES[1:]:
+        assert f"]({rel(page)})" in text, f"README.md does not list {rel(page)}"
+
+
+# -- python snippets -------------------------------------------------------------------------------------------
+
+
+def python_blocks(page):
+    return re.findall(r"^ *```python\n(.*?)^ *```", open(page, encoding="utf-8").read(), flags=re.S | re.M)
+
+
+def test_only_a_handful_of_snippets_are_not_run():
+    blocks = [b for page in PAGES for b in python_blocks(page)]
+    skipped = [b for b in blocks if b.startswith(NOT_RUN)]
+    assert len(blocks) >= 8
+    assert len(skipped) <= MAX_NOT_RUN, [b.splitlines()[0] for b in skipped]
+    assert all(re.match(rf"{NOT_RUN} \S", b) for b in skipped)  # a reason is given
+
+
+@pytest.mark.parametrize("page", [rel(p) for p in PAGES if python_blocks(p)])
+def test_python_snippets_run_as_written(page, tmp_path, monkeypatch):
+    """The page's python blocks in order, in one fresh namespace (like a notebook), in an empty folder."""
+    import keras
+    import matplotlib
+
+    from lacnn_zoo.models import registry
+
+    matplotlib.use("Agg")
+    monkeypatch.chdir(tmp_path)
+    registered = dict(registry._REGISTRY)
+    namespace = {"__name__": "__main__"}
+    try:
+        for i, code in enumerate(python_blocks(os.path.join(ROOT, page))):
+            if code.startswith(NOT_RUN):
+                continue
+            try:
+                exec(compile(code, f"{page}, python block {i + 1}", "exec"), namespace)
+            except Exception as e:
+                pytest.fail(f"{page}, python block {i + 1} fails: {type(e).__name__}: {e}")
+    finally:
+        registry._REGISTRY.clear()  # a snippet may register a preset: the zoo's registry is left as it was
+        registry._REGISTRY.update(registered)
+        keras.backend.clear_session()
