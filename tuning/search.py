@@ -46,7 +46,7 @@ from lacnn_zoo.experiments.study import mean_std
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 
-TUNERS = ("random", "hyperband", "bayesian")
+from tuning.options import TUNERS  # noqa: E402  (Keras-free, for the parsers)
 # The search space a project was started with; re-running the project with another one is refused.
 SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size", "overrides",
               "image_size", "augment", "executions_per_trial")

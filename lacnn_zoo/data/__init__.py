@@ -216,8 +216,9 @@ def _check_image_size(image_size):
     return size
 
 
-# Training-time augmentation (`augment`): what each name applies to every training image, in this order.
-AUGMENTS = ("none", "crop-flip", "randaugment")
+# Training-time augmentation (`augment`): what each name applies to every training image, in this order
+# (the table lives in the Keras-free lacnn_zoo.options, for the command line).
+from lacnn_zoo.options import AUGMENTS  # noqa: E402
 # RandAugment as Keras implements it (`keras.layers.RandAugment`): 2 operations per image at magnitude 0.5
 # of Keras' range, its defaults (Cubuk et al. 2020 found N=2 good for CIFAR; the magnitude scale is Keras').
 RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE = 2, 0.5
