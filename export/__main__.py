@@ -1,26 +1,28 @@
 """`python -m export MODEL.keras --out DIR [--format onnx|saved_model|litert|both|all] [--quantize int8]`
-(also `lacnn-zoo-export`)."""
+(also `lacnn-zoo-export`, `lacnn-zoo export`)."""
 
 import argparse
 import sys
 
+DESCRIPTION = "Export a trained .keras model."
 
-def main(argv=None):
-    from export.quantize import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP
 
-    parser = argparse.ArgumentParser(prog="python -m export", description="Export a trained .keras model.")
+def add_arguments(parser):
+    """The export's options on `parser` (shared by `python -m export` and `lacnn-zoo export`)."""
+    from export.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, FORMATS, OUTPUTS, QUANTIZATIONS
+
     parser.add_argument("model", help="a .keras file, e.g. runs/<run>/best.keras")
     parser.add_argument("--out", required=True, help="destination folder")
-    parser.add_argument("--format", default="both", choices=["onnx", "saved_model", "litert", "both", "all"],
+    parser.add_argument("--format", default="both", choices=FORMATS,
                         help="both = onnx + saved_model (default); all = onnx + saved_model + litert")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (13-18, default 17)")
-    parser.add_argument("--output", default="logits", choices=["logits", "probabilities"])
+    parser.add_argument("--output", default="logits", choices=OUTPUTS)
     parser.add_argument("--dynamic-size", action="store_true", help="leave input height and width open")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity check (not recommended)")
     parser.add_argument("--rtol", type=float, default=None, help="parity tolerance, relative (default 1e-4)")
     parser.add_argument("--atol", type=float, default=None, help="parity tolerance, absolute (default 1e-5)")
-    parser.add_argument("--quantize", choices=["int8"], default=None,
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                         help="also write int8 artifacts (static QDQ onnx, full-integer LiteRT), checked by accuracy")
     parser.add_argument("--dataset", default=None,
                         help="data set to calibrate on and check accuracy with (default: the run's, from run.json)")
@@ -31,11 +33,20 @@ def main(argv=None):
                         help="refuse int8 artifacts whose test top-1 falls more than this many points below "
                              f"Keras' (default {DEFAULT_MAX_ACCURACY_DROP})")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
-    args = parser.parse_args(argv)
+    return parser
 
-    from lacnn_zoo.errors import run_command
 
-    return run_command("export", _export, args, code=1)
+def main(argv=None):
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m export", description=DESCRIPTION))
+    return run(parser.parse_args(argv))
+
+
+def run(args, prog="export"):
+    """Run the parsed command: TensorFlow started quietly, expected failures in one line (exit 1)."""
+    from lacnn_zoo import errors, launch
+
+    launch.start_quietly()
+    return errors.run_command(prog, export, args, code=1)
 
 
 def _inapplicable(args):
@@ -55,7 +66,7 @@ def _inapplicable(args):
                              "remove it or add what it needs.")
 
 
-def _export(args):
+def export(args):
     from export.core import export_model
 
     _inapplicable(args)

@@ -15,15 +15,18 @@ Layout of the output folder:
     manifest.json     what a deployment needs: names, shapes, preprocessing, opset, versions, parity
 """
 
+import contextlib
 import json
 import os
 import platform
 import shutil
 import tempfile
+import warnings
 import zipfile
 
 import numpy as np
 
+from export.options import FORMAT_SETS, FORMATS, OUTPUTS  # noqa: E402, F401  (Keras-free, for the parsers)
 from export.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     DEFAULT_MAX_ACCURACY_DROP,
@@ -39,11 +42,6 @@ from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full
 from lacnn_zoo.training import RunFolder
 from lacnn_zoo.validation import check_finite, check_positive_int
 
-FORMAT_SETS = {
-    "onnx": ("onnx",), "saved_model": ("saved_model",), "litert": ("litert",),
-    "both": ("onnx", "saved_model"), "all": ("onnx", "saved_model", "litert"),
-}
-FORMATS = tuple(FORMAT_SETS)
 # What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.
 EXPORT_ENTRIES = frozenset({"model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite", "saved_model",
                             "manifest.json"})
@@ -51,7 +49,6 @@ QUANTIZATION_METHODS = {
     "onnx_int8": "onnxruntime quantize_static: QDQ, int8 weights per channel (symmetric), uint8 activations, MinMax",
     "litert_int8": "LiteRT full-integer: int8 builtin kernels only, float32 input and output",
 }
-OUTPUTS = ("logits", "probabilities")
 INPUT_NAME = "images"
 MIN_OPSET, MAX_OPSET = 13, 18
 
@@ -480,6 +477,16 @@ def _accuracy_gate(job, tmp, artifacts):
     return result
 
 
+@contextlib.contextmanager
+def _no_np_object_warning():
+    """Keras' tf2onnx shim probes `hasattr(np, "object")` on its first ONNX export, which NumPy 2 answers with a
+    FutureWarning on every export; only that warning is silenced, and only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"In the future `np\.object` will be defined",
+                                category=FutureWarning)
+        yield
+
+
 def _write_export(job):
     import tensorflow as tf
 
@@ -503,8 +510,9 @@ def _write_export(job):
         if "onnx" in formats:
             onnx_path = os.path.join(tmp, "model.onnx")
             try:
-                model.export(onnx_path, format="onnx", opset_version=job["opset"], input_signature=[spec],
-                             verbose=False)
+                with _no_np_object_warning():
+                    model.export(onnx_path, format="onnx", opset_version=job["opset"], input_signature=[spec],
+                                 verbose=False)
                 _rename_onnx_output(onnx_path, output)
             except Exception as e:  # tf2onnx and the ONNX checker fail in many ways; all mean "not convertible"
                 raise ExportError(

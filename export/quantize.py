@@ -10,11 +10,8 @@ import os
 
 import numpy as np
 
+from export.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, QUANTIZATIONS  # noqa: F401
 from lacnn_zoo.errors import spell
-
-QUANTIZATIONS = ("int8",)
-DEFAULT_CALIBRATION_IMAGES = 256
-DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points of top-1
 
 
 def onnx_int8(fp32_path, out_path, calibration_x, *, batch_size=16):

@@ -9,15 +9,47 @@ layer, so `keras.saving.load_model` reads the zoo's `.keras` files in a fresh
 process.
 """
 
-from lacnn_zoo.models.registry import ModelInfo, build_model, list_families, list_models, model_info, register_model
+import importlib
 
-# The model modules import the registry (not the other way round); importing them runs their
-# @register_model decorators and, through their layers, every @register_keras_serializable.
-from lacnn_zoo import layers, models  # noqa: E402, F401  isort: skip
-from lacnn_zoo.layers import layer_attention  # noqa: E402, F401  isort: skip
-from lacnn_zoo.models.saving import load_model  # noqa: E402  isort: skip
-from lacnn_zoo.models.backbones import input_convention  # noqa: E402  isort: skip
-from lacnn_zoo.models.layer_attended import feature_extractor, feature_info, layer_attended, tap_names  # noqa: E402  isort: skip
+from lacnn_zoo import launch as _launch
+
+# name -> module: the public API, imported eagerly (below) or on first use (PEP 562, command lines only).
+_PUBLIC = {
+    "ModelInfo": "lacnn_zoo.models.registry", "build_model": "lacnn_zoo.models.registry",
+    "list_families": "lacnn_zoo.models.registry", "list_models": "lacnn_zoo.models.registry",
+    "model_info": "lacnn_zoo.models.registry", "register_model": "lacnn_zoo.models.registry",
+    "load_model": "lacnn_zoo.models.saving", "input_convention": "lacnn_zoo.models.backbones",
+    "feature_extractor": "lacnn_zoo.models.layer_attended", "feature_info": "lacnn_zoo.models.layer_attended",
+    "layer_attended": "lacnn_zoo.models.layer_attended", "tap_names": "lacnn_zoo.models.layer_attended",
+}
+
+
+def register_all():
+    """Import every model module (their @register_model presets and, through their layers, every
+    @register_keras_serializable) and bind the public API. Idempotent."""
+    # The model modules import the registry (not the other way round).
+    importlib.import_module("lacnn_zoo.layers")
+    importlib.import_module("lacnn_zoo.models")
+    globals()["layer_attention"] = importlib.import_module("lacnn_zoo.layers.layer_attention")
+    for name, module in _PUBLIC.items():
+        globals()[name] = getattr(importlib.import_module(module), name)
+
+
+# The zoo's own command lines (`lacnn-zoo`, `python -m lacnn_zoo`, and the tuning and export commands) skip
+# the eager imports so that `--help` and `lacnn-zoo list` answer without loading Keras and TensorFlow; they
+# call `register_all()` (through `launch.start_quietly`) before running any other command.  Until then an
+# attribute of the public API loads everything on first use.  Every other importer registers eagerly, so
+# `keras.saving.load_model` reads the zoo's `.keras` files right after `import lacnn_zoo`.
+if _launch.launched_as() is None:
+    register_all()
+else:
+    def __getattr__(name):  # whatever the eager import would have bound
+        if not name.startswith("__"):
+            register_all()
+            if name in globals():
+                return globals()[name]
+        raise AttributeError(f"module 'lacnn_zoo' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

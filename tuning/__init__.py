@@ -2,9 +2,21 @@
 
     from tuning import run_search
     result = run_search(["plain", "static_vector", "self_attention"], max_trials=6, epochs=5)
+
+Attributes are imported lazily (PEP 562): `python -m tuning --help` and `lacnn-zoo tune --help` read the
+parser's tables from `tuning.options` without loading Keras Tuner or TensorFlow through this package.
 """
 
-from tuning.hypermodel import MECHANISMS, MechanismHyperModel
-from tuning.search import run_search
-
 __all__ = ["MECHANISMS", "MechanismHyperModel", "run_search"]
+
+
+def __getattr__(name):
+    if name in ("MECHANISMS", "MechanismHyperModel"):
+        from tuning import hypermodel
+
+        return getattr(hypermodel, name)
+    if name == "run_search":
+        from tuning.search import run_search
+
+        return run_search
+    raise AttributeError(f"module 'tuning' has no attribute {name!r}")

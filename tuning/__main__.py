@@ -1,16 +1,14 @@
-"""`python -m tuning` (also `lacnn-zoo-tune`): search the attention mechanism with Keras Tuner."""
+"""`python -m tuning` (also `lacnn-zoo-tune`, `lacnn-zoo tune`): search the attention mechanism with Keras Tuner."""
 
 import argparse
 import sys
 
+from lacnn_zoo.options import AUGMENTS, parse_override
+from tuning.options import MECHANISMS, OBJECTIVES, TUNERS
 
-def main(argv=None):
-    from lacnn_zoo.cli import parse_override
-    from lacnn_zoo.data import AUGMENTS
-    from tuning.hypermodel import MECHANISMS, OBJECTIVES
-    from tuning.search import TUNERS
 
-    parser = argparse.ArgumentParser(prog="python -m tuning", description=__doc__)
+def add_arguments(parser):
+    """The search's options on `parser` (shared by `python -m tuning` and `lacnn-zoo tune`)."""
     parser.add_argument("--mechanisms", help=f"comma-separated subset of: {', '.join(MECHANISMS)} (default: all)")
     parser.add_argument("--dataset", default="digits",
                         help="'digits' (embedded), a folder of class subfolders, or a TFDS name")
@@ -34,14 +32,23 @@ def main(argv=None):
     parser.add_argument("--set", action="append", type=parse_override, metavar="KNOB=VALUE",
                         help="fixed knob for every searched model that has it, e.g. --set backbone=EfficientNetB0")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
-    args = parser.parse_args(argv)
-
-    from lacnn_zoo.errors import run_command
-
-    return run_command("tuning", _tune, args)
+    return parser
 
 
-def _tune(args):
+def main(argv=None):
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m tuning", description=__doc__))
+    return run(parser.parse_args(argv))
+
+
+def run(args, prog="tuning"):
+    """Run the parsed command: TensorFlow started quietly, expected failures in one line."""
+    from lacnn_zoo import errors, launch
+
+    launch.start_quietly()
+    return errors.run_command(prog, tune, args)
+
+
+def tune(args):
     from tuning.search import print_table, run_search
 
     extra = {}

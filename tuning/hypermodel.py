@@ -12,22 +12,7 @@ import keras_tuner
 
 from lacnn_zoo import build_model, model_info
 from lacnn_zoo.training import compile_model
-
-# name -> (registered model it starts from, fixed knobs)
-MECHANISMS = {
-    "plain": ("plain_cnn_tiny", {}),
-    "resnet_add": ("resnet8", {"mixing": "add"}),
-    "resnet_beta": ("resnet8", {"mixing": "beta"}),
-    "resnet_projection": ("resnet8", {"mixing": "projection"}),
-    "attention_augmented": ("aa_resnet8", {}),
-    "innate_static": ("lacnn_innate_static_tiny", {}),
-    "static_vector": ("lacnn_static_vector_tiny", {}),
-    "self_attention": ("lacnn_self_attention_tiny", {}),
-    "dynamic_recurrent": ("lacnn_dynamic_recurrent_tiny", {}),
-}
-RESIDUAL = ("resnet_add", "resnet_beta", "resnet_projection", "attention_augmented")
-LAYER_ATTENDED = ("innate_static", "static_vector", "self_attention", "dynamic_recurrent")
-OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+from tuning.options import LAYER_ATTENDED, MECHANISMS, OBJECTIVES, RESIDUAL  # noqa: E402, F401  (Keras-free tables)
 
 
 def check_mechanisms(mechanisms):

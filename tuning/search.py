@@ -45,8 +45,8 @@ from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.training.callbacks import EpochTimer
 from lacnn_zoo.validation import check_choice, check_positive_int
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
+from tuning.options import TUNERS  # noqa: E402  (Keras-free, for the parsers)
 
-TUNERS = ("random", "hyperband", "bayesian")
 # The search space a project was started with; re-running the project with another one is refused.
 SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "batch_size", "overrides",
               "image_size", "augment", "executions_per_trial")

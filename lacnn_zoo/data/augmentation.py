@@ -1,9 +1,8 @@
 """Training-time augmentation (per image, on [0, 1] pixels) and batch mixing (MixUp, CutMix), by Keras' layers."""
 
+from lacnn_zoo.options import AUGMENTS  # what each name applies, in this order (a Keras-free table)
 from lacnn_zoo.validation import check_finite
 
-# Training-time augmentation (`augment`): what each name applies to every training image, in this order.
-AUGMENTS = ("none", "crop-flip", "randaugment")
 # RandAugment as Keras implements it (`keras.layers.RandAugment`): 2 operations per image at magnitude 0.5
 # of Keras' range, its defaults (Cubuk et al. 2020 found N=2 good for CIFAR; the magnitude scale is Keras').
 RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE = 2, 0.5

@@ -1,4 +1,4 @@
-"""The depth study (issue 13): do the layer-attended paper's claims show where they should, in deep networks?
+"""The depth study: do the layer-attended paper's claims show where they should, in deep networks?
 
     lacnn-zoo study depth                     # digits, depths 8/20/56, 3 seeds, 8 variants (about 35-45 min, 2 CPUs)
     lacnn-zoo study depth --quick             # depths 8/20, 2 seeds, 4 variants, 3 epochs (a few minutes)
@@ -33,21 +33,11 @@ import numpy as np
 
 from lacnn_zoo.experiments.compare import BACKBONE_LAYER, backbone_profile, read_csv, run_one
 from lacnn_zoo.io import LOCK_NAME, OWNER_MARKER, FolderLock, read_json, write_csv, write_json
+from lacnn_zoo.options import VARIANTS  # variant -> (registered model, fixed overrides, family)
 from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.training.run_folder import RunFolder
 from lacnn_zoo.validation import check_positive_int
 
-# variant -> (registered model, fixed overrides, family)
-VARIANTS = {
-    "plain": ("plain_cnn_tiny", {}, "plain"),
-    "resnet_add": ("resnet8", {"mixing": "add"}, "residual"),
-    "resnet_beta": ("resnet8", {"mixing": "beta"}, "residual"),
-    "resnet_projection": ("resnet8", {"mixing": "projection"}, "residual"),
-    "lacnn_innate_static": ("lacnn_innate_static_tiny", {"backbone": "plain"}, "layer_attended"),
-    "lacnn_static_vector": ("lacnn_static_vector_tiny", {"backbone": "plain"}, "layer_attended"),
-    "lacnn_self_attention": ("lacnn_self_attention_tiny", {"backbone": "plain"}, "layer_attended"),
-    "lacnn_dynamic_recurrent": ("lacnn_dynamic_recurrent_tiny", {"backbone": "plain"}, "layer_attended"),
-}
 FULL = dict(variants=tuple(VARIANTS), depths=(8, 20, 56), seeds=(0, 1, 2), epochs=6, widths=(8, 16, 32))
 QUICK = dict(variants=("plain", "resnet_add", "lacnn_static_vector", "lacnn_dynamic_recurrent"), depths=(8, 20),
              seeds=(0, 1), epochs=3, widths=(8, 16, 32))

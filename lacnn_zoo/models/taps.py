@@ -39,8 +39,8 @@ import re
 import keras
 
 from lacnn_zoo.layers import ConvBNAct, ResidualBlock
+from lacnn_zoo.options import TAP_RULES  # noqa: E402  (Keras-free, for the command line)
 
-TAP_RULES = ("blocks", "stages")
 _JOINS = ("Add", "Concatenate")  # the class names of both the layers and the keras.ops operations
 _ACTIVATIONS = (keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU,
                 keras.layers.PReLU)

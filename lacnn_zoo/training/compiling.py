@@ -102,6 +102,8 @@ def _fit_data(data, split, batch_size, options=None, seed=0):
 def _fit_arguments(data, config, options, dist):
     batch_size = config["batch_size"]
     fit = _fit_data(data, "train", batch_size, options, config["seed"])
+    if not data.is_numpy:  # a tf.data pipeline reshuffles itself every epoch; Keras warns about shuffle=True
+        fit["shuffle"] = False
     validation = data.validation if data.is_numpy else _fit_data(data, "validation", batch_size, options)["x"]
     if dist.kind == "multi-worker" and not data.is_numpy and dist.strategy is not None:
         fit["x"], validation = shard_by_data(fit["x"]), shard_by_data(validation)

@@ -22,7 +22,8 @@ import os
 
 import keras
 
-DISTRIBUTES = ("none", "mirrored", "multi-worker")
+from lacnn_zoo.options import DISTRIBUTES  # noqa: E402  (Keras-free, for the command line)
+
 JAX_PROCESS_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID")
 

@@ -26,7 +26,7 @@ from lacnn_zoo.io import (
     write_csv,
     write_json,
 )
-from lacnn_zoo.training.recipes import RECIPES
+from lacnn_zoo.options import RECIPES
 
 CONFIG, METRICS, HISTORY, BEST, BACKUP = "run.json", "metrics.json", "history.csv", "best.keras", "backup"
 TENSORBOARD = "tensorboard"

@@ -1,0 +1,189 @@
+"""The `lacnn-zoo` subcommands: each takes the parsed arguments and returns the exit status.
+
+Each imports the library inside the function: the parser (and `lacnn-zoo list`) must not load Keras.
+"""
+
+import fnmatch
+import json
+import os
+import sys
+
+CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "catalogue.json")
+
+
+def train(args):
+    from lacnn_zoo import training
+    from lacnn_zoo.io import read_json
+
+    if args.resume:
+        if not args.output_dir:
+            raise ValueError("--resume needs --output-dir (the folder of the run to continue).")
+        run_file = os.path.join(args.output_dir, "run.json")
+        if not os.path.exists(run_file):
+            raise FileNotFoundError(f"--resume: {args.output_dir!r} holds no lacnn-zoo run (no run.json there).")
+        stored = read_json(run_file)
+    else:
+        stored = {}
+    asked = dict(
+        model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+        overrides=dict(args.set) if args.set else None,
+        image_size=tuple(args.image_size) if args.image_size else None, augment=args.augment,
+        mixup=args.mixup, cutmix=args.cutmix, random_erasing=args.random_erasing,
+        freeze_backbone=args.freeze_backbone or None, init_weights=args.init_weights, recipe=args.recipe,
+        optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
+        milestones=tuple(args.milestones) if args.milestones else None, decay_factor=args.decay_factor,
+        warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, clipnorm=args.clipnorm,
+        ema=args.ema, precision=args.precision, scale_lr=args.scale_lr, validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction, train_split=args.train_split, test_split=args.test_split,
+    )
+    if args.resume:  # what was not asked is what the run was started with
+        stored = {**training.RUN_KEY_DEFAULTS, **stored}
+        asked = {k: (v if v is not None else stored.get(k)) for k, v in asked.items()}
+        for key in ("image_size", "milestones"):
+            if isinstance(asked[key], list):
+                asked[key] = tuple(asked[key])
+    config = {k: v for k, v in asked.items() if v is not None}
+    result = training.train(
+        config.pop("model", training.DEFAULT_MODEL),
+        output_dir=args.output_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        data_dir=args.data_dir,
+        download=args.download,
+        verbose=args.verbose,
+        distribute=args.distribute,
+        **config,
+    )
+    m = result.metrics
+    if m is None:  # a non-chief worker of a distributed run
+        print(f"\n{result.worker}: training finished; the chief writes the run to {result.output_dir}")
+        return 0
+    print(
+        f"\n{m['model']} on {m['dataset']}: test accuracy {m['test_accuracy']:.4f}, "
+        f"{m['params']:,} parameters, {m['time_per_epoch_s']:.2f} s/epoch, "
+        f"{m['train_wall_time_s']:.1f} s training. Run folder: {result.output_dir}"
+    )
+    return 0
+
+
+def listing(args):
+    """The models from the static catalogue (no Keras); building them only for another --num-classes."""
+    try:
+        with open(CATALOGUE) as f:
+            catalogue = json.load(f)
+    except FileNotFoundError:
+        catalogue = None
+    if catalogue is None or (args.params and args.num_classes != catalogue["num_classes"]):
+        return _listing_built(args)
+    pattern = args.pattern or "*"
+    rows = sorted((m for m in catalogue["models"] if fnmatch.fnmatchcase(m["name"], pattern)
+                   and (args.family is None or m["family"] == args.family)), key=lambda m: m["name"])
+    return _print_models(args, [(m["name"], m["family"], m["params"], m["description"]) for m in rows])
+
+
+def _listing_built(args):
+    from lacnn_zoo import launch
+
+    launch.start_quietly()
+    from lacnn_zoo import list_models, model_info
+
+    rows = []
+    for name in list_models(args.pattern or "*", family=args.family):
+        info = model_info(name)
+        params = info.num_params(num_classes=args.num_classes) if args.params else None
+        rows.append((name, info.family, params, info.description.splitlines()[0] if info.description else ""))
+    return _print_models(args, rows)
+
+
+def _print_models(args, rows):
+    if not rows:
+        print(f"No model matches {args.pattern!r}.", file=sys.stderr)
+        return 1
+    header = f"{'name':<28} {'family':<16} {'params':>12}  description"
+    print(header)
+    print("-" * len(header))
+    for name, family, params, description in rows:
+        params = f"{params:,}" if args.params else "-"
+        print(f"{name:<28} {family:<16} {params:>12}  {description}")
+    return 0
+
+
+def info(args):
+    from lacnn_zoo import model_info
+
+    info = model_info(args.name)
+    record = info.as_dict()
+    record["knobs"] = {k: v for k, v in info.knobs.items()}
+    record["params"] = info.num_params()
+    if args.memory_estimate:
+        from lacnn_zoo.models.resnet import training_memory_estimate
+
+        record["memory_estimate_batch_128"] = training_memory_estimate(args.name, batch_size=128)
+    if info.family == "layer_attended":
+        from lacnn_zoo import build_model, tap_names
+
+        record["taps"] = tap_names(build_model(args.name))
+    print(json.dumps(record, indent=2, default=str))
+    return 0
+
+
+def bench(args):
+    from lacnn_zoo.experiments.bench import main_bench
+
+    return main_bench(args)
+
+
+def compare(args):
+    from lacnn_zoo.experiments.compare import compare, print_rows
+
+    rows = compare(args.patterns or None, seeds=args.seeds, epochs=args.epochs, dataset=args.dataset,
+                   target=args.target, out_dir=args.out, overrides=dict(args.set) if args.set else None,
+                   data_dir=args.data_dir, download=args.download, augment=args.augment,
+                   image_size=tuple(args.image_size) if args.image_size else None)
+    print()
+    print_rows(rows)
+    print(f"\nTables and plots in {args.out}")
+    return 0
+
+
+def study(args):
+    from lacnn_zoo.experiments.study import VARIANTS, depth_study, print_summary
+
+    variants = args.variants.split(",") if args.variants else None
+    if variants is not None and any(v not in VARIANTS for v in variants):
+        raise ValueError(f"--variants takes a comma-separated subset of {', '.join(VARIANTS)}; received "
+                         f"{args.variants!r}.")
+    summary = depth_study(variants, depths=args.depths, seeds=args.seeds, epochs=args.epochs,
+                          widths=args.widths, quick=args.quick, dataset=args.dataset, out_dir=args.out,
+                          robustness_examples=args.robustness_examples, data_dir=args.data_dir,
+                          download=args.download, augment=args.augment,
+                          image_size=tuple(args.image_size) if args.image_size else None)
+    print()
+    print_summary(summary)
+    print(f"\nTables, plots and study.json in {args.out} (wall time {summary['wall_time_s']:.0f} s)")
+    return 0
+
+
+def evaluate(args):
+    from lacnn_zoo.training.inference import evaluate
+
+    r = evaluate(args.model, args.dataset, seed=args.seed, batch_size=args.batch_size,
+                 image_size=tuple(args.image_size) if args.image_size else None, data_dir=args.data_dir,
+                 download=args.download, split=args.split, out=args.out, overwrite=args.overwrite)
+    top5 = f", top-5 {r['top5']:.4f}" if "top5" in r else ""
+    print(f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} images): "
+          f"top-1 {r['top1']:.4f}{top5}, loss {r['loss']:.4f}" + (f". Written to {args.out}" if args.out else ""))
+    return 0
+
+
+def predict(args):
+    from lacnn_zoo.training.inference import predict
+
+    rows = predict(args.model, args.inputs, top_k=args.top_k, batch_size=args.batch_size, csv=args.csv,
+                   overwrite=args.overwrite)
+    width = max(len(r["file"]) for r in rows)
+    print(f"{'file':<{width}}  {'class':<16} probability")
+    for r in rows:
+        print(f"{r['file'] if r['rank'] == 1 else '':<{width}}  {r['class']:<16} {r['probability']:.4f}")
+    return 0
