@@ -15,29 +15,26 @@ Layout of the output folder:
     manifest.json     what a deployment needs: names, shapes, preprocessing, opset, versions, parity
 """
 
-import contextlib
 import json
 import os
 import platform
 import shutil
 import tempfile
-import warnings
-import zipfile
 
 import numpy as np
 
+from export.formats import ExportError, write_int8, write_litert, write_onnx, write_saved_model
 from export.options import FORMAT_SETS, FORMATS, OUTPUTS  # noqa: E402, F401  (Keras-free, for the parsers)
+from export.preparing import load_trained_model, prepared_model
 from export.quantize import (
     DEFAULT_CALIBRATION_IMAGES,
     DEFAULT_MAX_ACCURACY_DROP,
     QUANTIZATIONS,
-    litert_int8,
     load_quantization_data,
-    onnx_int8,
     top1,
 )
-from export.runtimes import LITERT_METADATA_PREFIX, ONNX_METADATA_KEYS, Runner, add_litert_metadata
-from lacnn_zoo.errors import ZooError, spell
+from export.runtimes import Runner
+from lacnn_zoo.errors import spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full
 from lacnn_zoo.training import RunFolder
 from lacnn_zoo.validation import check_finite, check_positive_int
@@ -51,163 +48,6 @@ QUANTIZATION_METHODS = {
 }
 INPUT_NAME = "images"
 MIN_OPSET, MAX_OPSET = 13, 18
-
-
-class ExportError(ZooError):
-    """The model could not be exported, or an exported artifact disagrees with Keras."""
-
-
-def load_trained_model(path):
-    """Load a `.keras` file (safe mode on) with the zoo's layers registered; clear errors for anything else."""
-    import keras
-
-    import lacnn_zoo  # noqa: F401  (registers the custom classes)
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No model file at {path!r}.")
-    if os.path.isdir(path):
-        raise ExportError(f"{path!r} is a folder; export takes a trained model saved as a .keras file.")
-    if not zipfile.is_zipfile(path):
-        raise ExportError(f"{path!r} is not a Keras .keras model file (it is not a .keras zip archive).")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:  # a corrupted archive surfaces as many different exception types
-        raise ExportError(f"Could not load {path!r} as a Keras model: {type(e).__name__}: {e}") from e
-    if not isinstance(model, keras.Model):
-        raise ExportError(f"{path!r} holds a {type(model).__name__}, not a Keras model.")
-    return model
-
-
-def _with_output(model, output):
-    """A model whose single output is the logits or the softmax probabilities."""
-    import keras
-
-    names = [layer.name for layer in model.layers]
-    last = model.layers[-1]
-    if output == "logits":
-        if last.name == "logits":
-            return model
-        if "logits" in names:
-            return keras.Model(model.inputs[0], model.get_layer("logits").output, name=model.name)
-        raise ExportError(f"Model {model.name!r} has no layer named 'logits'; is it a classifier?")
-    if last.name == "probabilities":
-        return model
-    if last.name == "logits":
-        probs = keras.layers.Softmax(name="probabilities")(model.outputs[0])
-        return keras.Model(model.inputs[0], probs, name=model.name)
-    raise ExportError(f"Model {model.name!r} ends in {last.name!r}; cannot add probabilities.")
-
-
-def _dynamic_size_copy(model):
-    """The same model with height and width left open, weights copied; ExportError where the model needs them."""
-    import keras
-
-    config = model.get_config()
-    input_layers = [layer for layer in config["layers"] if layer["class_name"] == "InputLayer"]
-    if len(input_layers) != 1:
-        raise ExportError("dynamic_size needs a model with exactly one input.")
-    shape = input_layers[0]["config"]["batch_shape"]
-    input_layers[0]["config"]["batch_shape"] = [shape[0], None, None, shape[-1]]
-    height, width, channels = shape[1:]
-    probe = np.zeros((1, 2 * height, width + 4, channels), "float32")
-    try:
-        dynamic = keras.Model.from_config(config)
-        dynamic.set_weights(model.get_weights())
-        dynamic(probe, training=False)  # layers sized from the input fail only when run at another size
-    except Exception as e:
-        raise ExportError(
-            f"Model {model.name!r} cannot take a variable input size ({type(e).__name__}: {e}). Models with "
-            "attention-augmented layers, resampled taps or flattening heads need their fixed size: export "
-            "without dynamic_size."
-        ) from e
-    return dynamic
-
-
-def _as_float32(model):
-    """A model trained under a mixed dtype policy, rebuilt with every layer in float32 and its weights copied
-    (the weights of a mixed-precision model are float32 already, so nothing is rounded)."""
-
-    def retype(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
-                return {**node, "config": {**node["config"], "name": "float32"}}
-            return {k: retype(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [retype(v) for v in node]
-        return "float32" if node in ("mixed_bfloat16", "mixed_float16", "bfloat16", "float16") else node
-
-    mixed = {layer.dtype_policy.name for layer in model._flatten_layers(include_self=True, recursive=True)}
-    if mixed <= {"float32"}:
-        return model
-    try:
-        rebuilt = model.__class__.from_config(retype(model.get_config()))
-        rebuilt.set_weights(model.get_weights())
-    except Exception as e:
-        raise ExportError(f"Could not rebuild {model.name!r} in float32 for export ({type(e).__name__}: {e}).") from e
-    return rebuilt
-
-
-def _constant_preprocessing(model):
-    """Normalization layers (EfficientNet's, for one) hold their mean and variance as eager tensors, which
-    tf2onnx turns into unfed graph inputs; as NumPy arrays they are traced as constants (same values)."""
-    import keras
-
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
-            layer.mean = np.asarray(layer.mean)
-            layer.variance = np.asarray(layer.variance)
-
-
-def _disable_cudnn(model):
-    """Keras bakes a cuDNN LSTM kernel into the traced graph when a GPU is visible; tf2onnx cannot convert it."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if hasattr(layer, "use_cudnn"):
-            layer.use_cudnn = False
-
-
-def _rename_onnx_output(path, new_name):
-    import onnx
-
-    proto = onnx.load(path)
-    graph = proto.graph
-    if len(graph.output) != 1:
-        raise ExportError(f"Expected one ONNX output, found {len(graph.output)}.")
-    old = graph.output[0].name
-    for node in graph.node:
-        node.output[:] = [new_name if o == old else o for o in node.output]
-        node.input[:] = [new_name if i == old else i for i in node.input]
-    graph.output[0].name = new_name
-    onnx.save(proto, path)
-    onnx.checker.check_model(path)
-
-
-def _add_onnx_metadata(path, **entries):
-    """Record deployment facts (class names, preprocessing) as ONNX metadata_props, JSON-encoded."""
-    import onnx
-
-    proto = onnx.load(path)
-    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in entries]  # replaced, never duplicated
-    del proto.metadata_props[:]
-    for key, value in kept:
-        proto.metadata_props.add(key=key, value=value)
-    for key, value in entries.items():
-        if value is not None:
-            proto.metadata_props.add(key=key, value=json.dumps(value))
-    onnx.save(proto, path)
-
-
-def _write_saved_model(model, path, spec, output_name):
-    import keras
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-
-    def serve(images):
-        return {output_name: model(images, training=False)}
-
-    archive.add_endpoint(name="serve", fn=serve, input_signature=[spec])
-    archive.write_out(path, verbose=False)
 
 
 PARITY_RULE = "per sample: max |export - keras| <= atol + rtol * max |keras| (rtol relative to the output's scale)"
@@ -309,23 +149,7 @@ def export_model(
     """
     import keras
 
-    if format not in FORMATS:
-        raise ValueError(f"`format` must be one of {FORMATS}; received format={format!r}.")
-    if output not in OUTPUTS:
-        raise ValueError(f"`output` must be one of {OUTPUTS}; received output={output!r}.")
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ValueError(f"`opset` must be an integer from {MIN_OPSET} to {MAX_OPSET}; received opset={opset!r}.")
-    check_finite("rtol", rtol, minimum=0)
-    check_finite("atol", atol, minimum=0)
-    formats = FORMAT_SETS[format]
-    if quantize is not None:
-        if quantize not in QUANTIZATIONS:
-            raise ValueError(f"`quantize` must be None or one of {QUANTIZATIONS}; received quantize={quantize!r}.")
-        if not {"onnx", "litert"} & set(formats):
-            raise ValueError(f"`quantize` applies to the onnx and litert formats; received format={format!r}.")
-        check_positive_int("calibration_images", calibration_images)
-        if max_accuracy_drop is not None:
-            check_finite("max_accuracy_drop", max_accuracy_drop, minimum=0)
+    formats = _check_arguments(format, output, opset, rtol, atol, quantize, calibration_images, max_accuracy_drop)
     out_dir = os.path.abspath(os.fspath(out_dir))
     source_path = None if isinstance(source, keras.Model) else os.fspath(source)
     if source_path is not None and os.path.abspath(source_path).startswith(out_dir + os.sep):
@@ -333,16 +157,8 @@ def export_model(
             f"The source model {source_path!r} lies inside the destination {out_dir!r}; export to another folder."
         )
     _check_destination(out_dir, overwrite)
-    model = source if source_path is None else load_trained_model(source_path)
-    model = _as_float32(model)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ExportError("Export handles single-input, single-output classifiers (include_top=True).")
-    fixed_shape = tuple(model.inputs[0].shape[1:])
-    model = _with_output(model, output)
-    if dynamic_size:
-        model = _dynamic_size_copy(model)
-    _disable_cudnn(model)
-    _constant_preprocessing(model)
+    model, fixed_shape = prepared_model(source if source_path is None else load_trained_model(source_path),
+                                         output, dynamic_size)
 
     beside = RunFolder.beside(source_path) if source_path is not None else None
     metrics = beside and beside.metrics()
@@ -370,6 +186,28 @@ def export_model(
         _recover_interrupted(out_dir)
         _check_destination(out_dir, overwrite)  # again, now that no other export can be writing it
         return _write_export(job)
+
+
+def _check_arguments(format, output, opset, rtol, atol, quantize, calibration_images, max_accuracy_drop):
+    """The formats to write; ValueError naming the first argument that cannot be used."""
+    if format not in FORMATS:
+        raise ValueError(f"`format` must be one of {FORMATS}; received format={format!r}.")
+    if output not in OUTPUTS:
+        raise ValueError(f"`output` must be one of {OUTPUTS}; received output={output!r}.")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"`opset` must be an integer from {MIN_OPSET} to {MAX_OPSET}; received opset={opset!r}.")
+    check_finite("rtol", rtol, minimum=0)
+    check_finite("atol", atol, minimum=0)
+    formats = FORMAT_SETS[format]
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ValueError(f"`quantize` must be None or one of {QUANTIZATIONS}; received quantize={quantize!r}.")
+        if not {"onnx", "litert"} & set(formats):
+            raise ValueError(f"`quantize` applies to the onnx and litert formats; received format={format!r}.")
+        check_positive_int("calibration_images", calibration_images)
+        if max_accuracy_drop is not None:
+            check_finite("max_accuracy_drop", max_accuracy_drop, minimum=0)
+    return formats
 
 
 def _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_images, preprocessing,
@@ -438,21 +276,6 @@ def _recover_interrupted(out_dir):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_litert(model, path, spec, output):
-    import tensorflow as tf
-
-    try:
-        # Builtin operators only: the file must run on the plain LiteRT interpreter (ai-edge-litert), which has
-        # no TensorFlow (Flex) kernels.
-        model.export(path, format="litert", input_signature=[spec], verbose=False,
-                     target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]})
-    except Exception as e:  # the converter fails in many ways; all mean "not convertible with builtin ops"
-        raise ExportError(
-            f"The LiteRT converter could not convert {model.name!r} with builtin operators ({type(e).__name__}: "
-            f"{' '.join(str(e).split())[:300]}). The SavedModel export (--format saved_model) has no such limit."
-        ) from e
-
-
 def _accuracy_gate(job, tmp, artifacts):
     """Top-1 of Keras and of each int8 artifact on the test split; ExportError beyond max_accuracy_drop."""
     q = job["quantization"]
@@ -477,125 +300,16 @@ def _accuracy_gate(job, tmp, artifacts):
     return result
 
 
-@contextlib.contextmanager
-def _no_np_object_warning():
-    """Keras' tf2onnx shim probes `hasattr(np, "object")` on its first ONNX export, which NumPy 2 answers with a
-    FutureWarning on every export; only that warning is silenced, and only here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"In the future `np\.object` will be defined",
-                                category=FutureWarning)
-        yield
-
-
 def _write_export(job):
-    import tensorflow as tf
-
-    model, out_dir, formats, output = job["model"], job["out_dir"], job["formats"], job["output"]
-    spec, preprocessing = job["spec"], job["preprocessing"]
-    class_names = (preprocessing or {}).get("class_names")
-    metadata = dict(class_names=class_names, preprocessing=preprocessing)
+    out_dir = job["out_dir"]
     parent = os.path.dirname(out_dir)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-export-", dir=parent)
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide a deployment from a server running as another user
     try:
-        runners = {}
-        manifest_formats = {}
-        if "saved_model" in formats:
-            _write_saved_model(model, os.path.join(tmp, "saved_model"), spec, output)
-            loaded = tf.saved_model.load(os.path.join(tmp, "saved_model"))
-            runners["saved_model"] = lambda x, loaded=loaded: loaded.serve(tf.constant(x))[output].numpy()
-            manifest_formats["saved_model"] = {
-                "path": "saved_model", "endpoint": "serve", "signature": "serving_default", "output_key": output,
-            }
-        if "onnx" in formats:
-            onnx_path = os.path.join(tmp, "model.onnx")
-            try:
-                with _no_np_object_warning():
-                    model.export(onnx_path, format="onnx", opset_version=job["opset"], input_signature=[spec],
-                                 verbose=False)
-                _rename_onnx_output(onnx_path, output)
-            except Exception as e:  # tf2onnx and the ONNX checker fail in many ways; all mean "not convertible"
-                raise ExportError(
-                    f"tf2onnx could not convert {model.name!r} to ONNX ({type(e).__name__}: "
-                    f"{' '.join(str(e).split())[:300]}). Known limits: grouped convolutions and exact GELU "
-                    "(ConvNeXt). The SavedModel export (--format saved_model) has no such limit."
-                ) from e
-            _add_onnx_metadata(onnx_path, **metadata)
-            runners["onnx"] = Runner(onnx_path)  # the session options of the deploy snippet
-            manifest_formats["onnx"] = {"path": "model.onnx", "opset": job["opset"], "metadata_props": ONNX_METADATA_KEYS}
-        if "litert" in formats:
-            litert_path = os.path.join(tmp, "model.tflite")
-            _write_litert(model, litert_path, spec, output)
-            add_litert_metadata(litert_path, **metadata)
-            runners["litert"] = Runner(litert_path)  # ai_edge_litert's Interpreter, as in the deploy snippet
-            manifest_formats["litert"] = {
-                "path": "model.tflite", "signature": "serving_default", "input_key": runners["litert"].input_name,
-                "output_key": runners["litert"].output_name, "runtime": "ai_edge_litert.interpreter.Interpreter",
-                "metadata": [LITERT_METADATA_PREFIX + k for k in ONNX_METADATA_KEYS],
-            }
-
-        parity = None
-        if job["verify"]:
-            fixed_shape = job["fixed_shape"]
-            shapes = [fixed_shape]
-            if job["dynamic_size"]:
-                shapes.append((fixed_shape[0] * 2, fixed_shape[1] + 4, fixed_shape[2]))
-            parity = {"rtol": job["rtol"], "atol": job["atol"], "rule": PARITY_RULE, "max_abs_diff": _parity(
-                model, runners, shapes, job["batch_sizes"], job["rtol"], job["atol"], job["seed"])}
-
-        quantization = None
-        if job["quantize"]:
-            calibration_x = job["quantization"]["calibration_x"]
-            artifacts = {}
-            if "onnx" in formats:
-                onnx_int8(os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_int8.onnx"), calibration_x)
-                _add_onnx_metadata(os.path.join(tmp, "model_int8.onnx"), **metadata)
-                artifacts["onnx_int8"] = "model_int8.onnx"
-            if "litert" in formats:
-                try:
-                    litert_int8(model, os.path.join(tmp, "model_int8.tflite"), spec, calibration_x)
-                except Exception as e:
-                    raise ExportError(
-                        f"The LiteRT converter could not quantise {model.name!r} to int8 ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:300]}). Nothing was written."
-                    ) from e
-                add_litert_metadata(os.path.join(tmp, "model_int8.tflite"), **metadata)
-                artifacts["litert_int8"] = "model_int8.tflite"
-            quantization = {"method": QUANTIZATION_METHODS, **_accuracy_gate(job, tmp, artifacts)}
-            for key, name in artifacts.items():
-                manifest_formats[key] = {"path": name, "checked_by": "top-1 accuracy on the test split, not parity"}
-
-        manifest = {
-            "model": model.name,
-            "source": job["source_path"],
-            "run": job["run"],
-            "keras_config": model.get_config(),
-            "input": {"name": INPUT_NAME, "shape": list(job["in_shape"]), "dtype": "float32", "layout": "NHWC"},
-            "outputs": [{"name": output, "shape": [None, int(model.outputs[0].shape[-1])]}],
-            "num_classes": int(model.outputs[0].shape[-1]),
-            "preprocessing": preprocessing,
-            "class_names": class_names,
-            "preprocessing_formula": "images = (raw * scale - mean) / std, per channel" if preprocessing else
-            "unknown: not trained with `lacnn-zoo train` and no preprocessing given",
-            "formats": manifest_formats,
-            "versions": _versions(formats),
-            "parity": parity,
-            "quantization": quantization,
-        }
-        with open(os.path.join(tmp, "manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=2, default=str)
-            f.write("\n")
-
+        manifest = _write_artifacts(job, tmp)
         _check_destination(out_dir, job["overwrite"])
-        old = None
-        if os.path.lexists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-old-", dir=parent)
-            os.rmdir(old)
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
+        _swap_into_place(tmp, out_dir)
         tmp = None
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
         return manifest
     except Exception as e:
         if tmp is not None and is_disk_full(e, parent):  # the converters and SaveV2 say "disk full" in their words
@@ -606,3 +320,69 @@ def _write_export(job):
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_artifacts(job, tmp):
+    """Every asked artifact written into `tmp`, checked against Keras, and the manifest beside them."""
+    model, formats, output, spec = job["model"], job["formats"], job["output"], job["spec"]
+    preprocessing = job["preprocessing"]
+    metadata = dict(class_names=(preprocessing or {}).get("class_names"), preprocessing=preprocessing)
+    runners, entries = {}, {}
+    if "saved_model" in formats:
+        runners["saved_model"], entries["saved_model"] = write_saved_model(model, tmp, spec, output)
+    if "onnx" in formats:
+        runners["onnx"], entries["onnx"] = write_onnx(model, tmp, spec, output, job["opset"], metadata)
+    if "litert" in formats:
+        runners["litert"], entries["litert"] = write_litert(model, tmp, spec, output, metadata)
+    parity = None
+    if job["verify"]:
+        fixed_shape = job["fixed_shape"]
+        shapes = [fixed_shape]
+        if job["dynamic_size"]:
+            shapes.append((fixed_shape[0] * 2, fixed_shape[1] + 4, fixed_shape[2]))
+        parity = {"rtol": job["rtol"], "atol": job["atol"], "rule": PARITY_RULE, "max_abs_diff": _parity(
+            model, runners, shapes, job["batch_sizes"], job["rtol"], job["atol"], job["seed"])}
+    quantization = None
+    if job["quantize"]:
+        artifacts = write_int8(model, tmp, spec, formats, job["quantization"]["calibration_x"], metadata)
+        quantization = {"method": QUANTIZATION_METHODS, **_accuracy_gate(job, tmp, artifacts)}
+        for key, name in artifacts.items():
+            entries[key] = {"path": name, "checked_by": "top-1 accuracy on the test split, not parity"}
+    manifest = _manifest(job, entries, parity, quantization)
+    with open(os.path.join(tmp, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2, default=str)
+        f.write("\n")
+    return manifest
+
+
+def _manifest(job, entries, parity, quantization):
+    model, output, preprocessing = job["model"], job["output"], job["preprocessing"]
+    return {
+        "model": model.name,
+        "source": job["source_path"],
+        "run": job["run"],
+        "keras_config": model.get_config(),
+        "input": {"name": INPUT_NAME, "shape": list(job["in_shape"]), "dtype": "float32", "layout": "NHWC"},
+        "outputs": [{"name": output, "shape": [None, int(model.outputs[0].shape[-1])]}],
+        "num_classes": int(model.outputs[0].shape[-1]),
+        "preprocessing": preprocessing,
+        "class_names": (preprocessing or {}).get("class_names"),
+        "preprocessing_formula": "images = (raw * scale - mean) / std, per channel" if preprocessing else
+        "unknown: not trained with `lacnn-zoo train` and no preprocessing given",
+        "formats": entries,
+        "versions": _versions(job["formats"]),
+        "parity": parity,
+        "quantization": quantization,
+    }
+
+
+def _swap_into_place(tmp, out_dir):
+    """Rename the finished export in; a previous export is moved aside first and removed only after."""
+    old = None
+    if os.path.lexists(out_dir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-old-", dir=os.path.dirname(out_dir))
+        os.rmdir(old)
+        os.rename(out_dir, old)
+    os.rename(tmp, out_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)

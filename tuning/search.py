@@ -28,7 +28,7 @@ import numpy as np
 from lacnn_zoo import input_convention
 from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.experiments.study import mean_std
+from lacnn_zoo.experiments.statistics import mean_std
 from lacnn_zoo.io import (
     LOCK_NAME,
     FolderLock,

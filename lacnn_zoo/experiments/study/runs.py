@@ -1,0 +1,176 @@
+"""The depth study: do the layer-attended paper's claims show where they should, in deep networks?
+
+    lacnn-zoo study depth                     # digits, depths 8/20/56, 3 seeds, 8 variants (about 35-45 min, 2 CPUs)
+    lacnn-zoo study depth --quick             # depths 8/20, 2 seeds, 4 variants, 3 epochs (a few minutes)
+    lacnn-zoo study depth --dataset cifar10 --depths 20 56 --epochs 30 --out runs/depth-cifar
+
+Every variant is trained by `lacnn_zoo.experiments.compare.run_one` (so `lacnn_zoo.training.train`) with one recipe (the
+zoo's default: AdamW, cosine decay, batch 64), one seed set and one width per stage:
+
+    plain                     the plain Conv-BN-ReLU backbone (`plain_cnn_tiny` with `depth`, `widths`)
+    resnet_add/beta/projection    ResNet-D (`resnet8` with `depth=D`, `mixing`)
+    lacnn_<mechanism>         the four layer-attended heads over that plain backbone, one tap per layer
+
+Depth D (He et al.'s naming, D = 6n + 2): ResNet-D has D - 1 convolutions on its main path (a stem and
+3 x n blocks of two) and a classifier; the plain backbone and the layer-attended networks have 3 stages of
+(D - 2) / 3 Conv-BN-ReLU layers (D - 2 convolutions): 6, 18 and 54 for D = 8, 20, 56.
+
+Written to `--out`: a run folder per (variant, depth, seed), `<variant>/depth<D>/seed<k>/` (a normal training run
+with `history.csv`, `grad_norms.csv`, `layer_attention.csv`), the lesion results `lesions/<variant>-d<D>-s<k>.json`,
+and the summary: `study.json` (every table, the criteria stated before the runs and their verdicts),
+`study.md` (the tables in Markdown), `accuracy.csv`, `gradients.csv`, `attention.csv`, `robustness.csv` and the plots `training_curves.png`,
+`test_accuracy.png`, `gradient_ratio.png`, `attention.png`, `robustness.png`.  Finished runs and lesion files are
+reused, so an interrupted study resumes where it stopped; a run made with another configuration is refused.
+"""
+
+import gc
+import os
+import time
+
+import keras
+
+from lacnn_zoo.experiments.compare import run_one
+from lacnn_zoo.experiments.study.layout import (
+    FULL,
+    GRAD_EPOCHS,
+    QUICK,
+    conv_layers,
+    lesion_path,
+    run_dir,
+    variant_overrides,
+)
+from lacnn_zoo.experiments.study.lesions import lesion_accuracies, mean_drop
+from lacnn_zoo.experiments.study.report import write_outputs
+from lacnn_zoo.experiments.study.summary import summarise
+from lacnn_zoo.io import LOCK_NAME, OWNER_MARKER, FolderLock, read_json, write_json
+from lacnn_zoo.options import VARIANTS  # variant -> (registered model, fixed overrides, family)
+from lacnn_zoo.training.run_folder import RunFolder
+from lacnn_zoo.validation import check_positive_int
+
+
+def check_study_arguments(variants, depths, seeds, epochs, widths):
+    variants = list(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if not variants or unknown:
+        raise ValueError(f"`variants` must be a non-empty list of {', '.join(VARIANTS)}; received {variants!r}.")
+    if "plain" not in variants:
+        raise ValueError(f"`variants` must include 'plain' (every variant is compared with it); received {variants!r}.")
+    depths = list(depths)
+    bad = [d for d in depths if isinstance(d, bool) or not isinstance(d, int) or d < 8 or (d - 2) % 6]
+    if not depths or bad:
+        raise ValueError(f"`depths` must be one or more integers 6n + 2 >= 8 (8, 14, 20, 32, 56, ...: ResNet-D's "
+                         f"naming); received depths={depths!r}.")
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"`seeds` must be one or more distinct integers; received seeds={seeds!r}.")
+    check_positive_int("epochs", epochs)
+    widths = list(widths)
+    if len(widths) != 3 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise ValueError(f"`widths` must be three positive integers (filters of the 3 stages); received "
+                         f"widths={widths!r}.")
+    return variants, sorted(set(depths)), seeds, widths
+
+
+def _check_existing_run(path, model, overrides, epochs, dataset):
+    """A run folder made with another configuration is refused (it would be reused or resumed silently)."""
+    stored = RunFolder(path).raw_config()
+    if stored is None:
+        return
+    differ = {k: (stored.get(k), v) for k, v in (("model", model), ("epochs", epochs)) if stored.get(k) != v}
+    stored_overrides = stored.get("overrides") or {}
+    differ.update({f"overrides[{k}]": (stored_overrides.get(k), v) for k, v in overrides.items()
+                   if stored_overrides.get(k) != v})
+    if os.path.basename(os.path.normpath(str(stored.get("dataset")))) != os.path.basename(os.path.normpath(str(dataset))):
+        differ["dataset"] = (stored.get("dataset"), dataset)
+    if differ:
+        detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(f"The study folder holds a run {path!r} made with another configuration ({detail}); "
+                         "use another --out, or the same --epochs/--widths/--dataset.")
+
+
+def _prepare_out(out_dir):
+    """The study's folder: new, or one the study wrote (its marker); a folder with other files is refused."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"`out` {out_dir!r} exists and is a file; choose a folder.")
+    if os.path.isdir(out_dir):
+        entries = [e for e in os.listdir(out_dir) if e != LOCK_NAME]
+        marker = os.path.join(out_dir, OWNER_MARKER)
+        try:
+            ours = read_json(marker).get("kind") == "study"
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if entries and not ours:
+            raise FileExistsError(f"`out` {out_dir!r} holds files that lacnn-zoo's study did not write "
+                                  f"({', '.join(sorted(entries)[:3])}); choose a new or empty folder.")
+    os.makedirs(out_dir, exist_ok=True)
+    if not os.path.exists(os.path.join(out_dir, OWNER_MARKER)):
+        write_json(os.path.join(out_dir, OWNER_MARKER), {"kind": "study", "created": time.time()})
+
+
+def depth_study(variants=None, *, depths=None, seeds=None, epochs=None, widths=None, quick=False, dataset="digits",
+                out_dir="runs/depth-study", robustness_examples=1000, verbose=0, log=print, **data_kwargs):
+    """Train every (variant, depth, seed), measure, test the paper's predictions; returns the summary dict.
+
+    Unset arguments take `FULL`'s values (`QUICK`'s with `quick=True`).  `data_kwargs` (`data_dir`, `download`,
+    `image_size`, `augment`) go to the data set as for `train`.  See the module docstring for what is written.
+    """
+    preset = QUICK if quick else FULL
+    variants, depths, seeds, widths = check_study_arguments(
+        preset["variants"] if variants is None else variants, preset["depths"] if depths is None else depths,
+        preset["seeds"] if seeds is None else seeds, preset["epochs"] if epochs is None else epochs,
+        preset["widths"] if widths is None else widths)
+    epochs = preset["epochs"] if epochs is None else epochs
+    check_positive_int("robustness_examples", robustness_examples)
+    out_dir = os.fspath(out_dir)
+    _prepare_out(out_dir)
+    grad_epochs = tuple(e for e in GRAD_EPOCHS if e <= epochs) or (epochs,)
+    start = time.perf_counter()
+    with FolderLock(os.path.join(out_dir, LOCK_NAME), f"Study folder {out_dir!r}"):
+        for depth in depths:
+            for variant in variants:
+                model, overrides = variant_overrides(variant, depth, widths)
+                for seed in seeds:
+                    _check_existing_run(run_dir(out_dir, variant, depth, seed), model, overrides, epochs, dataset)
+        timings = []
+        for depth in depths:
+            for variant in variants:
+                for seed in seeds:
+                    t0 = time.perf_counter()
+                    model, overrides = variant_overrides(variant, depth, widths)
+                    path = run_dir(out_dir, variant, depth, seed)
+                    reused = RunFolder(path).is_finished()
+                    metrics = run_one(model, seed, out_dir, epochs, dataset, grad_epochs, verbose=verbose,
+                                      overrides=overrides, run_dir=path, tensorboard=False, **data_kwargs)
+                    lesion = _lesions(out_dir, variant, depth, seed, dataset, robustness_examples, data_kwargs)
+                    keras.backend.clear_session()  # 72 models in one process: the full study reached 9 GB without
+                    gc.collect()
+                    seconds = time.perf_counter() - t0
+                    timings.append({"variant": variant, "depth": depth, "seed": seed, "seconds": seconds,
+                                    "reused": reused})
+                    log(f"{variant:<24} depth {depth:>3} seed {seed}: test {metrics['test_accuracy']:.4f}, "
+                        f"zero-lesion drop {mean_drop(lesion, 'zero'):.3f} ({'reused' if reused else 'trained'}, "
+                        f"{seconds:.0f} s)")
+        summary = summarise(out_dir, variants, depths, seeds, epochs)
+        summary.update(config={"variants": variants, "depths": depths, "seeds": seeds, "epochs": epochs,
+                               "widths": widths, "dataset": str(dataset), "recipe": "default",
+                               "robustness_examples": robustness_examples, "quick": bool(quick),
+                               "conv_layers": {v: {d: conv_layers(v, d) for d in depths} for v in variants}},
+                       wall_time_s=time.perf_counter() - start, runs=timings, backend=keras.backend.backend())
+        write_outputs(out_dir, summary)
+    return summary
+
+
+def _lesions(out_dir, variant, depth, seed, dataset, limit, data_kwargs):
+    path = lesion_path(out_dir, variant, depth, seed)
+    if os.path.exists(path):
+        return read_json(path)
+    from lacnn_zoo.data import load_dataset
+    from lacnn_zoo.models.saving import load_model
+
+    data = load_dataset(dataset, seed=seed, **{k: v for k, v in data_kwargs.items() if v})
+    x, y = data.arrays("test", limit)
+    model = load_model(RunFolder(run_dir(out_dir, variant, depth, seed)).best, compile=False)
+    result = {**lesion_accuracies(model, x, y, seed=seed), "examples": int(len(y))}
+    write_json(path, result)
+    keras.backend.clear_session()
+    return result
