@@ -13,17 +13,10 @@ CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "
 
 def train(args):
     from lacnn_zoo import training
-    from lacnn_zoo.io import read_json
+    from lacnn_zoo.training.run_folder import resume_arguments
 
-    if args.resume:
-        if not args.output_dir:
-            raise ValueError("--resume needs --output-dir (the folder of the run to continue).")
-        run_file = os.path.join(args.output_dir, "run.json")
-        if not os.path.exists(run_file):
-            raise FileNotFoundError(f"--resume: {args.output_dir!r} holds no lacnn-zoo run (no run.json there).")
-        stored = read_json(run_file)
-    else:
-        stored = {}
+    if args.resume and not args.output_dir:
+        raise ValueError("--resume needs --output-dir (the folder of the run to continue).")
     asked = dict(
         model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, weight_decay=args.weight_decay, seed=args.seed,
@@ -38,11 +31,7 @@ def train(args):
         test_fraction=args.test_fraction, train_split=args.train_split, test_split=args.test_split,
     )
     if args.resume:  # what was not asked is what the run was started with
-        stored = {**training.RUN_KEY_DEFAULTS, **stored}
-        asked = {k: (v if v is not None else stored.get(k)) for k, v in asked.items()}
-        for key in ("image_size", "milestones"):
-            if isinstance(asked[key], list):
-                asked[key] = tuple(asked[key])
+        asked = resume_arguments(args.output_dir, asked)
     config = {k: v for k, v in asked.items() if v is not None}
     result = training.train(
         config.pop("model", training.DEFAULT_MODEL),

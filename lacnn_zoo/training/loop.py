@@ -79,51 +79,64 @@ def _input_convention(overrides, output_dir, resume):
 
 
 
-def train(
-    model=DEFAULT_MODEL,
-    *,
-    dataset="digits",
-    epochs=30,
-    recipe="default",
-    batch_size=None,
-    learning_rate=None,
-    weight_decay=None,
-    optimizer=None,
-    momentum=None,
-    nesterov=None,
-    schedule=None,
-    milestones=None,
-    decay_factor=None,
-    warmup_epochs=None,
-    label_smoothing=None,
-    clipnorm=None,
-    ema=None,
-    precision="float32",
-    distribute="none",
-    scale_lr=False,
-    validation_fraction=None,
-    test_fraction=None,
-    train_split=None,
-    test_split=None,
-    seed=0,
-    output_dir=None,
-    resume=False,
-    overwrite=False,
-    overrides=None,
-    data_dir=None,
-    download=False,
-    image_size=None,
-    augment=None,
-    mixup=None,
-    cutmix=None,
-    random_erasing=None,
-    freeze_backbone=False,
-    init_weights=None,
-    tensorboard=True,
-    callbacks=(),
-    verbose="auto",
-):
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The options of a training run: what run.json records (the recipe's options resolved), and where the data
+    comes from. None means "the recipe's value" (`lacnn_zoo.options.RECIPES`)."""
+
+    dataset: str = "digits"
+    epochs: int = 30
+    recipe: str = "default"
+    batch_size: int = None
+    learning_rate: float = None
+    weight_decay: float = None
+    optimizer: str = None
+    momentum: float = None
+    nesterov: bool = None
+    schedule: str = None
+    milestones: tuple = None
+    decay_factor: float = None
+    warmup_epochs: float = None
+    label_smoothing: float = None
+    clipnorm: float = None
+    ema: bool = None
+    precision: str = "float32"
+    distribute: str = "none"
+    scale_lr: bool = False
+    validation_fraction: float = None
+    test_fraction: float = None
+    train_split: str = None
+    test_split: str = None
+    seed: int = 0
+    overrides: dict = None
+    data_dir: str = None
+    download: bool = False
+    image_size: tuple = None
+    augment: str = None
+    mixup: float = None
+    cutmix: float = None
+    random_erasing: float = None
+    freeze_backbone: bool = False
+    init_weights: str = None
+
+    @classmethod
+    def of(cls, config=None, options=None):
+        """`config` (a TrainConfig, or None for the defaults) with the keyword `options` replacing its fields."""
+        if config is not None and not isinstance(config, cls):
+            raise ValueError(f"`config` must be a TrainConfig or None; received {type(config).__name__}.")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options or {}) - set(names))
+        if unknown:
+            raise ValueError(f"`{unknown[0]}` is not a training option; the options are {', '.join(names)}.")
+        return dataclasses.replace(config or cls(), **(options or {}))
+
+
+def train(model=DEFAULT_MODEL, config=None, *, output_dir=None, resume=False, overwrite=False, tensorboard=True,
+          callbacks=(), verbose="auto", **options):
     """Train `model` (a registered name) and return a `TrainResult`.
+
+    The training options are a `TrainConfig` (`config`), or its fields given as keywords (`epochs=5`,
+    `dataset="cifar10"`, ...), which override the config's.
 
     The run is resumable: with `resume=True` on the same `output_dir` and
     configuration, it restores the weights, optimizer state and epoch counter
@@ -145,43 +158,79 @@ def train(
     frozen; frozen BatchNorm layers run in inference mode, as Keras' transfer
     learning guide does).
     """
+    c = TrainConfig.of(config, options)
     info = model_info(model)
-    check_positive_int("epochs", epochs)
-    check_choice("precision", precision, PRECISIONS)
-    distribute = check_distribute(distribute)
-    if not isinstance(scale_lr, bool):
-        raise ValueError(f"`scale_lr` must be True or False; received scale_lr={scale_lr!r}.")
-    options = resolve_recipe(
-        recipe, batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay, optimizer=optimizer,
-        momentum=momentum, nesterov=nesterov, schedule=schedule, milestones=milestones, decay_factor=decay_factor,
-        warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, clipnorm=clipnorm, ema=ema,
-        augment=augment, mixup=mixup, cutmix=cutmix, random_erasing=random_erasing,
-    )
-    check_schedule_fits(options, epochs)
-    batch_size = check_positive_int("batch_size", options["batch_size"])
-    if augment is None and dataset == "digits":  # a recipe's augmentation applies where the data set has it
-        options["augment"] = "none"
-    augment = options["augment"]
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"`seed` must be an integer; received seed={seed!r}.")
-    if not isinstance(freeze_backbone, bool):
-        raise ValueError(f"`freeze_backbone` must be True or False; received freeze_backbone={freeze_backbone!r}.")
-    if init_weights is not None:
-        init_weights = os.fspath(init_weights)
-        if not init_weights.endswith((".keras", ".weights.h5")) or not os.path.isfile(init_weights):
-            raise ValueError(
-                "`init_weights` must be an existing .keras or .weights.h5 file; "
-                f"received init_weights={init_weights!r}."
-            )
+    run_config, recipe_options = _run_config(model, info, c)
+    distribute = check_distribute(c.distribute)
+    output_dir = os.fspath(output_dir or RunFolder.default(model, run_config["dataset"], c.seed).path)
     if resume and overwrite:
         raise ValueError("`resume` and `overwrite` exclude each other: resume continues a run, overwrite replaces it.")
-    splits = {k: v for k, v in zip(SPLIT_KEYS, (validation_fraction, test_fraction, train_split, test_split))
-              if v is not None}
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise FileExistsError(f"Output directory {output_dir!r} exists and is a file; choose another output_dir.")
+    if resume and not os.path.isdir(output_dir):
+        raise FileNotFoundError(f"Cannot resume: there is no run folder {output_dir!r}.")
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(c.precision)
+    try:
+        dist = setup_distribution(distribute)  # first: TF's multi-worker strategy precedes every other op
+        try:
+            return _train(info, run_config, recipe_options, output_dir, dist, resume=resume, overwrite=overwrite,
+                          data_dir=c.data_dir, download=c.download, tensorboard=tensorboard, callbacks=callbacks,
+                          verbose=verbose)
+        finally:
+            dist.close()
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _run_config(model, info, c):
+    """`(run config, recipe options)`: the arguments checked, the recipe resolved, what run.json records."""
+    check_positive_int("epochs", c.epochs)
+    check_choice("precision", c.precision, PRECISIONS)
+    if not isinstance(c.scale_lr, bool):
+        raise ValueError(f"`scale_lr` must be True or False; received scale_lr={c.scale_lr!r}.")
+    options = resolve_recipe(c.recipe, **{k: getattr(c, k) for k in (
+        "batch_size", "learning_rate", "weight_decay", "optimizer", "momentum", "nesterov", "schedule", "milestones",
+        "decay_factor", "warmup_epochs", "label_smoothing", "clipnorm", "ema", "augment", "mixup", "cutmix",
+        "random_erasing")})
+    check_schedule_fits(options, c.epochs)
+    batch_size = check_positive_int("batch_size", options["batch_size"])
+    if c.augment is None and c.dataset == "digits":  # a recipe's augmentation applies where the data set has it
+        options["augment"] = "none"
+    if not isinstance(c.seed, int) or isinstance(c.seed, bool):
+        raise ValueError(f"`seed` must be an integer; received seed={c.seed!r}.")
+    if not isinstance(c.freeze_backbone, bool):
+        raise ValueError(f"`freeze_backbone` must be True or False; received freeze_backbone={c.freeze_backbone!r}.")
+    init_weights = None if c.init_weights is None else os.fspath(c.init_weights)
+    if init_weights is not None and (not init_weights.endswith((".keras", ".weights.h5"))
+                                     or not os.path.isfile(init_weights)):
+        raise ValueError("`init_weights` must be an existing .keras or .weights.h5 file; "
+                         f"received init_weights={init_weights!r}.")
+    splits = {k: getattr(c, k) for k in SPLIT_KEYS if getattr(c, k) is not None}
+    dataset = _check_dataset(c, options, splits)
+    overrides = dict(c.overrides or {})
+    if options["dropout"] is not None and "dropout" in info.knobs and "dropout" not in overrides:
+        overrides["dropout"] = options["dropout"]  # the recipe's dropout, for models that have the knob
+    config = dict(
+        model=model, dataset=dataset, epochs=c.epochs, batch_size=batch_size, learning_rate=options["learning_rate"],
+        weight_decay=options["weight_decay"], seed=c.seed, overrides=overrides, image_size=c.image_size,
+        augment=options["augment"], freeze_backbone=c.freeze_backbone, init_weights=init_weights, recipe=c.recipe,
+        precision=c.precision, scale_lr=c.scale_lr,
+        **{**dict.fromkeys(SPLIT_KEYS), **splits},
+        **{k: options[k] for k in RECIPE_KEYS if k in options},
+    )
+    return config, options
+
+
+def _check_dataset(c, options, splits):
+    """The data set as run.json records it (a folder made absolute); options the digits cannot take refused."""
+    dataset = c.dataset
     if dataset == "digits":
-        for arg, value in (("image_size", image_size), ("augment", augment != "none" and augment),
+        augment = options["augment"] != "none" and options["augment"]
+        for arg, value in (("image_size", c.image_size), ("augment", augment),
                            ("mixup", options["mixup"]), ("cutmix", options["cutmix"]),
-                           ("random_erasing", options["random_erasing"]), ("data_dir", data_dir),
-                           ("download", download), *splits.items()):
+                           ("random_erasing", options["random_erasing"]), ("data_dir", c.data_dir),
+                           ("download", c.download), *splits.items()):
             if value:
                 raise ValueError(
                     f"`{arg}` applies to TFDS data sets and image folders; the embedded digits are used as scanned "
@@ -189,34 +238,7 @@ def train(
                 )
     elif isinstance(dataset, (str, os.PathLike)) and is_folder_name(dataset):
         dataset = os.path.abspath(os.path.expanduser(os.fspath(dataset)))  # resumable from any folder
-    overrides = dict(overrides or {})
-    if options["dropout"] is not None and "dropout" in info.knobs and "dropout" not in overrides:
-        overrides["dropout"] = options["dropout"]  # the recipe's dropout, for models that have the knob
-    output_dir = os.fspath(output_dir or RunFolder.default(model, dataset, seed).path)
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise FileExistsError(f"Output directory {output_dir!r} exists and is a file; choose another output_dir.")
-    if resume and not os.path.isdir(output_dir):
-        raise FileNotFoundError(f"Cannot resume: there is no run folder {output_dir!r}.")
-    config = dict(
-        model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, learning_rate=options["learning_rate"],
-        weight_decay=options["weight_decay"], seed=seed, overrides=overrides, image_size=image_size, augment=augment,
-        freeze_backbone=freeze_backbone, init_weights=init_weights, recipe=recipe, precision=precision,
-        scale_lr=scale_lr,
-        **{**dict.fromkeys(SPLIT_KEYS), **splits},
-        **{k: options[k] for k in RECIPE_KEYS if k in options},
-    )
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        dist = setup_distribution(distribute)  # first: TF's multi-worker strategy precedes every other op
-        try:
-            return _train(info, config, options, output_dir, dist, resume=resume, overwrite=overwrite,
-                          data_dir=data_dir, download=download, tensorboard=tensorboard, callbacks=callbacks,
-                          verbose=verbose)
-        finally:
-            dist.close()
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    return dataset
 
 
 def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_dir, download, tensorboard, callbacks,
@@ -242,8 +264,8 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
     if config["scale_lr"]:  # Goyal et al.'s linear scaling, asked for; never silently
         options = {**options, "learning_rate": options["learning_rate"] * dist.replicas}
     with dist.scope():
-        net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes,
-                          **(RunFolder(output_dir).generation_overrides(info.knobs, overrides) if resume else overrides))
+        knobs = RunFolder(output_dir).generation_overrides(info.knobs, overrides) if resume else overrides
+        net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **knobs)
         if init_weights and not resume:  # a resumed run restores its own weights from the backup
             loaded = load_initial_weights(net, init_weights)
             if verbose != 0 and dist.is_chief:
