@@ -31,12 +31,12 @@ from export.quantize import (
     DEFAULT_MAX_ACCURACY_DROP,
     QUANTIZATIONS,
     load_quantization_data,
-    top1,
 )
 from export.runtimes import Runner
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full
 from lacnn_zoo.training import RunFolder
+from lacnn_zoo.training.inference import top1
 from lacnn_zoo.validation import check_finite, check_positive_int
 
 # What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.

@@ -8,8 +8,6 @@ class of CPU it ran 7.7x slower than float32 onnxruntime for resnet20.
 import logging
 import os
 
-import numpy as np
-
 from export.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, QUANTIZATIONS  # noqa: F401
 from lacnn_zoo.errors import spell
 
@@ -66,15 +64,6 @@ def litert_int8(model, out_path, spec, calibration_x):
         optimizations=[tf.lite.Optimize.DEFAULT], representative_dataset=representative_dataset,
         target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
     )
-
-
-def top1(run, x, y, batch_size=128):
-    """Fraction of `y` that `run(x_batch)` ranks first."""
-    correct = 0
-    for start in range(0, len(y), batch_size):
-        outputs = np.asarray(run(x[start:start + batch_size]))
-        correct += int(np.sum(outputs.argmax(axis=-1) == y[start:start + batch_size]))
-    return correct / len(y)
 
 
 def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, calibration_images=None,

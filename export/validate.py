@@ -16,9 +16,10 @@ import sys
 
 def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_size=128, out=None, overwrite=False):
     """`{"artifact", "top1", "keras_top1", "drop_points", "dataset", "split", "num_examples", ...}`."""
-    from export.quantize import load_quantization_data, top1
+    from export.quantize import load_quantization_data
     from export.runtimes import Runner
     from lacnn_zoo.data import check_preprocessing
+    from lacnn_zoo.training.inference import top1
     from lacnn_zoo.validation import check_positive_int
 
     check_positive_int("batch_size", batch_size)

@@ -225,7 +225,7 @@ def mark_owned(folder, kind):
     write_json(os.path.join(folder, OWNER_MARKER), {"kind": kind, "created": time.time()})
 
 
-def is_owned(folder, kind, signature):
+def is_owned(folder, kind, signature=None):
     """Whether the zoo wrote `folder` as a `kind` ("run", "export", "search"): its marker says so, or (exports,
     and folders written before the marker existed) `signature`, the file only such a folder holds, is there."""
     try:
@@ -233,7 +233,7 @@ def is_owned(folder, kind, signature):
             return True
     except (OSError, ValueError, AttributeError):
         pass
-    return os.path.exists(os.path.join(folder, signature))
+    return signature is not None and os.path.exists(os.path.join(folder, signature))
 
 
 def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):

@@ -121,10 +121,10 @@ def test_training_with_mixup_cutmix_and_randaugment_records_and_tests_on_true_la
 
 def test_augmentation_options_are_refused_on_the_digits_and_checked(tmp_path, capsys):
     for argv, needle in [
-        (["--mixup", "0.2"], "`mixup` applies to TFDS"),
-        (["--cutmix", "1"], "`cutmix` applies to TFDS"),
-        (["--random-erasing", "0.25"], "`random_erasing` applies to TFDS"),
-        (["--augment", "randaugment"], "`augment` applies to TFDS"),
+        (["--mixup", "0.2"], "--mixup applies to TFDS"),
+        (["--cutmix", "1"], "--cutmix applies to TFDS"),
+        (["--random-erasing", "0.25"], "--random-erasing applies to TFDS"),
+        (["--augment", "randaugment"], "--augment applies to TFDS"),
         (["--dataset", str(tmp_path), "--mixup", "-1"], "`mixup`"),
         (["--dataset", str(tmp_path), "--random-erasing", "1.5"], "`random_erasing` is a probability"),
     ]:

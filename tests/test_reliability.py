@@ -304,8 +304,8 @@ def test_disk_full_keeps_the_last_backup_and_prints_one_line(tmp_path, monkeypat
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--output-dir", "{tmp}/nope", "--resume"], "holds no lacnn-zoo run"),
     (["train", "--dataset", "cifar10", "--data-dir", "{tmp}/tfds", "--output-dir", "{tmp}/c"], "not prepared"),
-    (["train", "--augment", "crop-flip", "--output-dir", "{tmp}/a"], "`augment` applies to TFDS"),
-    (["train", "--image-size", "0", "0", "--output-dir", "{tmp}/i"], "`image_size` applies to TFDS"),
+    (["train", "--augment", "crop-flip", "--output-dir", "{tmp}/a"], "--augment applies to TFDS"),
+    (["train", "--image-size", "0", "0", "--output-dir", "{tmp}/i"], "--image-size applies to TFDS"),
     (["train", "--output-dir", "{tmp}/file"], "is a file"),
     (["train", "--output-dir", "{tmp}/file/run"], "file' is a file, not a folder"),
     (["train", "--lr", "inf"], "learning_rate"),

@@ -53,11 +53,10 @@ def tune(args):
 
     extra = {}
     if args.dataset == "digits":
-        for flag, value in (("--data-dir", args.data_dir), ("--download", args.download),
-                            ("--image-size", args.image_size), ("--augment", args.augment not in (None, "none"))):
-            if value:
-                raise ValueError(f"{flag} applies to TFDS data sets and image folders; the embedded digits are "
-                                 "used as scanned (8x8, no download).")
+        from lacnn_zoo.data import refuse_on_digits
+
+        refuse_on_digits(data_dir=args.data_dir, download=args.download, image_size=args.image_size,
+                         augment=args.augment)
     else:
         extra = {"data_dir": args.data_dir, "download": args.download,
                  "image_size": tuple(args.image_size) if args.image_size else None, "augment": args.augment}

@@ -22,13 +22,25 @@ from lacnn_zoo.data.folders import (
 from lacnn_zoo.data.preprocessing import check_preprocessing, restandardise, standardise, unstandardise
 from lacnn_zoo.data.splits import DatasetNotAvailableError, DataSplits
 from lacnn_zoo.data.tfds import load_tfds
+from lacnn_zoo.errors import spell
 
 __all__ = [
     "AUGMENTS", "DataSplits", "DatasetNotAvailableError", "IMAGE_FORMATS", "check_augment", "check_mixing",
-    "check_preprocessing", "decode_image", "is_folder_name", "is_image_file", "list_images", "load_dataset",
+    "check_preprocessing", "decode_image", "refuse_on_digits", "is_folder_name", "is_image_file", "list_images", "load_dataset",
     "load_digits", "load_image_folder", "load_tfds", "mix_batches", "one_hot_labels", "restandardise",
     "standardise", "unstandardise",
 ]
+
+
+def refuse_on_digits(**options):
+    """Refuse, in one line, the options that only TFDS sets and image folders take (`augment="none"` is no option)."""
+    for arg, value in options.items():
+        if value and value != "none":
+            name = spell(f"`{arg}`", "--" + arg.replace("_", "-"))
+            raise ValueError(
+                f"{name} applies to TFDS data sets and image folders; the embedded digits are used as scanned (8x8, "
+                f"no download, a fixed 70/10/20 split). Received {name} {value!r} with dataset 'digits'."
+            )
 
 
 def load_dataset(name="digits", *, seed=0, batch_size=64, **kwargs):
@@ -44,10 +56,7 @@ def load_dataset(name="digits", *, seed=0, batch_size=64, **kwargs):
             f"received {name!r}."
         )
     if name == "digits":
-        for arg in ("augment", "random_erasing", "normalization"):
-            if kwargs.get(arg) and kwargs.get(arg) != "none":
-                raise ValueError(f"`{arg}` applies to TFDS sets and image folders; the embedded digits are used "
-                                 f"as scanned. Received {arg}={kwargs[arg]!r} with dataset='digits'.")
+        refuse_on_digits(**{arg: kwargs.get(arg) for arg in ("augment", "random_erasing", "normalization")})
         return load_digits(seed=seed)
     if is_folder_name(name):
         return load_image_folder(os.path.expanduser(name), seed=seed, batch_size=batch_size, **kwargs)

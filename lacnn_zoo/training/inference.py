@@ -26,6 +26,15 @@ from lacnn_zoo.training.run_folder import RunFolder
 from lacnn_zoo.validation import check_positive_int
 
 
+def top1(run, x, y, batch_size=128):
+    """Fraction of `y` that `run(x_batch)` ranks first."""
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        outputs = np.asarray(run(x[start:start + batch_size]))
+        correct += int(np.sum(outputs.argmax(axis=-1) == y[start:start + batch_size]))
+    return correct / len(y)
+
+
 def resolve(model_or_run):
     """`(model_path, run, metrics)`: a `.keras` file or run folder, with the run.json/metrics.json found beside it."""
     path = os.fspath(model_or_run)

@@ -12,7 +12,7 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo.data import is_folder_name, load_dataset
+from lacnn_zoo.data import is_folder_name, load_dataset, refuse_on_digits
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import (
     FolderLock,
@@ -226,16 +226,9 @@ def _check_dataset(c, options, splits):
     """The data set as run.json records it (a folder made absolute); options the digits cannot take refused."""
     dataset = c.dataset
     if dataset == "digits":
-        augment = options["augment"] != "none" and options["augment"]
-        for arg, value in (("image_size", c.image_size), ("augment", augment),
-                           ("mixup", options["mixup"]), ("cutmix", options["cutmix"]),
-                           ("random_erasing", options["random_erasing"]), ("data_dir", c.data_dir),
-                           ("download", c.download), *splits.items()):
-            if value:
-                raise ValueError(
-                    f"`{arg}` applies to TFDS data sets and image folders; the embedded digits are used as scanned "
-                    f"(8x8, no download, a fixed 70/10/20 split). Received {arg}={value!r} with dataset='digits'."
-                )
+        refuse_on_digits(image_size=c.image_size, augment=options["augment"], mixup=options["mixup"],
+                         cutmix=options["cutmix"], random_erasing=options["random_erasing"], data_dir=c.data_dir,
+                         download=c.download, **splits)
     elif isinstance(dataset, (str, os.PathLike)) and is_folder_name(dataset):
         dataset = os.path.abspath(os.path.expanduser(os.fspath(dataset)))  # resumable from any folder
     return dataset

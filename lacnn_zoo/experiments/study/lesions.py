@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from lacnn_zoo.experiments.compare import BACKBONE_LAYER
+from lacnn_zoo.training.inference import top1
 
 # ---------------------------------------------------------------------------------------------------- lesions
 
@@ -48,9 +49,8 @@ def gated_model(model, units):
 
 def _accuracy(model, x, y, batch_size=500):
     """Top-1 accuracy; `predict_on_batch` (one traced function, no per-call data pipeline) in chunks."""
-    logits = np.concatenate([keras.ops.convert_to_numpy(model.predict_on_batch(x[i:i + batch_size]))
-                             for i in range(0, len(x), batch_size)])
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y).reshape(-1)))
+    return top1(lambda batch: keras.ops.convert_to_numpy(model.predict_on_batch(batch)), x, np.asarray(y).reshape(-1),
+                batch_size=batch_size)
 
 
 def lesion_accuracies(model, x, y, *, units=None, seed=0):

@@ -42,7 +42,7 @@ from lacnn_zoo.experiments.study.layout import (
 from lacnn_zoo.experiments.study.lesions import lesion_accuracies, mean_drop
 from lacnn_zoo.experiments.study.report import write_outputs
 from lacnn_zoo.experiments.study.summary import summarise
-from lacnn_zoo.io import LOCK_NAME, OWNER_MARKER, FolderLock, read_json, write_json
+from lacnn_zoo.io import LOCK_NAME, FolderLock, is_owned, mark_owned, read_json, write_json
 from lacnn_zoo.options import VARIANTS  # variant -> (registered model, fixed overrides, family)
 from lacnn_zoo.training.run_folder import RunFolder
 from lacnn_zoo.validation import check_positive_int
@@ -94,17 +94,12 @@ def _prepare_out(out_dir):
         raise FileExistsError(f"`out` {out_dir!r} exists and is a file; choose a folder.")
     if os.path.isdir(out_dir):
         entries = [e for e in os.listdir(out_dir) if e != LOCK_NAME]
-        marker = os.path.join(out_dir, OWNER_MARKER)
-        try:
-            ours = read_json(marker).get("kind") == "study"
-        except (OSError, ValueError, AttributeError):
-            ours = False
-        if entries and not ours:
+        if entries and not is_owned(out_dir, "study"):
             raise FileExistsError(f"`out` {out_dir!r} holds files that lacnn-zoo's study did not write "
                                   f"({', '.join(sorted(entries)[:3])}); choose a new or empty folder.")
     os.makedirs(out_dir, exist_ok=True)
-    if not os.path.exists(os.path.join(out_dir, OWNER_MARKER)):
-        write_json(os.path.join(out_dir, OWNER_MARKER), {"kind": "study", "created": time.time()})
+    if not is_owned(out_dir, "study"):
+        mark_owned(out_dir, "study")
 
 
 def depth_study(variants=None, *, depths=None, seeds=None, epochs=None, widths=None, quick=False, dataset="digits",
