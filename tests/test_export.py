@@ -109,7 +109,7 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         export_model(tmp_path / "missing.keras", tmp_path / "o1")
     text = tmp_path / "notes.keras"
     text.write_text("not a model")
-    with pytest.raises(ExportError, match="not a Keras .keras model file"):
+    with pytest.raises(ExportError, match="must be a .keras archive written by Keras 3"):
         export_model(text, tmp_path / "o2")
     fake = tmp_path / "fake.keras"
     with zipfile.ZipFile(fake, "w") as z:
