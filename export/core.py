@@ -137,8 +137,7 @@ def export_model(
         output: "logits" or "probabilities" (softmax added when the model ends in logits).
         dynamic_size: leave input height and width open (not for AA / resampled-tap models).
         verify: compare Keras with the reloaded SavedModel, onnxruntime and LiteRT at `batch_sizes`.
-        preprocessing: the input preprocessing to record; by default read from the
-            `metrics.json` that `lacnn-zoo train` writes beside the checkpoint.
+        preprocessing: the input preprocessing to record (default: the run's, beside the checkpoint).
         quantize: None, or "int8": also write `model_int8.onnx` (static QDQ) and/or `model_int8.tflite`
             (full-integer), calibrated on `calibration_images` training images of `dataset` (by default
             the run's own, from run.json) and refused when top-1 on its test split falls more than

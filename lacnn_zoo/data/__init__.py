@@ -26,9 +26,9 @@ from lacnn_zoo.errors import spell
 
 __all__ = [
     "AUGMENTS", "DataSplits", "DatasetNotAvailableError", "IMAGE_FORMATS", "check_augment", "check_mixing",
-    "check_preprocessing", "decode_image", "refuse_on_digits", "is_folder_name", "is_image_file", "list_images", "load_dataset",
-    "load_digits", "load_image_folder", "load_tfds", "mix_batches", "one_hot_labels", "restandardise",
-    "standardise", "unstandardise",
+    "check_preprocessing", "decode_image", "is_folder_name", "is_image_file", "list_images", "load_dataset",
+    "load_digits", "load_image_folder", "load_tfds", "mix_batches", "one_hot_labels", "refuse_on_digits",
+    "restandardise", "standardise", "unstandardise",
 ]
 
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from lacnn_zoo.data.augmentation import augmenter, check_augment, check_mixing
+from lacnn_zoo.data.augmentation import augmenter
 from lacnn_zoo.data.preprocessing import (
     channel_statistics,
     normaliser,
@@ -13,9 +13,8 @@ from lacnn_zoo.data.preprocessing import (
     preprocessing_record,
     resolve_normalization,
 )
-from lacnn_zoo.data.splits import DataSplits, check_fractions, check_image_size, stratified_split
+from lacnn_zoo.data.splits import DataSplits, check_fractions, check_loader_options, stratified_split
 from lacnn_zoo.errors import spell
-from lacnn_zoo.validation import check_positive_int
 
 # ---------------------------------------------------------------------------------------------------------------
 # Folders of the user's own images.
@@ -130,22 +129,19 @@ def load_image_folder(
     `test_fraction` and then `validation_fraction` of the images are split off, stratified by class
     with the fixed `seed` (the same splitting as the embedded digits).
 
-    Every image is decoded once before training: a file TensorFlow cannot decode fails the load
-    with a ValueError naming it (nothing is skipped silently).  Images that are all grayscale give
-    one channel; when any image is colour, grayscale images are repeated to RGB (3 channels).  An
-    alpha channel is dropped.  Pixels are scaled to [0, 1], resized (bilinear, as Keras' loader) when
-    `image_size` is given, and standardised per channel with the mean and std of (at most
-    `stats_examples` of) the training images.
+    Every image is decoded once before training: a file TensorFlow cannot decode fails the load with a
+    ValueError naming it.  All-grayscale images give one channel; when any image is colour, grayscale ones are
+    repeated to RGB; alpha is dropped.  Pixels are scaled to [0, 1], resized (bilinear, as Keras' loader) when
+    `image_size` is given, and standardised per channel (`normalization`, `stats_examples` as `load_tfds`).
 
     Args:
         path: an existing folder of class subfolders.
-        image_size: `(height, width)` to resize to; None keeps the native size, which must then be
-            the same for every image.
+        image_size: `(height, width)` to resize to; None keeps the native size (then the same for every image).
         augment: training augmentation, one of `AUGMENTS`: 'none', 'crop-flip' (random crop after padding by
             1/8 of the size, and horizontal flip) or 'randaugment' (crop-flip, then Keras' RandAugment).
         random_erasing: probability of erasing a random patch of each training image (Keras' RandomErasing).
-        validation_fraction, test_fraction: shares of the images held out (when there are no split folders).
-        data_dir, download: accepted for a uniform `load_dataset` call; they apply to TFDS only.
+        validation_fraction, test_fraction: shares of the images held out (when there are no split folders);
+            `data_dir` and `download` are refused (they apply to TFDS).
         normalization: None (the training images' mean and std) or a fixed convention, as `load_tfds`.
 
     Returns:
@@ -154,15 +150,10 @@ def load_image_folder(
     import tensorflow as tf
 
     if data_dir or download:
-        raise ValueError(
-            f"`data_dir` and `download` apply to TFDS names; {os.fspath(path)!r} is a folder of images. "
-            f"Received data_dir={data_dir!r}, download={download!r}."
-        )
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("stats_examples", stats_examples)
-    augment = check_augment(augment)
-    random_erasing = check_mixing(random_erasing=random_erasing)[2]
-    image_size = check_image_size(image_size)
+        raise ValueError(f"`data_dir` and `download` apply to TFDS names; {os.fspath(path)!r} is a folder of images. "
+                         f"Received data_dir={data_dir!r}, download={download!r}.")
+    augment, random_erasing, image_size = check_loader_options(batch_size, augment, random_erasing, image_size,
+                                                               stats_examples)
     path = os.fspath(path)
     class_names, (train_files, val_files, test_files) = _split_files(path, seed, validation_fraction, test_fraction)
     height, width, channels = _geometry(_scan_images([*train_files[0], *val_files[0], *test_files[0]]), image_size)

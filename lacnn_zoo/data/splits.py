@@ -116,3 +116,12 @@ def stratified_split(paths, labels, fraction, seed):
         raise ValueError(
             f"`dataset` has {len(paths)} images, too few to split off a fraction of {fraction!r}: {e}"
         ) from None
+
+
+def check_loader_options(batch_size, augment, random_erasing, image_size, stats_examples):
+    """The options every pipeline loader takes, checked: `(augment, random_erasing, image_size)` resolved."""
+    from lacnn_zoo.data.augmentation import check_augment, check_mixing
+
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("stats_examples", stats_examples)
+    return check_augment(augment), check_mixing(random_erasing=random_erasing)[2], check_image_size(image_size)

@@ -3,7 +3,7 @@ data the error comes at once and says what to do)."""
 
 
 
-from lacnn_zoo.data.augmentation import augmenter, check_augment, check_mixing
+from lacnn_zoo.data.augmentation import augmenter
 from lacnn_zoo.data.preprocessing import (
     channel_statistics,
     normaliser,
@@ -11,9 +11,9 @@ from lacnn_zoo.data.preprocessing import (
     preprocessing_record,
     resolve_normalization,
 )
-from lacnn_zoo.data.splits import DatasetNotAvailableError, DataSplits, check_fractions, check_image_size
+from lacnn_zoo.data.splits import DatasetNotAvailableError, DataSplits, check_fractions, check_loader_options
 from lacnn_zoo.errors import spell
-from lacnn_zoo.validation import check_positive_int, check_unit_interval
+from lacnn_zoo.validation import check_unit_interval
 
 
 def load_tfds(
@@ -57,10 +57,8 @@ def load_tfds(
     """
     import tensorflow as tf
 
-    check_positive_int("batch_size", batch_size)
-    augment = check_augment(augment)
-    random_erasing = check_mixing(random_erasing=random_erasing)[2]
-    image_size = check_image_size(image_size)
+    augment, random_erasing, image_size = check_loader_options(batch_size, augment, random_erasing, image_size,
+                                                               stats_examples)
     splits = _split_strings(name, data_dir, train_split, test_split, validation_fraction, test_fraction)
     (train, val, test), info = _load(name, splits, data_dir, download)
     features = info.features

@@ -131,16 +131,20 @@ def resolve_backbone(backbone, *, input_shape=None, weights=None):
     raise ValueError(f"`backbone` must be {_backbone_help()}; received backbone={backbone!r}.")
 
 
+def own_input_shape(model):
+    """The input shape a model was built with (a Sequential without an `Input` has none: None)."""
+    try:
+        return tuple(model.inputs[0].shape[1:])
+    except (AttributeError, ValueError, TypeError, IndexError):
+        return None
+
+
 def _functional(sequential, input_shape):
     """A `keras.Sequential` as a functional model over the same layers (so its layers can be tapped).
 
     A Sequential built with an `Input` keeps its input shape; one without takes `input_shape`.
     """
-    own = None
-    try:
-        own = tuple(sequential.inputs[0].shape[1:])
-    except (AttributeError, ValueError, TypeError, IndexError):
-        pass
+    own = own_input_shape(sequential)
     if own is not None and input_shape is not None and tuple(input_shape) != own:
         raise ValueError(f"`input_shape` must be None or the Sequential backbone's own input shape {own}; received "
                          f"input_shape={tuple(input_shape)!r}.")

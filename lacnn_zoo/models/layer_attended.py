@@ -32,7 +32,7 @@ from keras import Model, layers
 from lacnn_zoo.layers import ConvBNAct
 from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, LSTM_READOUTS, MECHANISMS, TAP_FORMS, TapForm
 from lacnn_zoo.layers.residual import MIXING_MODES
-from lacnn_zoo.models.backbones import accepted_backbones, feature_extractor, resolve_backbone
+from lacnn_zoo.models.backbones import accepted_backbones, feature_extractor, own_input_shape, resolve_backbone
 from lacnn_zoo.models.heads import check_head_arguments, classifier, classifier_head, model_input
 from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
 from lacnn_zoo.models.registry import register_model
@@ -237,39 +237,11 @@ def build_layer_attended(
                 contraction_units=contraction_units)
     check_head_knobs(**head)
     if isinstance(backbone, str) and backbone in BACKBONES:
-        check_choice("mixing", mixing, MIXING_MODES)
-        check_unit_interval("beta_init", beta_init)
-        if backbone == "residual":
-            check_positive_int("depth", depth)
-            if downsample != "stride":
-                raise ValueError(f"A residual backbone downsamples by stride; received downsample={downsample!r}.")
-        if backbone_weights is not None:
-            raise ValueError(
-                f"`backbone_weights` must be None for backbone={backbone!r}; received {backbone_weights!r}."
-            )
-        widths, depths = plain_backbone_config(input_shape, widths, depth, downsample)
-        if include_top and tap_form == "pool":
-            check_head_arguments(input_shape, include_top, pooling)
-        inputs = model_input(input_shape)
-        if backbone == "plain":
-            maps = plain_backbone(inputs, widths, depths, downsample)
-        else:
-            stem = ConvBNAct(widths[0], name="stem")(inputs)
-            maps = residual_stages(stem, widths, depth, size_knobs=dict(widths=widths, depth=depth),
-                                   mixing=mixing, beta_init=beta_init, preactivation=False,
-                                   dropout=0.0)
-        source = Model(inputs, maps[-1], name=f"{name}_backbone")
+        source = _zoo_backbone(backbone, input_shape, name, backbone_weights=backbone_weights, widths=widths,
+                               depth=depth, downsample=downsample, mixing=mixing, beta_init=beta_init,
+                               head_pools=include_top and tap_form == "pool", pooling=pooling)
     else:
-        if isinstance(backbone, str) and backbone not in accepted_backbones():
-            raise ValueError(
-                f"`backbone` must be 'plain', 'residual', a keras.applications constructor name such as "
-                f"'ResNet50V2', 'MobileNetV3Small' or 'EfficientNetB0', a zoo model name or a functional "
-                f"keras.Model; received backbone={backbone!r}."
-            )
-        # A functional model brings its own input; a Sequential without an Input takes the model's input_shape.
-        own_input = isinstance(backbone, keras.Model) and (
-            not isinstance(backbone, keras.Sequential) or _has_input(backbone))
-        source = resolve_backbone(backbone, input_shape=None if own_input else input_shape, weights=backbone_weights)
+        source = _given_backbone(backbone, input_shape, backbone_weights)
     _, tapped = select_taps(source, "blocks" if taps is None else taps)
     if not include_top:
         return _without_head(source, pooling, name)
@@ -278,11 +250,42 @@ def build_layer_attended(
     return Model(source.input, outputs, name=name)
 
 
-def _has_input(sequential):
-    try:
-        return bool(sequential.inputs)
-    except (AttributeError, ValueError):
-        return False
+def _zoo_backbone(backbone, input_shape, name, *, backbone_weights, widths, depth, downsample, mixing, beta_init,
+                  head_pools, pooling):
+    """The "plain" or "residual" backbone of the layer-attended presets, as a functional model."""
+    check_choice("mixing", mixing, MIXING_MODES)
+    check_unit_interval("beta_init", beta_init)
+    if backbone == "residual":
+        check_positive_int("depth", depth)
+        if downsample != "stride":
+            raise ValueError(f"A residual backbone downsamples by stride; received downsample={downsample!r}.")
+    if backbone_weights is not None:
+        raise ValueError(f"`backbone_weights` must be None for backbone={backbone!r}; received {backbone_weights!r}.")
+    widths, depths = plain_backbone_config(input_shape, widths, depth, downsample)
+    if head_pools:
+        check_head_arguments(input_shape, True, pooling)
+    inputs = model_input(input_shape)
+    if backbone == "plain":
+        maps = plain_backbone(inputs, widths, depths, downsample)
+    else:
+        stem = ConvBNAct(widths[0], name="stem")(inputs)
+        maps = residual_stages(stem, widths, depth, size_knobs=dict(widths=widths, depth=depth), mixing=mixing,
+                               beta_init=beta_init, preactivation=False, dropout=0.0)
+    return Model(inputs, maps[-1], name=f"{name}_backbone")
+
+
+def _given_backbone(backbone, input_shape, backbone_weights):
+    """A keras.applications name, a zoo model name or a keras.Model, resolved to a functional model."""
+    if isinstance(backbone, str) and backbone not in accepted_backbones():
+        raise ValueError(
+            f"`backbone` must be 'plain', 'residual', a keras.applications constructor name such as "
+            f"'ResNet50V2', 'MobileNetV3Small' or 'EfficientNetB0', a zoo model name or a functional "
+            f"keras.Model; received backbone={backbone!r}."
+        )
+    # A functional model brings its own input; a Sequential without an Input takes the model's input_shape.
+    own_input = isinstance(backbone, keras.Model) and (
+        not isinstance(backbone, keras.Sequential) or own_input_shape(backbone) is not None)
+    return resolve_backbone(backbone, input_shape=None if own_input else input_shape, weights=backbone_weights)
 
 
 def layer_attended(
