@@ -10,8 +10,8 @@ from test_image_folder import few_per_class, write_digits_folder
 from lacnn_zoo import cli
 from lacnn_zoo.data import load_dataset, mix_batches
 from lacnn_zoo.data.augmentation import augmenter
-from lacnn_zoo.training.inference import evaluate
 from lacnn_zoo.training import train
+from lacnn_zoo.training.inference import evaluate
 
 CLASSES = 8
 
@@ -137,18 +137,18 @@ def test_augmentation_options_are_refused_on_the_digits_and_checked(tmp_path, ca
 
 
 def test_only_the_training_split_is_mixed(digit_folder):
+    from lacnn_zoo.training.compiling import fit_data
     from lacnn_zoo.training.recipes import resolve_recipe
-    from lacnn_zoo.training.compiling import _fit_data
 
     data = load_dataset(digit_folder, batch_size=32)
     options = resolve_recipe(mixup=1.0)
-    train_labels = np.concatenate([y for _, y in _fit_data(data, "train", 32, options)["x"]])
+    train_labels = np.concatenate([y for _, y in fit_data(data, "train", 32, options)["x"]])
     assert train_labels.shape[1] == 10 and np.mean(train_labels.max(axis=1) < 0.99) > 0.3
     for split in ("validation", "test"):
-        one_hot = np.concatenate([y for _, y in _fit_data(data, split, 32, options)["x"]])
+        one_hot = np.concatenate([y for _, y in fit_data(data, split, 32, options)["x"]])
         sparse = np.concatenate([y for _, y in getattr(data, split)])
         np.testing.assert_array_equal(one_hot, np.eye(10, dtype="float32")[sparse])
-    assert _fit_data(data, "train", 32, resolve_recipe())["x"] is data.train
+    assert fit_data(data, "train", 32, resolve_recipe())["x"] is data.train
 
 
 def test_a_run_recorded_by_an_earlier_release_still_resumes(tmp_path):

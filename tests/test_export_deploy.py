@@ -12,12 +12,10 @@ import sys
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
-from export import ExportError, export_model
+from export import export_model
 from lacnn_zoo import build_model
-from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
 
 DEPLOYMENT = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "deployment.md")
 ARTIFACTS = ("model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite")
@@ -51,9 +49,8 @@ def _top1(outputs, labels):
 
 
 def test_all_formats_written_and_litert_parity(exported, digits_test):
-    from ai_edge_litert.interpreter import Interpreter
-
     import keras
+    from ai_edge_litert.interpreter import Interpreter
 
     out, manifest = exported
     assert sorted(os.listdir(out)) == sorted(["manifest.json", "saved_model", *ARTIFACTS])

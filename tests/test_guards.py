@@ -12,8 +12,8 @@ import pytest
 from lacnn_zoo import build_model, layer_attended
 from lacnn_zoo.io import (
     LOCK_NAME,
-    ForeignFilesError,
     FolderLock,
+    ForeignFilesError,
     atomic_path,
     check_replaceable,
     is_owned,

@@ -68,8 +68,8 @@ def test_only_applications_have_a_convention():
 
 
 def test_a_run_on_an_application_backbone_records_and_uses_its_convention(colour_folder, tmp_path):
-    from lacnn_zoo.training.inference import evaluate
     from lacnn_zoo.training import train
+    from lacnn_zoo.training.inference import evaluate
 
     folder, _ = colour_folder
     run = str(tmp_path / "run")
@@ -151,8 +151,9 @@ def test_a_run_started_before_conventions_resumes_with_its_own_statistics(tmp_pa
 
 
 def test_int8_calibration_and_test_inputs_use_the_models_own_standardisation(digits):
-    from export.quantize import load_quantization_data
     from sklearn.datasets import load_digits as sk_digits
+
+    from export.quantize import load_quantization_data
 
     recorded = {**digits.preprocessing, "mean": [0.3], "std": [0.2]}  # not the data set's own statistics
     calibration, test_x, test_y, _ = load_quantization_data("digits", seed=0, calibration_images=16,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lacnn_zoo import cli
+from lacnn_zoo.training import train
 from lacnn_zoo.training.recipes import (
     LinearWarmup,
     SparseCategoricalCrossentropyWithSmoothing,
@@ -16,7 +17,6 @@ from lacnn_zoo.training.recipes import (
     make_schedule,
     resolve_recipe,
 )
-from lacnn_zoo.training import train
 
 
 def test_recipes_are_the_papers_and_explicit_options_win():

@@ -19,9 +19,9 @@ import pytest
 from conftest import EpochRecorder
 
 from lacnn_zoo import cli, training
-from lacnn_zoo.training.callbacks import AtomicBackupAndRestore
 from lacnn_zoo.io import FolderLock, LockedError
 from lacnn_zoo.training import resume, train
+from lacnn_zoo.training.callbacks import AtomicBackupAndRestore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(overrides={"widths": (8, 8, 16)}, verbose=0)

@@ -12,14 +12,14 @@ import pytest
 
 from lacnn_zoo.layers.layer_attention import MECHANISMS as LAYER_ATTENTION_MECHANISMS
 from lacnn_zoo.layers.residual import MIXING_MODES
-from tuning import MECHANISMS, MechanismHyperModel, run_search
+from tuning import CANDIDATES, MechanismHyperModel, run_search
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_space_covers_every_mechanism_of_the_zoo():
     expected = {"plain", "attention_augmented", *(f"resnet_{m}" for m in MIXING_MODES), *LAYER_ATTENTION_MECHANISMS}
-    assert set(MECHANISMS) == expected
+    assert set(CANDIDATES) == expected
 
 
 def _conditional_values(hp, mechanism):
@@ -44,7 +44,7 @@ def test_every_branch_of_the_space_builds():
     hp = keras_tuner.HyperParameters()
     hypermodel.build(hp)  # registers the whole space, conditional branches included
     built = 0
-    for mechanism in MECHANISMS:
+    for mechanism in CANDIDATES:
         knobs = _conditional_values(hp, mechanism)
         assert "width" in knobs and "depth" in knobs
         variants = [{}] + [{name: value} for name, values in knobs.items() for value in values[1:]]

@@ -7,11 +7,11 @@ Attributes are imported lazily (PEP 562): `python -m tuning --help` and `lacnn-z
 parser's tables from `tuning.options` without loading Keras Tuner or TensorFlow through this package.
 """
 
-__all__ = ["MECHANISMS", "MechanismHyperModel", "run_search"]
+__all__ = ["CANDIDATES", "MechanismHyperModel", "run_search"]
 
 
 def __getattr__(name):
-    if name in ("MECHANISMS", "MechanismHyperModel"):
+    if name in ("CANDIDATES", "MechanismHyperModel"):
         from tuning import hypermodel
 
         return getattr(hypermodel, name)

@@ -4,12 +4,12 @@ import argparse
 import sys
 
 from lacnn_zoo.options import AUGMENTS, parse_override
-from tuning.options import MECHANISMS, OBJECTIVES, TUNERS
+from tuning.options import CANDIDATES, OBJECTIVES, TUNERS
 
 
 def add_arguments(parser):
     """The search's options on `parser` (shared by `python -m tuning` and `lacnn-zoo tune`)."""
-    parser.add_argument("--mechanisms", help=f"comma-separated subset of: {', '.join(MECHANISMS)} (default: all)")
+    parser.add_argument("--mechanisms", help=f"comma-separated subset of: {', '.join(CANDIDATES)} (default: all)")
     parser.add_argument("--dataset", default="digits",
                         help="'digits' (embedded), a folder of class subfolders, or a TFDS name")
     parser.add_argument("--tuner", default="random", choices=TUNERS)

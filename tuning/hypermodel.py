@@ -12,20 +12,20 @@ import keras_tuner
 
 from lacnn_zoo import build_model, model_info
 from lacnn_zoo.training import compile_model
-from tuning.options import LAYER_ATTENDED, MECHANISMS, OBJECTIVES, RESIDUAL  # noqa: E402, F401  (Keras-free tables)
+from tuning.options import CANDIDATES, LAYER_ATTENDED, OBJECTIVES, RESIDUAL  # noqa: E402, F401  (Keras-free tables)
 
 
 def check_mechanisms(mechanisms):
     if mechanisms is None:
-        return list(MECHANISMS)
+        return list(CANDIDATES)
     if isinstance(mechanisms, str):
         mechanisms = [m.strip() for m in mechanisms.split(",") if m.strip()]
     mechanisms = list(dict.fromkeys(mechanisms))
     if not mechanisms:
-        raise ValueError(f"`mechanisms` is empty; choose from {list(MECHANISMS)}.")
-    unknown = [m for m in mechanisms if m not in MECHANISMS]
+        raise ValueError(f"`mechanisms` is empty; choose from {list(CANDIDATES)}.")
+    unknown = [m for m in mechanisms if m not in CANDIDATES]
     if unknown:
-        raise ValueError(f"Unknown mechanism(s) {unknown}; accepted: {list(MECHANISMS)}.")
+        raise ValueError(f"Unknown mechanism(s) {unknown}; accepted: {list(CANDIDATES)}.")
     return mechanisms
 
 
@@ -35,7 +35,7 @@ class MechanismHyperModel(keras_tuner.HyperModel):
     Args:
         input_shape: `(height, width, channels)` of the data.
         num_classes: classifier width.
-        mechanisms: the subset of `MECHANISMS` to search (default: all).
+        mechanisms: the subset of `CANDIDATES` to search (default: all).
         widths: the candidate first-stage widths (stages double it).
         weight_decay: AdamW weight decay.
         overrides: fixed knobs for every searched model that has them, e.g. `{"backbone": "EfficientNetB0"}`
@@ -51,7 +51,7 @@ class MechanismHyperModel(keras_tuner.HyperModel):
         self.widths = list(widths)
         self.weight_decay = weight_decay
         self.overrides = dict(overrides or {})
-        bases = {MECHANISMS[m][0] for m in self.mechanisms}
+        bases = {CANDIDATES[m][0] for m in self.mechanisms}
         unused = sorted(k for k in self.overrides if not any(k in model_info(b).knobs for b in bases))
         if unused:
             raise ValueError(f"Override(s) {unused} apply to none of the searched mechanisms {self.mechanisms}.")
@@ -101,7 +101,7 @@ class MechanismHyperModel(keras_tuner.HyperModel):
                 lstm_units = hp.Choice("lstm_units", [32, 64])
                 lstm_direction = hp.Choice("lstm_direction", ["forward", "bidirectional"])
 
-        base, fixed = MECHANISMS[mechanism]
+        base, fixed = CANDIDATES[mechanism]
         knobs.update(fixed)
         if mechanism == "plain":
             knobs["depth"] = depth

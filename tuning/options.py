@@ -1,8 +1,9 @@
 """The search's plain tables, free of Keras and Keras Tuner, so parsers (`python -m tuning --help`,
 `lacnn-zoo tune --help`) build without loading TensorFlow; `tuning.hypermodel` and `tuning.search` re-export them."""
 
-# name -> (registered model it starts from, fixed knobs)
-MECHANISMS = {
+# The candidates the search chooses among (its `mechanism` hyperparameter): name -> (registered model it starts
+# from, fixed knobs). Not `lacnn_zoo.layers.layer_attention.MECHANISMS`, the four layer-attention classes.
+CANDIDATES = {
     "plain": ("plain_cnn_tiny", {}),
     "resnet_add": ("resnet8", {"mixing": "add"}),
     "resnet_beta": ("resnet8", {"mixing": "beta"}),

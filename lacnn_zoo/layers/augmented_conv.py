@@ -69,7 +69,7 @@ def attend(q, k_t, v, width_term=None, height_term=None):
     return ops.matmul(ops.softmax(logits, axis=-1), v)  # softmax over keys
 
 
-def _resolve_depth(name, value, filters, heads, minimum=1):
+def resolve_depth(name, value, filters, heads, minimum=1):
     """An absolute channel count, or a ratio of `filters` rounded to a multiple of `heads` (at least `minimum`/head)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value <= 0:
         raise ValueError(f"`{name}` must be a positive channel count or a ratio in (0, 1); received {name}={value!r}.")
@@ -200,8 +200,8 @@ class AugmentedConv2D(layers.Layer):
         self.image_loop = image_loop
         self.attention_downsample = check_choice("attention_downsample", attention_downsample, (1, 2))
         self.dk, self.dv = dk, dv
-        self.key_depth = _resolve_depth("dk", dk, filters, heads, self.min_key_dims_per_head)
-        self.value_depth = _resolve_depth("dv", dv, filters, heads)
+        self.key_depth = resolve_depth("dk", dk, filters, heads, self.min_key_dims_per_head)
+        self.value_depth = resolve_depth("dv", dv, filters, heads)
         if self.value_depth >= filters:
             raise ValueError(
                 f"`dv` must leave at least one convolution filter: dv ({self.value_depth}) < filters ({filters}). "

@@ -12,7 +12,7 @@ import math
 from keras import Model, layers
 
 from lacnn_zoo.layers import ConvBNAct, ResidualBlock
-from lacnn_zoo.layers.augmented_conv import _resolve_depth, attention_grid, attention_training_values
+from lacnn_zoo.layers.augmented_conv import attention_grid, attention_training_values, resolve_depth
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.heads import check_head_arguments, classifier_head, model_input
 from lacnn_zoo.models.registry import TRAINING_BYTES_PER_PARAMETER, check_model_size, model_info, register_model
@@ -48,8 +48,8 @@ def residual_stages_size(input_shape, widths, blocks, *, mixing, preactivation, 
         params = kept = working = 0
         if attention is not None and stage in augment_stages:
             heads = attention["heads"]
-            dk = _resolve_depth("dk", attention["dk"], filters, heads, attention["min_key_dims_per_head"])
-            dv = _resolve_depth("dv", attention["dv"], filters, heads)
+            dk = resolve_depth("dk", attention["dk"], filters, heads, attention["min_key_dims_per_head"])
+            dv = resolve_depth("dv", attention["dv"], filters, heads)
             grid = attention_grid(height, width, 1, attention.get("attention_downsample", 1))
             relative = (2 * grid[0] - 1 + 2 * grid[1] - 1) * (dk // heads) if attention["relative"] else 0
             params += 9 * channels * (filters - dv) + (channels + 1) * (2 * dk + dv) + (dv + 1) * dv + relative

@@ -86,7 +86,7 @@ def soft_labels(options):
     return bool(options.get("mixup") or options.get("cutmix"))
 
 
-def _fit_data(data, split, batch_size, options=None, seed=0):
+def fit_data(data, split, batch_size, options=None, seed=0):
     """`fit`/`evaluate` arguments for a split; one-hot labels (mixed for training) when the recipe mixes."""
     part = getattr(data, split)
     if data.is_numpy:
@@ -99,12 +99,12 @@ def _fit_data(data, split, batch_size, options=None, seed=0):
     return {"x": part}
 
 
-def _fit_arguments(data, config, options, dist):
+def fit_arguments(data, config, options, dist):
     batch_size = config["batch_size"]
-    fit = _fit_data(data, "train", batch_size, options, config["seed"])
+    fit = fit_data(data, "train", batch_size, options, config["seed"])
     if not data.is_numpy:  # a tf.data pipeline reshuffles itself every epoch; Keras warns about shuffle=True
         fit["shuffle"] = False
-    validation = data.validation if data.is_numpy else _fit_data(data, "validation", batch_size, options)["x"]
+    validation = data.validation if data.is_numpy else fit_data(data, "validation", batch_size, options)["x"]
     if dist.kind == "multi-worker" and not data.is_numpy and dist.strategy is not None:
         fit["x"], validation = shard_by_data(fit["x"]), shard_by_data(validation)
     if dist.distribution is not None:  # JAX shards every batch evenly over the devices
@@ -134,7 +134,7 @@ def _fit_arguments(data, config, options, dist):
     return {**fit, "validation_data": validation}
 
 
-def _sample_batch(fit):
+def sample_batch(fit):
     """A small local (x, y) batch of what `fit` will see."""
     if "y" in fit:
         return fit["x"][:2], fit["y"][:2]

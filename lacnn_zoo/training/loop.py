@@ -29,10 +29,10 @@ from lacnn_zoo.training.callbacks import (
     weights_are_finite,
 )
 from lacnn_zoo.training.compiling import (
-    _fit_arguments,
-    _fit_data,
-    _sample_batch,
     compile_with_recipe,
+    fit_arguments,
+    fit_data,
+    sample_batch,
     size_warning,
     steps_per_epoch,
 )
@@ -294,8 +294,8 @@ def _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbac
         run_callbacks.append(EMAWeights())
     if resume:
         run_callbacks.append(BackupReader(os.path.join(output_dir, "backup")))
-    fit = _fit_arguments(data, config, options, dist)
-    with fitting(net, dist, lambda: _sample_batch(fit)):
+    fit = fit_arguments(data, config, options, dist)
+    with fitting(net, dist, lambda: sample_batch(fit)):
         net.fit(**fit, epochs=config["epochs"], callbacks=run_callbacks, verbose=verbose)
     return TrainResult(model=net, metrics=None, output_dir=output_dir, worker=dist.worker)
 
@@ -353,8 +353,8 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
     run_callbacks.append(backup)
 
     start = time.perf_counter()
-    fit = _fit_arguments(data, config, options, dist)
-    with fitting(net, dist, lambda: _sample_batch(fit)):
+    fit = fit_arguments(data, config, options, dist)
+    with fitting(net, dist, lambda: sample_batch(fit)):
         net.fit(**fit, epochs=epochs, callbacks=run_callbacks, verbose=verbose)
     wall = time.perf_counter() - start
     losses = run.column("loss")
@@ -368,7 +368,7 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
 
     dist.close()  # the test split is scored whole, on one device
     best = keras.saving.load_model(best_path) if os.path.exists(best_path) else net
-    test = best.evaluate(**_fit_data(data, "test", batch_size, options), verbose=0, return_dict=True)
+    test = best.evaluate(**fit_data(data, "test", batch_size, options), verbose=0, return_dict=True)
     epoch_times = run.column("epoch_time_s")
     metrics = {
         "model": config["model"],
