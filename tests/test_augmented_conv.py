@@ -372,3 +372,35 @@ def test_content_attention_in_one_block_uses_the_backends_attention_kernel(monke
             blocked(x)
             blocked.set_weights(layer.get_weights())
             np.testing.assert_allclose(np.asarray(out), np.asarray(blocked(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("strides,relative", [(1, True), (2, False)])
+def test_attention_map_is_the_softmax_of_eq_1_per_query_and_head(strides, relative):
+    """The report's attention maps: each query's weights over the keys, from eqs. 1 and 3 one pixel at a time."""
+    layer = AugmentedConv2D(12, strides=strides, dk=6, dv=4, heads=2, relative=relative)
+    x = np.random.default_rng(3).normal(size=(2, 6, 5, 3)).astype("float32")
+    _randomised(layer, x)
+    queries = [(0, 0), (1, 2), (layer.grid[0] - 1, layer.grid[1] - 1)]
+    got = _np(layer.attention_map(x, queries))
+    a = avg_pool_same(x.astype(np.float64)) if strides == 2 else x.astype(np.float64)
+    qkv = a @ _np(layer.qkv.kernel)[0, 0] + _np(layer.qkv.bias)
+    dk, nh = layer.key_depth, layer.heads
+    dkh = dk // nh
+    height, width = a.shape[1:3]
+    assert got.shape == (2, nh, len(queries), height, width)
+    for b in range(2):
+        for h in range(nh):
+            q, k = qkv[b, ..., h * dkh:(h + 1) * dkh], qkv[b, ..., dk + h * dkh:dk + (h + 1) * dkh]
+            for n, (yi, xi) in enumerate(queries):
+                logits = np.zeros((height, width))
+                for yj in range(height):
+                    for xj in range(width):
+                        key = k[yj, xj].copy()
+                        if relative:  # r^W_{x_j - x_i} + r^H_{y_j - y_i}
+                            key += _np(layer.rel_width)[xj - xi + width - 1]
+                            key += _np(layer.rel_height)[yj - yi + height - 1]
+                        logits[yj, xj] = q[yi, xi] @ key / np.sqrt(dkh)
+                np.testing.assert_allclose(got[b, h, n], softmax(logits.reshape(-1)).reshape(height, width),
+                                           rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="`queries` must be"):
+        layer.attention_map(x, [(height, 0)])

@@ -334,6 +334,34 @@ class AugmentedConv2D(layers.Layer):
             out = ops.image.resize(out, self.output_grid, interpolation="bilinear", data_format="channels_last")
         return out
 
+    def attention_map(self, inputs, queries):
+        """The attention weights of query pixels over every key pixel, per head (the softmax of eq. 1 with the
+        relative terms of eq. 3): (B, Nh, len(queries), H, W) for `queries` [(y, x), ...] on the attention grid.
+
+        For figures (a few queries of a few images); the layer itself never builds these weights whole.
+        """
+        x = inputs if self.pool is None else self.pool(inputs)
+        if self.downsample is not None:
+            x = self.downsample(x)
+        qkv = self.qkv(x)
+        dk = self.key_depth
+        q = self._split_heads(qkv[..., :dk]) * ((dk // self.heads) ** -0.5)
+        k = self._split_heads(qkv[..., dk:2 * dk])
+        height, width = self.grid
+        rows = [y * width + x for y, x in queries]
+        if any(not (0 <= y < height and 0 <= x < width) for y, x in queries):
+            raise ValueError(f"`queries` must be (y, x) pixels of the {height}x{width} attention grid; "
+                             f"received {list(queries)}.")
+        q_flat = ops.take(ops.reshape(q, (-1, self.heads, height * width, q.shape[-1])), rows, axis=2)
+        logits = ops.matmul(q_flat, ops.transpose(ops.reshape(k, (-1, self.heads, height * width, k.shape[-1])),
+                                                  (0, 1, 3, 2)))
+        if self.relative:
+            width_term, height_term = self.relative_logits(q)  # (B, Nh, H, W, 1, W), (B, Nh, H, W, H, 1)
+            terms = ops.reshape(width_term + height_term, (-1, self.heads, height * width, height * width))
+            logits = logits + ops.take(terms, rows, axis=2)
+        weights = ops.softmax(logits, axis=-1)
+        return ops.reshape(weights, (-1, self.heads, len(rows), height, width))
+
     def call(self, inputs):
         return ops.concatenate([self.conv(inputs), self.attention_branch(inputs)], axis=-1)
 
