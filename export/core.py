@@ -34,7 +34,7 @@ from export.quantize import (
 )
 from export.runtimes import Runner
 from lacnn_zoo.errors import spell
-from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full
+from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full, swap_into_place
 from lacnn_zoo.training import RunFolder
 from lacnn_zoo.training.inference import top1
 from lacnn_zoo.validation import check_finite, check_positive_int
@@ -307,7 +307,7 @@ def _write_export(job):
     try:
         manifest = _write_artifacts(job, tmp)
         _check_destination(out_dir, job["overwrite"])
-        _swap_into_place(tmp, out_dir)
+        swap_into_place(tmp, out_dir)
         tmp = None
         return manifest
     except Exception as e:
@@ -373,15 +373,3 @@ def _manifest(job, entries, parity, quantization):
         "parity": parity,
         "quantization": quantization,
     }
-
-
-def _swap_into_place(tmp, out_dir):
-    """Rename the finished export in; a previous export is moved aside first and removed only after."""
-    old = None
-    if os.path.lexists(out_dir):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.lacnn-old-", dir=os.path.dirname(out_dir))
-        os.rmdir(old)
-        os.rename(out_dir, old)
-    os.rename(tmp, out_dir)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)

@@ -53,6 +53,15 @@ else:
 
 __version__ = "0.1.0"
 
+
+def report(run, **options):
+    """Write `report.html` (and its PNG figures) for a run folder of `lacnn-zoo train` or a tuning project;
+    returns the page's path. See `lacnn_zoo.experiments.report.report` for the options."""
+    from lacnn_zoo.experiments.report import report as write_report
+
+    return write_report(run, **options)
+
+
 __all__ = [
     "ModelInfo",
     "build_model",
@@ -65,6 +74,7 @@ __all__ = [
     "load_model",
     "model_info",
     "register_model",
+    "report",
     "tap_names",
     "__version__",
 ]

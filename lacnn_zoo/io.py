@@ -277,3 +277,20 @@ def remove_stale_temporaries(folder, *, recursive_into=()):
                 remove_path(os.path.join(where, name))
                 removed.append(os.path.join(sub, name))
     return removed
+
+
+def swap_into_place(tmp, destination):
+    """Rename the finished folder `tmp` to `destination`; a previous `destination` is moved aside first and
+    removed only after (a kill in between leaves it beside, as `.<name>.lacnn-old-*`)."""
+    import shutil
+    import tempfile
+
+    old = None
+    if os.path.lexists(destination):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.lacnn-old-",
+                               dir=os.path.dirname(destination))
+        os.rmdir(old)
+        os.rename(destination, old)
+    os.rename(tmp, destination)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)

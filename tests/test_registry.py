@@ -5,7 +5,8 @@ import time
 import pytest
 
 import lacnn_zoo
-from lacnn_zoo import build_model, list_models, model_info, registry
+from lacnn_zoo import build_model, list_models, model_info
+from lacnn_zoo.models import registry
 
 
 def test_list_models_wildcards_and_families():

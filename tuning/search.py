@@ -58,7 +58,7 @@ EXECUTIONS_FILE = "executions.json"  # in each trial's folder: every execution's
 def _project_entry(name):
     """Files Keras Tuner and the report write into a project folder (`overwrite` replaces nothing else)."""
     return (name in {"oracle.json", "best.keras", "metrics.json", "mechanisms.csv", "mechanisms.json",
-                     "mechanisms.png", "search.json"}
+                     "mechanisms.png", "search.json", "tensorboard", "report"}
             or name.startswith("trial_") or (name.startswith("tuner") and name.endswith(".json"))
             or name == "chief.json")
 
@@ -121,7 +121,8 @@ class _RecordExecutions:
         for history in histories:
             best = tuner_utils.convert_to_metrics_dict(history, self.oracle.objective)
             executions.append({**{k: float(v) for k, v in best.items()},
-                               "epoch_times_s": [float(t) for t in history.history.get("epoch_time_s", [])]})
+                               "epoch_times_s": [float(t) for t in history.history.get("epoch_time_s", [])],
+                               "history": {k: [float(v) for v in values] for k, values in history.history.items()}})
         write_json(os.path.join(self.get_trial_dir(trial.trial_id), EXECUTIONS_FILE), executions)
         return histories
 
@@ -227,7 +228,11 @@ def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, p
         directory=directory, project_name=project_name, seed=seed, overwrite=overwrite,
         executions_per_trial=executions_per_trial,
     )
-    fit = dict(validation_data=data.validation, callbacks=[EpochTimer(), *callbacks], verbose=verbose)
+    # Keras Tuner gives a TensorBoard callback a log folder per trial and logs its hyperparameters to the HParams
+    # dashboard (TensorFlow backend).
+    board = [keras.callbacks.TensorBoard(os.path.join(directory, project_name, "tensorboard"))] \
+        if keras.backend.backend() == "tensorflow" else []
+    fit = dict(validation_data=data.validation, callbacks=[EpochTimer(), *board, *callbacks], verbose=verbose)
     if data.is_numpy:
         fit.update(x=data.train[0], y=data.train[1], batch_size=batch_size)
     else:

@@ -176,3 +176,15 @@ def predict(args):
     for r in rows:
         print(f"{r['file'] if r['rank'] == 1 else '':<{width}}  {r['class']:<16} {r['probability']:.4f}")
     return 0
+
+
+def report(args):
+    import time
+
+    from lacnn_zoo.experiments.report import report
+
+    start = time.perf_counter()
+    page = report(args.run_dir, dataset=args.dataset, out=args.out, overwrite=args.overwrite, examples=args.examples,
+                  data_dir=args.data_dir, download=args.download)
+    print(f"Report written to {page} ({time.perf_counter() - start:.0f} s); its figures are PNG files beside it.")
+    return 0

@@ -164,6 +164,17 @@ def _evaluate_and_predict_options(e, p):
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
 
 
+def _report_options(r):
+    r.add_argument("run_dir", metavar="RUN", help="a run folder of `lacnn-zoo train`, or a tuning project folder")
+    r.add_argument("--dataset", help="test on this data set instead of the run's own ('digits', a folder, a TFDS "
+                                     "name)")
+    r.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
+    r.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
+    r.add_argument("--examples", type=int, default=16, help="highest-loss test images shown (16)")
+    r.add_argument("--out", metavar="DIR", help="the report folder (default RUN/report)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+
+
 def build_parser():
     """The whole tree; each subcommand's parser carries `func` (its command) or, for the commands that have
     their own entry point (tune, export), `run` (their runner, which reports errors itself)."""
@@ -191,6 +202,7 @@ def build_parser():
         add("evaluate", commands.evaluate,
             help="top-1 (top-5) accuracy and loss of a .keras file or run folder on a data set"),
         add("predict", commands.predict, help="classify image files with a run's recorded preprocessing"))
+    _report_options(add("report", commands.report, help="one page (report.html) of what a trained run learned"))
     # The search and the export keep their own entry points (python -m tuning / export); these are the same
     # commands: the same options (their own builders) and the same runners.
     tune = sub.add_parser("tune", help="search the attention mechanism with Keras Tuner (as python -m tuning)",

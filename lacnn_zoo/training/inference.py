@@ -7,6 +7,7 @@ read what the run recorded beside it: `run.json` (data set, seed, image size) an
 them).
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -65,11 +66,12 @@ def _outputs_probabilities(model):
 
 
 def _log_probabilities(model, outputs):
+    import keras
+
     outputs = np.asarray(outputs, dtype="float64")
     if _outputs_probabilities(model):
         return np.log(np.clip(outputs, 1e-12, 1.0))
-    shifted = outputs - outputs.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return keras.ops.convert_to_numpy(keras.ops.log_softmax(outputs, axis=-1))
 
 
 def _batches(data, split, batch_size):
@@ -80,6 +82,81 @@ def _batches(data, split, batch_size):
     else:
         for x, y in part:
             yield np.asarray(x), np.asarray(y)
+
+
+@dataclasses.dataclass
+class Predictions:
+    """A model's log-probabilities on a split, with what they were computed from."""
+
+    model_path: str
+    model: object
+    dataset: str
+    seed: int
+    split: str
+    log_p: np.ndarray  # (N, classes)
+    labels: np.ndarray  # (N,)
+    preprocessing: dict  # what the model's inputs are: the run's record, else the data set's
+    inputs: np.ndarray = None  # the model's inputs, when asked for
+    data: object = None  # the DataSplits the split came from
+
+
+def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size=None, data_dir=None,
+                download=False, split="test", keep_inputs=False):
+    """`Predictions` of a `.keras` file or run folder on a split (the run's data set and seed by default).
+
+    Inputs are standardised with the model's recorded statistics (metrics.json beside it) when there are any,
+    else with the data set's own training statistics.
+    """
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"`split` must be 'train', 'validation' or 'test'; received split={split!r}.")
+    check_positive_int("batch_size", batch_size)
+    model_path, run, metrics = resolve(model_or_run)
+    dataset = dataset if dataset is not None else run.get("dataset")
+    if not dataset:
+        raise ValueError(
+            f"`dataset` is needed: {model_path!r} has no run.json beside it naming the data set it was trained on."
+        )
+    seed = seed if seed is not None else run.get("seed", 0)
+    if image_size is None and run.get("dataset") == dataset:
+        image_size = run.get("image_size")
+    model = _load(model_path)
+    options = {} if dataset == "digits" else dict(
+        data_dir=data_dir, download=download, image_size=tuple(image_size) if image_size else None)
+    data = load_dataset(dataset, seed=seed, batch_size=batch_size, **options)
+    recorded = _check_fits(model, data, dataset, metrics.get("preprocessing") or {})
+    same_scale = recorded.get("mean") is not None and recorded.get("scale") == data.preprocessing["scale"]
+    log_p, labels, inputs = [], [], []
+    for x, y in _batches(data, split, batch_size):
+        if same_scale:  # back to [0, 1] with the data set's statistics, then the model's own
+            x = restandardise(x, data.preprocessing, recorded)
+        log_p.append(_log_probabilities(model, model.predict_on_batch(x)))
+        labels.append(np.asarray(y, "int64"))
+        if keep_inputs:
+            inputs.append(np.asarray(x, "float32"))
+    return Predictions(model_path=model_path, model=model, dataset=dataset, seed=seed, split=split,
+                       log_p=np.concatenate(log_p), labels=np.concatenate(labels),
+                       preprocessing={**data.preprocessing, **(recorded if same_scale else {})},
+                       inputs=np.concatenate(inputs) if keep_inputs else None, data=data)
+
+
+def _check_fits(model, data, dataset, recorded):
+    """The model's recorded preprocessing, once the data set is known to fit it (shape, classes, names)."""
+    expected = tuple(model.input_shape[1:])
+    if any(m is not None and m != d for m, d in zip(expected, data.input_shape)):
+        raise ValueError(
+            f"The model takes inputs of shape {expected}, but {dataset!r} gives {tuple(data.input_shape)}; "
+            f"pass {spell('image_size=(height, width)', '--image-size H W')} or the data set it was trained on."
+        )
+    num_classes = int(model.output_shape[-1])
+    if num_classes != data.num_classes:
+        raise ValueError(f"The model has {num_classes} classes but {dataset!r} has {data.num_classes}.")
+    names = recorded.get("class_names")
+    if names and data.preprocessing.get("class_names") and names != data.preprocessing["class_names"]:
+        raise ValueError(
+            f"{dataset!r} has the classes {data.preprocessing['class_names']}, but the model was trained on "
+            f"{names}: the labels would not match."
+        )
+    return recorded
 
 
 def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size=None, data_dir=None,
@@ -95,69 +172,29 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
         split: 'test', 'validation' or 'train'.
         out: also write the result to this JSON file (atomically; an existing file only with `overwrite`).
 
-    Inputs are standardised with the model's recorded statistics (metrics.json beside it) when
-    there are any, else with the data set's own training statistics.
+    Inputs are standardised as `predictions` does.
 
     Returns:
         A dict: model, dataset, split, seed, num_examples, num_classes, top1, top5 (>= 20 classes), loss.
     """
-    if split not in ("train", "validation", "test"):
-        raise ValueError(f"`split` must be 'train', 'validation' or 'test'; received split={split!r}.")
-    check_positive_int("batch_size", batch_size)
     if out:
         check_output_file(out, option=spell("`out`", "--out"), overwrite=overwrite,
                           flag=spell("overwrite=True", "--overwrite"))
-    model_path, run, metrics = resolve(model_or_run)
-    dataset = dataset if dataset is not None else run.get("dataset")
-    if not dataset:
-        raise ValueError(
-            f"`dataset` is needed: {model_path!r} has no run.json beside it naming the data set it was trained on."
-        )
-    seed = seed if seed is not None else run.get("seed", 0)
-    if image_size is None and run.get("dataset") == dataset:
-        image_size = run.get("image_size")
-    model = _load(model_path)
-    options = {} if dataset == "digits" else dict(
-        data_dir=data_dir, download=download, image_size=tuple(image_size) if image_size else None)
-    data = load_dataset(dataset, seed=seed, batch_size=batch_size, **options)
-
-    expected = tuple(model.input_shape[1:])
-    if any(m is not None and m != d for m, d in zip(expected, data.input_shape)):
-        raise ValueError(
-            f"The model takes inputs of shape {expected}, but {dataset!r} gives {tuple(data.input_shape)}; "
-            f"pass {spell('image_size=(height, width)', '--image-size H W')} or the data set it was trained on."
-        )
-    num_classes = int(model.output_shape[-1])
-    if num_classes != data.num_classes:
-        raise ValueError(f"The model has {num_classes} classes but {dataset!r} has {data.num_classes}.")
-    recorded = metrics.get("preprocessing") or {}
-    names = recorded.get("class_names")
-    if names and data.preprocessing.get("class_names") and names != data.preprocessing["class_names"]:
-        raise ValueError(
-            f"{dataset!r} has the classes {data.preprocessing['class_names']}, but the model was trained on "
-            f"{names}: the labels would not match."
-        )
-    same_scale = recorded.get("mean") is not None and recorded.get("scale") == data.preprocessing["scale"]
-
-    log_p, labels = [], []
-    for x, y in _batches(data, split, batch_size):
-        if same_scale:  # back to [0, 1] with the data set's statistics, then the model's own
-            x = restandardise(x, data.preprocessing, recorded)
-        log_p.append(_log_probabilities(model, model.predict_on_batch(x)))
-        labels.append(np.asarray(y, "int64"))
-    log_p, labels = np.concatenate(log_p), np.concatenate(labels)
+    p = predictions(model_or_run, dataset, seed=seed, batch_size=batch_size, image_size=image_size,
+                    data_dir=data_dir, download=download, split=split)
+    log_p, labels = p.log_p, p.labels
     ranked = np.argsort(-log_p, axis=-1, kind="stable")
     result = {
-        "model": model_path,
-        "dataset": dataset,
+        "model": p.model_path,
+        "dataset": p.dataset,
         "split": split,
-        "seed": seed,
+        "seed": p.seed,
         "num_examples": int(len(labels)),
-        "num_classes": num_classes,
+        "num_classes": int(log_p.shape[-1]),
         "top1": float(np.mean(ranked[:, 0] == labels)),
         "loss": float(-np.mean(log_p[np.arange(len(labels)), labels])),
     }
-    if num_classes >= 20:
+    if log_p.shape[-1] >= 20:
         result["top5"] = float(np.mean((ranked[:, :5] == labels[:, None]).any(axis=1)))
     if out:
         write_json(out, result)

@@ -55,7 +55,7 @@ LEGACY_KNOB_DEFAULTS = {1: {"lstm_readout": "final_state"}}  # Dynamic-Recurrent
 # only when it holds nothing else.
 RUN_ENTRIES = frozenset({
     CONFIG, HISTORY, BEST, "best.keras.json", BACKUP, TENSORBOARD, METRICS,
-    "layer_attention.csv", "layer_attention.png", "grad_norms.csv",
+    "layer_attention.csv", "layer_attention.png", "grad_norms.csv", "report",
 })
 # What a copy of an unfinished run needs to continue it (a JAX worker's private shadow of the chief's run).
 RESUMABLE_ENTRIES = (CONFIG, HISTORY, BEST, "best.keras.json", BACKUP)

@@ -1,0 +1,130 @@
+"""What the report's figures show, computed: the confusion matrix, per-class precision and recall, the highest
+losses, calibration (reliability bins and the expected calibration error), the learning rate of each epoch, and
+the accuracy with each layer-attention tap zeroed."""
+
+import math
+
+import keras
+import numpy as np
+
+
+def confusion_matrix(labels, predicted, num_classes):
+    """Counts [true class, predicted class] (rows sum to each class's test images)."""
+    labels, predicted = np.asarray(labels, "int64"), np.asarray(predicted, "int64")
+    return np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def precision_recall(confusion):
+    """Per class: precision (correct / predicted as the class) and recall (correct / of the class); NaN where
+    nothing was predicted as, or nothing belongs to, the class."""
+    correct = np.diag(confusion).astype("float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = correct / confusion.sum(axis=0)
+        recall = correct / confusion.sum(axis=1)
+    return precision, recall
+
+
+def top_losses(log_p, labels, n):
+    """Indices of the `n` examples with the highest cross-entropy -log p(true class), highest first."""
+    losses = -log_p[np.arange(len(labels)), labels]
+    return np.argsort(-losses, kind="stable")[:n]
+
+
+def reliability(probabilities, labels, bins=10):
+    """Reliability bins of the top-1 confidence and the expected calibration error (Guo et al. 2017).
+
+    Bin m holds the confidences in ((m-1)/M, m/M] (the first bin also 0); ECE = sum_m |B_m|/N |acc(B_m) - conf(B_m)|.
+    Returns {"edges", "counts", "confidence", "accuracy" (NaN for empty bins), "ece"}.
+    """
+    confidence = probabilities.max(axis=-1)
+    correct = probabilities.argmax(axis=-1) == labels
+    index = np.clip(np.ceil(confidence * bins).astype("int64") - 1, 0, bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=bins) / counts
+        accuracy = np.bincount(index, weights=correct.astype("float64"), minlength=bins) / counts
+    gaps = np.where(counts > 0, np.abs(accuracy - mean_confidence), 0.0)
+    return {"edges": np.linspace(0, 1, bins + 1), "counts": counts, "confidence": mean_confidence,
+            "accuracy": accuracy, "ece": float(np.sum(counts / counts.sum() * gaps))}
+
+
+def learning_rates(config, steps_per_epoch, epochs, replicas=1):
+    """The learning rate at the end of each epoch, from the recipe recorded in run.json (`make_schedule`, the
+    schedule training compiled), times the replicas when the run scaled it."""
+    from lacnn_zoo.training.recipes import make_schedule
+
+    schedule = make_schedule(config, epochs=config["epochs"], steps_per_epoch=steps_per_epoch)
+    scale = replicas if config.get("scale_lr") else 1
+    rates = []
+    for epoch in range(epochs):
+        step = (epoch + 1) * steps_per_epoch
+        value = schedule(step) if callable(schedule) else schedule
+        rates.append(scale * float(keras.ops.convert_to_numpy(value)))
+    return rates
+
+
+def steps_per_epoch(train_images, batch_size):
+    return max(1, math.ceil(train_images / batch_size))
+
+
+def head_and_taps(model):
+    """`(taps, head)`: the model from images to the formed taps that enter the layer-attention mechanism, and
+    the model from those taps to the outputs."""
+    from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
+
+    mechanism = model.get_layer(ATTENTION_LAYER)
+    taps = list(mechanism.input) if isinstance(mechanism.input, (list, tuple)) else [mechanism.input]
+    return keras.Model(model.inputs, taps), keras.Model(taps, model.outputs)
+
+
+def tap_lesions(model, x, y, batch_size=256):
+    """Top-1 accuracy with each tap zeroed as the head sees it (the mechanism receives zeros for that tap; the
+    backbone and the other taps are untouched), beside the intact accuracy: which taps the classifier relies on.
+
+    Returns {"intact": accuracy, "zeroed": [accuracy with tap i zeroed, ...]}.
+    """
+    taps_model, head = head_and_taps(model)
+    formed = [[] for _ in taps_model.outputs]
+    for start in range(0, len(x), batch_size):
+        outputs = taps_model.predict_on_batch(x[start:start + batch_size])
+        for i, tap in enumerate(outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+            formed[i].append(np.asarray(tap))
+    formed = [np.concatenate(parts) for parts in formed]
+
+    def accuracy(taps):
+        predicted = np.concatenate([
+            np.asarray(head.predict_on_batch([t[start:start + batch_size] for t in taps])).argmax(axis=-1)
+            for start in range(0, len(y), batch_size)])
+        return float(np.mean(predicted == np.asarray(y)))
+
+    zeroed = [accuracy([np.zeros_like(t) if j == i else t for j, t in enumerate(formed)]) for i in range(len(formed))]
+    return {"intact": accuracy(formed), "zeroed": zeroed}
+
+
+def augmented_layers(model):
+    """One attention-augmented layer per stage: [(block name, block)], the first block of each stage whose
+    first convolution is an AugmentedConv2D."""
+    from lacnn_zoo.layers.augmented_conv import AugmentedConv2D
+
+    chosen = {}
+    for layer in model.layers:
+        if isinstance(getattr(layer, "conv1", None), AugmentedConv2D):
+            chosen.setdefault(layer.name.split("_")[0], (layer.name, layer))
+    return list(chosen.values())
+
+
+def attention_maps(model, block, images, queries):
+    """Per head, the attention weights of `queries` (pixels of the attention grid) in `block`'s augmented
+    convolution, for `images`: (images, heads, queries, H, W)."""
+    inputs = keras.Model(model.inputs, block.input).predict_on_batch(images)
+    if block.preactivation:
+        inputs = keras.ops.relu(block.bn1(inputs, training=False))
+    return np.asarray(keras.ops.convert_to_numpy(block.conv1.attention_map(inputs, queries)))
+
+
+def query_pixels(grid):
+    """Three query pixels of an attention grid: its centre and the centres of two opposite quadrants."""
+    height, width = grid
+    return [(height // 2, width // 2), (height // 4, width // 4), (min(height - 1, 3 * height // 4),
+                                                                  min(width - 1, 3 * width // 4))]

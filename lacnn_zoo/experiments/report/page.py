@@ -1,0 +1,59 @@
+"""The report's page: one self-contained HTML file (figures embedded as data URIs, no script, no network)."""
+
+import base64
+import html
+import os
+
+STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+td, th { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+.note { color: #666; font-size: 0.9em; } .left-out { color: #8a5a00; }
+"""
+
+
+class Page:
+    """Sections of headings, paragraphs, tables and figures; `write` makes the HTML."""
+
+    def __init__(self, title, subtitle=""):
+        self.title, self.subtitle, self.parts = title, subtitle, []
+        self.numbers = {}  # what the figures show, for report.json
+
+    def heading(self, text):
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+
+    def text(self, text, kind=None):
+        css = f' class="{kind}"' if kind else ""
+        self.parts.append(f"<p{css}>{html.escape(text)}</p>")
+
+    def left_out(self, section, reason):
+        self.text(f"{section}: left out, {reason}.", kind="left-out")
+        self.numbers.setdefault("left_out", {})[section] = reason
+
+    def table(self, header, rows):
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+
+    def figure(self, path, alt):
+        with open(path, "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        self.parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
+                          f'title="{html.escape(os.path.basename(path))}">')
+
+    def render(self):
+        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
+                f"</title><style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
+                f'<p class="note">{html.escape(self.subtitle)}</p>' + "\n".join(self.parts) + "</body></html>\n")
+
+
+def _cell(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.4f}"
+    return str(value)
