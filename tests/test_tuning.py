@@ -103,6 +103,7 @@ def test_tiny_search_end_to_end(tmp_path):
 
     metrics = json.load(open(project / "metrics.json"))
     assert metrics["preprocessing"] == json.loads(json.dumps(load_digits(seed=1).preprocessing))
+    _check_report_and_hparams(project)
     # The same project with another space is refused before any trial; foreign files are never replaced.
     trials = sorted(p.name for p in project.iterdir())
     with pytest.raises(ValueError, match=r"another search space.*mechanisms"):
@@ -331,3 +332,33 @@ def test_the_table_keeps_every_asked_mechanism_whichever_were_drawn():
     assert [r["mechanism"] for r in table] == ["self_attention", "plain", "static_vector", "dynamic_recurrent"]
     assert [r["trials"] for r in table] == [2, 0, 0, 0] and table[0]["best_val_accuracy"] == 0.9
     assert all(r["best_val_accuracy"] is None and r["executions"] == 0 for r in table[1:])
+
+
+def _check_report_and_hparams(project):
+    """The project's report: the mechanisms table, the best trial's curve per mechanism (against each trial's
+    own files), every trial; and Keras Tuner's hyperparameters in TensorBoard's HParams plugin data."""
+    import glob
+
+    import tensorflow as tf
+
+    from lacnn_zoo import report
+
+    page = report(str(project), log=lambda *a: None)
+    numbers = json.load(open(os.path.join(os.path.dirname(page), "report.json")))
+    trials = [json.load(open(f)) for f in sorted(glob.glob(str(project / "trial_*" / "trial.json")))]
+    assert sorted(t["id"] for t in numbers["trials"]) == sorted(str(t["trial_id"]) for t in trials)
+    best = {}
+    for t in trials:
+        mechanism = t["hyperparameters"]["values"]["mechanism"]
+        if mechanism not in best or t["score"] > best[mechanism]["score"]:
+            best[mechanism] = t
+    assert sorted(numbers["best_curves"]) == sorted(best)
+    for mechanism, t in best.items():
+        executions = json.load(open(project / f"trial_{t['trial_id']}" / "executions.json"))
+        assert numbers["best_curves"][mechanism] == executions[0]["history"]["val_accuracy"]
+    assert [r["mechanism"] for r in numbers["mechanisms"]] == ["plain", "static_vector"]
+    tags = set()
+    for events in glob.glob(str(project / "tensorboard" / "**" / "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(events):
+            tags.update(v.tag for v in event.summary.value)
+    assert "_hparams_/session_start_info" in tags, sorted(tags)[:10]

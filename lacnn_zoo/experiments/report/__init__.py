@@ -90,9 +90,9 @@ def run_page(path, out, *, dataset, examples, data_dir, download, log):
     config, metrics = folder.config(), folder.metrics(missing={})
     name = config.get("model")
     page = Page(f"{name} on {os.path.basename(os.path.normpath(str(config.get('dataset'))))}",
-                f"Run folder {os.path.abspath(path)}")
+                f"Run folder {path}")
     page.heading("Summary")
-    page.table(["", ""], [["model", name], ["dataset", config.get("dataset")],
+    page.table(None, [["model", name], ["dataset", config.get("dataset")],
                           ["test accuracy", metrics.get("test_accuracy")], ["parameters", metrics.get("params")],
                           ["epochs", config.get("epochs")], ["recipe", config.get("recipe")],
                           ["seed", config.get("seed")]])

@@ -111,7 +111,7 @@ def augmented_layers(model):
     for layer in model.layers:
         if isinstance(getattr(layer, "conv1", None), AugmentedConv2D):
             chosen.setdefault(layer.name.split("_")[0], (layer.name, layer))
-    return list(chosen.values())
+    return list(chosen.values())  # keyed by stage, reported by block name
 
 
 def attention_maps(model, block, images, queries):

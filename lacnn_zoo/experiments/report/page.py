@@ -35,9 +35,10 @@ class Page:
         self.numbers.setdefault("left_out", {})[section] = reason
 
     def table(self, header, rows):
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        """`header` None: a two-column table of names and values."""
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header or ())
         body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
-        self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        self.parts.append(f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>")
 
     def figure(self, path, alt):
         with open(path, "rb") as f:

@@ -30,7 +30,7 @@ def trials(path):
 
 def tuning_page(path, out, log):
     log(f"report: reading the tuning project {path} ...")
-    page = Page(f"Search: {os.path.basename(os.path.normpath(path))}", f"Tuning project {os.path.abspath(path)}")
+    page = Page(f"Search: {os.path.basename(os.path.normpath(path))}", f"Tuning project {path}")
     table = read_json(os.path.join(path, TABLE)) if os.path.exists(os.path.join(path, TABLE)) else None
     found = trials(path)
     objective = (table or {}).get("objective", "val_accuracy")
