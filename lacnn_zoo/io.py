@@ -23,14 +23,10 @@ from lacnn_zoo.errors import ZooError
 OWNER_MARKER = ".lacnn-zoo"
 TMP_TAG = ".lacnn-tmp"
 # Temporaries of atomic_path: ".<name>.<8 hex>.lacnn-tmp[suffix]", and the earlier version's tempfile names
-# ".<name>.<8 chars>.tmp[suffix]" for the files the zoo wrote then (nothing else is ever taken for a temporary).
+# ".<name>.<8 chars>.tmp[suffix]" for the files the zoo wrote then: a name the folder's owner knows as its own
+# (its `known` predicate; nothing else is ever taken for a temporary).
 _TEMPORARY = re.compile(rf"^\..+\.[0-9a-f]{{8}}{re.escape(TMP_TAG)}(\.keras|\.weights\.h5)?$")
-_LEGACY_NAMES = ("best.keras", "best.keras.json", "latest.weights.h5", "training_metadata.json", "run.json",
-                 "metrics.json", "layer_attention.csv", "layer_attention.png", "grad_norms.csv", "mechanisms.csv",
-                 "mechanisms.json", "mechanisms.png")
-_LEGACY_TEMPORARY = re.compile(
-    rf"^\.({'|'.join(re.escape(n) for n in _LEGACY_NAMES)})\.[0-9a-z_]{{8}}\.tmp(\.keras|\.weights\.h5)?$"
-)
+_LEGACY_TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-z_]{8}\.tmp(\.keras|\.weights\.h5)?$")
 LOCK_NAME = ".lock"
 
 
@@ -239,14 +235,14 @@ def is_owned(folder, kind, signature=None):
 def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):
     """Refuse to replace `folder` unless the zoo wrote it as a `kind` and it holds only the zoo's files.
 
-    `known(name)` says whether an entry belongs to a `kind` folder; `signature` is the file only such a folder holds.  Raises
-    `ForeignFilesError` naming what is in the way; returns the entries to remove.
+    `known(name)` says whether an entry belongs to a `kind` folder; `signature` is the file only such a folder
+    holds.  Raises `ForeignFilesError` naming what is in the way; returns the entries to remove.
     """
     if not os.path.isdir(folder):
         raise ForeignFilesError(f"{folder!r} exists and is not a folder; {flag} replaces only what lacnn-zoo wrote.")
     entries = sorted(os.listdir(folder))
     recognised = is_owned(folder, kind, signature)
-    foreign = [e for e in entries if not (e in (OWNER_MARKER, LOCK_NAME) or known(e) or is_temporary(e))]
+    foreign = [e for e in entries if not (e in (OWNER_MARKER, LOCK_NAME) or known(e) or is_temporary(e, known))]
     if not recognised or foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         article = "an" if kind[0] in "aeiou" else "a"
@@ -258,12 +254,15 @@ def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):
     return entries
 
 
-def is_temporary(name):
-    return bool(_TEMPORARY.match(name) or _LEGACY_TEMPORARY.match(name))
+def is_temporary(name, known=None):
+    """A temporary of `atomic_path`, or of the earlier version for a file `known(name)` says the zoo writes."""
+    legacy = _LEGACY_TEMPORARY.match(name)
+    return bool(_TEMPORARY.match(name) or (legacy and known is not None and known(legacy.group(1))))
 
 
-def remove_stale_temporaries(folder, *, recursive_into=()):
-    """Remove the zoo's temporaries left in `folder` (and its sub-folders `recursive_into`) by a killed process.
+def remove_stale_temporaries(folder, *, recursive_into=(), known=None):
+    """Remove the zoo's temporaries left in `folder` (and its sub-folders `recursive_into`) by a killed process;
+    `known(name)`: the file names the folder's owner writes (for the earlier version's temporaries).
 
     Call it only while holding the folder's lock: then no live process is writing them.
     """
@@ -273,7 +272,7 @@ def remove_stale_temporaries(folder, *, recursive_into=()):
         if not os.path.isdir(where):
             continue
         for name in os.listdir(where):
-            if is_temporary(name):
+            if is_temporary(name, known):
                 remove_path(os.path.join(where, name))
                 removed.append(os.path.join(sub, name))
     return removed

@@ -68,7 +68,7 @@ def _prepare_project(project_dir, space, overwrite):
     entries = [e for e in os.listdir(project_dir) if e != LOCK_NAME] if os.path.isdir(project_dir) else []
     if entries:
         check_replaceable(project_dir, "search", _project_entry, "oracle.json")
-        remove_stale_temporaries(project_dir)
+        remove_stale_temporaries(project_dir, known=_project_entry)
         stored = read_json(os.path.join(project_dir, "search.json")) if os.path.exists(
             os.path.join(project_dir, "search.json")) else None
         if overwrite:

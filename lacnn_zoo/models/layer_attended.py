@@ -24,6 +24,7 @@ vector one-hot on the last tap, the model computes exactly the plain CNN
 weights; `tests/test_layer_attended.py` checks both.
 """
 
+import inspect
 import numbers
 
 import keras
@@ -46,20 +47,9 @@ __all__ = ["build_layer_attended", "feature_extractor", "feature_info", "layer_a
 BACKBONES = ("plain", "residual")
 ATTENTION_LAYER = "layer_attention"
 POOLING_MODES = ("avg", "max", None)
-HEAD_DEFAULTS = dict(
-    mechanism="static_vector",
-    pooling="avg",
-    tap_form="pool",
-    tap_size=None,
-    tap_transform=None,
-    tap_units=64,
-    heads=4,
-    key_width=None,
-    lstm_units=64,
-    lstm_direction="forward",
-    lstm_readout="attention",
-    contraction_units=None,
-)
+# The head's knobs; their defaults are build_layer_attended's (HEAD_DEFAULTS, below it), pooling the zoo's.
+HEAD_KNOBS = ("mechanism", "pooling", "tap_form", "tap_size", "tap_transform", "tap_units", "heads", "key_width",
+              "lstm_units", "lstm_direction", "lstm_readout", "contraction_units")
 
 
 def _check_tap_size(tap_size):
@@ -248,6 +238,10 @@ def build_layer_attended(
     outputs = layer_attended_head(tapped, num_classes=num_classes, classifier_activation=classifier_activation,
                                   **head)
     return Model(source.input, outputs, name=name)
+
+
+HEAD_DEFAULTS = {"pooling": "avg", **{k: p.default for k, p in inspect.signature(
+    build_layer_attended).parameters.items() if k in HEAD_KNOBS and k != "pooling"}}
 
 
 def _zoo_backbone(backbone, input_shape, name, *, backbone_weights, widths, depth, downsample, mixing, beta_init,

@@ -57,6 +57,14 @@ RUN_ENTRIES = frozenset({
     CONFIG, HISTORY, BEST, "best.keras.json", BACKUP, TENSORBOARD, METRICS,
     "layer_attention.csv", "layer_attention.png", "grad_norms.csv", "report",
 })
+# What Keras' BackupAndRestore writes into backup/.
+BACKUP_ENTRIES = frozenset({"latest.weights.h5", "training_metadata.json"})
+
+
+def _written_by_the_zoo(name):
+    return name in RUN_ENTRIES or name in BACKUP_ENTRIES
+
+
 # What a copy of an unfinished run needs to continue it (a JAX worker's private shadow of the chief's run).
 RESUMABLE_ENTRIES = (CONFIG, HISTORY, BEST, "best.keras.json", BACKUP)
 
@@ -176,7 +184,7 @@ class RunFolder:
         entries = [e for e in os.listdir(self.path) if e != LOCK_NAME]
         owned = is_owned(self.path, "run", CONFIG)
         if owned:
-            remove_stale_temporaries(self.path, recursive_into=(BACKUP,))
+            remove_stale_temporaries(self.path, recursive_into=(BACKUP,), known=_written_by_the_zoo)
         if resume:
             return self._check_resume(config)
         if entries and not overwrite:
