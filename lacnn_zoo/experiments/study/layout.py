@@ -1,8 +1,12 @@
 """The depth study's variants, sizes, criteria and the layout of its folder."""
 
+import csv
 import os
 
+import numpy as np
+
 from lacnn_zoo.options import VARIANTS  # variant -> (registered model, fixed overrides, family)
+from lacnn_zoo.training.run_folder import RunFolder
 
 FULL = dict(variants=tuple(VARIANTS), depths=(8, 20, 56), seeds=(0, 1, 2), epochs=6, widths=(8, 16, 32))
 QUICK = dict(variants=("plain", "resnet_add", "lacnn_static_vector", "lacnn_dynamic_recurrent"), depths=(8, 20),
@@ -58,3 +62,24 @@ def run_dir(out_dir, variant, depth, seed):
 
 def lesion_path(out_dir, variant, depth, seed):
     return os.path.join(out_dir, "lesions", f"{variant}-d{depth}-s{seed}.json")
+
+
+def history(out_dir, variant, depth, seed):
+    return RunFolder(run_dir(out_dir, variant, depth, seed)).history()
+
+
+def attention_rows(out_dir, variant, depth, seed):
+    """(epochs, weights[e, layer]) of a layer-attended run's `layer_attention.csv` (epoch 0 first)."""
+    rows = np.array([[float(v) for v in r.values()] for r in
+                     _read_csv(os.path.join(run_dir(out_dir, variant, depth, seed), "layer_attention.csv"))])
+    rows = rows[np.argsort(rows[:, 0])]
+    return rows[:, 0].astype(int), rows[:, 1:]
+
+
+def row_of(rows, depth, variant):
+    return next(r for r in rows if r["depth"] == depth and r["variant"] == variant)
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -3,8 +3,7 @@
 
 import numpy as np
 
-from lacnn_zoo.experiments.study.layout import lesion_path
-from lacnn_zoo.experiments.study.summary import attention_rows, history, row_of
+from lacnn_zoo.experiments.study.layout import attention_rows, history, lesion_path, row_of
 from lacnn_zoo.io import read_json
 from lacnn_zoo.options import VARIANTS  # variant -> (registered model, fixed overrides, family)
 from lacnn_zoo.plotting import pyplot, save_figure

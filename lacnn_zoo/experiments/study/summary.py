@@ -7,7 +7,16 @@ import numpy as np
 
 from lacnn_zoo.experiments.compare import backbone_profile, read_csv
 from lacnn_zoo.experiments.statistics import mean_std, verdict, welch
-from lacnn_zoo.experiments.study.layout import CRITERIA, GRAD_EPOCHS, conv_layers, lesion_path, run_dir
+from lacnn_zoo.experiments.study.layout import (
+    CRITERIA,
+    GRAD_EPOCHS,
+    attention_rows,
+    conv_layers,
+    history,
+    lesion_path,
+    row_of,
+    run_dir,
+)
 from lacnn_zoo.experiments.study.lesions import mean_drop
 from lacnn_zoo.io import read_json
 from lacnn_zoo.options import VARIANTS  # variant -> (registered model, fixed overrides, family)
@@ -20,24 +29,12 @@ def _test_verdict(test, sign):
 
 # ---------------------------------------------------------------------------------------------------- summary
 
-def history(out_dir, variant, depth, seed):
-    return RunFolder(run_dir(out_dir, variant, depth, seed)).history()
-
-
 def _grad_ratio(out_dir, variant, depth, seed, epoch):
     path = os.path.join(run_dir(out_dir, variant, depth, seed), "grad_norms.csv")
     profile = backbone_profile(read_csv(path), epoch) if os.path.exists(path) else []
     if len(profile) < 2 or profile[-1] <= 0 or profile[0] <= 0:
         return None
     return math.log10(profile[0] / profile[-1])
-
-
-def attention_rows(out_dir, variant, depth, seed):
-    """(epochs, weights[e, layer]) of a layer-attended run's `layer_attention.csv` (epoch 0 first)."""
-    rows = np.array([[float(v) for v in r.values()] for r in
-                     read_csv(os.path.join(run_dir(out_dir, variant, depth, seed), "layer_attention.csv"))])
-    rows = rows[np.argsort(rows[:, 0])]
-    return rows[:, 0].astype(int), rows[:, 1:]
 
 
 def climbing_criterion(epochs, weights):
@@ -117,10 +114,6 @@ def summarise(out_dir, variants, depths, seeds, epochs):
     return {"accuracy": accuracy, "gradients": gradients, "attention": attention, "robustness": robustness,
             "predictions": verdicts(accuracy, gradients, attention, robustness, depths, variants),
             "criteria": CRITERIA}
-
-
-def row_of(rows, depth, variant):
-    return next(r for r in rows if r["depth"] == depth and r["variant"] == variant)
 
 
 def verdicts(accuracy, gradients, attention, robustness, depths, variants):
