@@ -12,7 +12,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from test_models import smallest_shape
+from test_models import NARROWER, smallest_shape
 
 from lacnn_zoo import build_model, list_models
 from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
@@ -47,7 +47,7 @@ def saved_models(tmp_path_factory):
     for name in names:
         keras.backend.clear_session()
         shape = smallest_shape(name)
-        model = build_model(name, input_shape=shape)
+        model = build_model(name, input_shape=shape, **NARROWER.get(name, {}))
         x = rng.normal(size=(4, *shape)).astype("float32")
         calibrate_batchnorm(model, x)
         model.save(folder / f"{name}.keras")

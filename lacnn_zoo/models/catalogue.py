@@ -5,7 +5,8 @@
 
 Each family page `docs/models/<family>.md` holds its table between the marker comments
 `<!-- presets start -->` and `<!-- presets end -->`: one row per preset with its name, its parameter count
-(10 classes, the preset's default input shape: the model is built and `count_params()` counted) and the
+(10 classes, the preset's default input shape: `model_info(name).num_params()`, the model built without
+allocating a weight) and the
 first line of its description. `catalogue.json` holds the same rows, sorted by name, for readers that must
 not import TensorFlow.
 """
@@ -37,12 +38,12 @@ def catalogue_rows():
     if _ROWS is None:
         import keras
 
-        from lacnn_zoo import build_model, list_models, model_info
+        from lacnn_zoo import list_models, model_info
 
         rows = []
         for name in list_models():
             info = model_info(name)
-            params = int(build_model(name, num_classes=NUM_CLASSES).count_params())
+            params = info.num_params(num_classes=NUM_CLASSES)  # built without allocating a weight
             keras.backend.clear_session()
             first = (info.description.strip().splitlines() or [""])[0].strip()
             rows.append({"name": name, "family": info.family, "params": params, "description": first})
