@@ -235,8 +235,8 @@ def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, p
     fit = dict(validation_data=data.validation, callbacks=[EpochTimer(), *board, *callbacks], verbose=verbose)
     if data.is_numpy:
         fit.update(x=data.train[0], y=data.train[1], batch_size=batch_size)
-    else:
-        fit.update(x=data.train)
+    else:  # a tf.data pipeline shuffles itself every epoch; Keras would warn that shuffle=True is ignored
+        fit.update(x=data.train, shuffle=False)
     if tuner != "hyperband":
         fit["epochs"] = epochs
 
