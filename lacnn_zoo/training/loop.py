@@ -20,6 +20,7 @@ from lacnn_zoo.io import (
     remove_path,
 )
 from lacnn_zoo.models.registry import build_model, model_info
+from lacnn_zoo.options import DEFAULT_RECIPE
 from lacnn_zoo.training.callbacks import (
     AtomicBackupAndRestore,
     AtomicBestCheckpoint,
@@ -189,10 +190,8 @@ def _run_config(model, info, c):
     check_choice("precision", c.precision, PRECISIONS)
     if not isinstance(c.scale_lr, bool):
         raise ValueError(f"`scale_lr` must be True or False; received scale_lr={c.scale_lr!r}.")
-    options = resolve_recipe(c.recipe, **{k: getattr(c, k) for k in (
-        "batch_size", "learning_rate", "weight_decay", "optimizer", "momentum", "nesterov", "schedule", "milestones",
-        "decay_factor", "warmup_epochs", "label_smoothing", "clipnorm", "ema", "augment", "mixup", "cutmix",
-        "random_erasing")})
+    # Every recipe option a run can set (a recipe's dropout reaches the model as a knob, below).
+    options = resolve_recipe(c.recipe, **{k: getattr(c, k) for k in DEFAULT_RECIPE if k != "dropout"})
     check_schedule_fits(options, c.epochs)
     batch_size = check_positive_int("batch_size", options["batch_size"])
     if c.augment is None and c.dataset == "digits":  # a recipe's augmentation applies where the data set has it
