@@ -1,7 +1,6 @@
 """`python -m export MODEL.keras --out DIR [--format onnx|saved_model|litert|both|all] [--quantize int8]`
 (also `lacnn-zoo-export`, `lacnn-zoo export`)."""
 
-import argparse
 import sys
 
 DESCRIPTION = "Export a trained .keras model."
@@ -10,26 +9,29 @@ DESCRIPTION = "Export a trained .keras model."
 def add_arguments(parser):
     """The export's options on `parser` (shared by `python -m export` and `lacnn-zoo export`)."""
     from export.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, FORMATS, OUTPUTS, QUANTIZATIONS
+    from lacnn_zoo.options import bounded
 
     parser.add_argument("model", help="a .keras file, e.g. runs/<run>/best.keras")
     parser.add_argument("--out", required=True, help="destination folder")
     parser.add_argument("--format", default="both", choices=FORMATS,
                         help="both = onnx + saved_model (default); all = onnx + saved_model + litert")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (13-18, default 17)")
+    parser.add_argument("--opset", type=bounded("opset"), default=None, help="ONNX opset (13-18, default 17)")
     parser.add_argument("--output", default="logits", choices=OUTPUTS)
     parser.add_argument("--dynamic-size", action="store_true", help="leave input height and width open")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing destination")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity check (not recommended)")
-    parser.add_argument("--rtol", type=float, default=None, help="parity tolerance, relative (default 1e-4)")
-    parser.add_argument("--atol", type=float, default=None, help="parity tolerance, absolute (default 1e-5)")
+    parser.add_argument("--rtol", type=bounded("tolerance"), default=None,
+                        help="parity tolerance, relative (default 1e-4)")
+    parser.add_argument("--atol", type=bounded("tolerance"), default=None,
+                        help="parity tolerance, absolute (default 1e-5)")
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
                         help="also write int8 artifacts (static QDQ onnx, full-integer LiteRT), checked by accuracy")
     parser.add_argument("--dataset", default=None,
                         help="data set to calibrate on and check accuracy with (default: the run's, from run.json)")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder, as for training")
-    parser.add_argument("--calibration-images", type=int, default=None,
+    parser.add_argument("--calibration-images", type=bounded("examples"), default=None,
                         help=f"training images to calibrate int8 ranges on (default {DEFAULT_CALIBRATION_IMAGES})")
-    parser.add_argument("--max-accuracy-drop", type=float, default=None,
+    parser.add_argument("--max-accuracy-drop", type=bounded("accuracy_drop"), default=None,
                         help="refuse int8 artifacts whose test top-1 falls more than this many points below "
                              f"Keras' (default {DEFAULT_MAX_ACCURACY_DROP})")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
@@ -37,7 +39,9 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m export", description=DESCRIPTION))
+    from lacnn_zoo.options import ArgumentParser
+
+    parser = add_arguments(ArgumentParser(prog="python -m export", description=DESCRIPTION))
     return run(parser.parse_args(argv))
 
 
@@ -89,8 +93,14 @@ def export(args):
             print(f"  {key}: top-1 {100 * figures['top1']:.2f}% (Keras {100 * figures['keras_top1']:.2f}%, drop "
                   f"{figures['drop_points']:.2f} points) on the test split of {calibration['dataset']} "
                   f"({calibration['num_examples']} images); calibrated on {calibration['calibration_images']} "
-                  "training images")
+                  f"training images{_fewer(calibration)}")
     return 0
+
+
+def _fewer(calibration):
+    """What a `--calibration-images` above the training split's size became, said where the count is printed."""
+    asked, used = calibration.get("calibration_images_asked"), calibration["calibration_images"]
+    return f" (all the split has; {asked} were asked)" if asked is not None and asked > used else ""
 
 
 if __name__ == "__main__":

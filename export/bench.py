@@ -30,8 +30,13 @@ per round is less exposed to a machine whose load changes), and the ratio of the
 """
 
 import argparse
+import contextlib
 import json
 import os
+import re
+import secrets
+import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -46,6 +51,11 @@ ARTIFACT = {"keras": "model.keras", "keras_predict": "model.keras", "saved_model
             "onnxruntime": "model.onnx", "onnxruntime_int8": "model_int8.onnx", "litert": "model.tflite",
             "litert_int8": "model_int8.tflite"}
 REFERENCE = "keras"
+# Each model's artifacts go to a folder of the temporary directory whose name (`lacnn-bench-<pid>-<8 hex>`) and
+# marker (the owner's pid and start time) say it is this tool's; a later run removes those whose owner died.
+WORKSPACE_PREFIX = "lacnn-bench-"
+WORKSPACE_MARKER = ".lacnn-bench-owner"
+_WORKSPACE = re.compile(rf"^{re.escape(WORKSPACE_PREFIX)}(\d+)-[0-9a-f]{{8}}$")
 
 
 # ----------------------------------------------------------------------------------------------- the worker
@@ -154,8 +164,116 @@ class Worker:
         return result
 
 
+# ------------------------------------------------------------------------------------------ the work folders
+
+def _process_start(pid):
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid, started):
+    """Whether the process that wrote a marker (`pid`, started at `started`) still runs; a pid that another
+    process took since is not it. A pid this user may not signal counts as alive: nothing is removed on a doubt."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _process_start(pid)
+    return started is None or now is None or now == started
+
+
+def _read_marker(folder):
+    """The owner record of a work folder (`{"pid", "started"}`), or None if it has no readable marker."""
+    path = os.path.join(folder, WORKSPACE_MARKER)
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path) as f:
+            marker = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def remove_leftovers(root=None):
+    """Remove the work folders that killed runs of this tool left in `root` (default: the temporary directory):
+    only a real folder of this user, named as `workspace` names them, whose marker names the same pid, and whose
+    owner no longer runs. (A folder killed before its marker was written is removed only when empty.)"""
+    root = root or tempfile.gettempdir()
+    removed = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            match = _WORKSPACE.match(name)
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if not match or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            pid, marker = int(match.group(1)), _read_marker(path)
+            if marker is None:
+                if not _alive(pid, None):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(path)  # fails unless empty
+                        removed.append(path)
+            elif marker.get("pid") == pid and not _alive(pid, marker.get("started")):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def workspace(root=None):
+    """A new work folder in `root` (default: the temporary directory), marked as this process's; removed on exit,
+    or by the next run's `remove_leftovers` if this process is killed."""
+    root = root or tempfile.gettempdir()
+    while True:
+        path = os.path.join(root, f"{WORKSPACE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.mkdir(path, 0o700)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(os.path.join(path, WORKSPACE_MARKER), "w") as f:
+            json.dump({"pid": os.getpid(), "started": _process_start(os.getpid()), "tool": "python -m export.bench"},
+                      f)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------- the models
+
+def check_sizes(input_shape, batch_sizes, calibration_images=1):
+    """Refuse an input shape or batch sizes whose float32 input batch exceeds this machine's memory."""
+    from lacnn_zoo.options import check_bounded, check_input_batch
+
+    shape = [check_bounded("size", s, "input_shape", "--input-shape") for s in input_shape]
+    batches = [check_bounded("batch_size", b, "batch_sizes", "--batch-sizes") for b in batch_sizes]
+    if len(shape) != 3 or not batches:
+        raise ValueError(f"`input_shape` must be (height, width, channels) and `batch_sizes` not empty; received "
+                         f"{list(input_shape)!r} and {list(batch_sizes)!r}.")
+    from lacnn_zoo.errors import spell
+
+    check_input_batch(max(*batches, calibration_images), shape, batch=spell("`batch_sizes`", "--batch-sizes"),
+                      shape=spell("`input_shape`", "--input-shape"))
+    return tuple(shape), batches
+
+
 def prepare(name, folder, input_shape, calibration_images=64, seed=0):
     """Build `name` with calibrated BatchNorm, save it as model.keras and export every format (+ int8)."""
+    from lacnn_zoo.options import check_bounded
+
+    calibration_images = check_bounded("examples", calibration_images, "calibration_images")
+    input_shape, _ = check_sizes(input_shape, [64], calibration_images)
     import keras
 
     from export.core import export_model
@@ -185,6 +303,13 @@ def artifact_path(folder, runtime):
 def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), rounds=5, calls=5, warmup=5,
             threads=None, profile_dir=None, log=None, label="model"):
     """Timed calls per runtime and batch size: `{runtime: {"pid", "tensorflow_loaded", "times": {batch: [...]}}}`."""
+    from lacnn_zoo.options import check_bounded
+
+    for key, value in (("rounds", rounds), ("calls", calls), ("warmup", warmup)):
+        check_bounded(key, value, flag=f"--{key}")
+    if threads is not None:
+        check_bounded("threads", threads, flag="--threads")
+    input_shape, batch_sizes = check_sizes(input_shape, batch_sizes)
     workers = {}
     try:
         for runtime in runtimes:
@@ -269,27 +394,75 @@ def print_table(rows, stream=sys.stdout):
               f"{r['spread_pct']:>6.1f}% {r['min_ms']:>8.3f} {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8} {rounds:>11} {r['x_keras_min'] or 0:>11.2f}", file=stream)
 
 
+def import_zoo_options():
+    """`lacnn_zoo.options`, imported with TensorFlow's start-up lines on stderr left out (what else the import
+    writes there is kept). This process is not one of the zoo's command lines (a keras worker needs the eager
+    registration), so `import lacnn_zoo` starts TensorFlow here; a usage error must still be one line."""
+    # As the zoo's command lines: quiet unless the user asked for TensorFlow's logs (TF_CPP_MIN_LOG_LEVEL 0 or 1).
+    if "lacnn_zoo.options" in sys.modules or os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1"):
+        import lacnn_zoo.options
+
+        return lacnn_zoo.options
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile("w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import lacnn_zoo.options
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            written = captured.read()
+            launch = sys.modules.get("lacnn_zoo.launch")
+            with launch.filtered_stderr() if launch else contextlib.nullcontext():
+                os.write(2, written)
+    return lacnn_zoo.options
+
+
+def _worker_main(argv):
+    """A worker process (started by `Worker`, with options the parent checked): no lacnn_zoo import, which would
+    load TensorFlow into the onnxruntime and LiteRT workers."""
+    parser = argparse.ArgumentParser(prog="python -m export.bench --worker")
+    parser.add_argument("--worker", nargs=2, metavar=("RUNTIME", "PATH"), required=True)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--profile-prefix", default=None)
+    args = parser.parse_args(argv)
+    return worker(args.worker[0], args.worker[1], args.threads, args.profile_prefix)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m export.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--worker" in argv:
+        return _worker_main(argv)
+    options = import_zoo_options()
+    ArgumentParser, bounded, check_input_batch = options.ArgumentParser, options.bounded, options.check_input_batch
+
+    parser = ArgumentParser(prog="python -m export.bench", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("patterns", nargs="*", help="model names or wildcards (default: " + ", ".join(DEFAULT_MODELS) + ")")
-    parser.add_argument("--input-shape", type=int, nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128])
+    parser.add_argument("--input-shape", type=bounded("size"), nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))
+    parser.add_argument("--batch-sizes", type=bounded("batch_size"), nargs="+", default=[1, 32, 128])
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    parser.add_argument("--calls", type=int, default=5, help="timed calls per runtime, batch and round (default 5)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed calls per runtime and batch first (default 5)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--rounds", type=bounded("rounds"), default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--calls", type=bounded("calls"), default=5,
+                        help="timed calls per runtime, batch and round (default 5)")
+    parser.add_argument("--warmup", type=bounded("warmup"), default=5,
+                        help="untimed calls per runtime and batch first (default 5)")
+    parser.add_argument("--threads", type=bounded("threads"), default=None,
                         help="onnxruntime/LiteRT threads (default: physical cores)")
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="write onnxruntime profiles there and print the time per operator type")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    parser.add_argument("--worker", nargs=2, metavar=("RUNTIME", "PATH"), help=argparse.SUPPRESS)
-    parser.add_argument("--profile-prefix", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
-    if args.worker:
-        return worker(args.worker[0], args.worker[1], args.threads, args.profile_prefix)
+    if args.rounds * args.calls < 20:
+        parser.error(f"--rounds x --calls must be at least 20 timed calls per point; received {args.rounds} x "
+                     f"{args.calls}.")
+    try:  # the model is built and calibrated on 64 images, then timed at each batch size
+        check_input_batch(max(*args.batch_sizes, 64), args.input_shape, batch="--batch-sizes", shape="--input-shape")
+    except ValueError as e:  # a usage error, as argparse's own: exit 2, one line
+        parser.error(str(e))
 
     from lacnn_zoo.errors import run_command
 
@@ -302,15 +475,7 @@ def _main(args):
 
         check_output_file(args.json, option="--json", flag=None)
     from lacnn_zoo.models.registry import resolve_models
-    from lacnn_zoo.validation import check_positive_int
 
-    for option in ("rounds", "calls"):
-        check_positive_int(option, getattr(args, option))
-    for batch in args.batch_sizes:
-        check_positive_int("batch_sizes", batch)
-    if args.rounds * args.calls < 20:
-        raise ValueError(f"`--rounds` x `--calls` must be at least 20 timed calls per point; received "
-                         f"{args.rounds} x {args.calls}.")
     names = resolve_models(args.patterns) if args.patterns else DEFAULT_MODELS
     if not names:
         raise ValueError(f"No registered model matches {args.patterns}.")
@@ -321,9 +486,12 @@ def _main(args):
 
     print(f"# input {shape}, batch sizes {args.batch_sizes}, {args.rounds} rounds x {args.calls} calls per point, "
           f"{args.threads or physical_cores()} onnxruntime/LiteRT threads, one process per runtime", flush=True)
+    left = remove_leftovers()
+    if left:
+        print(f"# removed {len(left)} work folder(s) left by killed runs: {', '.join(left)}", file=sys.stderr)
     rows = []
     for name in names:
-        with tempfile.TemporaryDirectory(prefix="lacnn-bench-") as folder:
+        with workspace() as folder:
             print(f"# {name}: exporting (all formats + int8)...", file=sys.stderr, flush=True)
             prepared = prepare(name, folder, shape)
             results = measure(folder, shape, args.runtimes, args.batch_sizes, args.rounds, args.calls, args.warmup,

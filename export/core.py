@@ -34,10 +34,10 @@ from export.quantize import (
 )
 from export.runtimes import Runner
 from lacnn_zoo.errors import spell
-from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full, swap_into_place
+from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full, mark_owned, swap_into_place, unwritable
+from lacnn_zoo.options import check_bounded
 from lacnn_zoo.training import RunFolder
 from lacnn_zoo.training.inference import top1
-from lacnn_zoo.validation import check_finite, check_positive_int
 
 # What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.
 EXPORT_ENTRIES = frozenset({"model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite", "saved_model",
@@ -156,14 +156,14 @@ def export_model(
             f"The source model {source_path!r} lies inside the destination {out_dir!r}; export to another folder."
         )
     _check_destination(out_dir, overwrite)
-    model, fixed_shape = prepared_model(source if source_path is None else load_trained_model(source_path),
-                                         output, dynamic_size)
-
     beside = RunFolder.beside(source_path) if source_path is not None else None
     metrics = beside and beside.metrics()
     if preprocessing is None and metrics:
         preprocessing = metrics.get("preprocessing")
     run = beside and beside.raw_config()
+    _refuse_data_dir_on_digits(quantize, data_dir, dataset or (run or {}).get("dataset"))
+    model, fixed_shape = prepared_model(source if source_path is None else load_trained_model(source_path),
+                                         output, dynamic_size)
     quantization = None
     if quantize is not None:
         quantization = _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_images,
@@ -178,12 +178,20 @@ def export_model(
                dynamic_size=dynamic_size, batch_sizes=batch_sizes, rtol=rtol, atol=atol,
                preprocessing=preprocessing, run=run, seed=seed, quantize=quantize, quantization=quantization,
                max_accuracy_drop=max_accuracy_drop)
+    return _write_locked(job)
 
+
+def _write_locked(job):
+    """The export written under the destination's lock (its parent folder created first)."""
+    out_dir = job["out_dir"]
     parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise PermissionError(f"Export destination {out_dir!r} cannot be created: {unwritable(parent, e)}") from None
     with FolderLock(os.path.join(parent, f".{os.path.basename(out_dir)}.lock"), f"Export destination {out_dir!r}"):
         _recover_interrupted(out_dir)
-        _check_destination(out_dir, overwrite)  # again, now that no other export can be writing it
+        _check_destination(out_dir, job["overwrite"])  # again, now that no other export can be writing it
         return _write_export(job)
 
 
@@ -195,18 +203,26 @@ def _check_arguments(format, output, opset, rtol, atol, quantize, calibration_im
         raise ValueError(f"`output` must be one of {OUTPUTS}; received output={output!r}.")
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"`opset` must be an integer from {MIN_OPSET} to {MAX_OPSET}; received opset={opset!r}.")
-    check_finite("rtol", rtol, minimum=0)
-    check_finite("atol", atol, minimum=0)
+    check_bounded("tolerance", rtol, "rtol", "--rtol")  # a tolerance of 1 or more accepts any output
+    check_bounded("tolerance", atol, "atol", "--atol")
     formats = FORMAT_SETS[format]
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"`quantize` must be None or one of {QUANTIZATIONS}; received quantize={quantize!r}.")
         if not {"onnx", "litert"} & set(formats):
             raise ValueError(f"`quantize` applies to the onnx and litert formats; received format={format!r}.")
-        check_positive_int("calibration_images", calibration_images)
+        check_bounded("examples", calibration_images, "calibration_images", "--calibration-images")
         if max_accuracy_drop is not None:
-            check_finite("max_accuracy_drop", max_accuracy_drop, minimum=0)
+            check_bounded("accuracy_drop", max_accuracy_drop, "max_accuracy_drop", "--max-accuracy-drop")
     return formats
+
+
+def _refuse_data_dir_on_digits(quantize, data_dir, dataset):
+    """`data_dir` reaches the data set only with --quantize, and never the embedded digits: refused there."""
+    if quantize is not None and data_dir is not None and dataset == "digits":
+        from lacnn_zoo.data import refuse_on_digits
+
+        refuse_on_digits(data_dir=data_dir)
 
 
 def _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_images, preprocessing,
@@ -219,6 +235,7 @@ def _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_
             raise ValueError("`quantization_data` needs test images and labels for the accuracy check "
                              "(or max_accuracy_drop=None to skip it).")
         description = {"dataset": None, "split": "given", "calibration_images": int(len(calibration_x)),
+                       "calibration_images_asked": int(calibration_images),
                        "num_examples": None if test_y is None else int(len(test_y))}
     else:
         run = run or {}
@@ -244,6 +261,12 @@ def _umask():
 
 
 def _check_destination(out_dir, overwrite):
+    above = os.path.dirname(out_dir)
+    while not os.path.lexists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise NotADirectoryError(f"The destination {out_dir!r} is under {above!r}, which is a file, not a folder; "
+                                 "export to a folder.")
     if os.path.islink(out_dir):
         raise FileExistsError(
             f"The destination {out_dir!r} is a symbolic link; export to the folder it points to "
@@ -251,9 +274,12 @@ def _check_destination(out_dir, overwrite):
         )
     if not os.path.lexists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return
+    flag = spell("overwrite=True", "--overwrite")
+    # What is not an export of the zoo's is refused for that reason first: advice to pass --overwrite, which would
+    # then be refused, would mislead.
+    check_replaceable(out_dir, "export", EXPORT_ENTRIES.__contains__, "manifest.json", flag=flag)
     if not overwrite:
-        raise FileExistsError(f"{out_dir!r} already exists; pass {spell('overwrite=True', '--overwrite')} to replace it.")
-    check_replaceable(out_dir, "export", EXPORT_ENTRIES.__contains__, "manifest.json")
+        raise FileExistsError(f"{out_dir!r} already holds an export; pass {flag} to replace it.")
 
 
 def _recover_interrupted(out_dir):
@@ -307,7 +333,10 @@ def _write_export(job):
     try:
         manifest = _write_artifacts(job, tmp)
         _check_destination(out_dir, job["overwrite"])
-        swap_into_place(tmp, out_dir)
+        if os.path.isdir(out_dir) and not os.path.islink(out_dir) and not os.listdir(out_dir):
+            _fill_in_place(tmp, out_dir)  # the user's empty folder is kept, with its mode and owner
+        else:
+            swap_into_place(tmp, out_dir)
         tmp = None
         return manifest
     except Exception as e:
@@ -319,6 +348,15 @@ def _write_export(job):
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fill_in_place(tmp, out_dir):
+    """Move the finished export in `tmp` into the empty folder `out_dir`: the zoo's marker first (so a kill in
+    between leaves a folder `--overwrite` may replace), the manifest last (so a folder with one is complete)."""
+    mark_owned(out_dir, "export")
+    for name in sorted(os.listdir(tmp), key=lambda n: n == "manifest.json"):
+        os.rename(os.path.join(tmp, name), os.path.join(out_dir, name))
+    os.rmdir(tmp)
 
 
 def _write_artifacts(job, tmp):
@@ -358,7 +396,11 @@ def _manifest(job, entries, parity, quantization):
     model, output, preprocessing = job["model"], job["output"], job["preprocessing"]
     return {
         "model": model.name,
-        "source": job["source_path"],
+        # Where validate finds the model from any folder: its absolute path, and its path from the manifest
+        # (which still holds when the export and its run move together).
+        "source": job["source_path"] and os.path.abspath(job["source_path"]),
+        "source_relative": job["source_path"] and os.path.relpath(os.path.abspath(job["source_path"]),
+                                                                  job["out_dir"]),
         "run": job["run"],
         "keras_config": model.get_config(),
         "input": {"name": INPUT_NAME, "shape": list(job["in_shape"]), "dtype": "float32", "layout": "NHWC"},

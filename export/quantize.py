@@ -90,5 +90,6 @@ def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, c
     if recorded.get("mean") is not None:  # the model's own preprocessing, applied to the raw pixels
         calibration_x, test_x = (restandardise(x, data.preprocessing, recorded) for x in (calibration_x, test_x))
     description = {"dataset": dataset, "seed": seed, "split": "test", "num_examples": int(len(test_y)),
-                   "calibration_images": int(len(calibration_x)), "calibration_split": "train"}
+                   "calibration_images": int(len(calibration_x)), "calibration_split": "train",
+                   "calibration_images_asked": None if calibration_images is None else int(calibration_images)}
     return calibration_x, test_x, test_y, description

@@ -9,7 +9,6 @@ one. This is how quantised artifacts are judged: by accuracy against the labels,
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -19,36 +18,36 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     from export.quantize import load_quantization_data
     from export.runtimes import Runner
     from lacnn_zoo.data import check_preprocessing
+    from lacnn_zoo.io import check_readable_file
+    from lacnn_zoo.options import check_bounded
     from lacnn_zoo.training.inference import top1
-    from lacnn_zoo.validation import check_positive_int
 
-    check_positive_int("batch_size", batch_size)
-    if out:
-        from lacnn_zoo.errors import spell
-        from lacnn_zoo.io import check_output_file
+    check_bounded("batch_size", batch_size, flag="--batch-size")
+    from lacnn_zoo.training.inference import check_output_option
 
-        check_output_file(out, option=spell("`out`", "--out"), overwrite=overwrite,
-                          flag=spell("overwrite=True", "--overwrite"))
+    check_output_option(out, overwrite, "out")
     artifact = os.fspath(artifact)
     if not artifact.endswith((".onnx", ".tflite")):
         raise ValueError(f"`artifact` must be an .onnx or .tflite file; received {artifact!r}.")
-    if not os.path.isfile(artifact):
-        raise FileNotFoundError(f"`artifact` {artifact!r} does not exist.")
+    check_readable_file(artifact, "`artifact`", "an exported .onnx or .tflite file")  # runtimes blame the file
     manifest_path = os.path.join(os.path.dirname(os.path.abspath(artifact)), "manifest.json")
     manifest = {}
     if os.path.isfile(manifest_path):
-        with open(manifest_path) as f:
-            manifest = json.load(f)
+        from lacnn_zoo.io import read_json_checked
+
+        manifest = read_json_checked(manifest_path)
     run = manifest.get("run") or {}
     dataset = dataset if dataset is not None else run.get("dataset")
-    if not dataset:
-        from lacnn_zoo.errors import spell
+    from lacnn_zoo.errors import spell
 
+    if not dataset:
         raise ValueError(f"{spell('`dataset`', '--dataset')} is needed: no manifest.json with a training run beside "
                          f"{artifact!r}.")
-    keras_model = keras_model if keras_model is not None else manifest.get("source")
-    if keras_model is not None and not os.path.isfile(keras_model):
-        raise FileNotFoundError(f"The Keras model {keras_model!r} does not exist; pass --keras MODEL.keras.")
+    if dataset == "digits" and data_dir is not None:
+        from lacnn_zoo.data import refuse_on_digits
+
+        refuse_on_digits(data_dir=data_dir)
+    keras_model = _keras_model(keras_model, manifest, manifest_path)
 
     runner = Runner(artifact)
     image_size = run.get("image_size") if run.get("dataset") == dataset else None
@@ -77,14 +76,42 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     return result
 
 
+def _keras_model(given, manifest, manifest_path):
+    """The Keras model to compare with: `given`, else the manifest's source, found from any folder (its absolute
+    path, then its path relative to the manifest, for an export moved together with its run), or None."""
+    from lacnn_zoo.errors import spell
+
+    if given is not None:
+        given = os.fspath(given)
+        if os.path.isdir(given):
+            raise IsADirectoryError(f"{spell('`keras_model`', '--keras')} {given!r} is a folder; pass a .keras file.")
+        if not os.path.exists(given):
+            raise FileNotFoundError(f"{spell('`keras_model`', '--keras')} {given!r} does not exist.")
+        return given
+    recorded = [manifest.get("source")]
+    if manifest.get("source_relative"):
+        recorded.append(os.path.join(os.path.dirname(manifest_path), manifest["source_relative"]))
+    recorded = [path for path in recorded if isinstance(path, str) and path]
+    for path in recorded:
+        if os.path.isfile(path):
+            return os.path.normpath(path)
+    if recorded:
+        raise FileNotFoundError(f"The Keras model the manifest names is not at {' nor '.join(map(repr, recorded))}; "
+                                f"pass {spell('keras_model=', '--keras ')}MODEL.keras.")
+    return None
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m export.validate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from export.bench import import_zoo_options
+
+    options = import_zoo_options()
+    parser = options.ArgumentParser(prog="python -m export.validate", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", help="an exported .onnx or .tflite file")
     parser.add_argument("--dataset", default=None, help="'digits', an image folder or a TFDS name (default: the run's)")
     parser.add_argument("--keras", default=None, help="the Keras model to compare with (default: the manifest's source)")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=options.bounded("batch_size"), default=128)
     parser.add_argument("--out", default=None, help="also write the result to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")

@@ -27,6 +27,9 @@ TMP_TAG = ".lacnn-tmp"
 # (its `known` predicate; nothing else is ever taken for a temporary).
 _TEMPORARY = re.compile(rf"^\..+\.[0-9a-f]{{8}}{re.escape(TMP_TAG)}(\.keras|\.weights\.h5)?$")
 _LEGACY_TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-z_]{8}\.tmp(\.keras|\.weights\.h5)?$")
+# The earlier version's report built ".<name>.lacnn-report-<8 chars>" (tempfile) and swap_into_place moved the
+# previous folder aside as ".<name>.lacnn-old-<8 chars>": a kill left them beside the folder <name>.
+_LEGACY_FOLDER_TEMPORARY = re.compile(r"^\.(.+)\.lacnn-(?:report|old)-[0-9a-z_]{8}$")
 LOCK_NAME = ".lock"
 
 
@@ -61,6 +64,9 @@ def atomic_path(path, *, suffix="", need_bytes=0):
     except Exception as e:
         if is_disk_full(e, folder):
             raise OSError(errno.ENOSPC, f"No space left on the device while writing {path!r}") from None
+        if isinstance(e, OSError) and e.errno is not None and os.fspath(e.filename or "") == tmp:
+            # The temporary is the zoo's business: the error names the file the caller asked for.
+            raise type(e)(f"{path!r} cannot be written: {unwritable(folder, e)}") from None
         raise
     finally:
         remove_path(tmp)
@@ -71,11 +77,13 @@ def is_disk_full(error, folder):
     free space (of the error or the error it was raised from)."""
     if error.__cause__ is not None and error.__cause__ is not error and is_disk_full(error.__cause__, folder):
         return True
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
+    if isinstance(error, OSError) and error.errno is not None:  # the cause is known: only these are a full disk
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
     text = str(error)
     if "No space left" in text or "errno = 28" in text:
         return True
+    if re.search(r"errno = \d+", text):  # h5py names another cause
+        return False
     try:
         return shutil.disk_usage(folder).free < 1 << 20
     except OSError:
@@ -111,6 +119,97 @@ def write_csv(rows, path, fieldnames=None):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+class DamagedFileError(ZooError, ValueError):
+    """A file the zoo reads is not what the zoo writes there; the message names the file and what is wrong."""
+
+
+def damaged(path, what):
+    return DamagedFileError(f"{path!r} is damaged: {what}.")
+
+
+_JSON_TYPES = {dict: "a JSON object", list: "a JSON list", str: "a string", bool: "true or false",
+               type(None): "null", int: "a number", float: "a number"}
+
+
+def json_type(value):
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _read_text(path):
+    """The text of `path`; DamagedFileError naming the first byte that is not UTF-8 text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise damaged(path, f"byte {data[e.start]:#04x} at offset {e.start} is not UTF-8 text (a binary file?)") \
+            from None
+
+
+def read_json_checked(path, kind=dict):
+    """The JSON value in `path`, of type `kind` (dict or list) at its top level; DamagedFileError naming the file
+    and what is wrong otherwise (empty, not text, not JSON, another type)."""
+    text = _read_text(path)
+    if not text.strip():
+        raise damaged(path, "it is empty")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise damaged(path, f"it is not JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(value, kind):
+        raise damaged(path, f"it holds {json_type(value)}, not {_JSON_TYPES[kind]}")
+    return value
+
+
+def read_json_record(path, types):
+    """The JSON object in `path`, each key of `types` present in it of its type (`types[key]`: a check and what
+    it accepts); DamagedFileError naming the file and the first key that is not."""
+    record = read_json_checked(path)
+    for key, (check, accepted) in types.items():
+        if key in record and not check(record[key]):
+            shown = repr(record[key])
+            raise damaged(path, f"{key!r} is {shown if len(shown) <= 60 else shown[:57] + '...'}, not {accepted}")
+    return record
+
+
+def read_csv_checked(path, *, numeric=(), complete_lines=False):
+    """`(header, rows)` of a CSV file the zoo wrote: rows as lists of strings, blank lines skipped; `(None, [])`
+    for a file with no text. Every row has the header's length and each column in `numeric` (all for True)
+    holds a number or nothing ("" or Keras' "NA", both read as ""); DamagedFileError naming the file, row and
+    column otherwise. `complete_lines`: a last line without its end (a writer killed mid-line) is ignored."""
+    import csv
+
+    text = _read_text(path)
+    if complete_lines and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    if "\x00" in text:
+        raise damaged(path, "it holds NUL bytes (a binary file?)")
+    lines = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
+    if not lines:
+        return None, []
+    header, rows = lines[0], lines[1:]
+    checked = range(len(header)) if numeric is True else [header.index(c) for c in numeric if c in header]
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise damaged(path, f"row {number} has {len(row)} fields; its header has {len(header)}")
+        for i in checked:
+            row[i] = "" if row[i].strip() in ("", "NA") else row[i]
+            try:
+                float(row[i] or 0)
+            except ValueError:
+                raise damaged(path, f"row {number}, column {header[i]!r}: {row[i]!r} is not a number") from None
+    return header, rows
+
+
+def printable(text):
+    """`text` (a path, perhaps holding bytes that are not UTF-8) as text any UTF-8 page or terminal shows:
+    such a byte is written \\xff."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _jsonable(value):
@@ -200,6 +299,26 @@ def check_output_file(path, *, option, overwrite=False, flag="--overwrite"):
         how = f"pass {flag} to replace it" if flag else "choose another path"
         raise FileExistsError(f"{shown} already exists and lacnn-zoo does not replace a file it did not write; "
                               f"{how}.")
+    try:  # the folder must take a new file (the temporary the write goes through): said now, not after the work
+        probe = os.path.join(parent, f".{os.path.basename(path)}.{secrets.token_hex(4)}{TMP_TAG}")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"{shown} cannot be written: {unwritable(parent, e)}") from None
+    return path
+
+
+def check_readable_file(path, shown, what):
+    """Refuse `path` (`shown`: the argument as the caller named it; `what`: what it must be, e.g. "a .keras
+    file") when it is a folder, missing or unreadable: the readers (Keras, the runtimes) would blame the file."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{shown} {path!r} is a folder; pass {what}.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{shown} {path!r} does not exist; pass an existing {what.split(' ', 1)[1]}.")
+    try:
+        open(path, "rb").close()
+    except OSError as e:
+        raise PermissionError(f"{shown} {path!r} cannot be read ({e.strerror or e}).") from None
     return path
 
 
@@ -216,9 +335,37 @@ def unwritable(path, error):
     return f"{error.strerror or error} under {existing!r}; choose a folder you can write to."
 
 
-def mark_owned(folder, kind):
-    """Record that the zoo created `folder` (a run, an export or a search), so `--overwrite` may replace it."""
-    write_json(os.path.join(folder, OWNER_MARKER), {"kind": kind, "created": time.time()})
+def mark_owned(folder, kind, files=None):
+    """Record that the zoo created `folder` (a run, an export or a search), so `--overwrite` may replace it;
+    `files`: the entries the zoo wrote there (where it must never take another entry for its own)."""
+    record = {"kind": kind, "created": time.time()}
+    if files is not None:
+        record["files"] = sorted(files)
+    write_json(os.path.join(folder, OWNER_MARKER), record)
+
+
+def _marked_kind(folder):
+    """The kind ("run", "report", ...) the zoo's marker in `folder` records, or None."""
+    try:
+        record = read_json(os.path.join(folder, OWNER_MARKER))
+    except (OSError, ValueError):
+        return None
+    return record.get("kind") if isinstance(record, dict) and isinstance(record.get("kind"), str) else None
+
+
+def owned_files(folder, kind):
+    """The entries `folder`'s marker records the zoo writing there as a `kind`: None when there is no such
+    marker, [] for a marker without a list (an earlier version's)."""
+    try:
+        record = read_json(os.path.join(folder, OWNER_MARKER))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("kind") != kind:
+        return None
+    files = record.get("files", [])
+    if not isinstance(files, list):
+        return []
+    return [f for f in files if isinstance(f, str) and f not in ("", ".", "..", OWNER_MARKER) and os.sep not in f]
 
 
 def is_owned(folder, kind, signature=None):
@@ -246,7 +393,11 @@ def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):
     if not recognised or foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         article = "an" if kind[0] in "aeiou" else "a"
-        why = f"it holds files lacnn-zoo did not write ({shown})" if foreign else f"it is not a lacnn-zoo {kind}"
+        other = _marked_kind(folder)
+        if not recognised and other not in (None, kind):  # the zoo's, but another command's: said so
+            why = f"it is a lacnn-zoo {other} folder, not {article} {kind} folder"
+        else:
+            why = f"it holds files lacnn-zoo did not write ({shown})" if foreign else f"it is not a lacnn-zoo {kind}"
         raise ForeignFilesError(
             f"Refusing to replace {folder!r}: {why}. {flag} replaces only {article} {kind} folder written by "
             "lacnn-zoo; choose another folder or move those files away."
@@ -256,7 +407,7 @@ def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):
 
 def is_temporary(name, known=None):
     """A temporary of `atomic_path`, or of the earlier version for a file `known(name)` says the zoo writes."""
-    legacy = _LEGACY_TEMPORARY.match(name)
+    legacy = _LEGACY_TEMPORARY.match(name) or _LEGACY_FOLDER_TEMPORARY.match(name)
     return bool(_TEMPORARY.match(name) or (legacy and known is not None and known(legacy.group(1))))
 
 
@@ -285,6 +436,9 @@ def swap_into_place(tmp, destination):
     import tempfile
 
     old = None
+    if os.path.isdir(destination) and not os.path.islink(destination):
+        with contextlib.suppress(OSError):  # the replacement keeps the mode the folder had (a group's setgid bit)
+            os.chmod(tmp, os.stat(destination).st_mode & 0o7777)
     if os.path.lexists(destination):
         old = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.lacnn-old-",
                                dir=os.path.dirname(destination))

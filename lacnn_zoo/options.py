@@ -4,10 +4,18 @@ The command lines (`lacnn-zoo`, `python -m tuning`, `python -m export`) build th
 so `lacnn-zoo --help` starts without loading TensorFlow.  The library modules that use a table re-export it
 from here (`lacnn_zoo.data.AUGMENTS`, `lacnn_zoo.training.recipes.RECIPES`, ...), so both spellings name the
 same object.
+
+`BOUNDS` holds the range of every number an option takes: the parsers' types (`bounded`) and the library's
+checks (`check_bounded`) read it, so an absurd count, size or thread number is refused before any work, with
+the option's name and the accepted range, on the command line and in Python alike.
 """
 
 import argparse
 import ast
+import math
+import numbers
+import os
+from typing import Callable, NamedTuple, Union
 
 # Training-time augmentation (`augment`): what each name applies to every training image, in this order.
 AUGMENTS = ("none", "crop-flip", "randaugment")
@@ -22,7 +30,7 @@ TAP_RULES = ("blocks", "stages")
 DEFAULT_RECIPE = dict(
     optimizer="adamw", learning_rate=3e-3, momentum=0.9, nesterov=False, weight_decay=1e-4, batch_size=64,
     schedule="cosine", milestones=(0.5, 0.75), decay_factor=0.1, warmup_epochs=0, label_smoothing=0.0,
-    clipnorm=None, ema=False, augment="none", mixup=0.0, cutmix=0.0, random_erasing=0.0, dropout=None,
+    clipnorm=None, ema=False, ema_decay=0.99, augment="none", mixup=0.0, cutmix=0.0, random_erasing=0.0, dropout=None,
 )
 
 RECIPES = {
@@ -70,3 +78,194 @@ def parse_override(text):
     except (ValueError, SyntaxError):
         value = raw
     return key.strip(), value
+
+
+# ------------------------------------------------------------------------------------- the range of every number
+
+INT32_MAX = 2**31 - 1  # TensorFlow counts epochs and steps, and sizes batch and class dimensions, in int32
+SEED_MAX = 2**32 - 1  # what numpy.random.seed and scikit-learn's random_state accept
+LOOP_MAX = 10_000  # benchmark rounds, steps and calls, search trials: beyond this a command runs for days
+IMAGE_SIDE_MAX = 4096  # = lacnn_zoo.data.splits.MAX_IMAGE_SIDE: a larger image batch no longer fits in memory
+DEPTH_MAX = 1202  # the depth study's deepest network: He et al.'s ResNet-1202, the deepest of the papers
+THREADS_PER_CPU = 4  # runtime threads beyond 4 per CPU only queue for the same cores
+OPSETS = (13, 18)  # = export.core.MIN_OPSET, MAX_OPSET: the ONNX opsets Keras' exporter writes
+
+
+def thread_limit():
+    """The most threads a runtime may be given on this machine."""
+    return THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
+class Bound(NamedTuple):
+    """The numbers an option takes: integers (or finite reals) from `low` to `high` (None: no upper limit; a
+    callable: this machine's), `open_low`/`open_high` leaving that end out; `why` explains an upper limit."""
+    integer: bool
+    low: float
+    high: Union[float, Callable, None]
+    why: str = ""
+    open_low: bool = False
+    open_high: bool = False
+
+
+def _count(low, high, why=""):
+    return Bound(True, low, high, why)
+
+
+def _real(low, high=None, why="", *, open_low=False, open_high=False):
+    return Bound(False, low, high, why, open_low, open_high)
+
+
+BOUNDS = {
+    # Counts the backends hold in int32.
+    "epochs": _count(1, INT32_MAX, "TensorFlow counts epochs and steps in int32"),
+    "batch_size": _count(1, INT32_MAX, "a batch dimension is an int32 in TensorFlow"),
+    "num_classes": _count(1, INT32_MAX, "labels are int32"),
+    "top_k": _count(1, INT32_MAX, "class indices are int32"),
+    "examples": _count(1, INT32_MAX, "a count of images, an int32"),
+    "size": _count(1, INT32_MAX, "a tensor dimension, an int32"),
+    "seed": _count(0, SEED_MAX, "what NumPy and scikit-learn accept"),
+    # Loops: each pass is a training step, a timed call or a trained model.
+    "rounds": _count(1, LOOP_MAX, "more rounds measure nothing new and run for days"),
+    "steps": _count(1, LOOP_MAX, "more steps per round measure nothing new and run for days"),
+    "calls": _count(1, LOOP_MAX, "more calls per round measure nothing new and run for days"),
+    "warmup": _count(0, LOOP_MAX, "a warm-up longer than this runs for days"),
+    "trials": _count(1, LOOP_MAX, "every trial trains a model and Bayesian optimisation refits over all of them"),
+    "executions_per_trial": _count(1, 1000, "repeats of one trial beyond this only cost time"),
+    # Sizes.
+    "image_side": _count(1, IMAGE_SIDE_MAX, "a larger image batch no longer fits in memory"),
+    "depth": _count(8, DEPTH_MAX, "ResNet-1202, the deepest network of He et al. 2016"),
+    "threads": _count(1, thread_limit, f"{THREADS_PER_CPU} per CPU of this machine"),
+    "opset": _count(*OPSETS, "the ONNX opsets Keras' exporter writes"),
+    # Real numbers (finite, never NaN).
+    "accuracy": _real(0, 1, "an accuracy"),
+    "accuracy_drop": _real(0, 100, "percentage points of top-1"),
+    "tolerance": _real(0, 1, "a tolerance of 1 or more accepts any output", open_high=True),
+    "learning_rate": _real(0, open_low=True),
+    "momentum": _real(0, 1, open_high=True),
+    "ema_decay": _real(0, 1, open_low=True, open_high=True),  # Keras' ema_momentum
+    "weight_decay": _real(0),
+    "decay_factor": _real(0, open_low=True),
+    "warmup_epochs": _real(0, INT32_MAX, "TensorFlow counts epochs in int32"),
+    "label_smoothing": _real(0, 1, open_high=True),
+    "clipnorm": _real(0, open_low=True),
+    "alpha": _real(0),  # MixUp's and CutMix's Beta(alpha, alpha); 0 is off
+    "probability": _real(0, 1),
+    "fraction": _real(0, 1, open_high=True),
+}
+
+
+def _high(bound):
+    return bound.high() if callable(bound.high) else bound.high
+
+
+def _number(x):
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def accepted(key):
+    """The range of option `key` in words, e.g. "an integer from 1 to 10000 (...)"."""
+    bound, high = BOUNDS[key], _high(BOUNDS[key])
+    why = f" ({bound.why})" if bound.why and high is not None else ""
+    if bound.integer:
+        return f"an integer from {bound.low} to {high}{why}"
+    if high is None:
+        return f"a finite number {'>' if bound.open_low else '>='} {_number(bound.low)}"
+    left, right = "(" if bound.open_low else "[", ")" if bound.open_high else "]"
+    return f"a number in {left}{_number(bound.low)}, {_number(high)}{right}{why}"
+
+
+def within(key, value):
+    """Whether `value` (a number, not a bool) is in option `key`'s range."""
+    bound, high = BOUNDS[key], _high(BOUNDS[key])
+    kind = numbers.Integral if bound.integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return False
+    if not bound.integer:
+        try:
+            if not math.isfinite(value):
+                return False
+        except OverflowError:  # an int beyond any float
+            return False
+    above = value > bound.low if bound.open_low else value >= bound.low
+    below = high is None or (value < high if bound.open_high else value <= high)
+    return above and below
+
+
+def check_bounded(key, value, name=None, flag=None):
+    """`value` as an int or float when it is in option `key`'s range; otherwise a ValueError naming the argument
+    (`name`, default `key`; the command-line `flag` inside a command) and the accepted range."""
+    if not within(key, value):
+        shown = f"`{name or key}`"
+        if flag is not None:
+            from lacnn_zoo.errors import spell
+
+            shown = spell(shown, flag)
+        raise ValueError(f"{shown} must be {accepted(key)}; received {value!r}.")
+    return int(value) if BOUNDS[key].integer else float(value)
+
+
+def bounded(key):
+    """An argparse `type` for one number of option `key`: a value out of range is a usage error that names the
+    flag (argparse adds it) and the accepted range."""
+    def parse(text):
+        try:
+            value = int(text) if BOUNDS[key].integer else float(text)
+        except ValueError:
+            value = None
+        if value is None or not within(key, value):
+            raise argparse.ArgumentTypeError(f"takes {accepted(key)}; received {text!r}.")
+        return value
+
+    parse.__name__ = key
+    return parse
+
+
+def milestone(text):
+    """An argparse `type` for one `--milestones` value: a fraction of training or an epoch number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < 1 or (value.is_integer() and 1 <= value < INT32_MAX)):
+        raise argparse.ArgumentTypeError(f"takes fractions of training in (0, 1) or epoch numbers from 1 to "
+                                         f"{INT32_MAX - 1}; received {text!r}.")
+    return value
+
+
+def machine_memory():
+    """Bytes of physical memory of this machine, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _bytes(n):
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def check_fits_in_memory(nbytes, what):
+    """Refuse `what` (a phrase naming the options it comes from) when its `nbytes` exceed this machine's memory."""
+    memory = machine_memory()
+    if memory is not None and nbytes > memory:
+        raise ValueError(f"{what} takes {_bytes(nbytes)}, more than this machine's {_bytes(memory)} of memory; "
+                         "ask for less.")
+
+
+def check_input_batch(batch_size, input_shape, *, batch="`batch_size`", shape="`input_shape`"):
+    """Refuse a float32 input batch of `batch_size` images of `input_shape` that exceeds this machine's memory;
+    `batch` and `shape` name the two options."""
+    nbytes = 4 * math.prod([int(batch_size), *(int(s) for s in input_shape)])
+    shown = " ".join(str(s) for s in input_shape)
+    check_fits_in_memory(nbytes, f"One float32 input batch of {batch} {batch_size} x {shape} {shown}")
+    return nbytes
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line, `prog: error: message`, with exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")

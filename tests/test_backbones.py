@@ -295,3 +295,50 @@ def test_stages_walk_back_only_over_a_widening_pointwise_convolution():
     assert select_taps(net(32), "stages")[0] == ["block", "down"]  # 8 -> 32: the block output is the stage
     assert select_taps(net(8), "stages")[0] == ["act", "down"]  # 8 -> 8: a layer of the stage, kept
     assert select_taps(net(4), "stages")[0] == ["act", "down"]  # narrowing: kept
+
+
+def test_bn_momentum_sets_every_batchnorm_of_an_application_backbone_and_its_saved_model(tmp_path):
+    """`bn_momentum` reaches the backbone's layers too (keras.applications gives MobileNetV3Small 0.999), the
+    trained model has it, best.keras reloaded has it, and run.json records it."""
+    import json
+
+    from test_image_folder import few_per_class, write_digits_folder
+
+    from lacnn_zoo.training import train
+    from lacnn_zoo.training.diagnostics import batchnorm_layers
+
+    images, labels = few_per_class(3)
+    write_digits_folder(tmp_path / "folder", images, labels, size=32)
+    bare = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 1))
+    assert {layer.momentum for layer in batchnorm_layers(bare)} == {0.999}
+    result = train("lacnn_static_vector_tiny", dataset=str(tmp_path / "folder"), epochs=1, batch_size=16,
+                   overrides={"backbone": "MobileNetV3Small", "taps": "stages"}, bn_momentum=0.9,
+                   output_dir=str(tmp_path / "run"), verbose=0, tensorboard=False)
+    trained = batchnorm_layers(result.model)
+    backbone_bn = {layer.name for layer in batchnorm_layers(bare)}
+    assert len(trained) >= 30 and {layer.name for layer in trained} <= backbone_bn  # every one up to the last tap
+    assert {layer.momentum for layer in trained} == {0.9}
+    reloaded = keras.saving.load_model(str(tmp_path / "run" / "best.keras"))
+    assert {layer.momentum for layer in batchnorm_layers(reloaded)} == {0.9}
+    assert json.load(open(tmp_path / "run" / "run.json"))["bn_momentum"] == 0.9
+
+
+def test_backbone_weights_from_a_local_file_load_into_the_backbone(tmp_path):
+    """`backbone_weights=PATH` (ImageNet weights downloaded once elsewhere, here a file saved from a backbone
+    whose weights differ from a fresh build's) loads into every backbone layer, offline."""
+    from lacnn_zoo import build_model
+
+    source = keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3))
+    rng = np.random.default_rng(0)
+    source.set_weights([rng.normal(size=w.shape).astype("float32") for w in source.get_weights()])
+    path = str(tmp_path / "mobilenet_v3_small_notop.weights.h5")
+    source.save_weights(path)
+    model = build_model("lacnn_static_vector_tiny", backbone="MobileNetV3Small", taps="stages",
+                        backbone_weights=path, input_shape=(32, 32, 3))
+    compared, kept = 0, {layer.name for layer in model.layers}  # the layers after the last tap are left out
+    for layer in source.layers:
+        if layer.weights and layer.name in kept:
+            for a, b in zip(layer.get_weights(), model.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+            compared += 1
+    assert compared > 50

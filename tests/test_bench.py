@@ -115,3 +115,71 @@ def test_precision_rows_time_the_model_against_itself_in_float32():
                           warmup=1, flops=False, precision="mixed_bfloat16")
     assert rows[0]["baseline"] == "plain_cnn_tiny float32" and rows[0]["ratio"] > 0
     assert keras.config.dtype_policy().name == "float32"
+
+
+# --- absurd counts and sizes: refused before any model is built ------------------------------------------------
+
+@pytest.fixture
+def nothing_built(monkeypatch):
+    from lacnn_zoo.experiments import bench
+
+    def build(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(bench, "build_model", build)
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    (dict(rounds=10**18), "`rounds` must be an integer from 1 to 10000"),
+    (dict(steps_per_round=10**18), "`steps_per_round` must be an integer from 1 to 10000"),
+    (dict(warmup=-1), "`warmup` must be an integer from 0 to 10000"),
+    (dict(batch_size=10**18), "`batch_size` must be an integer from 1 to 2147483647"),
+    (dict(input_shape=(-1, 8, 1)), "`input_shape` must be an integer from 1 to"),
+    (dict(input_shape=(100000, 100000, 3)), "batch of `batch_size` 128 x `input_shape` 100000 100000 3 takes"),
+    (dict(input_shape=(8, 8, 100000000)), "more than this machine's"),
+])
+def test_the_python_tables_refuse_absurd_counts_and_sizes_before_building(nothing_built, kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        overhead_table(["plain_cnn_tiny"], **kwargs)
+    with pytest.raises(ValueError, match=named.replace("128", "16")):
+        backbone_overhead_table("VGG16", **{"input_shape": (32, 32, 3), **kwargs})
+
+
+@pytest.mark.parametrize("shape", [("100000", "100000", "3"), ("8", "8", "100000000")])
+def test_cli_refuses_an_input_batch_larger_than_the_machine_in_one_line(nothing_built, capsys, shape):
+    assert cli.main(["bench", "plain_cnn_tiny", "--input-shape", *shape]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lacnn-zoo: error: One float32 input batch of --batch-size 128 x "
+                                               f"--input-shape {' '.join(shape)} takes"), err
+    assert "MemoryError" not in err[0] and "internal error" not in err[0]
+
+
+def test_bench_aa_refuses_attention_logits_larger_than_the_machine(capsys):
+    from lacnn_zoo.experiments import bench_aa
+
+    with pytest.raises(SystemExit) as exit_info:
+        bench_aa.main(["--sizes", "4096", "--batch-size", "64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1, err
+    assert "attention logits of --batch-size 64 x --heads 8 at --sizes 4096 takes" in err[0]
+
+
+def test_the_tables_report_medians_of_the_timed_rounds(monkeypatch):
+    """Step times, throughputs and ratios are medians over the rounds (as printed), worked out here by hand from
+    rounds given to the tables: one slow round (90 ms against 10 ms) would move a mean, not a median."""
+    from lacnn_zoo.experiments import bench
+
+    rounds = {"baseline": [0.020, 0.030, 0.020], "backbone + linear": [0.020, 0.030, 0.020]}
+    monkeypatch.setattr(bench, "time_step_samples",
+                        lambda steps, **kwargs: {k: list(rounds.get(k, [0.010, 0.010, 0.090])) for k in steps})
+    assert time_steps({"a": None}) == {"a": 0.010}
+    # Per round 10/20, 10/30, 90/20: the median ratio 0.5, the range 1/3 to 4.5.
+    by_hand = {"step_ms": 10.0, "baseline_step_ms": 20.0, "ratio": 0.5, "ratio_min": 1 / 3, "ratio_max": 4.5,
+               "images_per_s": 4 / 0.010}
+    (row,) = overhead_table(["lacnn_static_vector_tiny"], input_shape=(8, 8, 1), batch_size=4, flops=False)
+    assert {k: row[k] for k in by_hand} == pytest.approx(by_hand)
+    assert row["inference_images_per_s"] == pytest.approx(4 / 0.010)
+    base, head = backbone_overhead_table("VGG16", mechanisms=["static_vector"], input_shape=(32, 32, 3),
+                                         batch_size=4)
+    assert {k: head[k] for k in by_hand} == pytest.approx(by_hand)
+    assert base["step_ms"] == pytest.approx(20.0) and base["images_per_s"] == pytest.approx(4 / 0.020)

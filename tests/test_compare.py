@@ -77,3 +77,62 @@ def test_compare_overrides_reach_only_the_models_that_have_the_knob(tmp_path):
     assert json.load(open(out / "plain_cnn_tiny" / "seed0" / "run.json"))["overrides"] == {}
     with pytest.raises(ValueError, match=r"colour.*apply to none"):
         compare(["plain_cnn_tiny"], seeds=[0], epochs=1, out_dir=str(out), overrides={"colour": "red"})
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    (dict(target=float("nan")), "`target` must be a number in \\[0, 1\\]"),
+    (dict(target=-1), "`target` must be a number in \\[0, 1\\]"),
+    (dict(target=float("inf")), "`target`"),
+    (dict(epochs=10**18), "`epochs` must be an integer from 1 to 2147483647"),
+    (dict(seeds=[-1]), "`seeds` must be an integer from 0 to 4294967295"),
+    (dict(seeds=[0, 0]), "`seeds` must be one or more distinct seeds"),
+    (dict(seeds=[]), "`seeds` must be one or more distinct seeds"),
+])
+def test_values_no_comparison_can_mean_are_refused_before_any_run(tmp_path, monkeypatch, kwargs, named):
+    from lacnn_zoo.experiments import compare as module
+
+    def run_one(*args, **kw):
+        raise AssertionError("a model was trained")
+
+    monkeypatch.setattr(module, "run_one", run_one)
+    with pytest.raises(ValueError, match=named):
+        compare(["plain_cnn_tiny"], **{"seeds": [0], "epochs": 1, "out_dir": str(tmp_path / "c"), **kwargs})
+    assert not (tmp_path / "c").exists()
+
+
+def test_cli_refuses_repeated_seeds_in_one_line(tmp_path, capsys):
+    assert cli.main(["compare", "plain_cnn_tiny", "--seeds", "0", "0", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["lacnn-zoo: error: --seeds must be one or more distinct seeds; received [0, 0]."]
+    assert not (tmp_path / "c").exists()
+
+
+def test_gradient_norms_are_measured_on_the_inputs_an_application_backbone_trains_on(tmp_path, monkeypatch):
+    """With a keras.applications backbone the run trains on its family's inputs (VGG16: BGR, ImageNet means off
+    0-255 pixels); the gradient-norm batch is those inputs too: Keras' vgg16.preprocess_input of the raw pixels."""
+    from PIL import Image
+
+    from lacnn_zoo.experiments import compare as module
+
+    rng = np.random.default_rng(0)
+    raw = []
+    for i in range(24):
+        image = rng.integers(0, 256, size=(32, 32, 3)).astype("uint8")
+        image[..., 0] = np.maximum(image[..., 0], 128 * (i % 2))  # three different channels: BGR shows
+        (tmp_path / "folder" / str(i % 2)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "folder" / str(i % 2) / f"{i:02d}.png")
+        raw.append(image)
+    expected = keras.applications.vgg16.preprocess_input(np.stack(raw).astype("float32"))
+    seen = []
+
+    class Recording(module.GradientNormMonitor):
+        def __init__(self, x, y, path, epochs):
+            seen.append(np.asarray(x))
+            super().__init__(x, y, path, epochs=epochs)
+
+    monkeypatch.setattr(module, "GradientNormMonitor", Recording)
+    module.run_one("lacnn_static_vector", 0, str(tmp_path / "out"), 1, str(tmp_path / "folder"), (1,),
+                   overrides={"backbone": "VGG16", "taps": "stages"}, tensorboard=False)
+    (x,) = seen
+    nearest = [np.abs(expected - image).reshape(len(expected), -1).max(axis=1).min() for image in x]
+    assert len(x) > 0 and max(nearest) < 1e-4 * np.abs(expected).max()

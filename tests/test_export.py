@@ -142,7 +142,7 @@ def test_cli(tmp_path, capsys):
     assert main([str(path), "--out", str(tmp_path / "e"), "--format", "onnx"]) == 0
     assert "largest |difference|" in capsys.readouterr().out
     assert main([str(path), "--out", str(tmp_path / "e")]) == 1
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds an export" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("backbone,mechanism", [
@@ -174,3 +174,178 @@ def test_convnext_onnx_limit_is_one_clear_error_and_saved_model_works(tmp_path):
     assert not (tmp_path / "onnx").exists()
     manifest = export_model(model, tmp_path / "sm", format="saved_model", batch_sizes=(1, 3))
     assert max(manifest["parity"]["max_abs_diff"]["saved_model"].values()) < 1e-3
+
+# --- export.bench and export.validate: absurd counts refused before any worker starts ---------------------------
+
+@pytest.mark.parametrize("kwargs,named", [
+    (dict(rounds=10**18), "`rounds` must be an integer from 1 to 10000"),
+    (dict(calls=10**18), "`calls` must be an integer from 1 to 10000"),
+    (dict(warmup=-1), "`warmup` must be an integer from 0 to 10000"),
+    (dict(threads=-1), "`threads` must be an integer from 1 to"),
+    (dict(threads=10**18), "`threads` must be an integer from 1 to"),
+    (dict(batch_sizes=(1, 10**18)), "`batch_sizes` must be an integer from 1 to 2147483647"),
+    (dict(batch_sizes=(10**8,)), "input batch of `batch_sizes` 100000000 x `input_shape` 32 32 3 takes"),
+])
+def test_bench_measure_refuses_absurd_counts_before_starting_a_worker(tmp_path, monkeypatch, kwargs, named):
+    from export import bench
+
+    def worker(*args, **kw):
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(bench, "Worker", worker)
+    with pytest.raises(ValueError, match=named):
+        bench.measure(str(tmp_path), (32, 32, 3), **{"runtimes": ("onnxruntime",), **kwargs})
+
+
+def test_validate_refuses_an_absurd_batch_size_naming_it(tmp_path):
+    from export.validate import validate
+
+    with pytest.raises(ValueError, match="`batch_size` must be an integer from 1 to 2147483647"):
+        validate(tmp_path / "model.onnx", batch_size=10**18)
+
+
+# --- export.bench's work folders: a killed run's are removed by the next, nothing else is ----------------------
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _work_folder(root, name, marker=None, files=()):
+    folder = root / name
+    folder.mkdir()
+    if marker is not None:
+        (folder / ".lacnn-bench-owner").write_text(json.dumps(marker))
+    for f in files:
+        (folder / f).write_text("data")
+    return folder
+
+
+def test_only_marked_work_folders_of_dead_owners_are_removed(tmp_path):
+    from export import bench
+
+    dead, me = _dead_pid(), os.getpid()
+    started = bench._process_start(me)
+    removed = {
+        "killed": _work_folder(tmp_path, f"lacnn-bench-{dead}-0123abcd", {"pid": dead, "started": "1"},
+                               ["model.keras"]),
+        "killed before its marker": _work_folder(tmp_path, f"lacnn-bench-{dead}-feedbeef"),
+    }
+    kept = {
+        "alive": _work_folder(tmp_path, f"lacnn-bench-{me}-0123abcd", {"pid": me, "started": started}, ["m"]),
+        "no marker": _work_folder(tmp_path, f"lacnn-bench-{dead}-deadbeef", None, ["thesis.txt"]),
+        "not our name": _work_folder(tmp_path, "lacnn-bench-mine", {"pid": dead}, ["thesis.txt"]),
+        "marker of another pid": _work_folder(tmp_path, f"lacnn-bench-{dead}-0badcafe", {"pid": me}, ["x"]),
+    }
+    if started is not None:  # a marker whose pid now belongs to another process (ours, started at another time)
+        removed["pid reused"] = _work_folder(tmp_path, f"lacnn-bench-{me}-11112222", {"pid": me, "started": "1"})
+    target = _work_folder(tmp_path, "elsewhere", {"pid": dead, "started": "1"}, ["thesis.txt"])
+    (tmp_path / f"lacnn-bench-{dead}-33334444").symlink_to(target)
+    assert sorted(bench.remove_leftovers(str(tmp_path))) == sorted(str(p) for p in removed.values())
+    assert not any(p.exists() for p in removed.values())
+    assert all(p.exists() and os.listdir(p) for p in kept.values()) and (target / "thesis.txt").exists()
+
+
+def test_a_killed_bench_leaves_a_folder_the_next_run_removes_and_a_live_one_is_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from export import bench
+
+    code = ("import os, sys, time; from export.bench import workspace\n"
+            "with workspace(sys.argv[1]) as folder:\n"
+            "    open(os.path.join(folder, 'model.keras'), 'w').write('x'); print(folder, flush=True); time.sleep(60)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=root, stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        folder = process.stdout.readline().strip()
+        assert os.path.basename(folder).startswith(f"lacnn-bench-{process.pid}-")
+        assert bench.remove_leftovers(str(tmp_path)) == [] and os.path.exists(os.path.join(folder, "model.keras"))
+    finally:
+        process.kill()  # as kill -9: no clean-up runs
+        process.wait()
+    assert os.path.exists(folder)
+    assert bench.remove_leftovers(str(tmp_path)) == [folder] and os.listdir(tmp_path) == []
+
+
+def test_bench_command_works_in_a_marked_folder_and_cleans_what_a_killed_run_left(tmp_path, monkeypatch, capsys):
+    import re
+    import tempfile
+
+    from export import bench
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    leftover = _work_folder(tmp_path, f"lacnn-bench-{_dead_pid()}-0123abcd", None, [])
+    seen = []
+
+    def prepare(name, folder, shape):
+        seen.append((folder, json.load(open(os.path.join(folder, ".lacnn-bench-owner")))))
+        return {"flops_per_image": None}
+
+    monkeypatch.setattr(bench, "prepare", prepare)
+    monkeypatch.setattr(bench, "measure", lambda *args, **kwargs: {})
+    assert bench.main(["plain_cnn_tiny", "--rounds", "4", "--calls", "5"]) == 0
+    (folder, marker), = seen
+    assert re.fullmatch(rf"lacnn-bench-{os.getpid()}-[0-9a-f]{{8}}", os.path.basename(folder))
+    # Only the bench's own folders are asserted on: other libraries may keep their temporaries in tempfile's folder.
+    assert marker["pid"] == os.getpid() and not leftover.exists()
+    assert not [e for e in os.listdir(tmp_path) if e.startswith("lacnn-bench-")], os.listdir(tmp_path)
+    assert "removed 1 work folder(s) left by killed runs" in capsys.readouterr().err
+
+
+def test_parity_needs_every_sample_of_a_batch_within_tolerance():
+    """The parity rule (|difference| <= atol + rtol x the sample's output scale) holds for all samples, not any:
+    one sample of seven off by the scale itself fails the export; agreement within the rule passes."""
+    from export.core import _parity
+
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1), widths=(8, 8, 16))
+
+    def runner(offset_first):
+        def run(x):
+            out = np.asarray(model(x, training=False)).copy()
+            scale = np.abs(out).max(axis=1)
+            out += 0.5 * (1e-5 + 1e-4 * scale)[:, None]  # within the rule for every sample
+            out[0] += offset_first * scale[0]
+            return out
+        return run
+
+    figures = _parity(model, {"close": runner(0.0)}, [(8, 8, 1)], (7,), rtol=1e-4, atol=1e-5, seed=0)
+    assert 0 < figures["close"]["7"] < 1e-3
+    with pytest.raises(ExportError, match="one_off disagrees with the Keras model at batch 7"):
+        _parity(model, {"one_off": runner(1.0)}, [(8, 8, 1)], (7,), rtol=1e-4, atol=1e-5, seed=0)
+
+
+@pytest.mark.parametrize("argv", [["export.bench", "--threads", "-1"],
+                                  ["export.validate", "a.onnx", "--batch-size", "0"]])
+def test_a_refusal_of_the_export_tools_is_one_line_on_stderr_from_a_shell(argv, tmp_path):
+    """Not zoo command lines (they register the zoo eagerly, starting TensorFlow): its start-up lines stay out."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", *argv], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"python -m {argv[0]}: error: argument {argv[-2]}: takes"), done.stderr
+
+
+@pytest.mark.parametrize("arguments,needle", [
+    (dict(rtol=1e18), r"`rtol` must be a number in \[0, 1\)"), (dict(atol=-1.0), r"`atol` must be"),
+    (dict(quantize="int8", calibration_images=10**18), r"`calibration_images` must be an integer from 1"),
+    (dict(quantize="int8", max_accuracy_drop=1e18), r"`max_accuracy_drop` must be a number in \[0, 100\]"),
+])
+def test_export_from_python_refuses_what_no_export_can_mean(arguments, needle, tmp_path):
+    from export import export_model
+
+    path = tmp_path / "m.keras"
+    build_model("plain_cnn_tiny", input_shape=(8, 8, 1)).save(path)
+    with pytest.raises(ValueError, match=needle):
+        export_model(path, tmp_path / "out", format="onnx", **arguments)
+    assert not (tmp_path / "out").exists()

@@ -362,3 +362,35 @@ def test_a_small_folder_is_warned_before_training_with_what_to_change(tmp_path, 
                      "--output-dir", str(tmp_path / "run"), "--verbose", "2"]) == 0
     err = capsys.readouterr().err
     assert line in err
+
+
+def test_the_small_data_warning_suggests_the_batch_size_of_its_rule():
+    """The suggestion is the largest power of two that gives at least 10 full batches (1 when none does), worked
+    out here by hand for each case; a split that is only too small for validation gets no batch-size advice."""
+    import re
+
+    from lacnn_zoo.data import DataSplits
+    from lacnn_zoo.training.compiling import size_warning
+
+    def sized(n_train, n_val):
+        return DataSplits("x", None, None, None, (8, 8, 1), 3, {}, sizes={"train": n_train, "validation": n_val})
+
+    # (training images, batch size) -> suggestion: e.g. 576 // 32 = 18 full batches but 576 // 64 = 9.
+    by_hand = {(576, 64): 32, (95, 64): 8, (159, 32): 8, (160, 32): 16, (1000, 128): 64, (36, 4): 2, (5, 64): 1}
+    for (n_train, batch_size), expected in by_hand.items():
+        line = size_warning(sized(n_train, 50), batch_size)
+        assert re.findall(r"--batch-size \(e\.g\. (\d+)\)", line) == [str(expected)], (n_train, batch_size, line)
+    line = size_warning(sized(6400, 49), 64)  # 100 steps: only the validation split is small
+    assert "validation split has 49" in line and "--validation-fraction" in line
+    assert "--batch-size" not in line, line  # not "a smaller --batch-size (e.g. 512)" than 64
+    assert "has 40 images (one image moves validation accuracy by 2.5 points)" in size_warning(sized(6400, 40), 64)
+
+
+def test_a_batch_larger_than_the_training_split_is_said_not_silently_capped():
+    from lacnn_zoo.data import DataSplits
+    from lacnn_zoo.training.compiling import size_warning
+
+    split = DataSplits("x", None, None, None, (8, 8, 1), 3, {}, sizes={"train": 1149, "validation": 200})
+    line = size_warning(split, 10**9)
+    assert "batches of 1000000000 (a batch holds at most the 1149) give 1 optimizer step per epoch" in line
+    assert "at most" not in size_warning(split, 1024)  # 2 steps: a real batch of 1024, nothing capped

@@ -131,8 +131,17 @@ def foreign(run, tmp_path):
     (["predict", "{r}", "{t}/notes.txt"], "not an image file"),
     (["predict", "{r}", "{t}/broken.png"], "Cannot decode image '.*broken.png'"),
     (["predict", "{r}", "{t}/empty"], "holds no images"),
-    (["predict", "{r}", "{t}/broken.png", "--top-k", "0"], "top_k"),
     (["predict", "{t}/bare.keras", "{t}/small8"], "no metrics.json"),
+    # Options that cannot take effect.
+    (["evaluate", "{r}", "--overwrite"], r"--overwrite replaces the --out file.*no --out"),
+    (["predict", "{r}", "{t}/small8", "--overwrite"], r"--overwrite replaces the --csv file.*no --csv"),
+    (["predict", "{r}", "{t}/small8", "--top-k", "11"], r"--top-k 11 .*10 classes"),
+    (["evaluate", "{r}", "--dataset", "digits", "--image-size", "8", "8"], r"--image-size .*digits"),
+    (["evaluate", "{r}", "--dataset", "digits", "--data-dir", "{t}"], r"--data-dir .*digits"),
+    (["evaluate", "{r}", "--dataset", "digits", "--download"], r"--download .*digits"),
+    # The true cause of an output that cannot be written, before any work.
+    (["evaluate", "{r}", "--out", "/proc/x.json"], r"--out '/proc/x.json' cannot be written: '/proc' does not accept"),
+    (["predict", "{r}", "{t}/small8", "--csv", "/proc/out.csv"], r"--csv '/proc/out.csv' cannot be written"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(run, foreign, capsys, argv, pattern):
     import re
@@ -141,7 +150,54 @@ def test_bad_input_gives_one_line_and_exit_2(run, foreign, capsys, argv, pattern
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lacnn-zoo: error: ")
-    assert re.search(pattern, err[0]), err
+    assert re.search(pattern, err[0]) and "No space" not in err[0], err
+
+
+def test_an_unwritable_csv_and_an_unreadable_model_name_the_users_file_and_the_cause(run, foreign, monkeypatch,
+                                                                                      capsys):
+    import builtins
+
+    from lacnn_zoo import io
+    from lacnn_zoo.models import saving
+
+    target = foreign / "out.csv"
+
+    def refused(path, *args, **kwargs):  # root reads and writes through chmod: the refusal is simulated
+        if "lacnn-tmp" in os.fspath(path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", refused, raising=False)
+    assert cli.main(["predict", run["run"], f"{foreign}/small8", "--csv", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and repr(str(target)) in err[0] and "Permission denied" in err[0], err
+    assert "lacnn-tmp" not in err[0] and not target.exists()
+    monkeypatch.undo()
+
+    def unreadable(path, *args, **kwargs):
+        if os.fspath(path).endswith("best.keras"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(saving, "open", unreadable, raising=False)
+    assert cli.main(["evaluate", run["run"]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "best.keras" in err[0] and "ermission denied" in err[0] and "archive" not in err[0], err
+    monkeypatch.undo()
+
+    from lacnn_zoo.training import inference
+
+    image = next(os.path.join(base, f) for base, _, files in os.walk(run["folder"]) for f in files)
+
+    def unreadable_image(path, *args, **kwargs):
+        if os.fspath(path) == image:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "open", unreadable_image, raising=False)
+    assert cli.main(["predict", run["run"], image]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and repr(image) in err[0] and "Permission denied" in err[0] and "internal" not in err[0], err
 
 
 def _bitmap(scan):

@@ -119,10 +119,11 @@ def test_bad_inputs_raise_clear_errors(name):
     with pytest.raises(ValueError, match="classifier_activation"):
         build_model(name, classifier_activation="not_an_activation")
     knobs = model_info(name).knobs
-    if "beta_init" in knobs:
+    if "beta_init" in knobs:  # with the knobs under which beta_init takes effect
+        beta_mixing = {"mixing": "beta", **({"backbone": "residual"} if "backbone" in knobs else {})}
         for beta in (-0.1, 1.5):
             with pytest.raises(ValueError, match=r"beta_init.*\[0, 1\]"):
-                build_model(name, beta_init=beta)
+                build_model(name, beta_init=beta, **beta_mixing)
     if "depth" in knobs:
         for depth in (0, -3):
             with pytest.raises(ValueError, match="depth"):

@@ -61,7 +61,43 @@ def test_cli_refuses_a_warmup_longer_than_the_run_before_training(tmp_path, caps
     assert cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "3", "--warmup-epochs", "1e9",
                      "--output-dir", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "warmup_epochs" in err[0] and not run.exists()
+    assert len(err) == 1 and "--warmup-epochs" in err[0] and not run.exists()
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--optimizer", "adamw", "--momentum", "0.8"], "--momentum"),
+    (["--nesterov"], "--nesterov"),                                  # the default recipe's AdamW
+    (["--recipe", "he2016", "--optimizer", "adam", "--no-nesterov"], "--nesterov"),
+    (["--recipe", "he2016", "--momentum", "0", "--nesterov"], "--nesterov"),
+    (["--schedule", "cosine", "--milestones", "0.5"], "--milestones"),
+    (["--decay-factor", "0.5"], "--decay-factor"),                   # the default recipe's cosine
+    (["--recipe", "he2016", "--schedule", "constant", "--decay-factor", "0.5"], "--decay-factor"),
+    (["--scale-lr"], "--scale-lr"),
+    (["--validation-fraction", "0"], "--validation-fraction"),
+    (["--test-fraction", "0"], "--test-fraction"),
+    (["--test-fraction", "0.3"], "--test-fraction"),
+])
+def test_cli_refuses_a_training_option_that_cannot_take_effect(tmp_path, capsys, argv, flag):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--model", "plain_cnn_tiny", "--epochs", "3", "--output-dir", str(run), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0] and "Traceback" not in err[0] and not run.exists(), err
+
+
+def test_a_recipes_own_values_and_options_that_apply_are_accepted(tmp_path):
+    from lacnn_zoo.models.registry import model_info
+    from lacnn_zoo.training.loop import TrainConfig, _run_config
+
+    info = model_info("plain_cnn_tiny")
+    for options in (dict(recipe="he2016", momentum=0.5, nesterov=True, milestones=(0.3,), decay_factor=0.5),
+                    dict(schedule="step", decay_factor=0.5), dict(optimizer="sgd", momentum=0.8)):
+        config, _ = _run_config("plain_cnn_tiny", info, TrainConfig.of(None, dict(epochs=3, **options)))
+        assert all(config[k] == (tuple(v) if isinstance(v, tuple) else v) for k, v in options.items())
+    # What a run recorded (the default recipe's momentum beside AdamW) resumes as recorded.
+    config, _ = _run_config("plain_cnn_tiny", info, TrainConfig.of(None, dict(epochs=3, momentum=0.9,
+                                                                               milestones=(0.5, 0.75))),
+                            resume=True)
+    assert config["optimizer"] == "adamw" and config["momentum"] == 0.9
 
 
 def _lr(schedule, step):
@@ -141,3 +177,31 @@ def test_mixed_bfloat16_training_keeps_float32_weights_and_logits_and_exports(tm
     assert np.isfinite(result.metrics["test_loss"])
     manifest = export_model(run / "best.keras", tmp_path / "exported", format="onnx", batch_sizes=(1, 3))
     assert manifest["parity"]["max_abs_diff"]["onnx"]
+
+
+@pytest.mark.parametrize("arguments,needle", [
+    (dict(epochs=10**18), r"`epochs` must be an integer from 1 to 2147483647"),
+    (dict(epochs=1.5), r"`epochs` must be an integer from 1"),
+    (dict(batch_size=10**18), r"`batch_size` must be an integer from 1 to 2147483647"),
+    (dict(seed=-1), r"`seed` must be an integer from 0 to 4294967295"),
+    (dict(seed=2**32), r"`seed` must be an integer from 0 to 4294967295"),
+])
+def test_train_from_python_refuses_counts_no_run_can_honour_before_any_work(arguments, needle, tmp_path):
+    """The bounds of the command line hold from Python too: TensorFlow's int32 counts, NumPy's seeds."""
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=needle):
+        train("plain_cnn_tiny", output_dir=str(run), verbose=0, **{"epochs": 1, **arguments})
+    assert not run.exists()
+
+
+def test_epoch_milestones_in_a_one_epoch_run_say_what_is_accepted():
+    with pytest.raises(ValueError, match=r"accepted: fractions of training in \(0, 1\)\.$") as raised:
+        check_schedule_fits(resolve_recipe("default", schedule="step", milestones=(5,), decay_factor=0.1), 1)
+    assert "epochs 1 to 0" not in str(raised.value)
+
+
+def test_a_data_set_seed_out_of_range_names_the_seed():
+    from lacnn_zoo.data import load_dataset
+
+    with pytest.raises(ValueError, match=r"`seed` must be an integer from 0 to 4294967295 .*received -1"):
+        load_dataset("digits", seed=-1)

@@ -246,3 +246,165 @@ def test_an_absurd_size_is_refused_at_once_not_walked(name, knobs):
 def test_weights_hash_without_weights_is_refused():
     with pytest.raises(ValueError, match="`weights_hash` checks a downloaded `weights` file"):
         build_model("plain_cnn_tiny", weights_hash="0" * 64)
+
+
+@pytest.mark.parametrize("name,knobs,inert", [
+    ("lacnn_static_vector_tiny", dict(tap_units=32), "tap_units"),
+    ("lacnn_static_vector_tiny", dict(mixing="beta"), "mixing"),
+    ("lacnn_static_vector_tiny", dict(beta_init=0.3), "beta_init"),
+    ("lacnn_static_vector_tiny", dict(heads=2), "heads"),
+    ("lacnn_static_vector_tiny", dict(key_width=8), "key_width"),
+    ("lacnn_static_vector_tiny", dict(lstm_units=8), "lstm_units"),
+    ("lacnn_static_vector_tiny", dict(lstm_direction="bidirectional"), "lstm_direction"),
+    ("lacnn_static_vector_tiny", dict(lstm_readout="final_state"), "lstm_readout"),
+    ("lacnn_static_vector_tiny", dict(tap_size=2), "tap_size"),
+    ("lacnn_static_vector_tiny", dict(backbone_weights=None), "backbone_weights"),
+    ("lacnn_static_vector_tiny", dict(backbone="MobileNetV3Small", widths=(8, 8, 8)), "widths"),
+    ("lacnn_self_attention_tiny", dict(lstm_units=8), "lstm_units"),
+    ("lacnn_self_attention_tiny", dict(tap_transform=False, tap_units=8), "tap_units"),
+    ("lacnn_static_vector_resnet8", dict(beta_init=0.3), "beta_init"),
+    ("resnet8", dict(beta_init=0.3), "beta_init"),
+    ("resnet8", dict(heads=2), "heads"),
+    ("resnet8_beta", dict(mixing="add", beta_init=0.3), "beta_init"),
+    ("wrn10_2", dict(dk=0.5), "dk"),
+])
+def test_a_knob_the_model_does_not_use_is_refused(name, knobs, inert):
+    with pytest.raises(ValueError, match=rf"`{inert}` cannot take effect on {name!r}: .*knobs it uses.*") as e:
+        build_model(name, **knobs)
+    uses = str(e.value).split("knobs it uses: ")[1].rstrip(".").split(", ")
+    assert "\n" not in str(e.value) and inert not in uses
+    assert ("mechanism" if name.startswith("lacnn") else "depth") in uses
+
+
+def test_the_same_knobs_where_they_take_effect_are_accepted_and_change_the_model():
+    import json
+
+    def config(name, **knobs):
+        return json.dumps(build_model(name, **knobs).get_config(), sort_keys=True, default=str)
+
+    for name, knobs in [
+        ("lacnn_static_vector_tiny", dict(tap_transform=True, tap_units=8)),
+        ("lacnn_static_vector_tiny", dict(mechanism="self_attention", heads=2, key_width=8)),
+        ("lacnn_static_vector_tiny", dict(mechanism="dynamic_recurrent", lstm_units=8)),
+        ("lacnn_static_vector_tiny", dict(tap_form="resample", tap_size=1)),
+        ("lacnn_static_vector_tiny", dict(backbone="residual", depth=1, mixing="beta", beta_init=0.3)),
+        ("resnet8", dict(mixing="beta", beta_init=0.3)),
+        ("resnet8", dict(augment_stages=(3,), heads=2, dk=0.5, dv=0.25)),
+    ]:
+        assert config(name, **knobs) != config(name), (name, knobs)
+    # The layer-attended head on a given backbone follows the same rule.
+    from lacnn_zoo.models.layer_attended import layer_attended
+
+    with pytest.raises(ValueError, match="`heads` cannot take effect"):
+        layer_attended(build_model("plain_cnn_tiny", include_top=False, pooling=None), heads=4)
+
+
+def test_cli_refuses_a_knob_the_model_does_not_use(tmp_path, capsys):
+    from lacnn_zoo import cli
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "--model", "lacnn_static_vector_tiny", "--set", "heads=4", "--output-dir",
+                     str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--set heads" in err[0] and "mechanism" in err[0] and not run.exists()
+
+
+def test_weights_hash_is_checked_for_a_local_file_too(tmp_path):
+    import hashlib
+
+    path = tmp_path / "w.weights.h5"
+    build_model("plain_cnn_tiny").save_weights(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    build_model("plain_cnn_tiny", weights=str(path), weights_hash=digest)
+    with pytest.raises(ValueError, match=r"does not match weights_hash.*nothing was loaded"):
+        build_model("plain_cnn_tiny", weights=str(path), weights_hash="0" * 64)
+
+
+def test_weights_that_are_a_folder_or_unreadable_say_so(tmp_path, monkeypatch):
+    import builtins
+
+    (tmp_path / "w.weights.h5").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        build_model("plain_cnn_tiny", weights=str(tmp_path / "w.weights.h5"))
+    path = tmp_path / "x.weights.h5"
+    build_model("plain_cnn_tiny").save_weights(path)
+
+    def unreadable(name, *args, **kwargs):  # root reads through chmod 000: the refusal is simulated
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, "Permission denied", os.fspath(name))
+        return builtins.open(name, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "open", unreadable, raising=False)
+    with pytest.raises(PermissionError, match=r"cannot be read \(Permission denied\)"):
+        build_model("plain_cnn_tiny", weights=str(path))
+
+
+def test_a_download_that_never_answers_times_out_in_one_line(tmp_path, monkeypatch):
+    import signal
+    import socket
+
+    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT_S", 1)
+    (tmp_path / "keras_home").mkdir()
+    monkeypatch.setattr("keras.src.backend.config.keras_home", lambda: str(tmp_path / "keras_home"))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # the kernel accepts the connection; nobody ever answers
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/x.weights.h5"
+
+    def hung(signum, frame):
+        raise TimeoutError("the download never timed out")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        start = time.perf_counter()
+        with pytest.raises(ValueError, match=r"could not be downloaded.*no answer within 1 s") as e:
+            build_model("plain_cnn_tiny", weights=url, weights_hash="0" * 64)
+        assert time.perf_counter() - start < 20 and "\n" not in str(e.value)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        server.close()
+    assert not os.listdir(tmp_path / "keras_home" / "lacnn_zoo") if (tmp_path / "keras_home" / "lacnn_zoo").exists() \
+        else True
+
+
+def test_head_arguments_without_the_head_are_refused():
+    with pytest.raises(ValueError, match="`classifier_activation` applies to the classifier"):
+        build_model("plain_cnn_tiny", include_top=False, classifier_activation="softmax")
+    with pytest.raises(ValueError, match="`pooling` applies to the one pooled output"):
+        build_model("plain_cnn_tiny", include_top=False, features="stages", pooling="max")
+    assert len(build_model("plain_cnn_tiny", include_top=False, features="stages").outputs) == 3
+
+
+def test_weights_of_another_model_are_refused_in_one_quiet_line_naming_the_first_misfit(tmp_path, capsys):
+    """EfficientNetB0 given MobileNetV3Small's weights: no Keras warning (there were 118), one whole line naming the
+    first layer that differs with both shapes; weights saved for another num_classes say so, from a .weights.h5
+    and a .keras file, and as `init_weights` of a training run."""
+    import warnings
+
+    from lacnn_zoo.training.transfer import load_initial_weights
+
+    small = dict(taps="stages", input_shape=(32, 32, 3))
+    other = str(tmp_path / "mobilenet.weights.h5")
+    build_model("lacnn_static_vector_tiny", backbone="MobileNetV3Small", **small).save_weights(other)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError) as e:
+            build_model("lacnn_static_vector_tiny", backbone="EfficientNetB0", weights=other, **small)
+    message = str(e.value)
+    assert [str(w.message) for w in caught] == [] and capsys.readouterr().err == ""
+    assert "\n" not in message and message.startswith(f"`weights` {other!r} do not fit 'lacnn_static_vector_tiny': ")
+    assert "the first 'stem_conv' (the file's layer in its place is 'conv'): (3, 3, 3, 32) in the model, " \
+           "(3, 3, 3, 16) in the file" in message and message.endswith("comes from another architecture.")
+
+    four = build_model("plain_cnn_tiny", num_classes=4, widths=(8, 8, 16))
+    four.save_weights(tmp_path / "four.weights.h5")
+    four.save(tmp_path / "four.keras")
+    for path in (tmp_path / "four.weights.h5", tmp_path / "four.keras"):
+        with pytest.raises(ValueError, match=r"the file was saved for 4 classes and the model has num_classes=10 "
+                                             r"\(layer 'logits': \(16, 10\), \(10,\) in the model, \(16, 4\), "
+                                             r"\(4,\) in the file\); build the model with the file's num_classes"):
+            build_model("plain_cnn_tiny", widths=(8, 8, 16), weights=str(path))
+    with pytest.raises(ValueError, match=r"`init_weights` .* \(the file was saved for 4 classes"):
+        load_initial_weights(build_model("plain_cnn_tiny", widths=(8, 8, 16)), str(tmp_path / "four.weights.h5"))

@@ -164,7 +164,8 @@ def test_every_file_of_a_backed_up_epoch_is_on_disk_and_resume_repeats_nothing(t
     assert _rows(run / "layer_attention.csv") == [0, 1, 2]
     best_epoch = json.load(open(run / "best.keras.json"))["epoch"]
     val = _rows_float(run / "history.csv", "val_accuracy")
-    assert best_epoch == int(np.argmax(val)) + 1
+    loss = _rows_float(run / "history.csv", "val_loss")  # ties of accuracy go to the lower loss
+    assert best_epoch == min(range(len(val)), key=lambda e: (-val[e], loss[e], e)) + 1
     # Killed just before epoch 2's backup: epoch 2 is rerun, and its first attempt leaves no duplicate row.
     monkeypatch.undo()
     _kill_around_backup(monkeypatch, at_epoch=2, after=False)
@@ -223,6 +224,169 @@ def test_stale_temporaries_of_a_killed_run_are_cleaned_at_the_next_start(finishe
     resume(str(run), verbose=0, callbacks=[_Look()])  # ...while resume keeps it and removes only the zoo's
     assert seen["stale"] == []
     assert all(p.exists() for p in lookalikes[:2])
+
+
+class _KillAtStart(keras.callbacks.Callback):
+    """Dies as the first epoch begins: CSVLogger has opened history.csv and written nothing (the 0-byte file a
+    kill -9 during the first epoch leaves)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        raise KeyboardInterrupt("killed during the first epoch")
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_a_run_killed_in_its_first_epoch_resumes(tmp_path, ema, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=2, output_dir=str(run), ema=ema, callbacks=[_KillAtStart()], **TINY)
+    assert (run / "history.csv").read_bytes() == b""
+    assert cli.main(["train", "--output-dir", str(run), "--resume", "--verbose", "0"]) == 0, capsys.readouterr().err
+    assert _rows(run / "history.csv") == [0, 1]
+
+
+class _KillAfterFirstEpoch(keras.callbacks.Callback):
+    """Dies as the second epoch begins: the first one is completely saved (its backup included)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("killed after the first epoch")
+
+
+def test_a_resumed_ema_run_has_the_history_and_checkpoint_of_an_uninterrupted_one(tmp_path, capsys):
+    """The averaged model's batch-norm statistics are re-estimated from its weights on the same sample every
+    epoch, and its average is in the backup: after a kill and --resume, every column of history.csv (but the
+    epoch times) and the best checkpoint's record are those of the run that was never interrupted."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    argv = ["train", "--model", "plain_cnn_tiny", "--set", "widths=(8, 8, 16)", "--epochs", "3", "--ema",
+            "--ema-decay", "0.9", "--verbose", "0"]
+    assert cli.main([*argv, "--output-dir", str(whole)]) == 0
+    kept = json.load(open(whole / "metrics.json"))["best_weights"]
+    out = capsys.readouterr().out  # the summary says which model best.keras holds
+    assert f"best.keras holds the {'averaged (EMA)' if kept == 'ema' else 'raw'} weights" in out, out
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=3, ema=True, ema_decay=0.9, output_dir=str(killed),
+              callbacks=[_KillAfterFirstEpoch()], tensorboard=False, **TINY)
+    earlier = tmp_path / "earlier"  # the same run as an earlier version left it: no val_ema_* columns
+    shutil.copytree(killed, earlier)
+    with open(killed / "history.csv") as f:
+        rows = [{k: v for k, v in r.items() if not k.startswith("val_ema_")} for r in csv.DictReader(f)]
+    with open(earlier / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = _tree(earlier)
+    assert cli.main(["train", "--output-dir", str(earlier), "--resume", "--verbose", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "earlier lacnn-zoo" in err[0] and "--overwrite" in err[0], err
+    assert _tree(earlier) == before  # refused before anything was written
+    assert cli.main(["train", "--output-dir", str(killed), "--resume", "--verbose", "0"]) == 0
+
+    def history(run):
+        with open(run / "history.csv") as f:
+            return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+    assert len(history(whole)) == 3 and "val_ema_accuracy" in history(whole)[0]
+    assert history(killed) == history(whole)
+    assert json.load(open(killed / "best.keras.json")) == json.load(open(whole / "best.keras.json"))
+
+
+def _owned_run(tmp_path, history, done):
+    """A run folder as the zoo leaves it, with `history` (bytes) and a backup recording `done` epochs."""
+    from lacnn_zoo.io import mark_owned, write_json
+    from lacnn_zoo.training.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    mark_owned(str(run), "run")
+    write_json(str(run / "run.json"), {"model": "plain_cnn_tiny"})
+    (run / "history.csv").write_bytes(history)
+    if done:
+        (run / "backup").mkdir()
+        write_json(str(run / "backup" / "training_metadata.json"), {"epoch": done, "batch": 0})
+    return RunFolder(str(run))
+
+
+@pytest.mark.parametrize("history,done,kept", [
+    (b"", 0, None),                                          # opened, nothing written yet
+    (b"epo", 0, None),                                       # the header cut short
+    (b"epoch,accuracy,loss\r\n0,0.5,1.2\r\n", 0, None),        # epoch 0 written, killed before its backup
+    (b"epoch,loss\r\n0,1.2\r\n1,0.9\r\n1", 2, [0, 1]),       # row "10" cut to "1" by the kill
+    (b"epoch,loss\r\n0,1.2\r\n1,0.9\r\n2,0.", 2, [0, 1]),
+])
+def test_a_history_cut_by_a_kill_is_trimmed_to_the_backed_up_epochs(tmp_path, history, done, kept):
+    folder = _owned_run(tmp_path, history, done)
+    folder.trim_history(folder.epochs_done())
+    path = tmp_path / "run" / "history.csv"
+    assert (_rows(path) if path.exists() else None) == kept
+
+
+def test_a_foreign_history_is_still_refused(tmp_path):
+    from lacnn_zoo.errors import ZooError
+
+    folder = _owned_run(tmp_path, b"step,value\n3,4\n", 1)
+    with pytest.raises(ZooError, match="no 'epoch' column"):
+        folder.trim_history(1)
+    assert (tmp_path / "run" / "history.csv").read_bytes() == b"step,value\n3,4\n"
+
+
+def test_a_run_killed_before_its_run_json_starts_again(tmp_path, capsys):
+    from lacnn_zoo.io import OWNER_MARKER, mark_owned
+
+    run = tmp_path / "run"
+    run.mkdir()
+    mark_owned(str(run), "run")  # killed here, before run.json: nothing of the run exists
+    assert cli.main(["train", "--output-dir", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "without --resume" in err[0]
+    train("plain_cnn_tiny", epochs=1, output_dir=str(run), **TINY)
+    assert (run / "metrics.json").exists()
+    # Killed while writing the marker itself: its temporary alone is in the folder.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / f".{OWNER_MARKER}.0a1b2c3d.lacnn-tmp").write_text("{")
+    train("plain_cnn_tiny", epochs=1, output_dir=str(other), resume=True, **TINY)
+    assert (other / "metrics.json").exists()
+
+
+def test_a_kill_between_the_backup_weights_and_its_metadata_resumes_after_the_saved_epoch(tmp_path, monkeypatch):
+    from lacnn_zoo.training import callbacks
+
+    run = tmp_path / "run"
+    real_dump = json.dump
+
+    def dump(data, f, *args, **kwargs):
+        if isinstance(data, dict) and data.get("epoch") == 2 and "batch" in data:
+            raise KeyboardInterrupt("killed after the weights of epoch 2 were renamed into place")
+        return real_dump(data, f, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks.json, "dump", dump)
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=3, output_dir=str(run), **TINY)
+    monkeypatch.undo()
+    assert json.load(open(run / "backup" / "training_metadata.json"))["epoch"] == 1
+    epochs = EpochRecorder()
+    resume(str(run), verbose=0, callbacks=[epochs])
+    assert epochs.seen == [2] and _rows(run / "history.csv") == [0, 1, 2]
+
+
+def test_gradient_norms_of_a_resumed_run_keep_the_earlier_epochs(tmp_path):
+    from lacnn_zoo import build_model
+    from lacnn_zoo.experiments.compare import GradientNormMonitor, read_csv
+
+    path = tmp_path / "grad_norms.csv"
+    x, y = np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "int32")
+    model = build_model("plain_cnn_tiny", widths=(8, 8, 16))
+    first = GradientNormMonitor(x, y, str(path), epochs=(1, 2))
+    first.set_model(model)
+    first.on_train_begin()
+    first.on_epoch_end(0)
+    first.on_epoch_end(1)  # epoch 2's rows, then killed before epoch 2's backup: epoch 2 runs again
+    again = GradientNormMonitor(x, y, str(path), epochs=(1, 2))
+    again.set_model(model)
+    again.on_train_begin()
+    again.on_epoch_end(1)
+    epochs = [int(r["epoch"]) for r in read_csv(path)]
+    assert sorted(set(epochs)) == [0, 1, 2] and epochs.count(2) == epochs.count(0)
 
 
 # --- divergence ---------------------------------------------------------------------------------------------
@@ -314,10 +478,9 @@ def test_disk_full_keeps_the_last_backup_and_prints_one_line(tmp_path, monkeypat
     (["train", "--output-dir", "{tmp}/nope", "--resume"], "holds no lacnn-zoo run"),
     (["train", "--dataset", "cifar10", "--data-dir", "{tmp}/tfds", "--output-dir", "{tmp}/c"], "not prepared"),
     (["train", "--augment", "crop-flip", "--output-dir", "{tmp}/a"], "--augment applies to TFDS"),
-    (["train", "--image-size", "0", "0", "--output-dir", "{tmp}/i"], "--image-size applies to TFDS"),
+    (["train", "--image-size", "8", "8", "--output-dir", "{tmp}/i"], "--image-size applies to TFDS"),
     (["train", "--output-dir", "{tmp}/file"], "is a file"),
     (["train", "--output-dir", "{tmp}/file/run"], "file' is a file, not a folder"),
-    (["train", "--lr", "inf"], "learning_rate"),
     (["train", "--output-dir", "{tmp}/x", "--resume", "--overwrite"], "exclude each other"),
     (["train", "--output-dir", "/proc/lacnn-zoo-run"], "Run folder '/proc/lacnn-zoo-run' cannot be created or written: "
                                                         "'/proc' does not accept new files"),
@@ -472,7 +635,7 @@ def test_export_lock_and_interrupted_replace(finished_run, tmp_path):
     # A kill between moving the old export aside and renaming the new one in, plus a half-written export.
     os.rename(dest, tmp_path / ".dest.lacnn-old-k1ll3d")
     (tmp_path / ".dest.lacnn-export-half").mkdir()
-    with pytest.raises(FileExistsError, match="already exists"):  # the previous export is put back first
+    with pytest.raises(FileExistsError, match="already holds an export"):  # the previous export is put back first
         export_model(finished_run / "best.keras", dest, format="onnx")
     assert _tree(dest) == first
     assert sorted(os.listdir(tmp_path)) == ["dest"]
@@ -577,3 +740,179 @@ def test_a_full_disk_during_export_is_said_to_be_one(exported_run, tmp_path, mon
     assert len(err) == 1 and "No space left" in err[0] and "existing destination is unchanged" in err[0], err
     assert "tf2onnx could not convert" not in err[0] and "internal error" not in err[0]
     assert _tree(dest) == before and not [p for p in os.listdir(tmp_path) if "lacnn-export" in p]
+
+
+def test_an_export_made_with_relative_paths_validates_from_anywhere(finished_run, tmp_path, monkeypatch):
+    from export.__main__ import main
+    from export.validate import validate
+
+    project = tmp_path / "project"
+    shutil.copytree(finished_run, project / "e_plain")
+    monkeypatch.chdir(project)
+    assert main(["e_plain/best.keras", "--out", "exp", "--format", "onnx"]) == 0
+    manifest = json.load(open(project / "exp" / "manifest.json"))
+    assert os.path.isabs(manifest["source"]) and manifest["source_relative"] == os.path.join("..", "e_plain",
+                                                                                              "best.keras")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert validate(str(project / "exp" / "model.onnx"))["keras_top1"] is not None
+    moved = tmp_path / "moved"
+    os.rename(project, moved)  # the run and its export moved together: the path beside the manifest still holds
+    result = validate(os.path.join("..", "moved", "exp", "model.onnx"))
+    assert result["keras_model"] == str(moved / "e_plain" / "best.keras") and result["keras_top1"] is not None
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["{tmp}/folder.onnx"], "is a folder"),
+    (["--keras", "{tmp}"], "is a folder"),
+    (["--overwrite"], "--overwrite replaces the --out file"),
+    (["--dataset", "digits", "--data-dir", "{tmp}"], "--data-dir applies to TFDS data sets"),
+    (["--out", "/proc/v.json"], "'/proc' does not accept new files"),
+])
+def test_validate_refuses_what_cannot_take_effect_or_be_written(exported_run, tmp_path, capsys, argv, needle):
+    from export.validate import main
+
+    _, exported = exported_run
+    (tmp_path / "folder.onnx").mkdir()
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    artifact = [] if argv[0].endswith(".onnx") else [str(exported / "model.onnx")]
+    assert main([*artifact, *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and "No space" not in err[0], err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--out", "{tmp}/afile.txt/x"], "is under '{tmp}/afile.txt', which is a file"),
+    (["--out", "/proc/sub/x"], "'/proc' does not accept new files"),
+    (["--out", "{tmp}/o", "--quantize", "int8", "--data-dir", "{tmp}"], "--data-dir applies to TFDS data sets"),
+])
+def test_export_names_the_true_cause(finished_run, tmp_path, capsys, argv, needle):
+    from export.__main__ import main
+
+    (tmp_path / "afile.txt").write_text("the user's notes")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main([str(finished_run / "best.keras"), *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle.replace("{tmp}", str(tmp_path)) in err[0] and "Errno" not in err[0], err
+    assert sorted(os.listdir(tmp_path)) == ["afile.txt"]
+    assert (tmp_path / "afile.txt").read_text() == "the user's notes"
+
+
+def test_a_write_that_fails_for_another_cause_is_not_called_a_full_disk(tmp_path):
+    from lacnn_zoo.io import is_disk_full
+
+    assert not is_disk_full(FileNotFoundError(errno.ENOENT, "No such file or directory", "/proc/x"), "/proc")
+    assert not is_disk_full(OSError("Unable to create file (errno = 13, error message = 'Permission denied')"),
+                            "/proc")
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"), str(tmp_path))
+
+
+def test_one_non_finite_value_in_one_weight_makes_the_model_non_finite():
+    """Every value of every weight must be finite (all, not any): one NaN in one kernel is enough to refuse."""
+    from lacnn_zoo import build_model
+    from lacnn_zoo.training.callbacks import weights_are_finite
+
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1), widths=(8, 8, 16))
+    assert weights_are_finite(model)
+    kernel = model.trainable_weights[0]
+    values = keras.ops.convert_to_numpy(kernel).copy()
+    values.flat[0] = np.inf
+    kernel.assign(values)
+    assert not weights_are_finite(model)
+
+
+def test_export_keeps_the_users_empty_folder_and_names_what_is_not_an_export(exported_run, tmp_path):
+    import stat
+
+    from export import export_model
+
+    finished_run, exported = exported_run
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o2775)
+    before = os.stat(out)
+    export_model(finished_run / "best.keras", out, format="onnx")
+    after = os.stat(out)
+    assert (after.st_ino, stat.S_IMODE(after.st_mode)) == (before.st_ino, 0o2775)
+    assert {"model.onnx", "manifest.json"} <= set(os.listdir(out))
+    export_model(finished_run / "best.keras", out, format="onnx", overwrite=True)  # the zoo's own: replaced
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o2775  # with the mode the folder had
+    # A file, or a folder of the user's: refused for that reason, never with advice to pass overwrite.
+    afile = tmp_path / "afile.txt"
+    afile.write_text("mine")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("chapter 1")
+    for target, needle in ((afile, "is not a folder"), (mine, r"did not write \(thesis.txt\)")):
+        with pytest.raises(FileExistsError, match=needle) as raised:
+            export_model(finished_run / "best.keras", target, format="onnx")
+        assert "pass overwrite" not in str(raised.value)
+    assert afile.read_text() == "mine" and os.listdir(mine) == ["thesis.txt"]
+
+
+@pytest.mark.parametrize("user_file", ["backup/mine.txt", "tensorboard/mine.txt", "tensorboard/train/notes.txt",
+                                       "layer_attention.png", "grad_norms.csv"])
+def test_overwrite_never_takes_a_users_file_inside_a_runs_folders_or_under_a_name_the_run_did_not_write(
+        finished_run, tmp_path, user_file):
+    """The finished run's marker lists what it wrote (a plain CNN writes no layer_attention.png, train no
+    grad_norms.csv); backup/ and tensorboard/ hold only Keras' backup files and TensorFlow's event files."""
+    run = _copy(finished_run, tmp_path)
+    os.makedirs(os.path.dirname(run / user_file), exist_ok=True)
+    (run / user_file).write_text("mine")
+    before = _tree(run)
+    with pytest.raises(FileExistsError, match=re.escape(os.path.basename(user_file))):
+        train("plain_cnn_tiny", epochs=1, output_dir=str(run), overwrite=True, **TINY)
+    assert _tree(run) == before
+
+
+def test_overwrite_replaces_a_finished_run_that_holds_only_its_own_files(finished_run, tmp_path):
+    run = _copy(finished_run, tmp_path)
+    marker = json.load(open(run / ".lacnn-zoo"))
+    assert {"run.json", "history.csv", "best.keras", "metrics.json"} <= set(marker["files"])
+    assert "layer_attention.png" not in marker["files"]
+    train("plain_cnn_tiny", epochs=1, output_dir=str(run), overwrite=True, **TINY)
+    assert (run / "metrics.json").exists()
+
+
+def test_export_over_another_commands_folder_names_what_it_is(finished_run, tmp_path):
+    from export import export_model
+
+    run = _copy(finished_run, tmp_path)
+    with pytest.raises(FileExistsError, match=r"it is a lacnn-zoo run folder, not an export folder"):
+        export_model(finished_run / "best.keras", run, format="onnx", overwrite=True)
+    assert _tree(run) == _tree(finished_run)
+
+
+@pytest.fixture(scope="module")
+def killed_after_one_epoch(tmp_path_factory):
+    """A run of 2 epochs killed as its second began: epoch 0 is in history.csv, best.keras and the backup."""
+    run = tmp_path_factory.mktemp("killed") / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train("plain_cnn_tiny", epochs=2, output_dir=str(run), callbacks=[_KillAfterFirstEpoch()], tensorboard=False,
+              **TINY)
+    return run
+
+
+@pytest.mark.parametrize("damage,needle", [
+    (b"", "is damaged: it is empty"), (b"\x9f\x00\xff", "not UTF-8"), (b"[1, 2, 3]", "holds a JSON list"),
+    (b'{"best": "abc", "tie": null}', "'best' is 'abc', not a number"), (b'{"tie": 0.5}', "no number as 'best'"),
+])
+def test_a_damaged_best_checkpoint_record_names_its_file_on_resume(killed_after_one_epoch, tmp_path, capsys, damage,
+                                                                   needle):
+    run = _copy(killed_after_one_epoch, tmp_path)
+    (run / "best.keras.json").write_bytes(damage)
+    code = cli.main(["train", "--output-dir", str(run), "--resume", "--verbose", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "best.keras.json" in err[0] and needle in err[0], err
+
+
+def test_a_history_shorter_than_its_backup_is_refused_not_silently_cut(killed_after_one_epoch, tmp_path, capsys):
+    """No kill leaves fewer history rows than finished epochs: resuming would lose epoch 0's row for good."""
+    run = _copy(killed_after_one_epoch, tmp_path)
+    header = (run / "history.csv").read_text().splitlines()[0]
+    (run / "history.csv").write_text(header + "\n")
+    before = _tree(run)
+    code = cli.main(["train", "--output-dir", str(run), "--resume", "--verbose", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "records 1 finished epoch" in err[0], err
+    assert _tree(run) == before

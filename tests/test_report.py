@@ -96,7 +96,8 @@ def test_the_figures_numbers_are_the_models(run):
     assert [r["loss"] for r in numbers["top_losses"]] == pytest.approx(np.sort(losses)[::-1][:6], rel=1e-4)
     # The learning rate drawn is the optimizer's at the end of each epoch (warm-up, then cosine).
     assert numbers["learning_rates"] == pytest.approx(rates, rel=1e-5)
-    assert numbers["best_epoch"] == int(np.argmax([float(r) for r in _column(folder, "val_accuracy")]))
+    with open(folder / "best.keras.json") as f:  # the epoch best.keras comes from (accuracy, then loss)
+        assert numbers["best_epoch"] == json.load(f)["epoch"] - 1
 
 
 def _column(folder, name):
@@ -168,7 +169,8 @@ def test_the_command_writes_and_refuses_what_it_must(run, tmp_path, capsys):
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
     assert cli.main(["report", str(folder), "--out", str(mine), "--overwrite"]) == 2
-    assert "Refusing to replace" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "did not write (notes.txt)" in err and "pass --overwrite" not in err
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"] and (mine / "notes.txt").read_text() == "mine"
     assert cli.main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -190,3 +192,394 @@ def test_an_augmented_run_gets_attention_maps_and_no_layer_attention(tmp_path):
     for entry in numbers["attention"].values():
         maps = np.array(entry["maps"])  # (images, heads, queries, H, W): each query's weights sum to 1
         np.testing.assert_allclose(maps.sum(axis=(-2, -1)), 1.0, rtol=1e-5)
+
+
+# ------------------------------------------------------------- ownership, leftovers of a kill, damaged inputs
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A finished one-epoch run of a small plain CNN; tests copy it before writing anything."""
+    folder = tmp_path_factory.mktemp("tiny") / "run"
+    train("plain_cnn_tiny", epochs=1, overrides={"widths": (8, 8, 16)}, output_dir=str(folder), verbose=0,
+          tensorboard=False)
+    return folder
+
+
+def _copy(source, tmp_path, name="run"):
+    destination = os.path.join(str(tmp_path), name)
+    shutil.copytree(source, destination)
+    return destination
+
+
+def _cli(capsys, *args):
+    """`lacnn-zoo report ARGS` in-process: (exit code, stdout, stderr lines)."""
+    from lacnn_zoo import cli
+
+    code = cli.main(["report", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err.strip().splitlines()
+
+
+def _files(folder):
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+
+
+def test_a_folder_of_the_user_is_never_taken_for_a_report(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path)
+    site = tmp_path / "site"
+    site.mkdir()
+    mine = {"report.html": b"mine\n", "report.json": b"{}\n", "logo.png": b"\x89PNG\r\n\x1a\n a logo"}
+    for name, data in mine.items():
+        (site / name).write_bytes(data)
+    code, _, err = _cli(capsys, run, "--out", site, "--overwrite")
+    assert code == 2 and len(err) == 1 and "did not write" in err[0] and "logo.png" in err[0], err
+    assert _files(site) == mine
+    # Without --overwrite the reason is the same, not advice to pass a flag that would then be refused.
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("chapter 1")
+    code, _, err = _cli(capsys, run, "--out", thesis)
+    assert code == 2 and len(err) == 1 and "thesis.txt" in err[0] and "did not write" in err[0], err
+    assert "pass --overwrite" not in err[0] and _files(thesis) == {"thesis.txt": b"chapter 1"}
+
+
+def test_overwrite_replaces_only_the_files_the_report_wrote(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path)
+    assert _cli(capsys, run)[0] == 0
+    folder = os.path.join(run, "report")
+    marker = json.load(open(os.path.join(folder, ".lacnn-zoo")))
+    assert marker["kind"] == "report" and sorted(marker["files"]) == sorted(set(os.listdir(folder)) - {".lacnn-zoo"})
+    with open(os.path.join(folder, "my.png"), "wb") as f:
+        f.write(b"my picture")
+    for extra in ((), ("--overwrite",)):
+        code, _, err = _cli(capsys, run, *extra)
+        assert code == 2 and len(err) == 1 and "my.png" in err[0] and "did not write" in err[0], err
+        assert open(os.path.join(folder, "my.png"), "rb").read() == b"my picture"
+    os.remove(os.path.join(folder, "my.png"))
+    code, _, err = _cli(capsys, run)
+    assert code == 2 and "already holds a report" in err[0] and "--overwrite" in err[0]
+    assert _cli(capsys, run, "--overwrite")[0] == 0
+
+
+def test_a_report_folder_keeps_the_users_folder_and_the_umask(tiny, tmp_path, capsys):
+    import stat
+
+    run = _copy(tiny, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chmod(out, 0o2775)
+    before = os.stat(out)
+    assert _cli(capsys, run, "--out", out)[0] == 0
+    after = os.stat(out)
+    assert (after.st_ino, stat.S_IMODE(after.st_mode)) == (before.st_ino, 0o2775)
+    assert "report.html" in os.listdir(out)
+    (out / "confusion.png").unlink()  # and a figure the next report does not draw is removed, nothing else
+    os.rename(out / "top_losses.png", out / "old_figure.png")
+    marker = json.load(open(out / ".lacnn-zoo"))
+    marker["files"].append("old_figure.png")
+    (out / ".lacnn-zoo").write_text(json.dumps(marker))
+    assert _cli(capsys, run, "--out", out, "--overwrite")[0] == 0
+    after = os.stat(out)
+    assert (after.st_ino, stat.S_IMODE(after.st_mode)) == (before.st_ino, 0o2775)
+    assert {"confusion.png", "top_losses.png"} <= set(os.listdir(out)) and "old_figure.png" not in os.listdir(out)
+    assert _cli(capsys, run)[0] == 0  # a new folder: the mode os.makedirs gives it
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(os.path.join(run, "report")).st_mode) == 0o777 & ~umask
+
+
+def test_the_leftovers_of_a_killed_report_are_recognised_and_removed(tiny, tmp_path, capsys):
+    import signal
+    import sys
+
+    from lacnn_zoo import cli
+
+    run = _copy(tiny, tmp_path)
+    script = ("import os, signal\n"
+              "from lacnn_zoo.experiments.report import figures, report\n"
+              "figures.confusion = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+              f"report({run!r}, log=lambda *a: None)\n")
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [n for n in os.listdir(run) if n.startswith(".report.")], os.listdir(run)  # what the kill left
+    # And what the earlier version's report left when killed (its tempfile names).
+    os.mkdir(os.path.join(run, ".report.lacnn-report-k1ll3d_0"))
+    open(os.path.join(run, ".report.lacnn-report-k1ll3d_0", "confusion.png"), "wb").close()
+    os.mkdir(os.path.join(run, ".report.lacnn-old-0k1ll3d0"))
+    copy = _copy(run, tmp_path, "copy")
+    assert _cli(capsys, run)[0] == 0
+    assert sorted(n for n in os.listdir(run) if n.startswith(".")) == [".lacnn-zoo"]
+    assert cli.main(["train", "--model", "plain_cnn_tiny", "--set", "widths=(8, 8, 16)", "--epochs", "1",
+                     "--output-dir", copy, "--overwrite"]) == 0, capsys.readouterr().err
+    assert sorted(n for n in os.listdir(copy) if n.startswith(".")) == [".lacnn-zoo"]
+
+
+def _replace(name, data):
+    def damage(run):
+        path = os.path.join(run, name)
+        with open(path, "rb") as f:
+            text = f.read()
+        with open(path, "wb") as f:
+            f.write(data(text) if callable(data) else data)
+
+    return damage
+
+
+def _second_field(text):
+    lines = text.split(b"\n")
+    fields = lines[1].split(b",")
+    fields[1] = b"abc"
+    return b"\n".join([lines[0], b",".join(fields), *lines[2:]])
+
+
+# name: (damage, the file named, words of the line, a section still on the page)
+DAMAGED = {
+    "empty metrics.json": (_replace("metrics.json", b""), "metrics.json", "is empty", "Learning curves"),
+    "metrics.json a list": (_replace("metrics.json", b"[1, 2]\n"), "metrics.json", "JSON list", "Learning curves"),
+    "metrics.json wrong types": (_replace("metrics.json", b'{"test_accuracy": "x"}'), "metrics.json",
+                                 "'test_accuracy'", "Learning curves"),
+    "empty history.csv": (_replace("history.csv", b""), "history.csv", "is empty", "Test confusion matrix"),
+    "header-only history.csv": (_replace("history.csv", lambda t: t.split(b"\n")[0] + b"\n"), "history.csv",
+                                "no epoch", "Test confusion matrix"),
+    "binary history.csv": (_replace("history.csv", bytes(range(256))), "history.csv", "UTF-8",
+                           "Test confusion matrix"),
+    "non-numeric history.csv": (_replace("history.csv", _second_field), "history.csv", "'abc'",
+                                "Test confusion matrix"),
+    "short row in history.csv": (_replace("history.csv", lambda t: t + b"1,2\n"), "history.csv", "2 fields",
+                                 "Test confusion matrix"),
+    "history.csv without epochs": (_replace("history.csv", lambda t: t.replace(b"epoch,", b"epoque,", 1)),
+                                   "history.csv", "'epoch'", "Test confusion matrix"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_file_is_named_and_only_its_sections_left_out(tiny, tmp_path, capsys, case):
+    damage, name, words, kept = DAMAGED[case]
+    run = _copy(tiny, tmp_path)
+    damage(run)
+    code, out, err = _cli(capsys, run)
+    assert code == 0, err
+    left_out = json.load(open(os.path.join(run, "report", "report.json")))["left_out"]
+    reasons = [r for r in left_out.values() if os.path.join(run, name) in r]
+    assert reasons and all(words in r for r in reasons), left_out
+    assert "has no history.csv" not in str(left_out)
+    page = open(os.path.join(run, "report", "report.html"), encoding="utf-8").read()
+    assert f"<h2>{kept}</h2>" in page and words.replace("'", "&#x27;") in page
+    assert any(name in line and words in line for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "is empty"),
+    (b"[1]\n", "JSON list"),
+    (b"{\"model\": \"plain_cnn_tiny\", \"dataset\": \"digits\", \"batch_size\": \"x\"}", "'batch_size'"),
+    (b"{\"model\": \"plain_cnn_tiny\", \"dataset\": \"digits\", \"epochs\": 1.5}", "'epochs'"),
+    (b"\xff\xfe{}", "UTF-8"),
+])
+def test_a_damaged_run_json_refuses_the_report_in_one_line(tiny, tmp_path, capsys, content, words):
+    run = _copy(tiny, tmp_path)
+    with open(os.path.join(run, "run.json"), "wb") as f:
+        f.write(content)
+    code, out, err = _cli(capsys, run)
+    assert code == 2 and len(err) == 1 and os.path.join(run, "run.json") in err[0] and words in err[0], err
+    assert "report" not in os.listdir(run) and "scoring" not in out  # refused before any work
+
+
+def test_the_history_reader_names_each_damage(tmp_path):
+    from lacnn_zoo.errors import ZooError
+    from lacnn_zoo.training.run_folder import RunFolder
+
+    folder = RunFolder(tmp_path)
+    path = tmp_path / "history.csv"
+    assert folder.history() == [] and folder.column("loss") == []  # no file yet
+    path.write_text("epoch,loss,val_accuracy\n0,1.5,NA\n\n1,1.25,0.5\n")
+    assert folder.column("loss") == [1.5, 1.25] and folder.column("val_accuracy") == [0.5]
+    for text, words in (("epoch,loss\n0,1\x00\n", "NUL"), ("epoch,loss\nx,1\n", "'x'"),
+                        ("epoch,loss\n0,1,2\n", "3 fields"), ("epoch,loss\n-1,1\n", "'-1'")):
+        path.write_text(text)
+        with pytest.raises(ZooError, match="history.csv") as caught:
+            folder.history()
+        assert isinstance(caught.value, ValueError) and words in str(caught.value), str(caught.value)
+
+
+def test_a_damaged_layer_attention_csv_is_named_and_the_rest_of_the_page_written(run, tmp_path, capsys):
+    from lacnn_zoo.errors import ZooError
+    from lacnn_zoo.experiments.report import layer_attention_rows
+
+    folder = _copy(run[0], tmp_path)
+    path = os.path.join(folder, "layer_attention.csv")
+    header = open(path).readline()
+    taps = len(header.split(",")) - 1
+    assert len(layer_attention_rows(path, taps)) == 4  # epoch 0 and three epochs
+    for text, words in (("", "is empty"), (header, "no epoch"), ("\n\n\n", "is empty"),
+                        (header + "0" + ",0.5" * (taps + 1) + "\n", f"{taps + 2} fields"),
+                        (header + "0" + ",abc" * taps + "\n", "'abc'")):
+        with open(path, "w") as f:
+            f.write(text)
+        with pytest.raises(ZooError, match="layer_attention.csv") as caught:
+            layer_attention_rows(path, taps)
+        assert words in str(caught.value), str(caught.value)
+    with open(path, "w") as f:  # well formed, but for another model
+        f.write(header.replace("\n", ",x\n") + "0" + ",0.5" * (taps + 1) + "\n")
+    with pytest.raises(ZooError, match=f"{taps + 1} layer columns"):
+        layer_attention_rows(path, taps)
+    with open(path, "w") as f:
+        f.write(header)
+    assert _cli(capsys, folder, "--examples", "2", "--overwrite")[0] == 0
+    numbers = json.load(open(os.path.join(folder, "report", "report.json")))
+    assert "layer_attention.csv" in numbers["left_out"]["The weight trajectory"]
+    assert "tap_lesions" in numbers  # the lesion profile is still computed
+
+
+def _tuning_project(root):
+    """A search project as `lacnn-zoo tune` leaves it, written by hand (no search run)."""
+    project = root / "project"
+    for trial, mechanism, score in (("0", "plain", 0.5), ("1", "static_vector", 0.75)):
+        (project / f"trial_{trial}").mkdir(parents=True)
+        (project / f"trial_{trial}" / "trial.json").write_text(json.dumps(
+            {"trial_id": trial, "status": "COMPLETED", "score": score,
+             "hyperparameters": {"values": {"mechanism": mechanism, "learning_rate": 0.01}}}))
+        (project / f"trial_{trial}" / "executions.json").write_text(json.dumps(
+            [{"val_accuracy": score, "history": {"val_accuracy": [score / 2, score]}}]))
+    (project / "oracle.json").write_text(json.dumps({"ongoing_trials": {}, "tried_so_far": []}))
+    (project / "mechanisms.json").write_text(json.dumps(
+        {"objective": "val_accuracy", "dataset": "digits", "trials": 2,
+         "best": {"hyperparameters": {"mechanism": "static_vector"}, "test_accuracy": 0.7},
+         "mechanisms": [{"mechanism": "plain", "trials": 1, "best_val_accuracy": 0.5},
+                        {"mechanism": "static_vector", "trials": 1, "best_val_accuracy": 0.75}]}))
+    return project
+
+
+@pytest.mark.parametrize("name, content, words, section", [
+    ("trial_1/trial.json", "[]", "JSON list", "Trial"),
+    ("trial_1/trial.json", '{"trial_id": "1", "score": "high"}', "'score'", "Trial"),
+    ("trial_1/executions.json", '[{"history": {"val_accuracy": ["abc", 0.5]}}]', "'abc'", "curve"),
+    ("trial_1/executions.json", "{}", "JSON object", "curve"),
+    ("mechanisms.json", "", "is empty", "mechanisms table"),
+    ("mechanisms.json", '{"mechanisms": 3}', "'mechanisms'", "mechanisms table"),
+    ("oracle.json", "[]", "JSON list", "search"),
+])
+def test_a_damaged_search_file_is_named_and_the_rest_of_the_page_written(tmp_path, capsys, name, content, words,
+                                                                          section):
+    project = _tuning_project(tmp_path)
+    assert _cli(capsys, project, "--out", tmp_path / "intact")[0] == 0
+    intact = json.load(open(tmp_path / "intact" / "report.json"))
+    assert sorted(intact["best_curves"]) == ["plain", "static_vector"] and "left_out" not in intact
+    (project / name).write_text(content)
+    code, out, err = _cli(capsys, project)
+    assert code == 0, err
+    numbers = json.load(open(project / "report" / "report.json"))
+    lines = [f"{k}: {r}" for k, r in numbers["left_out"].items() if str(project / name) in r]
+    assert lines and all(words in line and section in line for line in lines), numbers["left_out"]
+    if name.startswith("trial_1"):  # the other trial is still reported
+        assert "plain" in numbers["best_curves"] and any(t["id"] == "0" for t in numbers["trials"])
+
+
+def test_a_tuning_project_refuses_the_options_of_a_run(tmp_path, capsys):
+    project = _tuning_project(tmp_path)
+    for args, flag in ((["--dataset", "digits"], "--dataset"), (["--examples", "4"], "--examples")):
+        code, _, err = _cli(capsys, project, *args)
+        assert code == 2 and len(err) == 1 and flag in err[0] and "tuning project" in err[0], err
+    assert "report" not in os.listdir(project)
+
+
+def test_the_image_size_the_advice_names_is_an_option_of_report(tiny, tmp_path, capsys):
+    from test_image_folder import few_per_class, write_digits_folder
+
+    run = _copy(tiny, tmp_path)
+    images = tmp_path / "images16"
+    write_digits_folder(str(images), *few_per_class(3), size=16)
+    code, _, err = _cli(capsys, run, "--dataset", images, "--out", tmp_path / "a")
+    assert code == 2 and len(err) == 1 and "--image-size" in err[0], err
+    code, out, err = _cli(capsys, run, "--dataset", images, "--image-size", "8", "8", "--examples", "16",
+                          "--out", tmp_path / "b")
+    assert code == 0, err
+    numbers = json.load(open(tmp_path / "b" / "report.json"))
+    shown = numbers["test_images"]
+    assert shown < 16 and len(numbers["top_losses"]) == shown
+    assert numbers["examples"] == {"asked": 16, "shown": shown}
+    assert any("--examples 16" in line and f"{shown} test images" in line for line in out.splitlines()), out
+    assert f"{shown} test images" in open(tmp_path / "b" / "report.html", encoding="utf-8").read()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--examples", str(10 ** 9)], "--examples"),
+    (["--examples", "0"], "--examples"),
+    (["--image-size", "8", "8"], "--image-size"),
+    (["--data-dir", "/tmp"], "--data-dir"),
+    (["--download"], "--download"),
+    (["--image-size", "0", "8"], "--image-size"),
+])
+def test_options_that_cannot_take_effect_are_refused_before_any_work(tiny, tmp_path, capsys, args, words):
+    run = _copy(tiny, tmp_path)
+    code, out, err = _cli(capsys, run, *args)
+    assert code == 2 and len(err) == 1 and words in err[0], err
+    assert "report" not in os.listdir(run) and "scoring" not in out
+    with pytest.raises(ValueError, match="`examples`"):
+        report(run, examples=10 ** 9)
+
+
+def test_an_out_under_a_file_names_the_file(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path)
+    code, _, err = _cli(capsys, run, "--out", os.path.join(run, "history.csv", "page"))
+    assert code == 2 and len(err) == 1 and "history.csv' is a file, not a folder" in err[0], err
+
+
+def test_a_run_folder_name_that_is_not_utf8_is_reported(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path, os.fsdecode(b"run\xff"))
+    code, out, err = _cli(capsys, run)
+    assert code == 0, err
+    page = open(os.path.join(run, "report", "report.html"), encoding="utf-8").read()
+    assert "run\\xff" in page
+
+
+def test_train_overwrite_never_removes_a_users_file_inside_the_runs_report(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path)
+    assert _cli(capsys, run)[0] == 0
+    mine = os.path.join(run, "report", "my.png")
+    with open(mine, "wb") as f:
+        f.write(b"my picture")
+    with pytest.raises(FileExistsError, match=r"did not write \(report/my\.png\)"):
+        train("plain_cnn_tiny", epochs=1, overrides={"widths": (8, 8, 16)}, output_dir=run, overwrite=True,
+              verbose=0, tensorboard=False)
+    assert open(mine, "rb").read() == b"my picture" and os.path.exists(os.path.join(run, "run.json"))
+    os.remove(mine)  # the report's own files alone: the run and its report are replaced
+    train("plain_cnn_tiny", epochs=1, overrides={"widths": (8, 8, 16)}, output_dir=run, overwrite=True, verbose=0,
+          tensorboard=False)
+    assert not os.path.exists(os.path.join(run, "report"))
+
+
+def test_the_runs_warnings_head_the_page_and_an_older_run_gets_those_its_files_give(tiny, tmp_path):
+    """metrics.json's warnings are the page's first section; a run trained before they were recorded (no
+    "warnings" key) gets the chance check from its test accuracy, on its test split's size, said so."""
+    import re
+
+    from lacnn_zoo import report
+
+    run = _copy(tiny, tmp_path)
+    metrics_path = os.path.join(run, "metrics.json")
+    metrics = json.load(open(metrics_path))
+    metrics["warnings"] = [{"kind": "overfitting", "message": "training accuracy 0.9900 is far above."}]
+    json.dump(metrics, open(metrics_path, "w"))
+    page = report(run, log=lambda *a: None)
+    html = open(page, encoding="utf-8").read()
+    assert re.findall(r"<h2>([^<]*)</h2>", html)[:2] == ["Warnings", "Summary"]
+    assert "Warning (overfitting): training accuracy 0.9900 is far above." in html
+    assert _numbers(page)["warnings"] == metrics["warnings"]
+
+    del metrics["warnings"]
+    metrics["test_accuracy"] = 0.1  # as a model that learned nothing would score
+    json.dump(metrics, open(metrics_path, "w"))
+    page = report(run, out=os.path.join(str(tmp_path), "older"), log=lambda *a: None)
+    html = open(page, encoding="utf-8").read()
+    assert re.findall(r"<h2>([^<]*)</h2>", html)[0] == "Warnings"
+    assert "Warning (chance): test accuracy 0.1000 on 360 images" in html and "trained before" in html
+    assert [w["kind"] for w in _numbers(page)["warnings"]] == ["chance"]
+
+
+def test_a_symlinked_out_is_refused_as_a_symlink(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path)
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    code, _, err = _cli(capsys, run, "--out", tmp_path / "link")
+    assert code == 2 and len(err) == 1 and "is a symbolic link" in err[0] and os.listdir(tmp_path / "real") == []

@@ -284,11 +284,11 @@ def test_tiny_study_writes_its_tables_reuses_finished_runs_and_refuses_other_con
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--depths", "9"], "`depths` must be one or more integers 6n + 2"),
+    (["--depths", "9"], "--depths must be one or more integers 6n + 2 from 8 to 1202"),
+    (["--widths", "10000000", "8", "8"], "A 3x3 convolution between --widths 10000000 8 8 takes 3274.2 TiB"),
     (["--variants", "resnet_add"], "`variants` must include 'plain'"),
     (["--variants", "plain,densenet"], "--variants takes a comma-separated subset"),
-    (["--seeds", "1", "1"], "`seeds` must be one or more distinct integers"),
-    (["--epochs", "0"], "epochs"),
+    (["--seeds", "1", "1"], "--seeds must be one or more distinct seeds"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
@@ -354,3 +354,86 @@ def test_robustness_and_training_verdicts_need_the_predicted_direction():
     assert tables(-0.2, 0.001, +0.3, 0.001) == ("held", "held")  # smaller drop, higher training accuracy
     assert tables(+0.2, 0.001, -0.3, 0.001) == ("did not hold", "did not hold")  # significant, the wrong way
     assert tables(-0.2, 0.4, +0.3, 0.4) == ("did not hold", "did not hold")  # 3 seeds, not significant
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    (dict(robustness_examples=10**18), "`robustness_examples` must be an integer from 1 to 2147483647"),
+    (dict(epochs=10**18), "`epochs` must be an integer from 1 to 2147483647"),
+    (dict(seeds=[-1]), "`seeds` must be an integer from 0 to 4294967295"),
+    (dict(depths=[6 * 10**6 + 2]), "`depths` must be one or more integers 6n \\+ 2 from 8 to 1202"),
+    (dict(widths=[8, 10**18, 8]), "`widths` must be an integer from 1 to 2147483647"),
+])
+def test_absurd_counts_are_refused_before_any_run(tmp_path, monkeypatch, kwargs, named):
+    from lacnn_zoo.experiments.study import runs
+
+    def run_one(*args, **kw):
+        raise AssertionError("a model was trained")
+
+    monkeypatch.setattr(runs, "run_one", run_one)
+    with pytest.raises(ValueError, match=named):
+        depth_study(["plain"], **{"depths": [8], "seeds": [0], "epochs": 1, "out_dir": str(tmp_path / "s"),
+                                  **kwargs})
+    assert not (tmp_path / "s").exists()
+
+
+def _gradient_rows(depth, m, e0, e1):
+    """Gradient-table rows at one depth: the plain backbone's, and mechanism `m`'s with its Welch p and mean at
+    initialisation (e0) and after epoch 1 (e1), each given as (p, mean difference to plain)."""
+    plain = {"depth": depth, "variant": "plain"}
+    row = {"depth": depth, "variant": m}
+    for key, (p, diff) in (("log10_ratio_e0", e0), ("log10_ratio_e1", e1)):
+        plain.update({f"{key}_values": [1.0, 1.1, 1.2], f"{key}_mean": 1.1, f"{key}_p_vs_plain": None})
+        row.update({f"{key}_values": [1.0 + diff, 1.1 + diff, 1.2 + diff], f"{key}_mean": 1.1 + diff,
+                    f"{key}_p_vs_plain": p})
+    return [plain, row]
+
+
+def test_attention_reduces_dilution_only_where_both_measurements_show_it():
+    """The criterion: higher first/last gradient ratio than plain, p < 0.05, at initialisation AND after epoch 1, at
+    each depth on its own: one measurement (or one depth) showing it is not enough."""
+    from lacnn_zoo.experiments.study import verdicts
+
+    m = "lacnn_static_vector"
+    shown, not_shown, wrong_way = (0.001, 0.3), (0.5, 0.05), (0.001, -0.3)  # (p, diff): 3 seeds per side
+    cases = {8: (shown, shown), 20: (shown, not_shown), 56: (not_shown, shown), 110: (shown, wrong_way)}
+    by_hand = {8: "held", 20: "did not hold", 56: "did not hold", 110: "did not hold"}
+    gradients = [r for depth, (e0, e1) in cases.items() for r in _gradient_rows(depth, m, e0, e1)]
+    accuracy = [{"depth": d, "variant": v, "train_acc_values": [0.9, 0.91, 0.92], "seeds": 3,
+                 "train_acc_p_vs_plain": None, "train_acc_diff_vs_plain": 0.0} for d in cases for v in ("plain", m)]
+    robustness = [{"depth": d, "variant": m, **{f"{k}_drop_{s}_vs_plain": None for k in ("zero", "reinit")
+                                                 for s in ("diff", "p")}} for d in cases]
+    out = verdicts(accuracy, gradients, [], robustness, list(cases), ["plain", m])
+    assert out["attention_reduces_dilution"]["verdict"] == {f"{m}@{d}": v for d, v in by_hand.items()}
+
+
+def test_the_climbing_prediction_needs_a_majority_of_seeds_not_any(monkeypatch):
+    """Section 4 holds for (mechanism, depth) when at least 2 of 3 seeds agree: 1 agreeing seed is not enough.
+    Each seed's trajectory is made by hand to agree (peak at layer 1, then 3) or not (peak at layer 6 first)."""
+    from lacnn_zoo.experiments.study import summary as study
+
+    n, m = 6, "lacnn_static_vector"
+    w0 = np.full(n, 1 / n)
+    agree, disagree = np.zeros((2, n)), np.zeros((2, n))
+    agree[0, 0], agree[1, 2], disagree[0, 5], disagree[1, 5] = 0.05, 0.05, 0.05, 0.05
+    trajectories = {}
+
+    class Run:
+        def __init__(self, path):
+            pass
+
+        def metrics(self):
+            return {"test_accuracy": 0.9, "params": 100, "time_per_epoch_s": 1.0}
+
+    monkeypatch.setattr(study, "RunFolder", Run)
+    monkeypatch.setattr(study, "history", lambda *a: [{"accuracy": "0.9", "loss": "0.3"}])
+    monkeypatch.setattr(study, "read_json", lambda path: {"clean": 0.9, "units": ["u"], "zero": [0.5],
+                                                          "reinit": [0.6], "zero_branch": []})
+    monkeypatch.setattr(study, "_grad_ratio", lambda *a: -1.0)
+    monkeypatch.setattr(study, "attention_rows", lambda out, variant, depth, seed: trajectories[seed])
+    for agreeing, expected in ((1, "did not hold"), (2, "held"), (3, "held")):
+        for seed in range(3):
+            shift = agree if seed < agreeing else disagree
+            trajectories[seed] = (np.arange(3), np.vstack([w0, w0 + shift]))
+        out = study.summarise("unused", ["plain", m], [8], [0, 1, 2], epochs=2)
+        assert out["attention"][0]["seeds_agreeing"] == agreeing
+        assert out["predictions"]["lowest_layer_first_then_climbing"]["verdict"] == {f"{m}@8": expected}, agreeing

@@ -362,3 +362,150 @@ def _check_report_and_hparams(project):
         for event in tf.compat.v1.train.summary_iterator(events):
             tags.update(v.tag for v in event.summary.value)
     assert "_hparams_/session_start_info" in tags, sorted(tags)[:10]
+
+
+@pytest.mark.parametrize("kwargs,named", [
+    (dict(max_trials=10**18), "`max_trials` must be an integer from 1 to 10000"),
+    (dict(epochs=10**18), "`epochs` must be an integer from 1 to 2147483647"),
+    (dict(executions_per_trial=10**18), "`executions_per_trial` must be an integer from 1 to 1000"),
+    (dict(batch_size=10**18), "`batch_size` must be an integer from 1 to 2147483647"),
+    (dict(seed=-1), "`seed` must be an integer from 0 to 4294967295"),
+    (dict(project_name="../../escape"), "`project_name` must be a plain folder name"),
+    (dict(project_name=".."), "`project_name` must be a plain folder name"),
+    (dict(project_name=""), "`project_name` must be a plain folder name"),
+])
+def test_absurd_counts_and_paths_are_refused_before_any_work(tmp_path, kwargs, named):
+    # A search that today's checks let through stays short (one trial of one epoch).
+    small = dict(mechanisms=["plain"], max_trials=1, epochs=1, directory=str(tmp_path / "d" / "runs"))
+    with pytest.raises(ValueError, match=named):
+        run_search(**{**small, **kwargs})
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_refuses_a_project_name_that_leaves_the_directory(tmp_path, capsys, monkeypatch):
+    from lacnn_zoo import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["tune", "--directory", "d/runs", "--project-name", "../../escape", "--mechanisms", "plain",
+                     "--trials", "1", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lacnn-zoo tune: error: --project-name must be a plain folder name")
+    assert "--directory" in err[0] and os.listdir(tmp_path) == []
+
+
+def test_a_trials_epoch_time_is_the_median_after_each_executions_first(tmp_path):
+    """s/epoch is the stated median (statistics.median of the recorded times, each execution's first left out),
+    not a mean: on hand-made times, and on a real trial's recorded epoch times."""
+    import statistics
+
+    from lacnn_zoo.io import read_json
+    from tuning.search import time_per_epoch
+
+    executions = [{"epoch_times_s": [9.0, 1.0, 1.0, 7.0]}, {"epoch_times_s": [8.0, 2.0]}]
+    assert time_per_epoch(executions) == statistics.median([1.0, 1.0, 7.0, 2.0]) == 1.5  # the mean is 2.75
+    assert time_per_epoch([{"epoch_times_s": [3.0]}]) is None  # no epoch after the first
+    run_search(["plain"], max_trials=1, epochs=4, directory=str(tmp_path), seed=0)
+    summary = json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))
+    (trial,) = summary["trials"]
+    times = read_json(tmp_path / "mechanisms" / f"trial_{trial['trial']}" / "executions.json")[0]["epoch_times_s"]
+    assert len(times) == 4 and trial["time_per_epoch_s"] == statistics.median(times[1:])
+    assert summary["mechanisms"][0]["time_per_epoch_s"] == statistics.median(times[1:])  # its only trial
+
+
+def test_a_search_on_an_application_backbone_trains_on_its_family_inputs(tmp_path, monkeypatch):
+    """keras.applications' VGG16 expects BGR, ImageNet means subtracted from 0-255 pixels: every image a trial
+    trains and validates on is Keras' own vgg16.preprocess_input of the raw pixels written to disk."""
+    import numpy as np
+    from PIL import Image
+
+    from tuning.hypermodel import MechanismHyperModel
+
+    rng = np.random.default_rng(0)
+    raw = []
+    for i in range(24):
+        image = rng.integers(0, 256, size=(32, 32, 3)).astype("uint8")
+        image[..., 0] = np.maximum(image[..., 0], 128 * (i % 2))  # three different channels: BGR shows
+        os.makedirs(tmp_path / "folder" / str(i % 2), exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "folder" / str(i % 2) / f"{i:02d}.png")
+        raw.append(image)
+    expected = keras.applications.vgg16.preprocess_input(np.stack(raw).astype("float32"))
+    seen = []
+    fit = MechanismHyperModel.fit
+
+    def recording_fit(self, hp, model, *args, **kwargs):
+        for split in (kwargs["x"], kwargs["validation_data"]):
+            seen.append(np.concatenate([np.asarray(x) for x, _ in split]))
+        return fit(self, hp, model, *args, **kwargs)
+
+    monkeypatch.setattr(MechanismHyperModel, "fit", recording_fit)
+    run_search(["static_vector"], dataset=str(tmp_path / "folder"), max_trials=1, epochs=1, batch_size=8,
+               directory=str(tmp_path / "search"), seed=0, overrides={"backbone": "VGG16", "taps": "stages"})
+    assert len(seen) == 2 and sum(len(x) for x in seen) < len(raw)
+    for inputs in seen:  # each input is the family's preprocessing of one of the images written
+        nearest = [np.abs(expected - x).reshape(len(expected), -1).max(axis=1).min() for x in inputs]
+        assert max(nearest) < 1e-4 * np.abs(expected).max()
+    recorded = json.load(open(tmp_path / "search" / "mechanisms" / "metrics.json"))["preprocessing"]
+    assert recorded["convention"] == "keras.applications.vgg16.preprocess_input"  # what export and deploy read
+
+
+def test_the_coverage_warning_suggests_the_trials_that_visit_every_mechanism():
+    """5 mechanisms, 2 trials: 3 are never tried, and 5 trials are the fewest that can visit each (by hand)."""
+    from tuning.search import coverage_warning
+
+    line = coverage_warning(["a", "b", "c", "d", "e"], 2, "bayesian")
+    assert "at least 3 will have 0 trials" in line and "Pass --trials 5 or more" in line, line
+    assert coverage_warning(["a", "b", "c", "d", "e"], 5, "bayesian") is None
+
+
+def test_each_trial_prints_and_keeps_its_warnings_and_one_execution_has_no_std(tmp_path, capsys, monkeypatch):
+    """The end of each trial runs the training command's checks on the trial's own trained model and split sizes
+    (thresholds moved so that all three fire here: the wiring is under test, the thresholds are in
+    test_training.py); the table, the CSV, the JSON and the report give a one-execution std as n/a / null, and
+    s/epoch is the best trial's."""
+    import csv
+
+    from lacnn_zoo import report
+    from lacnn_zoo.io import read_json
+    from lacnn_zoo.training import diagnostics
+    from tuning.search import print_table
+
+    measured = []
+    real = diagnostics.mode_accuracies
+    monkeypatch.setattr(diagnostics, "mode_accuracies", lambda *a, **k: measured.append(a) or real(*a, **k))
+    monkeypatch.setattr(diagnostics, "CHANCE_SHARE", (100.0, 1.0))  # every accuracy below 1 is "at chance"
+    monkeypatch.setattr(diagnostics, "OVERFIT_GAP", -1.0)
+    monkeypatch.setattr(diagnostics, "MODE_GAP", -1.0)
+    result = run_search(["plain"], max_trials=1, epochs=2, directory=str(tmp_path), seed=0)
+    err = capsys.readouterr().err
+    project = tmp_path / "mechanisms"
+    (trial,) = read_json(project / "mechanisms.json")["trials"]
+    (execution,) = read_json(project / f"trial_{trial['trial']}" / "executions.json")
+    assert [w["kind"] for w in execution["warnings"]] == ["chance", "overfitting", "batchnorm"]
+    for w in execution["warnings"]:
+        assert f"trial {trial['trial']}: Warning ({w['kind']}): {w['message']}" in err
+    assert f"best validation accuracy {max(execution['history']['val_accuracy']):.4f} on 180 images" in err
+    (model, x, _), = [(a[0], a[1], a[2]) for a in measured]
+    assert model.count_params() == trial["params"] and len(x) == diagnostics.MODE_SAMPLE  # the trial's own model
+
+    (row,) = result.table
+    assert row["val_accuracy_std"] is None and row["best_trial_val_accuracy_std"] is None
+    assert row["time_per_epoch_of_best_s"] == trial["time_per_epoch_s"]
+    with open(project / "mechanisms.csv") as f:
+        assert next(csv.DictReader(f))["val_accuracy_std"] == ""
+    print_table(result)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("plain"))
+    assert line.count("± n/a") == 2 and "0.0000" not in line and f"{trial['time_per_epoch_s']:.2f}" in line
+    page = open(report(str(project), log=lambda *a: None), encoding="utf-8").read()
+    assert "<td>n/a</td>" in page and "<td>chance, overfitting, batchnorm</td>" in page
+
+
+def test_the_tables_s_per_epoch_is_the_best_trials_not_a_mix_of_model_sizes():
+    from tuning.search import mechanism_table
+
+    def row(trial, score, seconds):
+        return {"trial": trial, "mechanism": "plain", "score": score, "val_accuracy": score, "params": 10,
+                "time_per_epoch_s": seconds, "executions": [{"val_accuracy": score}]}
+
+    (table,) = mechanism_table([row("1", 0.8, 3.0), row("2", 0.9, 1.0), row("3", 0.7, 5.0)], "val_accuracy")
+    assert table["time_per_epoch_of_best_s"] == 1.0 and table["time_per_epoch_s"] == 3.0
+    assert table["best_trial_val_accuracy_std"] is None and table["val_accuracy_std"] == pytest.approx(0.1)

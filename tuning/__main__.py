@@ -1,9 +1,8 @@
 """`python -m tuning` (also `lacnn-zoo-tune`, `lacnn-zoo tune`): search the attention mechanism with Keras Tuner."""
 
-import argparse
 import sys
 
-from lacnn_zoo.options import AUGMENTS, parse_override
+from lacnn_zoo.options import AUGMENTS, ArgumentParser, bounded, parse_override
 from tuning.options import CANDIDATES, OBJECTIVES, TUNERS
 
 
@@ -13,20 +12,21 @@ def add_arguments(parser):
     parser.add_argument("--dataset", default="digits",
                         help="'digits' (embedded), a folder of class subfolders, or a TFDS name")
     parser.add_argument("--tuner", default="random", choices=TUNERS)
-    parser.add_argument("--trials", type=int, default=20, help="max trials (random and bayesian)")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (hyperband: max epochs)")
+    parser.add_argument("--trials", type=bounded("trials"), default=20, help="max trials (random and bayesian)")
+    parser.add_argument("--epochs", type=bounded("epochs"), default=15, help="epochs per trial (hyperband: max epochs)")
     parser.add_argument("--objective", default="val_accuracy", help=f"one of {', '.join(OBJECTIVES)}")
-    parser.add_argument("--executions-per-trial", type=int, default=1, metavar="N",
+    parser.add_argument("--executions-per-trial", type=bounded("executions_per_trial"), default=1, metavar="N",
                         help="train each trial N times (Keras Tuner's executions_per_trial): the score is their mean, "
                              "the table gives mean ± std")
     parser.add_argument("--directory", default="tuning_runs")
-    parser.add_argument("--project-name", default="mechanisms")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--project-name", default="mechanisms", help="a folder name inside --directory")
+    parser.add_argument("--seed", type=bounded("seed"), default=0)
+    parser.add_argument("--batch-size", type=bounded("batch_size"), default=64)
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--data-dir", help="TFDS data_dir")
     parser.add_argument("--download", action="store_true", help="let TFDS download (needs network)")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images (TFDS, folders)")
+    parser.add_argument("--image-size", type=bounded("image_side"), nargs=2, metavar=("H", "W"),
+                        help="resize images (TFDS, folders)")
     parser.add_argument("--augment", choices=AUGMENTS, help="training augmentation (TFDS, folders), as for train")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     parser.add_argument("--set", action="append", type=parse_override, metavar="KNOB=VALUE",
@@ -36,7 +36,7 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m tuning", description=__doc__))
+    parser = add_arguments(ArgumentParser(prog="python -m tuning", description=__doc__))
     return run(parser.parse_args(argv))
 
 

@@ -93,13 +93,15 @@ def search_run(trials, epochs, batch_size, folder, images):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tuning.gpu_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from lacnn_zoo.options import ArgumentParser, bounded
+
+    parser = ArgumentParser(prog="python -m tuning.gpu_check", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="plain_cnn", help="model of the training run (default plain_cnn)")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of the training run")
-    parser.add_argument("--trials", type=int, default=4, help="trials of the search")
-    parser.add_argument("--search-epochs", type=int, default=3, help="epochs per trial")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=bounded("epochs"), default=5, help="epochs of the training run")
+    parser.add_argument("--trials", type=bounded("trials"), default=4, help="trials of the search")
+    parser.add_argument("--search-epochs", type=bounded("epochs"), default=3, help="epochs per trial")
+    parser.add_argument("--batch-size", type=bounded("batch_size"), default=128)
     parser.add_argument("--skip-cpu", action="store_true", help="only the accelerator")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")

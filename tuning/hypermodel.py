@@ -119,8 +119,10 @@ class MechanismHyperModel(keras_tuner.HyperModel):
                 knobs.update(heads=heads, key_width=key_width)
             if mechanism == "dynamic_recurrent":
                 knobs.update(lstm_units=lstm_units, lstm_direction=lstm_direction)
-        accepted = model_info(base).knobs
-        knobs.update({k: v for k, v in self.overrides.items() if k in accepted})
+        info = model_info(base)
+        knobs.update({k: v for k, v in self.overrides.items() if k in info.knobs})
+        inert = info.inert_knobs(knobs)  # e.g. the searched widths under --set backbone=MobileNetV3Small
+        knobs = {k: v for k, v in knobs.items() if k not in inert}
         model = build_model(base, input_shape=self.input_shape, num_classes=self.num_classes, **knobs)
         # The training command's recipe, at a constant learning rate (trials differ in length under Hyperband).
         return compile_model(model, learning_rate=learning_rate, weight_decay=self.weight_decay, decay_steps=None)

@@ -27,7 +27,7 @@ import numpy as np
 
 from lacnn_zoo import input_convention
 from lacnn_zoo.data import check_augment, load_dataset
-from lacnn_zoo.errors import ZooError
+from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.experiments.statistics import mean_std
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -41,9 +41,11 @@ from lacnn_zoo.io import (
     write_csv,
     write_json,
 )
+from lacnn_zoo.options import check_bounded
 from lacnn_zoo.plotting import pyplot, save_figure
+from lacnn_zoo.training import diagnostics
 from lacnn_zoo.training.callbacks import EpochTimer
-from lacnn_zoo.validation import check_choice, check_positive_int
+from lacnn_zoo.validation import check_choice
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 from tuning.options import TUNERS  # noqa: E402  (Keras-free, for the parsers)
 
@@ -110,21 +112,53 @@ def _distribution_strategy():
 
 
 class _RecordExecutions:
-    """Mixed into a Keras Tuner class: after each trial, every execution's best-epoch values go to the trial's
-    `executions.json` (Keras Tuner keeps only their average)."""
+    """Mixed into a Keras Tuner class: after each trial, every execution's best-epoch values and its warnings
+    (`lacnn_zoo.training.diagnostics`, printed at the end of the trial) go to the trial's `executions.json`
+    (Keras Tuner keeps only their average). `data` (the search's `DataSplits`) is set before the search."""
+
+    data = None
+
+    def _try_build(self, hp):
+        self._built = super()._try_build(hp)  # the model the next execution trains, for its batch-norm check
+        return self._built
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        from lacnn_zoo.training.diagnostics import MODE_SAMPLE, mode_accuracies
+
+        history = super()._build_and_fit_model(trial, *args, **kwargs)
+        modes = None
+        if self.data is not None and getattr(self, "_built", None) is not None:
+            x, y = self.data.sample(MODE_SAMPLE, split="train")
+            modes = mode_accuracies(self._built, x, y, batch_size=kwargs.get("batch_size") or 64)
+        self._modes.append(modes)
+        return history
 
     def run_trial(self, trial, *args, **kwargs):
         from keras_tuner.src.engine import tuner_utils
 
+        self._modes = []
         histories = super().run_trial(trial, *args, **kwargs)
         executions = []
-        for history in histories:
+        for history, modes in zip(histories, self._modes):
             best = tuner_utils.convert_to_metrics_dict(history, self.oracle.objective)
             executions.append({**{k: float(v) for k, v in best.items()},
                                "epoch_times_s": [float(t) for t in history.history.get("epoch_time_s", [])],
-                               "history": {k: [float(v) for v in values] for k, values in history.history.items()}})
+                               "history": {k: [float(v) for v in values] for k, values in history.history.items()},
+                               "warnings": self._warnings(history.history, modes)})
+        for line in dict.fromkeys(line for e in executions for line in diagnostics.lines(e["warnings"])):
+            print(f"trial {trial.trial_id}: {line}", file=sys.stderr, flush=True)
         write_json(os.path.join(self.get_trial_dir(trial.trial_id), EXECUTIONS_FILE), executions)
         return histories
+
+    def _warnings(self, history, modes):
+        """One execution's warnings: its best validation accuracy against chance and its last training accuracy,
+        and the batch-norm check of its trained model."""
+        if self.data is None:
+            return []
+        val, train = history.get("val_accuracy") or [], history.get("accuracy") or []
+        return diagnostics.diagnose(self.data.num_classes,
+                                    validation=(max(val), self.data.size("validation")) if val else None,
+                                    train_accuracy=train[-1] if train else None, modes=modes)
 
 
 def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, project_name, seed, overwrite,
@@ -149,6 +183,16 @@ def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, p
     if tuner == "hyperband":
         return cls(hypermodel, max_epochs=epochs, factor=3, hyperband_iterations=1, **common)
     return cls(hypermodel, max_trials=max_trials, **common)
+
+
+def check_project_name(project_name):
+    """A plain folder name: the project lives in `directory/project_name` and nowhere else."""
+    name = project_name if isinstance(project_name, str) else None
+    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name) or "\0" in name:
+        raise ValueError(f"{spell('`project_name`', '--project-name')} must be a plain folder name (no '/', not '.' "
+                         f"or '..'): the project is written inside {spell('`directory`', '--directory')}; received "
+                         f"{project_name!r}.")
+    return name
 
 
 def _is_worker():
@@ -187,10 +231,12 @@ def run_search(
     """
     mechanisms = check_mechanisms(mechanisms)
     check_choice("tuner", tuner, TUNERS)
-    check_positive_int("max_trials", max_trials)
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
-    check_positive_int("executions_per_trial", executions_per_trial)
+    check_bounded("trials", max_trials, "max_trials", "--trials")
+    check_bounded("epochs", epochs, flag="--epochs")
+    check_bounded("batch_size", batch_size, flag="--batch-size")
+    check_bounded("executions_per_trial", executions_per_trial, flag="--executions-per-trial")
+    check_bounded("seed", seed, flag="--seed")
+    check_project_name(project_name)
     if objective not in OBJECTIVES:
         raise ValueError(
             f"The models report {list(OBJECTIVES)}; `objective`={objective!r} is not among them "
@@ -228,6 +274,7 @@ def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, p
         directory=directory, project_name=project_name, seed=seed, overwrite=overwrite,
         executions_per_trial=executions_per_trial,
     )
+    search_tuner.data = data  # each trial's warnings read the split sizes and a sample of training images
     # Keras Tuner gives a TensorBoard callback a log folder per trial and logs its hyperparameters to the HParams
     # dashboard (TensorFlow backend).
     board = [keras.callbacks.TensorBoard(os.path.join(directory, project_name, "tensorboard"))] \
@@ -304,10 +351,18 @@ def _executions(search_tuner, trial, objective):
     return [{objective: float(trial.score), "val_accuracy": val}]
 
 
+def _spread(values):
+    """(mean, sample std) of the values that are not None; the std is None (shown "n/a") under two values."""
+    mean, std = mean_std(values)
+    return mean, std if len([v for v in values if v is not None]) > 1 else None
+
+
 def mechanism_table(rows, objective, mechanisms=()):
-    """One row per mechanism: best objective, its val accuracy, params, time per epoch, trials run; the mean ± std
-    (sample std) of the validation accuracy over every execution of every trial of the mechanism, and over the
-    executions of its best trial (the repeat noise of one configuration)."""
+    """One row per mechanism: best objective, its val accuracy, params, trials run; the mean ± std (sample std;
+    None under two values) of the validation accuracy over every execution of every trial of the mechanism, and
+    over the executions of its best trial (the repeat noise of one configuration). Time per epoch: the best
+    trial's (`time_per_epoch_of_best_s`, beside its parameters) and the mean over the mechanism's trials of each
+    trial's (`time_per_epoch_s`), which mixes models of different sizes."""
     better = min if objective.endswith("loss") else max
     table = []
     for mechanism in sorted({r["mechanism"] for r in rows}):
@@ -315,14 +370,15 @@ def mechanism_table(rows, objective, mechanisms=()):
         best = better(runs, key=lambda r: r["score"])
         times = [r["time_per_epoch_s"] for r in runs if r["time_per_epoch_s"] is not None]
         every = [e["val_accuracy"] for r in runs for e in r.get("executions") or []]
-        mean, std = mean_std(every)
-        best_mean, best_std = mean_std([e["val_accuracy"] for e in best.get("executions") or []])
+        mean, std = _spread(every)
+        best_mean, best_std = _spread([e["val_accuracy"] for e in best.get("executions") or []])
         table.append({
             "mechanism": mechanism,
             f"best_{objective}": best["score"],
             "best_val_accuracy": best["val_accuracy"],
             "params_of_best": best["params"],
             "time_per_epoch_s": float(np.mean(times)) if times else None,
+            "time_per_epoch_of_best_s": best["time_per_epoch_s"],
             "trials": len(runs),
             "best_trial": best["trial"],
             "val_accuracy_mean": mean,
@@ -335,8 +391,8 @@ def mechanism_table(rows, objective, mechanisms=()):
     visited = {r["mechanism"] for r in rows}
     return table + [{  # asked for, never drawn: shown, not dropped
         "mechanism": m, f"best_{objective}": None, "best_val_accuracy": None, "params_of_best": None,
-        "time_per_epoch_s": None, "trials": 0, "best_trial": None, "val_accuracy_mean": None,
-        "val_accuracy_std": None, "executions": 0, "best_trial_val_accuracy_mean": None,
+        "time_per_epoch_s": None, "time_per_epoch_of_best_s": None, "trials": 0, "best_trial": None,
+        "val_accuracy_mean": None, "val_accuracy_std": None, "executions": 0, "best_trial_val_accuracy_mean": None,
         "best_trial_val_accuracy_std": None,
     } for m in mechanisms if m not in visited]
 
@@ -406,10 +462,10 @@ def print_table(result, objective="val_accuracy"):
           f"{'params':>9} {'s/epoch':>8} {'trials':>7} {'runs':>5}")
 
     def spread(mean, std):
-        return "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
+        return "-" if mean is None else f"{mean:.4f} ± " + ("n/a" if std is None else f"{std:.4f}")
 
     for r in result.table:
-        t = f"{r['time_per_epoch_s']:.2f}" if r["time_per_epoch_s"] is not None else "-"
+        t = f"{r['time_per_epoch_of_best_s']:.2f}" if r.get("time_per_epoch_of_best_s") is not None else "-"
         if not r["trials"]:
             print(f"{r['mechanism']:<22} {'-':>18} {'-':>19} {'-':>17} {'-':>9} {'-':>8} {0:>7} {0:>5}  (0 trials)")
             continue
@@ -418,7 +474,7 @@ def print_table(result, objective="val_accuracy"):
               f"{spread(r.get('val_accuracy_mean'), r.get('val_accuracy_std')):>17} {r['params_of_best']:>9,} {t:>8} "
               f"{r['trials']:>7} {r.get('executions', r['trials']):>5}")
     print("(mean ± sample std of the validation accuracy: over the best trial's executions, and over every "
-          "execution of every trial; s/epoch: median wall time of an epoch after each execution's first, which "
-          "traces the graph)")
+          "execution of every trial, n/a under two; params and s/epoch: of the best trial, s/epoch the median wall "
+          "time of an epoch after each execution's first, which traces the graph)")
     print(f"\nbest: {result.best_hyperparameters}\ntest accuracy of the best model: {result.test_accuracy:.4f}; "
           f"search wall time {result.wall_time_s:.0f} s; files in {result.project_dir}")

@@ -27,7 +27,8 @@ def train(args):
         optimizer=args.optimizer, momentum=args.momentum, nesterov=args.nesterov, schedule=args.schedule,
         milestones=tuple(args.milestones) if args.milestones else None, decay_factor=args.decay_factor,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, clipnorm=args.clipnorm,
-        ema=args.ema, precision=args.precision, scale_lr=args.scale_lr, validation_fraction=args.validation_fraction,
+        ema=args.ema, ema_decay=args.ema_decay, precision=args.precision, scale_lr=args.scale_lr,
+        bn_momentum=args.bn_momentum, validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction, train_split=args.train_split, test_split=args.test_split,
     )
     if args.resume:  # what was not asked is what the run was started with
@@ -53,6 +54,17 @@ def train(args):
         f"{m['params']:,} parameters, {m['time_per_epoch_s']:.2f} s/epoch, "
         f"{m['train_wall_time_s']:.1f} s training. Run folder: {result.output_dir}"
     )
+    if (m.get("config") or {}).get("ema"):  # best.keras is the better of two models: say which
+        kept = "averaged (EMA)" if m.get("best_weights") == "ema" else "raw"
+        print(f"best.keras holds the {kept} weights, the better of the raw and the averaged model on validation "
+              f"(accuracy {m['best_val_accuracy']:.4f}).")
+    if m.get("warnings") and args.verbose == 0:  # training printed nothing: the summary shows them
+        from lacnn_zoo.training.diagnostics import lines
+
+        print("\n".join(lines(m["warnings"])))
+    elif m.get("warnings"):  # printed at the end of training, just above; counted so the summary does not hide them
+        print(f"{len(m['warnings'])} warning(s) above, also in metrics.json: "
+              f"{', '.join(w['kind'] for w in m['warnings'])}.")
     return 0
 
 
@@ -182,9 +194,12 @@ def report(args):
     import time
 
     from lacnn_zoo.experiments.report import report
+    from lacnn_zoo.io import printable
 
     start = time.perf_counter()
     page = report(args.run_dir, dataset=args.dataset, out=args.out, overwrite=args.overwrite, examples=args.examples,
-                  data_dir=args.data_dir, download=args.download)
-    print(f"Report written to {page} ({time.perf_counter() - start:.0f} s); its figures are PNG files beside it.")
+                  image_size=tuple(args.image_size) if args.image_size else None, data_dir=args.data_dir,
+                  download=args.download)
+    print(printable(f"Report written to {page} ({time.perf_counter() - start:.0f} s); its figures are PNG files "
+                    "beside it."))
     return 0

@@ -13,6 +13,9 @@ from lacnn_zoo.options import (
     SCHEDULES,
     TAP_RULES,
     VARIANTS,
+    ArgumentParser,
+    bounded,
+    milestone,
     parse_override,
 )
 
@@ -29,7 +32,7 @@ def add_data_options(parser, *, dataset_help, dataset_default=None, image_size_h
     parser.add_argument("--dataset", default=dataset_default, help=dataset_help)
     parser.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
     parser.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help=image_size_help)
+    parser.add_argument("--image-size", type=bounded("image_side"), nargs=2, metavar=("H", "W"), help=image_size_help)
     if augment_help is not None:
         parser.add_argument("--augment", choices=AUGMENTS, help=augment_help)
 
@@ -44,25 +47,29 @@ def _train_options(t):
                                      "class, or a TFDS name such as cifar10", image_size_help="resize TFDS images",
                      augment_help="training augmentation (TFDS, folders): none, crop-flip (pad 1/8, random crop, "
                                   "flip), randaugment (crop-flip + Keras RandAugment); default: the recipe's")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--epochs", type=bounded("epochs"))
+    t.add_argument("--batch-size", type=bounded("batch_size"))
     t.add_argument("--recipe", choices=tuple(RECIPES),
                    help="a paper's training recipe (default: AdamW + cosine, fast on digits); the options below "
                         "override it")
     t.add_argument("--optimizer", choices=OPTIMIZERS)
-    t.add_argument("--lr", type=float, help="peak learning rate")
-    t.add_argument("--momentum", type=float, help="SGD momentum")
+    t.add_argument("--lr", type=bounded("learning_rate"), help="peak learning rate")
+    t.add_argument("--momentum", type=bounded("momentum"), help="SGD momentum")
     t.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None, help="Nesterov momentum")
-    t.add_argument("--weight-decay", type=float, help="decoupled weight decay (kernels only)")
+    t.add_argument("--weight-decay", type=bounded("weight_decay"), help="decoupled weight decay (kernels only)")
     t.add_argument("--schedule", choices=SCHEDULES)
-    t.add_argument("--milestones", type=float, nargs="+", metavar="M",
+    t.add_argument("--milestones", type=milestone, nargs="+", metavar="M",
                    help="step schedule: fractions of training (0.5 0.75) or epochs (60 120 160)")
-    t.add_argument("--decay-factor", type=float, help="step schedule: multiply the rate by this at each milestone")
-    t.add_argument("--warmup-epochs", type=float, help="linear warm-up from 0 (fractions allowed)")
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--clipnorm", type=float, help="clip each gradient to this norm")
+    t.add_argument("--decay-factor", type=bounded("decay_factor"),
+                   help="step schedule: multiply the rate by this at each milestone")
+    t.add_argument("--warmup-epochs", type=bounded("warmup_epochs"), help="linear warm-up from 0 (fractions allowed)")
+    t.add_argument("--label-smoothing", type=bounded("label_smoothing"))
+    t.add_argument("--clipnorm", type=bounded("clipnorm"), help="clip each gradient to this norm")
     t.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep an exponential moving average of the weights (Keras' use_ema)")
+                   help="also validate an exponential moving average of the weights (Keras' use_ema, with batch-norm "
+                        "statistics of its own); best.keras is the better of it and the raw model")
+    t.add_argument("--ema-decay", type=bounded("ema_decay"), metavar="D",
+                   help="with --ema: the average's decay (0.99); it spans about 1/(1-D) optimizer steps")
     t.add_argument("--precision", choices=PRECISIONS,
                    help="Keras dtype policy while training (weights and logits stay float32)")
     t.add_argument("--distribute", choices=DISTRIBUTES, default="none",
@@ -70,23 +77,29 @@ def _train_options(t):
                         "(TF_CONFIG; JAX: KERAS_DISTRIBUTION_* variables); the batch size is global")
     t.add_argument("--scale-lr", action="store_true", default=None,
                    help="multiply the learning rate by the number of replicas (linear scaling rule)")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=bounded("seed"))
     add_override_option(t, "model override, repeatable, e.g. --set mixing=beta --set 'widths=(16,32,64)'")
     t.add_argument("--output-dir", help="run folder (default runs/<model>-<dataset>-seed<seed>)")
     t.add_argument("--resume", action="store_true", help="continue the unfinished run in --output-dir")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    t.add_argument("--mixup", type=float, metavar="ALPHA", help="MixUp with Beta(ALPHA, ALPHA) weights (0: off)")
-    t.add_argument("--cutmix", type=float, metavar="ALPHA",
+    t.add_argument("--mixup", type=bounded("alpha"), metavar="ALPHA",
+                   help="MixUp with Beta(ALPHA, ALPHA) weights (0: off)")
+    t.add_argument("--cutmix", type=bounded("alpha"), metavar="ALPHA",
                    help="CutMix with Beta(ALPHA, ALPHA) areas (0: off); with --mixup, half the batches each")
-    t.add_argument("--random-erasing", type=float, metavar="P", help="erase a random patch with probability P")
-    t.add_argument("--validation-fraction", type=float, help="share of the data held out for validation (0.1)")
-    t.add_argument("--test-fraction", type=float, help="share held out for the test (0.2; folders and TFDS sets "
-                                                       "without a test split)")
+    t.add_argument("--random-erasing", type=bounded("probability"), metavar="P",
+                   help="erase a random patch with probability P")
+    t.add_argument("--validation-fraction", type=bounded("fraction"),
+                   help="share of the data held out for validation (0.1)")
+    t.add_argument("--test-fraction", type=bounded("fraction"),
+                   help="share held out for the test (0.2; folders and TFDS sets without a test split)")
     t.add_argument("--train-split", help="TFDS split to train on (default 'train')")
     t.add_argument("--test-split", help="TFDS split to test on (default 'test'; sets without one carve it from "
                                         "train)")
     t.add_argument("--init-weights", metavar="FILE",
                    help="initialise from a .keras file (layers matched by name) or a same-architecture .weights.h5")
+    t.add_argument("--bn-momentum", type=bounded("momentum"), metavar="M",
+                   help="momentum of every BatchNormalization, backbone included (Keras' convention: moving = M * "
+                        "moving + (1 - M) * batch; keras.applications use 0.99 or 0.999; 0.9 suits short runs)")
     t.add_argument("--freeze-backbone", action="store_true",
                    help="train only the head (layer-attention head, or pooling + classifier)")
     t.add_argument("--verbose", default="auto", type=_verbosity, help="Keras fit verbosity: auto, 0, 1 or 2")
@@ -97,7 +110,7 @@ def _list_and_info_options(ls, i):
     ls.add_argument("--family")
     ls.add_argument("--no-params", dest="params", action="store_false",
                     help="leave out the parameter counts (with --num-classes: skip building each model)")
-    ls.add_argument("--num-classes", type=int, default=10,
+    ls.add_argument("--num-classes", type=bounded("num_classes"), default=10,
                     help="classifier width the counts are for (10, the default, is read from the catalogue; "
                          "another builds each model)")
     i.add_argument("name")
@@ -108,10 +121,10 @@ def _list_and_info_options(ls, i):
 def _bench_options(b):
     b.add_argument("patterns", nargs="*",
                    help="model names or wildcards, e.g. 'lacnn_*'; with --backbone: mechanisms (default all four)")
-    b.add_argument("--input-shape", type=int, nargs=3, default=(32, 32, 3), metavar=("H", "W", "C"))
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
-    b.add_argument("--steps", type=int, default=5, help="training steps per round")
+    b.add_argument("--input-shape", type=bounded("size"), nargs=3, default=(32, 32, 3), metavar=("H", "W", "C"))
+    b.add_argument("--batch-size", type=bounded("batch_size"), default=128)
+    b.add_argument("--rounds", type=bounded("rounds"), default=5, help="interleaved timing rounds (median reported)")
+    b.add_argument("--steps", type=bounded("steps"), default=5, help="training steps per round")
     b.add_argument("--backbone", nargs="+", metavar="NAME",
                    help="keras.applications backbones (e.g. ResNet50V2): each mechanism's head against the bare "
                         "backbone with a pooled linear head")
@@ -124,11 +137,11 @@ def _bench_options(b):
 
 def _compare_and_study_options(c, st):
     c.add_argument("patterns", nargs="*", help="model names or wildcards (default: the comparison set)")
-    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    c.add_argument("--epochs", type=int, default=20)
+    c.add_argument("--seeds", type=bounded("seed"), nargs="+", default=[0, 1, 2])
+    c.add_argument("--epochs", type=bounded("epochs"), default=20)
     add_data_options(c, dataset_default="digits", dataset_help="'digits' (embedded, default), an image folder or a "
                                                               "TFDS name")
-    c.add_argument("--target", type=float, default=0.95, help="validation accuracy for 'epochs to reach'")
+    c.add_argument("--target", type=bounded("accuracy"), default=0.95, help="validation accuracy for 'epochs to reach'")
     c.add_argument("--out", default="runs/compare")
     add_override_option(c, "override for every model that has the knob, e.g. --set backbone=MobileNetV3Small")
 
@@ -137,13 +150,15 @@ def _compare_and_study_options(c, st):
     st.add_argument("--quick", action="store_true", help="a small version: depths 8 20, seeds 0 1, 3 epochs, "
                                                          "plain, resnet_add, static_vector, dynamic_recurrent")
     st.add_argument("--variants", help=f"comma-separated subset of {', '.join(VARIANTS)} (must include plain)")
-    st.add_argument("--depths", type=int, nargs="+", help="depths D = 6n + 2 (default 8 20 56)")
-    st.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2")
-    st.add_argument("--epochs", type=int, help="default 6 (quick: 3)")
-    st.add_argument("--widths", type=int, nargs=3, metavar=("W1", "W2", "W3"), help="filters per stage (8 16 32)")
+    st.add_argument("--depths", type=bounded("depth"), nargs="+", help="depths D = 6n + 2 (default 8 20 56)")
+    st.add_argument("--seeds", type=bounded("seed"), nargs="+", help="default 0 1 2")
+    st.add_argument("--epochs", type=bounded("epochs"), help="default 6 (quick: 3)")
+    st.add_argument("--widths", type=bounded("size"), nargs=3, metavar=("W1", "W2", "W3"),
+                    help="filters per stage (8 16 32)")
     add_data_options(st, dataset_default="digits", dataset_help="'digits' (embedded), an image folder or a TFDS name")
     st.add_argument("--out", default="runs/depth-study")
-    st.add_argument("--robustness-examples", type=int, default=1000, help="test images for the lesion accuracies")
+    st.add_argument("--robustness-examples", type=bounded("examples"), default=1000,
+                    help="test images for the lesion accuracies (at most; 1000)")
 
 
 def _evaluate_and_predict_options(e, p):
@@ -151,15 +166,16 @@ def _evaluate_and_predict_options(e, p):
     add_data_options(e, dataset_help="'digits', a folder of class subfolders or a TFDS name (default: the run's)",
                      image_size_help="resize (default: the run's)", augment_help=None)
     e.add_argument("--split", default="test", choices=["test", "validation", "train"])
-    e.add_argument("--seed", type=int, help="the split's seed (default: the run's)")
-    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--seed", type=bounded("seed"), help="the split's seed (default: the run's)")
+    e.add_argument("--batch-size", type=bounded("batch_size"), default=64)
     e.add_argument("--out", metavar="FILE", help="also write the result as JSON")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     p.add_argument("model", metavar="MODEL_OR_RUN", help="a run folder, or its best.keras")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders of images")
-    p.add_argument("--top-k", type=int, default=5, help="classes per image (at most the number of classes)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--top-k", type=bounded("top_k"), default=5,
+                   help="classes per image (at most the number of classes)")
+    p.add_argument("--batch-size", type=bounded("batch_size"), default=64)
     p.add_argument("--csv", metavar="FILE", help="also write file, rank, class_index, class, probability as CSV")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
 
@@ -170,7 +186,9 @@ def _report_options(r):
                                      "name)")
     r.add_argument("--data-dir", help="TFDS data_dir holding prepared data")
     r.add_argument("--download", action="store_true", help="let TFDS download the data set (needs network)")
-    r.add_argument("--examples", type=int, default=16, help="highest-loss test images shown (16)")
+    r.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="resize the test images of --dataset (a folder or TFDS data set)")
+    r.add_argument("--examples", type=int, help="highest-loss test images shown (16; 1 to 256)")
     r.add_argument("--out", metavar="DIR", help="the report folder (default RUN/report)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
 
@@ -181,8 +199,8 @@ def build_parser():
     from export import __main__ as export_command
     from tuning import __main__ as tune_command
 
-    parser = argparse.ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
-    common = argparse.ArgumentParser(add_help=False)
+    parser = ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
+    common = ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -23,6 +23,7 @@ from lacnn_zoo.data.preprocessing import check_preprocessing, restandardise, sta
 from lacnn_zoo.data.splits import DatasetNotAvailableError, DataSplits
 from lacnn_zoo.data.tfds import load_tfds
 from lacnn_zoo.errors import spell
+from lacnn_zoo.options import check_bounded
 
 __all__ = [
     "AUGMENTS", "DataSplits", "DatasetNotAvailableError", "IMAGE_FORMATS", "check_augment", "check_mixing",
@@ -55,6 +56,7 @@ def load_dataset(name="digits", *, seed=0, batch_size=64, **kwargs):
             "`dataset` must be 'digits', a folder of class subfolders, or a TFDS name such as 'cifar10'; "
             f"received {name!r}."
         )
+    seed = check_bounded("seed", seed, flag="--seed")  # the split's seed, refused in the zoo's words
     if name == "digits":
         refuse_on_digits(**{arg: kwargs.get(arg) for arg in ("augment", "random_erasing", "normalization")})
         return load_digits(seed=seed)

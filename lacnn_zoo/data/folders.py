@@ -173,11 +173,12 @@ def load_image_folder(
     train, val, test = (decoded(*files) for files in (train_files, val_files, test_files))
     mean, std, record = resolve_normalization(normalization, channels,
                                               lambda: channel_statistics(train, stats_examples))
-    train, val, test = pipelines(
+    train, val, test, plain_train = pipelines(
         train, val, test, normalise=normaliser(mean, std, record["channel_order"]),
         augment_fn=augmenter(augment, random_erasing, height, width, channels, seed), batch_size=batch_size,
         shuffle=len(train_files[0]), seed=seed)
     return DataSplits(
+        plain_train=plain_train,
         sizes={"train": len(train_files[0]), "validation": len(val_files[0]), "test": len(test_files[0])},
         name=os.path.basename(os.path.normpath(path)), train=train, validation=val, test=test,
         input_shape=(height, width, channels), num_classes=len(class_names),

@@ -100,11 +100,13 @@ def channel_statistics(images, limit):
 
 
 def pipelines(train, validation, test, *, normalise, augment_fn, batch_size, shuffle, seed):
-    """The three batched pipelines of a loader: the training images shuffled (every epoch: tf.data reshuffles
-    each iteration) and augmented, then every split standardised, batched and prefetched."""
+    """The batched pipelines of a loader: the training images shuffled (every epoch: tf.data reshuffles
+    each iteration) and augmented, then every split standardised, batched and prefetched; and fourth, the
+    training images un-augmented in one fixed order, shuffled once with `seed` (`DataSplits.plain_train`)."""
     import tensorflow as tf
 
     autotune = tf.data.AUTOTUNE
+    plain = train.shuffle(shuffle, seed=seed, reshuffle_each_iteration=False)
     train = train.shuffle(shuffle, seed=seed)
     if augment_fn is not None:
         train = train.map(augment_fn, num_parallel_calls=autotune)
@@ -112,7 +114,7 @@ def pipelines(train, validation, test, *, normalise, augment_fn, batch_size, shu
     def finish(ds):
         return ds.map(normalise, num_parallel_calls=autotune).batch(batch_size).prefetch(autotune)
 
-    return finish(train), finish(validation), finish(test)
+    return finish(train), finish(validation), finish(test), finish(plain)
 
 
 def preprocessing_record(scale, mean, std, image_size, record, **extra):

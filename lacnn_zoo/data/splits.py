@@ -27,6 +27,8 @@ class DataSplits:
     num_classes: int
     preprocessing: dict
     sizes: dict = None  # images per split, {"train": n, "validation": n, "test": n}, where known
+    # Pipelines: the training images un-augmented, in one fixed (seeded) order; arrays are both already.
+    plain_train: object = None
 
     @property
     def is_numpy(self):
@@ -41,24 +43,32 @@ class DataSplits:
 
     def arrays(self, split="test", limit=None):
         """`(x, y)` of `split` as NumPy arrays (float32 images, int64 labels), its first `limit` examples."""
-        part = getattr(self, split)
-        if isinstance(part, tuple):
-            x, y = part
-            return np.asarray(x[:limit], "float32"), np.asarray(y[:limit], "int64")
-        xs, ys, count = [], [], 0
-        for x, y in part:
-            xs.append(np.asarray(x, "float32"))
-            ys.append(np.asarray(y, "int64"))
-            count += len(ys[-1])
-            if limit is not None and count >= limit:
-                break
-        if not xs:
-            raise ZooError(f"The data set's {split} split is empty.")
-        return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
+        return _arrays(getattr(self, split), split, limit)
 
     def sample(self, n=32, split="validation"):
         """A fixed batch `(x, y)` of at most n examples as NumPy arrays."""
         return self.arrays(split, n)
+
+    def training_sample(self, n):
+        """`(x, y)`: at most n training images as NumPy arrays, un-augmented and the same at every call (the
+        first n of the arrays, which the split left in a seeded random order; or of `plain_train`)."""
+        return _arrays(self.train if self.is_numpy or self.plain_train is None else self.plain_train, "train", n)
+
+
+def _arrays(part, split, limit):
+    if isinstance(part, tuple):
+        x, y = part
+        return np.asarray(x[:limit], "float32"), np.asarray(y[:limit], "int64")
+    xs, ys, count = [], [], 0
+    for x, y in part:
+        xs.append(np.asarray(x, "float32"))
+        ys.append(np.asarray(y, "int64"))
+        count += len(ys[-1])
+        if limit is not None and count >= limit:
+            break
+    if not xs:
+        raise ZooError(f"The data set's {split} split is empty.")
+    return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit]
 
 
 def check_fractions(validation_fraction, test_fraction):

@@ -80,7 +80,7 @@ def load_tfds(
     train, val, test = (ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE) for ds in (train, val, test))
     mean, std, record = resolve_normalization(normalization, channels,
                                               lambda: channel_statistics(train, stats_examples))
-    train, val, test = pipelines(
+    train, val, test, plain_train = pipelines(
         train, val, test, normalise=normaliser(mean, std, record["channel_order"]),
         augment_fn=augmenter(augment, random_erasing, height, width, channels, seed), batch_size=batch_size,
         shuffle=10_000, seed=seed)
@@ -90,6 +90,7 @@ def load_tfds(
     except (KeyError, ValueError, TypeError):
         sizes = None
     return DataSplits(
+        plain_train=plain_train,
         name=name, train=train, validation=val, test=test, input_shape=(height, width, channels),
         num_classes=features["label"].num_classes, sizes=sizes,
         preprocessing=preprocessing_record(scale, mean, std, image_size, record,

@@ -24,8 +24,10 @@ import time
 import keras
 import numpy as np
 
+from lacnn_zoo.errors import spell
 from lacnn_zoo.io import write_csv
 from lacnn_zoo.models.registry import build_model, model_info, resolve_models
+from lacnn_zoo.options import check_bounded, check_input_batch
 
 
 def baseline_of(name, overrides=None):
@@ -37,8 +39,8 @@ def baseline_of(name, overrides=None):
             return "plain backbone", ("plain_cnn", dict(widths=knobs["widths"], depth=knobs["depth"],
                                                         downsample=knobs["downsample"]))
         blocks = knobs["depth"]
-        return "residual backbone", ("resnet20", dict(depth=6 * blocks + 2, widths=knobs["widths"],
-                                                      mixing=knobs["mixing"], beta_init=knobs["beta_init"]))
+        return "residual backbone", ("resnet20", model_info("resnet20").applicable(dict(  # beta_init with beta only
+            depth=6 * blocks + 2, widths=knobs["widths"], mixing=knobs["mixing"], beta_init=knobs["beta_init"])))
     return None
 
 
@@ -156,6 +158,22 @@ def measure_memory(name, input_shape, batch_size):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def check_timing(input_shape, batch_size, rounds, steps_per_round, warmup):
+    """The checked `(input_shape, batch_size)`; a count out of its range, or an input batch larger than this
+    machine's memory, is refused before any model is built."""
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 3:
+        raise ValueError(f"{spell('`input_shape`', '--input-shape')} must be (height, width, channels); received "
+                         f"{input_shape!r}.")
+    shape = tuple(check_bounded("size", s, "input_shape", "--input-shape") for s in input_shape)
+    batch_size = check_bounded("batch_size", batch_size, flag="--batch-size")
+    check_bounded("rounds", rounds, flag="--rounds")
+    check_bounded("steps", steps_per_round, "steps_per_round", "--steps")
+    check_bounded("warmup", warmup)
+    check_input_batch(batch_size, shape, batch=spell("`batch_size`", "--batch-size"),
+                      shape=spell("`input_shape`", "--input-shape"))
+    return shape, batch_size
+
+
 @contextlib.contextmanager
 def _policy(name):
     """Build under a dtype policy, then restore the previous one."""
@@ -174,6 +192,8 @@ def overhead_table(names, *, input_shape=(32, 32, 3), batch_size=128, num_classe
     With `precision` (a Keras dtype policy such as "mixed_bfloat16") the model is built under that policy and
     its baseline is the same model in float32, timed in the same interleaved rounds.
     """
+    input_shape, batch_size = check_timing(input_shape, batch_size, rounds, steps_per_round, warmup)
+    check_bounded("num_classes", num_classes)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(batch_size, *input_shape)).astype("float32")
     y = rng.integers(0, num_classes, size=batch_size).astype("int32")
@@ -238,6 +258,8 @@ def backbone_overhead_table(backbone, *, mechanisms=None, taps="blocks", input_s
     from lacnn_zoo.models.layer_attended import layer_attended
 
     mechanisms = list(mechanisms or MECHANISMS)
+    input_shape, batch_size = check_timing(input_shape, batch_size, rounds, steps_per_round, warmup)
+    check_bounded("num_classes", num_classes)
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 255, size=(batch_size, *input_shape)).astype("float32")
     y = rng.integers(0, num_classes, size=batch_size).astype("int32")
@@ -273,9 +295,7 @@ def main_bench(args):
         from lacnn_zoo.io import check_output_file
 
         check_output_file(args.csv, option="--csv", flag=None)
-    for flag in ("batch_size", "rounds", "steps"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer; received {getattr(args, flag)}.")
+    check_timing(args.input_shape, args.batch_size, args.rounds, args.steps, 3)
     if args.backbone:
         rows = []
         for backbone in args.backbone:

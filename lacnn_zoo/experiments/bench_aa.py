@@ -128,19 +128,31 @@ def measure_times(size, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 16])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--channels", type=int, default=160, help="input channels = Fout")
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--dk", type=int, default=32)
-    parser.add_argument("--dv", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per variant per round")
-    parser.add_argument("--warmup", type=int, default=2)
+    from lacnn_zoo.errors import run_command
+    from lacnn_zoo.options import ArgumentParser, bounded, check_fits_in_memory
+
+    parser = ArgumentParser(prog="python -m lacnn_zoo.experiments.bench_aa", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=bounded("image_side"), nargs="+", default=[32, 16])
+    parser.add_argument("--batch-size", type=bounded("batch_size"), default=32)
+    parser.add_argument("--channels", type=bounded("size"), default=160, help="input channels = Fout")
+    parser.add_argument("--heads", type=bounded("size"), default=8)
+    parser.add_argument("--dk", type=bounded("size"), default=32)
+    parser.add_argument("--dv", type=bounded("size"), default=16)
+    parser.add_argument("--rounds", type=bounded("rounds"), default=5)
+    parser.add_argument("--steps", type=bounded("steps"), default=5, help="timed training steps per variant per round")
+    parser.add_argument("--warmup", type=bounded("warmup"), default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the child-process memory measurements")
     parser.add_argument("--json", help="also write the figures as JSON")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
+    try:
+        for size in args.sizes:  # aa_unblocked holds every logit of the batch at once
+            check_fits_in_memory(attention_memory_bytes(size, size, args.heads, batch=args.batch_size),
+                                 f"The attention logits of --batch-size {args.batch_size} x --heads {args.heads} at "
+                                 f"--sizes {size}")
+    except ValueError as e:
+        parser.error(str(e))
     if args.json:
         from lacnn_zoo.io import check_output_file
 
@@ -148,7 +160,10 @@ def main(argv=None):
             check_output_file(args.json, option="--json", flag=None)
         except OSError as e:
             parser.error(str(e))
+    return run_command("bench_aa", _run, args)
 
+
+def _run(args):
     print(f"backend {keras.backend.backend()}, batch {args.batch_size}, Cin=Fout={args.channels}, "
           f"Nh={args.heads}, dk={args.dk}, dv={args.dv}; forward+backward (one SGD step); median [range] over "
           f"{args.rounds} interleaved rounds of {args.steps} steps")

@@ -26,8 +26,10 @@ import time
 import keras
 import numpy as np
 
+from lacnn_zoo.errors import spell
 from lacnn_zoo.io import write_csv, write_json
 from lacnn_zoo.models.registry import model_info, resolve_models
+from lacnn_zoo.options import check_bounded
 from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.training.run_folder import RunFolder
 
@@ -96,12 +98,16 @@ class GradientNormMonitor(keras.callbacks.Callback):
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def _record(self, epoch):
+        # An epoch recorded before a kill and run again replaces its rows (a resumed run keeps the earlier ones).
+        self.rows = [r for r in self.rows if int(r["epoch"]) != epoch]
         for index, (name, norm) in enumerate(gradient_norms(self.model, self.x, self.y, self.loss), start=1):
             self.rows.append({"epoch": epoch, "layer_index": index, "layer": name, "grad_norm": norm})
         write_csv(self.rows, self.path, fieldnames=["epoch", "layer_index", "layer", "grad_norm"])
 
     def on_train_begin(self, logs=None):
-        if not os.path.exists(self.path):
+        if os.path.exists(self.path):  # a resumed run: its rows so far (the file is written atomically)
+            self.rows = read_csv(self.path)
+        if not any(int(r["epoch"]) == 0 for r in self.rows):
             self._record(0)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -142,17 +148,19 @@ def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overri
     """
     from lacnn_zoo.data import load_dataset
     from lacnn_zoo.training import train
+    from lacnn_zoo.training.loop import _input_convention
 
     run = run_dir or os.path.join(out_dir, name, f"seed{seed}")
     if RunFolder(run).is_finished():
         return RunFolder(run).metrics()
     data_kwargs = {k: v for k, v in data_kwargs.items() if v}
-    data = load_dataset(dataset, seed=seed, **data_kwargs)
+    resume = RunFolder(run).is_run()
+    applicable = model_info(name).applicable(overrides)  # the knobs this model has and would use
+    # The gradient batch is what the run trains on: a keras.applications backbone's inputs, as `train` gives it.
+    convention = None if dataset == "digits" else _input_convention(applicable, run, resume)
+    data = load_dataset(dataset, seed=seed, normalization=convention, **data_kwargs)
     x, y = data.sample(64, split="validation")
     monitor = GradientNormMonitor(x, y, os.path.join(run, "grad_norms.csv"), epochs=grad_epochs)
-    resume = RunFolder(run).is_run()
-    knobs = model_info(name).knobs
-    applicable = {k: v for k, v in (overrides or {}).items() if k in knobs}
     result = train(name, dataset=dataset, epochs=epochs, seed=seed, output_dir=run, resume=resume,
                    overwrite=not resume, callbacks=[monitor], verbose=verbose, overrides=applicable,
                    tensorboard=tensorboard, **data_kwargs)
@@ -266,6 +274,15 @@ def plot_gradient_norms(names, seeds, out_dir, path, grad_epoch):
     save_figure(fig, path)
 
 
+def check_seeds(seeds):
+    """One or more distinct seeds, each in the range NumPy and scikit-learn accept (refused before any run)."""
+    listed = list(seeds) if not isinstance(seeds, (str, bytes)) and hasattr(seeds, "__iter__") else []
+    checked = [check_bounded("seed", s, "seeds", "--seeds") for s in listed]
+    if not checked or len(set(checked)) != len(checked):
+        raise ValueError(f"{spell('`seeds`', '--seeds')} must be one or more distinct seeds; received {seeds!r}.")
+    return checked
+
+
 def compare(models=None, *, seeds=(0, 1, 2), epochs=20, dataset="digits", target=0.95, out_dir="runs/compare",
             grad_epochs=(1, 2, 3), verbose=0, log=print, overrides=None, **data_kwargs):
     """Train and compare; returns the summary rows (also in compare.csv / compare.json).
@@ -279,9 +296,9 @@ def compare(models=None, *, seeds=(0, 1, 2), epochs=20, dataset="digits", target
     unused = sorted(k for k in (overrides or {}) if not any(k in model_info(n).knobs for n in names))
     if unused:
         raise ValueError(f"Override(s) {unused} apply to none of the compared models {names}.")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("`seeds` must list at least one seed.")
+    seeds = check_seeds(seeds)
+    epochs = check_bounded("epochs", epochs, flag="--epochs")
+    target = check_bounded("accuracy", target, "target", "--target")
     grad_epochs = tuple(sorted(e for e in grad_epochs if e <= epochs)) or (epochs,)
     start = time.perf_counter()
     for name in names:

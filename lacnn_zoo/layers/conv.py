@@ -6,6 +6,11 @@ from keras import layers
 from lacnn_zoo.validation import check_choice, check_positive_int
 
 
+def bn_arguments(bn_momentum):
+    """BatchNormalization's keyword arguments for a composite layer's `bn_momentum` (None: Keras' default)."""
+    return {} if bn_momentum is None else {"momentum": bn_momentum}
+
+
 @keras.saving.register_keras_serializable(package="lacnn_zoo")
 class ConvBNAct(layers.Layer):
     """One convolutional layer: `act(BN(conv_kxk(x)))`, "same" padding, no conv bias.
@@ -21,6 +26,8 @@ class ConvBNAct(layers.Layer):
         activation: a Keras activation (a name, or a callable such as
             `keras.activations.gelu` or a registered custom function); `None`
             for linear.
+        bn_momentum: the BatchNormalization's momentum (None: Keras' 0.99);
+            kept in the config, so a saved model keeps it.
 
     Call arguments:
         inputs: `(batch, height, width, channels)` tensor.
@@ -35,8 +42,9 @@ class ConvBNAct(layers.Layer):
         (2, 5, 4, 32)
     """
 
-    def __init__(self, filters, kernel_size=3, strides=1, activation="relu", **kwargs):
+    def __init__(self, filters, kernel_size=3, strides=1, activation="relu", bn_momentum=None, **kwargs):
         super().__init__(**kwargs)
+        self.bn_momentum = None if bn_momentum is None else float(bn_momentum)
         self.filters = check_positive_int("filters", filters)
         self.kernel_size = check_positive_int("kernel_size", kernel_size)
         self.strides = check_choice("strides", strides, (1, 2))
@@ -54,7 +62,7 @@ class ConvBNAct(layers.Layer):
             dtype=self.dtype_policy,
         )
         self.conv.build(input_shape)
-        self.bn = layers.BatchNormalization(name="bn", dtype=self.dtype_policy)
+        self.bn = layers.BatchNormalization(name="bn", dtype=self.dtype_policy, **bn_arguments(self.bn_momentum))
         self.bn.build(self.conv.compute_output_shape(input_shape))
 
     def call(self, inputs, training=None):
@@ -71,4 +79,6 @@ class ConvBNAct(layers.Layer):
             strides=self.strides,
             activation=keras.activations.serialize(self.activation),
         )
+        if self.bn_momentum is not None:  # absent otherwise: configs saved before the option are unchanged
+            config["bn_momentum"] = self.bn_momentum
         return config

@@ -14,6 +14,7 @@ import keras
 from keras import layers, ops
 
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D
+from lacnn_zoo.layers.conv import bn_arguments
 from lacnn_zoo.validation import check_choice, check_positive_int, check_unit_interval
 
 MIXING_MODES = ("add", "beta", "projection")
@@ -52,6 +53,8 @@ class ResidualBlock(layers.Layer):
             attention-augmented Wide-ResNets do (Bello et al. 2019).  The block's
             BatchNormalization after that convolution is the paper's BN after the
             concatenation.
+        bn_momentum: the BatchNormalizations' momentum (None: Keras' 0.99); kept in
+            the config, so a saved model keeps it.
 
     Call arguments:
         inputs: ``(batch, height, width, channels)``.
@@ -75,9 +78,11 @@ class ResidualBlock(layers.Layer):
         preactivation=False,
         dropout=0.0,
         attention=None,
+        bn_momentum=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.bn_momentum = None if bn_momentum is None else float(bn_momentum)  # None: Keras' 0.99
         self.filters = check_positive_int("filters", filters)
         self.strides = check_choice("strides", strides, (1, 2))
         self.mixing = check_choice("mixing", mixing, MIXING_MODES)
@@ -111,8 +116,8 @@ class ResidualBlock(layers.Layer):
             self.conv1 = AugmentedConv2D(self.filters, strides=self.strides, name="conv1", dtype=self.dtype_policy,
                                          **self.attention)
         self.conv2 = self._conv(self.filters, 3, 1, "conv2")
-        self.bn1 = layers.BatchNormalization(name="bn1", dtype=self.dtype_policy)
-        self.bn2 = layers.BatchNormalization(name="bn2", dtype=self.dtype_policy)
+        self.bn1 = layers.BatchNormalization(name="bn1", dtype=self.dtype_policy, **bn_arguments(self.bn_momentum))
+        self.bn2 = layers.BatchNormalization(name="bn2", dtype=self.dtype_policy, **bn_arguments(self.bn_momentum))
         self.drop = layers.Dropout(self.dropout, name="dropout", dtype=self.dtype_policy) if self.dropout else None
 
         shape = tuple(input_shape)
@@ -136,7 +141,8 @@ class ResidualBlock(layers.Layer):
             # Wide-ResNet's pre-activation shortcut is a bare 1x1 convolution.
             self.shortcut_bn = None
             if not self.preactivation:
-                self.shortcut_bn = layers.BatchNormalization(name="shortcut_bn", dtype=self.dtype_policy)
+                self.shortcut_bn = layers.BatchNormalization(name="shortcut_bn", dtype=self.dtype_policy,
+                                                             **bn_arguments(self.bn_momentum))
                 self.shortcut_bn.build(out)
         if self.mixing == "beta":
             self.beta_angle = self.add_weight(
@@ -201,4 +207,6 @@ class ResidualBlock(layers.Layer):
             dropout=self.dropout,
             attention=self.attention,
         )
+        if self.bn_momentum is not None:  # absent otherwise: configs saved before the option are unchanged
+            config["bn_momentum"] = self.bn_momentum
         return config

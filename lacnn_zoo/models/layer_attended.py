@@ -244,6 +244,53 @@ HEAD_DEFAULTS = {"pooling": "avg", **{k: p.default for k, p in inspect.signature
     build_layer_attended).parameters.items() if k in HEAD_KNOBS and k != "pooling"}}
 
 
+def inert_head_knobs(knobs):
+    """`{knob: why}`: the head knobs that the mechanism, tap form and tap transform leave without effect."""
+    k = {**HEAD_DEFAULTS, **knobs}
+    mechanism, inert = k["mechanism"], {}
+    if mechanism != "self_attention":
+        inert.update(dict.fromkeys(("heads", "key_width"), f"it sets the self-attention mechanism, and "
+                                                           f"mechanism={mechanism!r}"))
+    if mechanism != "dynamic_recurrent":
+        inert.update(dict.fromkeys(("lstm_units", "lstm_direction", "lstm_readout"),
+                                   f"it sets the Dynamic-Recurrent LSTM, and mechanism={mechanism!r}"))
+    transform = k["tap_transform"] if k["tap_transform"] is not None else mechanism in ("self_attention",
+                                                                                          "dynamic_recurrent")
+    if not transform:
+        inert["tap_units"] = f"it is the width of the tap transform, which is off for mechanism={mechanism!r} " \
+                             f"with tap_transform={k['tap_transform']!r}"
+    if k["tap_form"] != "resample":
+        inert["tap_size"] = f"it is the size taps are resampled to, and tap_form={k['tap_form']!r}"
+    return inert
+
+
+def _refuse_inert_head_knobs(given, head):
+    inert = inert_head_knobs(head)
+    for knob in given:
+        if knob in inert:
+            raise ValueError(f"`{knob}` cannot take effect on this head: {inert[knob]}.")
+
+
+def inert_layer_attended_knobs(knobs):
+    """`{knob: why}`: the knobs of `build_layer_attended` that its other knobs leave without effect."""
+    inert = inert_head_knobs({k: v for k, v in knobs.items() if k in HEAD_KNOBS and k != "pooling"})
+    backbone = knobs.get("backbone", "plain")
+    shown = backbone if isinstance(backbone, str) else type(backbone).__name__
+    if not (isinstance(backbone, str) and backbone in BACKBONES):
+        inert.update(dict.fromkeys(("widths", "depth", "downsample", "mixing", "beta_init"),
+                                   f"it shapes the zoo's 'plain' or 'residual' backbone, and backbone={shown!r}"))
+        return inert
+    inert["backbone_weights"] = f"it loads keras.applications weights, and backbone={shown!r} is the zoo's own"
+    if backbone == "plain":
+        inert.update(dict.fromkeys(("mixing", "beta_init"), "it sets the residual mixing, and backbone='plain'"))
+    elif knobs.get("mixing") != "beta":
+        inert["beta_init"] = f"it is the initial beta of mixing='beta', and mixing={knobs.get('mixing')!r}"
+    return inert
+
+
+build_layer_attended.inert_knobs = inert_layer_attended_knobs
+
+
 def _zoo_backbone(backbone, input_shape, name, *, backbone_weights, widths, depth, downsample, mixing, beta_init,
                   head_pools, pooling):
     """The "plain" or "residual" backbone of the layer-attended presets, as a functional model."""
@@ -349,6 +396,7 @@ def layer_attended(
                          f"features={features!r} with include_top=True.")
     head = {**head_knobs, "mechanism": mechanism}
     check_head_knobs(**{**HEAD_DEFAULTS, **head})
+    _refuse_inert_head_knobs(head_knobs, head)
     source = resolve_backbone(backbone, input_shape=input_shape, weights=backbone_weights)
     _, tapped = select_taps(source, taps)
     if features is not None:

@@ -25,6 +25,8 @@ POOLING_MODES = ("avg", "max", None)
 TRAINING_BYTES_PER_PARAMETER = 16
 # The smallest batch the size check assumes a model must train on (BatchNormalization needs a few images).
 SIZE_CHECK_BATCH = 8
+# Seconds a `weights` download may wait for the server (to connect, and between two reads) before it gives up.
+DOWNLOAD_TIMEOUT_S = 60
 
 _REGISTRY = {}
 
@@ -82,6 +84,19 @@ class ModelInfo:
         knobs = {k: p.default for k, p in params.items() if k not in COMMON_ARGUMENTS}
         knobs.update(self.preset)
         return knobs
+
+    def inert_knobs(self, overrides=None):
+        """`{knob: why}` for the knobs that cannot take effect on this model with `overrides` (a mechanism's
+        knobs under another mechanism, `beta_init` without beta mixing...): the builder's `inert_knobs` rule."""
+        rule = getattr(self.builder, "inert_knobs", None)
+        return rule({**self.knobs, **(overrides or {})}) if rule is not None else {}
+
+    def applicable(self, overrides):
+        """The `overrides` that take effect on this model: knobs it has and that the others leave active (for the
+        commands that pass one set of knobs to every model that takes them)."""
+        known = {k: v for k, v in (overrides or {}).items() if k in self.knobs}
+        inert = self.inert_knobs(known)
+        return {k: v for k, v in known.items() if k not in inert}
 
     def num_params(self, input_shape=None, num_classes=10, **overrides):
         """Parameter count, without allocating a single weight.
@@ -232,16 +247,9 @@ def build_model(
         raise ValueError(
             f"Unknown override(s) {unknown} for model {name!r}. Accepted knobs: {sorted(accepted)}."
         )
+    refuse_inert(name, info, overrides)
     check_positive_int("num_classes", num_classes)
-    check_choice("pooling", pooling, POOLING_MODES)
-    if not isinstance(include_top, bool):
-        raise ValueError(f"`include_top` must be True or False; received include_top={include_top!r}.")
-    check_classifier_activation(classifier_activation)
-    if features is not None and include_top:
-        raise ValueError(
-            f"`features` returns feature maps, so it needs include_top=False; received features={features!r} "
-            "with include_top=True."
-        )
+    _check_outputs(include_top, pooling, classifier_activation, features)
     knobs = {**info.preset, **overrides}
     input_shape = check_input_shape(info.default_input_shape if input_shape is None else input_shape)
     model = info.builder(
@@ -265,6 +273,39 @@ def build_model(
     return feature_model(model, features, name=f"{name}_features")
 
 
+def _check_outputs(include_top, pooling, classifier_activation, features):
+    """Check `build_model`'s output arguments, refusing one that the others leave without effect."""
+    check_choice("pooling", pooling, POOLING_MODES)
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False; received include_top={include_top!r}.")
+    check_classifier_activation(classifier_activation)
+    if features is not None and include_top:
+        raise ValueError(
+            f"`features` returns feature maps, so it needs include_top=False; received features={features!r} "
+            "with include_top=True."
+        )
+    if classifier_activation is not None and not include_top:
+        raise ValueError(f"`classifier_activation` applies to the classifier, and include_top=False builds none; "
+                         f"received classifier_activation={classifier_activation!r}.")
+    if features is not None and pooling != "avg":
+        raise ValueError(f"`pooling` applies to the one pooled output, and `features` returns the feature maps "
+                         f"unpooled; received pooling={pooling!r} with features={features!r}.")
+
+
+def refuse_inert(name, info, overrides):
+    """Refuse a knob given in `overrides` that cannot take effect on model `name` (one line naming it, why, and
+    the knobs the model uses)."""
+    from lacnn_zoo.errors import spell
+
+    inert = info.inert_knobs(overrides)
+    given = [k for k in overrides if k in inert]
+    if given:
+        uses = ", ".join(sorted(k for k in info.knobs if k not in inert))
+        knob = given[0]
+        raise ValueError(f"{spell(f'`{knob}`', f'--set {knob}')} cannot take effect on {name!r}: {inert[knob]}. The "
+                         f"knobs it uses: {uses}.")
+
+
 def load_weights(model, weights, weights_hash=None):
     """Load `weights` (a local `.weights.h5`/`.keras` file, or a URL of one with its sha256) into `model`."""
     weights = os.fspath(weights)
@@ -276,28 +317,68 @@ def load_weights(model, weights, weights_hash=None):
         if not weights_hash:
             raise ValueError(f"`weights_hash` (the file's sha256) is needed to download weights={weights!r}, so "
                              "that a changed or damaged file is refused.")
-        import keras
-
-        try:
-            weights = keras.utils.get_file(origin=weights, file_hash=weights_hash, hash_algorithm="sha256",
-                                           cache_subdir="lacnn_zoo")
-        except ValueError as e:  # a hash mismatch
-            raise ValueError(f"`weights` {weights!r} does not match weights_hash={weights_hash!r} "
-                             f"({str(e).splitlines()[0]}); nothing was loaded.") from None
-        except Exception as e:  # keras.utils.get_file raises a bare Exception for a failed download
-            raise ValueError(f"`weights` {weights!r} could not be downloaded ({str(e).splitlines()[0]}); check the "
-                             "network, or pass a local file.") from None
-    elif not os.path.isfile(weights):
+        weights = _download(weights, weights_hash)
+    elif os.path.isdir(weights):
+        raise IsADirectoryError(f"`weights` {weights!r} is a folder; pass a .weights.h5 or .keras file.")
+    elif not os.path.exists(weights):
         raise FileNotFoundError(f"`weights` file {weights!r} does not exist.")
-    try:
-        if weights.endswith(".weights.h5"):
-            model.load_weights(weights)
-        else:
-            from lacnn_zoo.models.saving import load_model
+    else:
+        _check_hash(weights, weights_hash)  # and that it can be read: Keras takes an unreadable file for a misfit
+    from lacnn_zoo.models.weight_files import keras_reason, mismatch, quietly
 
-            model.set_weights(load_model(weights, compile=False).get_weights())
+    try:
+        with quietly():  # Keras warns once per nested container of a misfit file before it raises
+            if weights.endswith(".weights.h5"):
+                model.load_weights(weights)
+            else:
+                from lacnn_zoo.models.saving import load_model
+
+                model.set_weights(load_model(weights, compile=False).get_weights())
     except Exception as e:  # Keras raises several types for another architecture or a damaged file
-        raise ValueError(f"`weights` {weights!r} do not fit {model.name!r} ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); they must come from the same architecture."
-                         ) from None
+        why = mismatch(model, weights) or f"{keras_reason(e)}; they must come from the same architecture"
+        raise ValueError(f"`weights` {weights!r} do not fit {model.name!r}: {why}.") from None
     return model
+
+
+def _check_hash(path, weights_hash):
+    """Refuse a local `weights` file that cannot be read, or whose sha256 is not `weights_hash` (when given)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b"") if weights_hash is not None else ():
+                digest.update(block)
+    except OSError as e:
+        raise PermissionError(f"`weights` {path!r} cannot be read ({e.strerror or e}).") from None
+    if weights_hash is not None and digest.hexdigest() != str(weights_hash).lower():
+        raise ValueError(f"`weights` {path!r} does not match weights_hash={weights_hash!r} (its sha256 is "
+                         f"{digest.hexdigest()}); nothing was loaded.")
+
+
+def _download(url, weights_hash):
+    """`url` downloaded once into Keras' cache and checked against its sha256; the path of the cached file.
+
+    `keras.utils.get_file` waits for an answer as long as the socket does (forever by default): the download
+    runs under a socket timeout of `DOWNLOAD_TIMEOUT_S` seconds (to connect, and between two reads).
+    """
+    import socket
+
+    import keras
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return keras.utils.get_file(origin=url, file_hash=weights_hash, hash_algorithm="sha256",
+                                    cache_subdir="lacnn_zoo")
+    except ValueError as e:  # a hash mismatch
+        raise ValueError(f"`weights` {url!r} does not match weights_hash={weights_hash!r} "
+                         f"({str(e).splitlines()[0]}); nothing was loaded.") from None
+    except Exception as e:  # keras.utils.get_file raises a bare Exception for a failed download
+        reason = getattr(e, "reason", None) or e
+        if isinstance(reason, TimeoutError) or "timed out" in str(e):
+            reason = f"no answer within {DOWNLOAD_TIMEOUT_S} s"
+        raise ValueError(f"`weights` {url!r} could not be downloaded ({str(reason).splitlines()[0]}); check the "
+                         "network, or pass a local file.") from None
+    finally:
+        socket.setdefaulttimeout(previous)

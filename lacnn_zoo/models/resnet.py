@@ -327,6 +327,24 @@ def build_wide_resnet(
     )
 
 
+# The `AugmentedConv2D` settings: they shape only the blocks of `augment_stages`.
+ATTENTION_KNOBS = ("heads", "dk", "dv", "relative", "min_key_dims_per_head", "query_chunk", "rematerialize",
+                   "attention_downsample", "image_loop")
+
+
+def inert_residual_knobs(knobs):
+    """`{knob: why}`: the knobs of a residual builder that its other knobs leave without effect."""
+    inert = {}
+    if knobs.get("mixing") != "beta":
+        inert["beta_init"] = f"it is the initial beta of mixing='beta', and mixing={knobs.get('mixing')!r}"
+    if not knobs.get("augment_stages"):
+        inert.update(dict.fromkeys(ATTENTION_KNOBS, "it sets the attention-augmented convolutions, and "
+                                                    "augment_stages=() has none (set augment_stages)"))
+    return inert
+
+
+build_resnet.inert_knobs = build_wide_resnet.inert_knobs = inert_residual_knobs
+
 _HE = "He et al. 2015, Deep Residual Learning for Image Recognition"
 _WRN = "Zagoruyko & Komodakis 2016, Wide Residual Networks"
 

@@ -25,6 +25,10 @@ def load_model(path, *, compile=True, safe_mode=True):
         )
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
+    try:  # zipfile.is_zipfile says False for a file it cannot open: the cause is said here
+        open(path, "rb").close()
+    except OSError as e:
+        raise PermissionError(f"The model file {path!r} cannot be read ({e.strerror or e}).") from None
     if not path.endswith(".keras") or not zipfile.is_zipfile(path):
         raise ValueError(f"`path` must be a .keras archive written by Keras 3; {path!r} is not one.")
     try:

@@ -1,5 +1,6 @@
 """Training callbacks whose files survive a crash: atomic best checkpoint, atomic backups, epoch timing."""
 
+import contextlib
 import json
 import math
 import os
@@ -9,7 +10,8 @@ import keras
 import numpy as np
 
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.io import atomic_path, read_json, write_json
+from lacnn_zoo.io import atomic_path, damaged, read_json, read_json_record, write_json
+from lacnn_zoo.training.ema import better, ema_name
 
 
 def checkpoint_bytes(model):
@@ -36,33 +38,6 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
-class EMAWeights(keras.callbacks.SwapEMAWeights):
-    """Keras' `SwapEMAWeights` for validation, plus a bracket for the epoch-end callbacks.
-
-    With an optimizer built with `use_ema=True`, validation runs on the averaged weights (Keras' callback swaps
-    them in around `evaluate`). `swap_in()` and `swap_out()` are two callbacks to put around the epoch-end
-    callbacks that must see the averaged weights too (the best checkpoint, the layer-attention monitor), and
-    before the backup, which must save the raw weights with the average in the optimizer so that a resumed run
-    continues both. At the end of `fit`, Keras' `finalize_variable_values` leaves the averaged weights in the
-    model.
-    """
-
-    def swap_in(self):
-        return _OnEpochEnd(self.on_test_begin)  # swaps the average in unless it is there
-
-    def swap_out(self):
-        return _OnEpochEnd(self.on_test_end)  # swaps the raw weights back unless they are there
-
-
-class _OnEpochEnd(keras.callbacks.Callback):
-    def __init__(self, action):
-        super().__init__()
-        self._action = action
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._action()
-
-
 def uses_ema(model):
     """Whether `model`'s optimizer keeps an exponential moving average of the weights."""
     optimizer = getattr(model, "optimizer", None)
@@ -70,26 +45,51 @@ def uses_ema(model):
     return bool(getattr(optimizer, "use_ema", False))
 
 
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# best.keras.json, as AtomicBestCheckpoint writes it: the best monitored value and the tie-break value.
+_SIDECAR_TYPES = {"best": (_is_number, "a number"), "tie": (lambda v: v is None or _is_number(v), "a number or null")}
+
+
 class AtomicBestCheckpoint(keras.callbacks.Callback):
     """Save the whole model as `.keras` whenever `monitor` improves, via a temporary file and a rename.
 
-    The best value so far lives in `<filepath>.json`, so a resumed run keeps
-    comparing against it instead of overwriting a better checkpoint.
+    Among epochs of equal `monitor` (validation accuracies tie often on a small validation split), the one
+    with the lower `tie` (the validation loss) is better, and the first of exact ties is kept.
+    The best values so far live in `<filepath>.json`, so a resumed run keeps
+    comparing against them instead of overwriting a better checkpoint. With
+    `ema` (a `lacnn_zoo.training.ema.EMAValidation` earlier in the callbacks),
+    each epoch offers the better of the raw and the averaged model by the same
+    rule (`val_accuracy` against `val_ema_accuracy`, then the losses), and the
+    sidecar's `"weights"` says which the checkpoint holds: "raw" or "ema".
     """
 
-    def __init__(self, filepath, monitor="val_accuracy", mode="max"):
+    def __init__(self, filepath, monitor="val_accuracy", mode="max", ema=None, tie="val_loss"):
         super().__init__()
         if not str(filepath).endswith(".keras"):
             raise ValueError(f"`filepath` must end in .keras; received {filepath!r}.")
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.mode = mode
+        self.ema = ema
+        self.tie = None if tie == monitor else tie
         self._sidecar = self.filepath + ".json"
         self.best = -math.inf if mode == "max" else math.inf
+        self.best_tie = math.inf
         if os.path.exists(self._sidecar) and os.path.exists(self.filepath):
-            self.best = read_json(self._sidecar)["best"]
+            recorded = read_json_record(self._sidecar, _SIDECAR_TYPES)  # the file named if it is damaged
+            if not _is_number(recorded.get("best")):
+                raise damaged(self._sidecar, "it records no number as 'best'")
+            self.best = recorded["best"]
+            # Recorded by an earlier release, without its tie value: kept on ties, as it then was.
+            self.best_tie = -math.inf if "tie" not in recorded else (
+                math.inf if recorded["tie"] is None else recorded["tie"])
 
-    def _improved(self, value):
+    def _improved(self, value, tie):
+        if value == self.best and tie is not None:
+            return tie < self.best_tie
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch, logs=None):
@@ -102,11 +102,21 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         if not math.isfinite(float(value)) or not weights_are_finite(self.model):
             self.model.stop_training = True  # diverged: keep the last finite checkpoint
             return
-        if self._improved(float(value)):
-            self.best = float(value)
-            with atomic_path(self.filepath, suffix=".keras", need_bytes=checkpoint_bytes(self.model)) as tmp:
-                self.model.save(tmp)
-            write_json(self._sidecar, {"best": self.best, "epoch": epoch + 1, "monitor": self.monitor})
+        weights = "raw" if self.ema is None else better(logs, self.monitor, self.mode)
+        name = (lambda key: ema_name(key)) if weights == "ema" else (lambda key: key)  # noqa: E731
+        value = float(logs[name(self.monitor)])
+        tie = logs.get(name(self.tie)) if self.tie else None
+        tie = float(tie) if tie is not None and math.isfinite(float(tie)) else None
+        if self._improved(value, tie):
+            with self.ema.averaged() if weights == "ema" else contextlib.nullcontext():
+                if not weights_are_finite(self.model):
+                    self.model.stop_training = True
+                    return
+                with atomic_path(self.filepath, suffix=".keras", need_bytes=checkpoint_bytes(self.model)) as tmp:
+                    self.model.save(tmp)
+            self.best, self.best_tie = value, math.inf if tie is None else tie
+            write_json(self._sidecar, {"best": self.best, "epoch": epoch + 1, "monitor": self.monitor,
+                                       "tie": tie, "tie_monitor": self.tie, "weights": weights})
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -134,11 +144,55 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.stop_training = True
             return
         os.makedirs(self.backup_dir, exist_ok=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         with atomic_path(self._weights_path, suffix=".weights.h5", need_bytes=checkpoint_bytes(self.model)) as tmp:
             self.model.save_weights(tmp)
+            _stamp(tmp, metadata)
         with atomic_path(self._training_metadata_path) as tmp:
             with open(tmp, "w") as f:
-                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+                json.dump(metadata, f)
+
+
+# The weights file of a backup records the epoch it ends (an HDF5 attribute, which Keras' loader ignores): the
+# weights and training_metadata.json are renamed into place one after the other, and a kill between the two
+# renames leaves the metadata one epoch behind the weights.
+EPOCH_ATTRIBUTE = "lacnn_zoo_training_metadata"
+
+
+def _stamp(weights_path, metadata):
+    import h5py
+
+    with h5py.File(weights_path, "a") as f:
+        f.attrs[EPOCH_ATTRIBUTE] = json.dumps(metadata)
+
+
+def reconcile_backup(backup_dir):
+    """Make `backup_dir`'s training_metadata.json agree with its weights file (call it under the run's lock).
+
+    The weights are renamed into place first: when the metadata disagrees with what the weights file records,
+    a kill came between the two renames, after every other file of that epoch was written (the backup is the
+    last write of an epoch), so the epoch the weights record is done. Returns the metadata now on disk, or None.
+    """
+    weights = os.path.join(backup_dir, "latest.weights.h5")
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.isfile(weights):
+        return None
+    try:
+        import h5py
+
+        with h5py.File(weights, "r") as f:
+            stamped = f.attrs.get(EPOCH_ATTRIBUTE)
+        stamped = json.loads(stamped) if stamped is not None else None
+    except (OSError, ValueError):
+        return None  # a damaged weights file: restoring it says so, with its own message
+    try:
+        recorded = read_json(path)
+    except (OSError, ValueError):
+        recorded = None
+    if stamped is not None and recorded != stamped:
+        write_json(path, stamped)
+        return stamped
+    return recorded
 
 
 class BackupReader(AtomicBackupAndRestore):

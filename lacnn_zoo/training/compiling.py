@@ -37,16 +37,19 @@ def size_warning(data, batch_size):
     steps = math.ceil(n_train / batch_size)
     problems = []
     if steps < FEW_STEPS:
-        problems.append(f"{n_train} training images in batches of {batch_size} give {steps} optimizer step"
+        capped = f" (a batch holds at most the {n_train})" if batch_size > n_train else ""
+        problems.append(f"{n_train} training images in batches of {batch_size}{capped} give {steps} optimizer step"
                         f"{'s' if steps != 1 else ''} per epoch")
     if n_val is not None and n_val < FEW_VALIDATION:
         problems.append(f"the validation split has {n_val} images (one image moves validation accuracy by "
                         f"{100 / max(n_val, 1):.1f} points)")
     if not problems:
         return None
+    # The largest power of two giving FEW_STEPS full batches; no batch-size advice when the steps are enough.
     smaller = max(1, 2 ** int(math.log2(max(1, n_train // FEW_STEPS))))
-    return (f"Warning: {'; '.join(problems)}. Use a smaller --batch-size (e.g. {smaller}) and more --epochs, "
-            "and more images per class (or a larger --validation-fraction) for a validation accuracy to trust.")
+    advice = f"a smaller --batch-size (e.g. {smaller}) and more --epochs, and " if steps < FEW_STEPS else ""
+    return (f"Warning: {'; '.join(problems)}. Use {advice}more images per class (or a larger --validation-fraction) "
+            "for a validation accuracy to trust.")
 
 
 def compile_model(model, *, learning_rate, weight_decay, decay_steps, from_logits=True):

@@ -18,6 +18,7 @@ from lacnn_zoo.data import (
     is_image_file,
     list_images,
     load_dataset,
+    refuse_on_digits,
     restandardise,
     standardise,
 )
@@ -116,6 +117,8 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
         raise ValueError(
             f"`dataset` is needed: {model_path!r} has no run.json beside it naming the data set it was trained on."
         )
+    if dataset == "digits":  # embedded and fixed: these options would be dropped
+        refuse_on_digits(image_size=image_size, data_dir=data_dir, download=download)
     seed = seed if seed is not None else run.get("seed", 0)
     if image_size is None and run.get("dataset") == dataset:
         image_size = run.get("image_size")
@@ -177,9 +180,7 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
     Returns:
         A dict: model, dataset, split, seed, num_examples, num_classes, top1, top5 (>= 20 classes), loss.
     """
-    if out:
-        check_output_file(out, option=spell("`out`", "--out"), overwrite=overwrite,
-                          flag=spell("overwrite=True", "--overwrite"))
+    check_output_option(out, overwrite, "out")
     p = predictions(model_or_run, dataset, seed=seed, batch_size=batch_size, image_size=image_size,
                     data_dir=data_dir, download=download, split=split)
     log_p, labels = p.log_p, p.labels
@@ -199,6 +200,24 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
     if out:
         write_json(out, result)
     return result
+
+
+def check_output_option(path, overwrite, option):
+    """Refuse, before any work, an output file (`option`: "out", "csv") that cannot be written safely, and
+    `overwrite` without one (it would replace nothing)."""
+    flag = spell("overwrite=True", "--overwrite")
+    if path:
+        check_output_file(path, option=spell(f"`{option}`", f"--{option}"), overwrite=overwrite, flag=flag)
+    elif overwrite:
+        name = spell(f"`{option}`", f"--{option}")
+        raise ValueError(f"{flag} replaces the {name} file, and no {name} was given: it cannot take effect. Add "
+                         f"{name} FILE, or leave it out.")
+
+
+def _check_top_k(top_k, num_classes):
+    if top_k > num_classes:
+        raise ValueError(f"{spell('top_k', '--top-k')} {top_k} asks for more classes than the model's {num_classes} "
+                         f"classes; accepted: 1 to {num_classes}.")
 
 
 def image_files(inputs):
@@ -224,6 +243,17 @@ def image_files(inputs):
     return files
 
 
+def _read_image(file):
+    """The bytes of an image file as a tensor; an OSError (permission denied...) says so, naming the file."""
+    import tensorflow as tf
+
+    try:
+        with open(file, "rb") as f:
+            return tf.constant(f.read())
+    except OSError as e:
+        raise type(e)(f"Cannot read image {file!r}: {e.strerror or e}.") from None
+
+
 def preprocess(files, preprocessing, input_shape):
     """Read image files and apply a run's recorded preprocessing: `(resize(raw) * scale - mean) / std`, the
     channels reversed first where `channel_order` is "BGR".
@@ -240,7 +270,7 @@ def preprocess(files, preprocessing, input_shape):
     arrays = []
     for file in files:
         try:
-            image = decode_image(tf.io.read_file(file), channels)
+            image = decode_image(_read_image(file), channels)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
             raise ValueError(f"Cannot decode image {file!r}: {str(e).splitlines()[0]}") from None
         image = tf.cast(image, tf.float32) * scale
@@ -263,7 +293,7 @@ def digit_scans(files):
     scans = []
     for file in files:
         try:
-            image = tf.cast(decode_image(tf.io.read_file(file), 1), tf.float32) / 255.0
+            image = tf.cast(decode_image(_read_image(file), 1), tf.float32) / 255.0
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
             raise ValueError(f"Cannot decode image {file!r}: {str(e).splitlines()[0]}") from None
         if float(tf.reduce_mean(image)) > 0.5:
@@ -290,9 +320,7 @@ def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None, overwrite
     """
     top_k = check_positive_int("top_k", top_k)
     check_positive_int("batch_size", batch_size)
-    if csv:
-        check_output_file(csv, option=spell("`csv`", "--csv"), overwrite=overwrite,
-                          flag=spell("overwrite=True", "--overwrite"))
+    check_output_option(csv, overwrite, "csv")
     model_path, run, metrics = resolve(model_or_run)
     preprocessing = metrics.get("preprocessing")
     if not preprocessing:
@@ -300,8 +328,11 @@ def predict(model_or_run, inputs, *, top_k=5, batch_size=64, csv=None, overwrite
             f"{model_path!r} has no metrics.json beside it recording its preprocessing; pass a finished run "
             "folder (or its best.keras)."
         )
+    if isinstance(metrics.get("num_classes"), int):  # known before any image is read or the model loaded
+        _check_top_k(top_k, metrics["num_classes"])
     files = image_files(inputs)
     model = _load(model_path)
+    _check_top_k(top_k, int(model.output_shape[-1]))
     if metrics.get("dataset", run.get("dataset")) == "digits":  # images of digits, scanned as the digits were
         arrays = [standardise(scan[..., None] * preprocessing["scale"], preprocessing) for scan in digit_scans(files)]
     else:

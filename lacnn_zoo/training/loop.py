@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -16,16 +17,17 @@ from lacnn_zoo.data import is_folder_name, load_dataset, refuse_on_digits
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import (
     FolderLock,
+    check_readable_file,
     mark_owned,
+    read_json,
     remove_path,
 )
 from lacnn_zoo.models.registry import build_model, model_info
-from lacnn_zoo.options import DEFAULT_RECIPE
+from lacnn_zoo.options import DEFAULT_RECIPE, check_bounded
 from lacnn_zoo.training.callbacks import (
     AtomicBackupAndRestore,
     AtomicBestCheckpoint,
     BackupReader,
-    EMAWeights,
     EpochTimer,
     weights_are_finite,
 )
@@ -39,6 +41,7 @@ from lacnn_zoo.training.compiling import (
 )
 from lacnn_zoo.training.distribute import check_distribute, fitting
 from lacnn_zoo.training.distribute import setup as setup_distribution
+from lacnn_zoo.training.ema import EMAValidation, check_resumed_history, window_warning
 from lacnn_zoo.training.recipes import (
     PRECISIONS,
     check_schedule_fits,
@@ -55,7 +58,7 @@ from lacnn_zoo.training.run_folder import (
     plain,
 )
 from lacnn_zoo.training.transfer import backbone_layers, load_initial_weights
-from lacnn_zoo.validation import check_choice, check_positive_int
+from lacnn_zoo.validation import check_choice
 
 DEFAULT_MODEL = "lacnn_static_vector_tiny"
 
@@ -101,6 +104,7 @@ class TrainConfig:
     label_smoothing: float = None
     clipnorm: float = None
     ema: bool = None
+    ema_decay: float = None
     precision: str = "float32"
     distribute: str = "none"
     scale_lr: bool = False
@@ -119,6 +123,7 @@ class TrainConfig:
     random_erasing: float = None
     freeze_backbone: bool = False
     init_weights: str = None
+    bn_momentum: float = None
 
     @classmethod
     def of(cls, config=None, options=None):
@@ -158,14 +163,33 @@ def train(model=DEFAULT_MODEL, config=None, *, output_dir=None, resume=False, ov
     taps of a layer-attended model, or the last feature map of another, is
     frozen; frozen BatchNorm layers run in inference mode, as Keras' transfer
     learning guide does).
+
+    `bn_momentum` (in [0, 1), Keras' convention) sets the momentum of every
+    BatchNormalization of the model, backbone included (None: the model's own).
+
+    `ema=True` keeps an exponential moving average of the weights (Keras' `use_ema`; `ema_decay`, default
+    0.99, is its `ema_momentum`: a window of about 1 / (1 - ema_decay) optimizer steps). The averaged model
+    gets batch-norm statistics re-estimated for it on a fixed sample of training images, both models are
+    validated every epoch (`val_ema_*` columns beside Keras' `val_*`), and best.keras is the better of the two
+    (`metrics["best_weights"]`: "ema" or "raw"); see `lacnn_zoo.training.ema`.
+
+    At the end, `metrics["warnings"]` (also in metrics.json, and printed unless
+    `verbose=0`) says when the run learned nothing useful: accuracy near chance,
+    overfitting, or batch-norm statistics (`lacnn_zoo.training.diagnostics`).
     """
     c = TrainConfig.of(config, options)
     info = model_info(model)
-    run_config, recipe_options = _run_config(model, info, c)
+    run_config, recipe_options = _run_config(model, info, c, resume=resume)
     distribute = check_distribute(c.distribute)
+    if run_config["scale_lr"] and distribute == "none":  # on resume too: the rate would not be the run's
+        raise ValueError(f"{spell('`scale_lr`', '--scale-lr')} multiplies the learning rate by the number of "
+                         f"replicas, and without {spell('`distribute`', '--distribute')} there is one: it cannot "
+                         f"take effect. Add {spell('distribute=', '--distribute ')}'mirrored' or 'multi-worker', or "
+                         "leave it out.")
     output_dir = os.fspath(output_dir or RunFolder.default(model, run_config["dataset"], c.seed).path)
     if resume and overwrite:
-        raise ValueError("`resume` and `overwrite` exclude each other: resume continues a run, overwrite replaces it.")
+        raise ValueError(f"{spell('`resume`', '--resume')} and {spell('`overwrite`', '--overwrite')} exclude each "
+                         "other: resume continues a run, overwrite replaces it.")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise FileExistsError(f"Output directory {output_dir!r} exists and is a file; choose another output_dir.")
     if resume and not os.path.isdir(output_dir):
@@ -184,52 +208,105 @@ def train(model=DEFAULT_MODEL, config=None, *, output_dir=None, resume=False, ov
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _run_config(model, info, c):
+def _run_config(model, info, c, resume=False):
     """`(run config, recipe options)`: the arguments checked, the recipe resolved, what run.json records."""
-    check_positive_int("epochs", c.epochs)
+    check_bounded("epochs", c.epochs, flag="--epochs")  # TensorFlow counts epochs in int32
     check_choice("precision", c.precision, PRECISIONS)
     if not isinstance(c.scale_lr, bool):
         raise ValueError(f"`scale_lr` must be True or False; received scale_lr={c.scale_lr!r}.")
     # Every recipe option a run can set (a recipe's dropout reaches the model as a knob, below).
     options = resolve_recipe(c.recipe, **{k: getattr(c, k) for k in DEFAULT_RECIPE if k != "dropout"})
+    if not resume:  # a resumed run gives back what run.json recorded, the recipe's own values included
+        _refuse_inert_options(c, options)
     check_schedule_fits(options, c.epochs)
-    batch_size = check_positive_int("batch_size", options["batch_size"])
+    batch_size = check_bounded("batch_size", options["batch_size"], flag="--batch-size")
     if c.augment is None and c.dataset == "digits":  # a recipe's augmentation applies where the data set has it
         options["augment"] = "none"
-    if not isinstance(c.seed, int) or isinstance(c.seed, bool):
-        raise ValueError(f"`seed` must be an integer; received seed={c.seed!r}.")
+    check_bounded("seed", c.seed, flag="--seed")  # what NumPy and scikit-learn accept, said in the zoo's words
     if not isinstance(c.freeze_backbone, bool):
         raise ValueError(f"`freeze_backbone` must be True or False; received freeze_backbone={c.freeze_backbone!r}.")
     init_weights = None if c.init_weights is None else os.fspath(c.init_weights)
-    if init_weights is not None and (not init_weights.endswith((".keras", ".weights.h5"))
-                                     or not os.path.isfile(init_weights)):
-        raise ValueError("`init_weights` must be an existing .keras or .weights.h5 file; "
-                         f"received init_weights={init_weights!r}.")
+    if init_weights is not None and not resume:  # a resumed run restores its own weights, from its backup
+        init_weights = _check_init_weights(init_weights)
     splits = {k: getattr(c, k) for k in SPLIT_KEYS if getattr(c, k) is not None}
     dataset = _check_dataset(c, options, splits)
     overrides = dict(c.overrides or {})
-    if options["dropout"] is not None and "dropout" in info.knobs and "dropout" not in overrides:
-        overrides["dropout"] = options["dropout"]  # the recipe's dropout, for models that have the knob
+    with_dropout = {**overrides, "dropout": options["dropout"]}
+    if options["dropout"] is not None and "dropout" not in overrides and "dropout" in info.applicable(with_dropout):
+        overrides["dropout"] = options["dropout"]  # the recipe's dropout, for models that have and use the knob
     config = dict(
         model=model, dataset=dataset, epochs=c.epochs, batch_size=batch_size, learning_rate=options["learning_rate"],
         weight_decay=options["weight_decay"], seed=c.seed, overrides=overrides, image_size=c.image_size,
         augment=options["augment"], freeze_backbone=c.freeze_backbone, init_weights=init_weights, recipe=c.recipe,
-        precision=c.precision, scale_lr=c.scale_lr,
+        precision=c.precision, scale_lr=c.scale_lr, bn_momentum=_check_bn_momentum(c.bn_momentum),
         **{**dict.fromkeys(SPLIT_KEYS), **splits},
         **{k: options[k] for k in RECIPE_KEYS if k in options},
     )
     return config, options
 
 
+def _check_bn_momentum(momentum):
+    return None if momentum is None else check_bounded("momentum", momentum, "bn_momentum", "--bn-momentum")
+
+
+def _set_bn_momentum(net, momentum):
+    """Every BatchNormalization of `net`, backbone included, gets `momentum`; a model without one is refused."""
+    from lacnn_zoo.layers.batchnorm import set_batchnorm_momentum
+
+    if not set_batchnorm_momentum(net, momentum):
+        raise ValueError(f"{spell('`bn_momentum`', '--bn-momentum')} sets the momentum of BatchNormalization "
+                         f"layers, and {net.name!r} has none: it cannot take effect. Leave it out.")
+
+
+def _check_init_weights(path):
+    """`path` made absolute (run.json records it, and the run resumes from any folder), once it is known to be an
+    existing .keras or .weights.h5 file."""
+    flag = spell("`init_weights`", "--init-weights")
+    if not path.endswith((".keras", ".weights.h5")):
+        raise ValueError(f"{flag} must be a .keras or .weights.h5 file; received {path!r}.")
+    check_readable_file(path, flag, "a .keras or .weights.h5 file")  # Keras blames a file it cannot read
+    return os.path.abspath(path)
+
+
+def _refuse_inert_options(c, options):
+    """Refuse a recipe option the caller set (not None) that the resolved optimizer or schedule never reads."""
+    name = lambda option: spell(f"`{option}`", "--" + option.replace("_", "-"))  # noqa: E731
+    optimizer, schedule = options["optimizer"], options["schedule"]
+    for option in ("momentum", "nesterov"):
+        if getattr(c, option) is not None and optimizer != "sgd":
+            raise ValueError(f"{name(option)} applies to the 'sgd' optimizer, and this run's optimizer is "
+                             f"{optimizer!r}: it cannot take effect. Add {name('optimizer')} sgd, or leave it out.")
+    if c.nesterov and options["momentum"] == 0:
+        raise ValueError(f"{name('nesterov')} looks ahead along the momentum, and this run's momentum is 0: it "
+                         f"cannot take effect. Set {name('momentum')} above 0, or leave it out.")
+    for option in ("milestones", "decay_factor"):
+        if getattr(c, option) is not None and schedule != "step":
+            raise ValueError(f"{name(option)} applies to the 'step' schedule, and this run's schedule is "
+                             f"{schedule!r}: it cannot take effect. Add {name('schedule')} step, or leave it out.")
+    if c.ema_decay is not None and not options["ema"]:
+        raise ValueError(f"{name('ema_decay')} is the decay of the weights' moving average, and this run keeps none: "
+                         f"it cannot take effect. Add {spell('ema=True', '--ema')}, or leave it out.")
+
+
 def _check_dataset(c, options, splits):
     """The data set as run.json records it (a folder made absolute); options the digits cannot take refused."""
     dataset = c.dataset
     if dataset == "digits":
+        if splits:  # 0 too: the digits' split is fixed, whatever the value
+            key, value = next(iter(splits.items()))
+            flag = spell(f"`{key}`", "--" + key.replace("_", "-"))
+            raise ValueError(f"{flag} applies to TFDS data sets and image folders; the embedded digits have a fixed "
+                             f"70/10/20 split. Received {flag} {value!r} with dataset 'digits'.")
         refuse_on_digits(image_size=c.image_size, augment=options["augment"], mixup=options["mixup"],
                          cutmix=options["cutmix"], random_erasing=options["random_erasing"], data_dir=c.data_dir,
-                         download=c.download, **splits)
+                         download=c.download)
     elif isinstance(dataset, (str, os.PathLike)) and is_folder_name(dataset):
         dataset = os.path.abspath(os.path.expanduser(os.fspath(dataset)))  # resumable from any folder
+        for key in ("train_split", "test_split"):  # the folder loader has no TFDS split names
+            if key in splits:
+                flag = spell(f"`{key}`", "--" + key.replace("_", "-"))
+                raise ValueError(f"{flag} names a TFDS split; {dataset!r} is a folder of images, split by its "
+                                 f"train/val/test subfolders or by the fractions. Received {flag} {splits[key]!r}.")
     return dataset
 
 
@@ -250,14 +327,20 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
         )
     )
     records = {"input_convention": convention and convention["convention"]}
-    warning = size_warning(data, batch_size) if dist.is_chief and verbose != 0 else None
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
+    warnings = [size_warning(data, batch_size),
+                window_warning(options, config["epochs"], steps_per_epoch(data, batch_size))]
+    for warning in warnings if dist.is_chief and verbose != 0 else ():
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     if config["scale_lr"]:  # Goyal et al.'s linear scaling, asked for; never silently
         options = {**options, "learning_rate": options["learning_rate"] * dist.replicas}
     with dist.scope():
-        knobs = RunFolder(output_dir).generation_overrides(info.knobs, overrides) if resume else overrides
+        # An older generation's default applies to the knobs this model uses.
+        used = {k: v for k, v in info.knobs.items() if k not in info.inert_knobs(overrides)}
+        knobs = RunFolder(output_dir).generation_overrides(used, overrides) if resume else overrides
         net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **knobs)
+        if config["bn_momentum"] is not None:  # before the weights are restored: a resumed run sets it again
+            _set_bn_momentum(net, config["bn_momentum"])
         if init_weights and not resume:  # a resumed run restores its own weights from the backup
             loaded = load_initial_weights(net, init_weights)
             if verbose != 0 and dist.is_chief:
@@ -288,12 +371,12 @@ def _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbac
         compile_with_recipe(net, options, epochs=config["epochs"],
                             steps_per_epoch=steps_per_epoch(data, config["batch_size"]),
                             num_classes=data.num_classes)
+    fit = fit_arguments(data, config, options, dist)
     run_callbacks = [keras.callbacks.TerminateOnNaN(), *callbacks]
-    if options["ema"]:  # every worker validates the averaged weights, as the chief does
-        run_callbacks.append(EMAWeights())
+    if options["ema"]:  # every worker validates the averaged model, as the chief does
+        run_callbacks.append(EMAValidation.for_fit(fit, data, config["batch_size"]))
     if resume:
         run_callbacks.append(BackupReader(os.path.join(output_dir, "backup")))
-    fit = fit_arguments(data, config, options, dist)
     with fitting(net, dist, lambda: sample_batch(fit)):
         net.fit(**fit, epochs=config["epochs"], callbacks=run_callbacks, verbose=verbose)
     return TrainResult(model=net, metrics=None, output_dir=output_dir, worker=dist.worker)
@@ -332,27 +415,29 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
     run = RunFolder(output_dir)
     best_path = run.best
     backup = AtomicBackupAndRestore(run.file(BACKUP), delete_checkpoint=False)
+    fit = fit_arguments(data, config, options, dist)
     # Order matters: the backup is written last each epoch, so an epoch it records is complete on disk.
-    # With EMA, validation, the best checkpoint and the monitor see the averaged weights; the backup the raw
-    # weights with the average in the optimizer, so that a resumed run continues both.
-    ema = EMAWeights() if options["ema"] else None
+    # With EMA, the averaged model is validated too (val_ema_* in the epoch's row, its time in epoch_time_s),
+    # best.keras is the better of the two, the monitor sees the averaged model; the backup saves the raw
+    # weights and statistics with the average in the optimizer, so that a resumed run continues both.
+    if options["ema"] and epochs_done:
+        check_resumed_history(run.file(HISTORY))
+    ema = EMAValidation.for_fit(fit, data, batch_size) if options["ema"] else None
     run_callbacks = [
         keras.callbacks.TerminateOnNaN(),
+        *([ema] if ema else []),
         EpochTimer(),
         keras.callbacks.CSVLogger(run.file(HISTORY), append=True),
         *callbacks,
-        *([ema, ema.swap_in()] if ema else []),
-        AtomicBestCheckpoint(best_path, monitor="val_accuracy"),
+        AtomicBestCheckpoint(best_path, monitor="val_accuracy", ema=ema),
     ]
     if tensorboard and keras.backend.backend() == "tensorflow":
         run_callbacks.append(keras.callbacks.TensorBoard(run.file(TENSORBOARD)))
-    run_callbacks.extend(_model_callbacks(net, data, output_dir))
-    if ema:
-        run_callbacks.append(ema.swap_out())
+    monitors = _model_callbacks(net, data, output_dir)
+    run_callbacks.extend([ema.swap_in(), *monitors, ema.swap_out()] if ema and monitors else monitors)
     run_callbacks.append(backup)
 
     start = time.perf_counter()
-    fit = fit_arguments(data, config, options, dist)
     with fitting(net, dist, lambda: sample_batch(fit)):
         net.fit(**fit, epochs=epochs, callbacks=run_callbacks, verbose=verbose)
     wall = time.perf_counter() - start
@@ -366,7 +451,9 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
         )
 
     dist.close()  # the test split is scored whole, on one device
-    best = keras.saving.load_model(best_path) if os.path.exists(best_path) else net
+    with warnings.catch_warnings():  # a frozen backbone's checkpoint keeps fewer optimizer variables: no news
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        best = keras.saving.load_model(best_path) if os.path.exists(best_path) else net
     test = best.evaluate(**fit_data(data, "test", batch_size, options), verbose=0, return_dict=True)
     epoch_times = run.column("epoch_time_s")
     metrics = {
@@ -376,7 +463,9 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
         "test_accuracy": float(test["accuracy"]),
         "test_loss": float(test["loss"]),
         "test_top5_accuracy": float(test["top5_accuracy"]) if "top5_accuracy" in test else None,
-        "best_val_accuracy": float(max(run.column("val_accuracy") or [float("nan")])),
+        "best_val_accuracy": float(max(run.column("val_accuracy") + run.column("val_ema_accuracy")
+                                       or [float("nan")])),
+        "best_weights": _best_weights(run),
         "params": int(net.count_params()),
         "epochs": epochs,
         "time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else None,
@@ -396,9 +485,34 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
             "numpy": np.__version__,
         },
     }
+    metrics["warnings"] = _diagnose(best, data, run, metrics, batch_size, verbose=verbose != 0 and dist.is_chief)
     run.write_metrics(metrics)
     remove_path(backup.backup_dir)  # only now: a kill before metrics.json leaves the run resumable
     return TrainResult(model=best, metrics=metrics, output_dir=output_dir)
+
+
+def _best_weights(run):
+    """What best.keras holds: "ema" (the averaged weights, `--ema`) or "raw"."""
+    try:
+        return read_json(run.best + ".json").get("weights", "raw")
+    except (OSError, ValueError):
+        return "raw"
+
+
+def _diagnose(model, data, run, metrics, batch_size, verbose):
+    """The run's warnings (`lacnn_zoo.training.diagnostics`): accuracy near chance, overfitting, batch-norm
+    statistics; printed to stderr when `verbose`."""
+    from lacnn_zoo.training.diagnostics import lines, run_warnings
+
+    train_accuracy = run.column("accuracy")
+    val_accuracy = metrics["best_val_accuracy"]
+    warnings = run_warnings(model, data, train_accuracy=train_accuracy[-1] if train_accuracy else None,
+                            val_accuracy=val_accuracy if math.isfinite(val_accuracy) else None,
+                            test_accuracy=metrics["test_accuracy"], batch_size=batch_size)
+    if verbose:
+        for line in lines(warnings):
+            print(line, file=sys.stderr, flush=True)
+    return warnings
 
 
 def _model_callbacks(model, data, output_dir):

@@ -5,8 +5,8 @@
 
 A recipe is a dict of training options; options given explicitly override it.
 Everything goes through Keras' own optimisers (`SGD`, `Adam`, `AdamW`, with
-their `weight_decay`, `clipnorm` and `use_ema`) and schedules (`CosineDecay`,
-`PiecewiseConstantDecay`); the only additions are a linear warm-up wrapper for
+their `weight_decay`, `clipnorm`, `use_ema` and `ema_momentum`, our `ema_decay`) and
+schedules (`CosineDecay`, `PiecewiseConstantDecay`); the only additions are a linear warm-up wrapper for
 the step and constant schedules and a sparse cross-entropy with label smoothing
 (Keras' sparse loss has none). Augmentation (`augment`, `mixup`, `cutmix`,
 `random_erasing`) is Keras' preprocessing layers in the tf.data pipeline
@@ -20,9 +20,17 @@ import numbers
 import keras
 
 from lacnn_zoo.data import check_augment, check_mixing
+from lacnn_zoo.errors import spell
 
 # The tables live in a Keras-free module (the command line builds its choices from them); re-exported here.
-from lacnn_zoo.options import DEFAULT_RECIPE, OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES  # noqa: E402, F401
+from lacnn_zoo.options import (  # noqa: E402, F401
+    DEFAULT_RECIPE,
+    OPTIMIZERS,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULES,
+    check_bounded,
+)
 from lacnn_zoo.validation import check_choice, check_finite
 
 
@@ -53,6 +61,7 @@ def resolve_recipe(recipe="default", **explicit):
     for flag in ("nesterov", "ema"):
         if not isinstance(options[flag], bool):
             raise ValueError(f"`{flag}` must be True or False; received {flag}={options[flag]!r}.")
+    options["ema_decay"] = check_bounded("ema_decay", options["ema_decay"], flag="--ema-decay")
     options["milestones"] = check_milestones(options["milestones"])
     return options
 
@@ -78,14 +87,17 @@ def check_schedule_fits(options, epochs):
     """Refuse a warm-up or milestones that the run of `epochs` epochs never reaches or never leaves."""
     if options["warmup_epochs"] >= epochs:
         raise ValueError(
-            f"`warmup_epochs`={options['warmup_epochs']!r} must be shorter than the run's {epochs} epoch(s) "
-            "(the rate would never reach `learning_rate`); accepted: 0 <= warmup_epochs < epochs."
+            f"{spell('`warmup_epochs`', '--warmup-epochs')}={options['warmup_epochs']!r} must be shorter than the "
+            f"run's {epochs} epoch(s) (the rate would never reach the peak rate); accepted: 0 <= "
+            f"{spell('warmup_epochs', '--warmup-epochs')} < {spell('epochs', '--epochs')}."
         )
     milestones = options["milestones"]
     if options["schedule"] == "step" and isinstance(milestones[0], int) and milestones[-1] >= epochs:
         raise ValueError(
-            f"`milestones`={list(milestones)!r} are epoch numbers, and {milestones[-1]} is not within the run's "
-            f"{epochs} epoch(s); accepted: epochs 1 to {epochs - 1}, or fractions of training in (0, 1)."
+            f"{spell('`milestones`', '--milestones')}={list(milestones)!r} are epoch numbers, and {milestones[-1]} "
+            "is not within the run's "
+            f"{epochs} epoch(s); accepted: " + (f"epochs 1 to {epochs - 1}, or " if epochs > 1 else "")
+            + "fractions of training in (0, 1)."
         )
     return options
 
@@ -151,7 +163,7 @@ def make_schedule(options, *, epochs, steps_per_epoch):
 def make_optimizer(options, learning_rate):
     """Keras' own optimiser for the resolved options (weight decay is decoupled, as Keras implements it)."""
     common = dict(learning_rate=learning_rate, weight_decay=options["weight_decay"] or None,
-                  clipnorm=options["clipnorm"], use_ema=options["ema"])
+                  clipnorm=options["clipnorm"], use_ema=options["ema"], ema_momentum=options["ema_decay"])
     if options["optimizer"] == "sgd":
         return keras.optimizers.SGD(momentum=options["momentum"], nesterov=options["nesterov"], **common)
     if options["optimizer"] == "adam":

@@ -30,13 +30,17 @@ def load_initial_weights(model, path):
     Returns the names of the layers loaded; raises ValueError when nothing matches.
     """
     if path.endswith(".weights.h5"):
+        from lacnn_zoo.models.weight_files import keras_reason, mismatch, quietly
+
         try:
-            model.load_weights(path)
+            with quietly():  # Keras warns once per nested container of a misfit file before it raises
+                model.load_weights(path)
         except Exception as e:  # Keras raises several types for an architecture mismatch
+            why = mismatch(model, path) or keras_reason(e)
             raise ValueError(
-                f"`init_weights` {path!r} does not fit {model.name!r} ({type(e).__name__}: {e}); a .weights.h5 "
-                "file needs the same architecture. Use a .keras file to copy the layers that match by name."
-            ) from e
+                f"`init_weights` {path!r} does not fit {model.name!r} ({why}); a .weights.h5 file needs the same "
+                "architecture. Use a .keras file to copy the layers that match by name."
+            ) from None
         return [layer.name for layer in model.layers if layer.weights]
     from lacnn_zoo.models.saving import load_model
 

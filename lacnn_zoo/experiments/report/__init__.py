@@ -5,43 +5,76 @@ Every run: learning curves, the test confusion matrix with per-class precision a
 the highest loss, a reliability diagram with the expected calibration error. Layer-attended models: the per-layer
 weight trajectory and the accuracy with each tap zeroed. Attention-augmented models: attention maps of query
 pixels per head. A tuning project: its mechanisms table, the best trial's curve per mechanism and every trial's
-hyperparameters. A section whose inputs the folder lacks is left out with one line saying why.
+hyperparameters. A section whose inputs the folder lacks, or whose file is damaged, is left out with one line
+saying why (naming the file); the rest of the page is written.
+
+The report folder's `.lacnn-zoo` marker lists the files the report wrote: `overwrite` replaces those, never
+anything else.
 """
 
+import errno
+import numbers
 import os
-import shutil
-import tempfile
+import re
+import secrets
 
 import numpy as np
 
-from lacnn_zoo.data import DatasetNotAvailableError
-from lacnn_zoo.errors import one_line, spell
+from lacnn_zoo.data import DatasetNotAvailableError, refuse_on_digits
+from lacnn_zoo.errors import ZooError, one_line, spell
 from lacnn_zoo.experiments.report import figures, measures
 from lacnn_zoo.experiments.report.page import Page
-from lacnn_zoo.io import FolderLock, check_replaceable, mark_owned, swap_into_place, write_json
-from lacnn_zoo.training.run_folder import RunFolder
+from lacnn_zoo.io import (
+    LOCK_NAME,
+    OWNER_MARKER,
+    TMP_TAG,
+    DamagedFileError,
+    FolderLock,
+    ForeignFilesError,
+    damaged,
+    is_owned,
+    is_temporary,
+    mark_owned,
+    owned_files,
+    printable,
+    read_csv_checked,
+    read_json,
+    remove_path,
+    remove_stale_temporaries,
+    unwritable,
+    write_json,
+)
+from lacnn_zoo.training.run_folder import HISTORY, REPORT, RunFolder
 
-REPORT_DIR = "report"
+REPORT_DIR = REPORT  # the run folder names it
 PAGE = "report.html"
 NUMBERS = "report.json"  # the numbers behind the figures
+EXAMPLES = 16
+# Rows of four images 308 pixels high: 256 images keep the figure far below matplotlib's 2**16 pixels a side.
+MAX_EXAMPLES = 256
+# What a report of the earlier version (its marker lists no files) wrote, besides the attention figures that
+# its report.json names.
+LEGACY_FILES = frozenset({PAGE, NUMBERS, "learning_curves.png", "confusion.png", "top_losses.png",
+                          "reliability.png", "layer_attention.png", "tap_lesions.png", "tuning_curves.png"})
 
 
-def report(run, *, dataset=None, out=None, overwrite=False, examples=16, data_dir=None, download=False, log=print):
+def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image_size=None, data_dir=None,
+           download=False, log=print):
     """Write `report.html` and its PNG figures for a run folder of `lacnn-zoo train` or a tuning project;
     returns the path of the page.
 
     Args:
         run: the run folder (or the tuning project folder).
         dataset: the data set to test on (default: the run's own, with its seed and split).
-        out: the report folder (default `RUN/report`); an existing one is replaced only with `overwrite`,
-            and only when lacnn-zoo wrote it.
-        examples: how many highest-loss test images to show.
+        out: the report folder (default `RUN/report`): a new folder, an empty one (kept, and written into), or
+            a report lacnn-zoo wrote (its files are replaced only with `overwrite`; nothing else there is).
+        examples: how many highest-loss test images to show (16; at most the test split).
+        image_size: `(height, width)` to resize the test images of `dataset` to (a folder or TFDS data set).
     """
     from lacnn_zoo.experiments.report.tuning import is_tuning_project, tuning_page
-    from lacnn_zoo.validation import check_positive_int
 
     path = os.fspath(run)
-    check_positive_int("examples", examples)
+    _check_examples(examples)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"`run` {path!r} is not a folder; pass a run folder of `lacnn-zoo train` or a "
                                 "tuning project folder.")
@@ -49,58 +82,202 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=16, data_di
     if not tuning and not RunFolder(path).is_run():
         raise ValueError(f"`run` {path!r} is neither a run folder of `lacnn-zoo train` (no run.json) nor a tuning "
                          "project (no oracle.json).")
+    _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download)
     out = os.path.abspath(out or os.path.join(path, REPORT_DIR))
     _check_out(out, overwrite)
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    with FolderLock(os.path.join(parent, f".{os.path.basename(out)}.lock"), f"Report folder {out!r}"):
-        _check_out(out, overwrite)
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.lacnn-report-", dir=parent)
+    parent, base = os.path.split(out)
+    _make_parent(out, parent)
+    with FolderLock(os.path.join(parent, f".{base}.lock"), f"Report folder {out!r}"):
+        _remove_leftovers(out)
+        replaced = _check_out(out, overwrite)
+        tmp = _new_folder(parent, base)
         try:
             page = (tuning_page(path, tmp, log) if tuning else
-                    run_page(path, tmp, dataset=dataset, examples=examples, data_dir=data_dir, download=download,
-                             log=log))
+                    run_page(path, tmp, dataset=dataset, examples=examples or EXAMPLES, image_size=image_size,
+                             data_dir=data_dir, download=download, log=log))
             with open(os.path.join(tmp, PAGE), "w", encoding="utf-8") as f:
                 f.write(page.render())
             write_json(os.path.join(tmp, NUMBERS), page.numbers)
-            mark_owned(tmp, "report")
-            swap_into_place(tmp, out)
+            _install(tmp, out, replaced)
             tmp = None
         finally:
             if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_path(tmp)
     for section, reason in page.numbers.get("left_out", {}).items():
-        log(f"report: {section} left out: {reason}.")
+        log(printable(f"report: {section} left out: {reason}."))
     return os.path.join(out, PAGE)
 
 
+def _make_parent(out, parent):
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise ZooError(f"{spell('`out`', '--out')} {out!r} cannot be created: {unwritable(parent, e)}") from None
+
+
+def _check_examples(examples):
+    if examples is not None and (isinstance(examples, bool) or not isinstance(examples, numbers.Integral)
+                                 or not 1 <= examples <= MAX_EXAMPLES):
+        raise ValueError(f"{spell('`examples`', '--examples')} must be an integer from 1 to {MAX_EXAMPLES} (the "
+                         f"highest-loss test images drawn in one figure); received {examples!r}.")
+
+
+def _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download):
+    """Refuse, before any work, an option that cannot take effect for this run (or tuning project)."""
+    from lacnn_zoo.data.splits import MAX_IMAGE_SIDE, check_image_size
+
+    if tuning:
+        given = [spell(python, cli) for python, cli, value in (
+            ("`dataset`", "--dataset", dataset), ("`examples`", "--examples", examples),
+            ("`image_size`", "--image-size", image_size), ("`data_dir`", "--data-dir", data_dir),
+            ("`download`", "--download", download)) if value not in (None, False)]
+        if given:
+            raise ValueError(f"{given[0]} cannot take effect: {path!r} is a tuning project, whose report reads only "
+                             "the project's files (no test split is scored); drop it.")
+        return
+    try:
+        check_image_size(image_size)
+    except ValueError:
+        raise ValueError(f"{spell('`image_size`', '--image-size')} must be two integers (height, width) from 1 "
+                         f"to {MAX_IMAGE_SIDE}; received {image_size!r}.") from None
+    name = dataset if dataset is not None else RunFolder(path).config()["dataset"]  # a damaged run.json: refused
+    if name == "digits":
+        refuse_on_digits(image_size=image_size, data_dir=data_dir, download=download)
+
+
+def _recorded_files(out):
+    """The entries of `out` that lacnn-zoo wrote as a report (None: `out` is not a report lacnn-zoo wrote)."""
+    files = owned_files(out, "report")
+    if files == []:  # the earlier version's marker: its fixed names and the attention figures its numbers name
+        try:
+            attention = read_json(os.path.join(out, NUMBERS)).get("attention") or {}
+            files = [*LEGACY_FILES, *(f"attention_{name}.png" for name in attention if isinstance(name, str))]
+        except (OSError, ValueError, AttributeError):
+            files = list(LEGACY_FILES)
+    return None if files is None else {f for f in files if not os.path.isdir(os.path.join(out, f))}
+
+
+def foreign_entries(out):
+    """The entries of the report folder `out` that lacnn-zoo did not write as a report (all of them when `out`
+    is not a report the zoo wrote): what `train --overwrite` must not remove with a run's `report/`."""
+    recorded = _recorded_files(out)
+    entries = [e for e in os.listdir(out) if e not in (OWNER_MARKER, LOCK_NAME)
+               and not (recorded is not None and is_temporary(e))]
+    return sorted(e for e in entries if e not in (recorded or ()))
+
+
 def _check_out(out, overwrite):
-    if os.path.islink(out) or (os.path.exists(out) and not os.path.isdir(out)):
-        raise FileExistsError(f"{spell('`out`', '--out')} {out!r} exists and is not a folder; choose another.")
-    if os.path.isdir(out) and os.listdir(out):
-        if not overwrite:
-            raise FileExistsError(f"{out!r} already holds a report; pass {spell('overwrite=True', '--overwrite')} "
-                                  "to replace it.")
-        check_replaceable(out, "report", lambda name: name in (PAGE, NUMBERS) or name.endswith(".png"), PAGE)
+    """The entries of an earlier report in `out` that this one replaces ([] for a new or empty folder).
+
+    Refuses a path that is not a folder, a folder holding anything lacnn-zoo did not write as a report (named),
+    and a report without `overwrite`.
+    """
+    flag = spell("overwrite=True", "--overwrite")
+    if os.path.islink(out) or (os.path.lexists(out) and not os.path.isdir(out)):
+        what = "is a symbolic link (a report is written only into a real folder)" if os.path.islink(out) else \
+            "exists and is not a folder"
+        raise FileExistsError(f"{spell('`out`', '--out')} {out!r} {what}; choose another.")
+    if not os.path.isdir(out):
+        return []
+    recorded = _recorded_files(out)
+    entries = sorted(e for e in os.listdir(out) if e not in (OWNER_MARKER, LOCK_NAME)
+                     and not (recorded is not None and is_temporary(e)))
+    foreign = [e for e in entries if e not in (recorded or ())]
+    other = recorded is None and next((k for k in ("run", "export", "search", "study") if is_owned(out, k)), None)
+    if other:
+        raise ForeignFilesError(f"{spell('`out`', '--out')} {out!r} is a lacnn-zoo {other} folder, not a report "
+                                "folder; choose another.")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ForeignFilesError(
+            f"{spell('`out`', '--out')} {out!r} holds files lacnn-zoo did not write ({shown}); a report goes only "
+            f"into a new or empty folder or over a report lacnn-zoo wrote ({flag}), and never replaces anything "
+            "else: choose another folder or move those files away.")
+    if entries and not overwrite:
+        raise FileExistsError(f"{out!r} already holds a report; pass {flag} to replace it.")
+    return entries
 
 
-def run_page(path, out, *, dataset, examples, data_dir, download, log):
-    """The page of a training run, its figures written into `out`."""
+def _leftover(base):
+    """The names of what a killed report leaves beside its folder `base`: the folder it was building, and (the
+    earlier version) the folder it built or the previous one it moved aside."""
+    tag = re.escape(TMP_TAG)
+    return re.compile(rf"^\.{re.escape(base)}\.(?:[0-9a-f]{{8}}{tag}|lacnn-(?:report|old)-[0-9a-z_]{{8}})$")
+
+
+def _remove_leftovers(out):
+    """Remove what killed reports left beside and inside `out` (under its lock: no report is writing them)."""
+    parent, base = os.path.split(out)
+    leftover = _leftover(base)
+    for name in os.listdir(parent):
+        if leftover.match(name) and os.path.isdir(os.path.join(parent, name)):
+            remove_path(os.path.join(parent, name))
+    if os.path.isdir(out) and not os.path.islink(out) and _recorded_files(out) is not None:
+        remove_stale_temporaries(out)
+
+
+def _new_folder(parent, base):
+    """A new folder beside the report folder, named as the zoo's temporaries are (mode as os.makedirs gives)."""
+    while True:
+        path = os.path.join(parent, f".{base}.{secrets.token_hex(4)}{TMP_TAG}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _install(tmp, out, replaced):
+    """Put the report finished in `tmp` at `out`: a new folder is renamed into place whole; an existing one (an
+    empty folder, or a report being replaced) is kept, with its mode, and gets the new files. Its marker lists
+    every file of the zoo's that may be in it at each moment, so a kill leaves nothing unaccounted for."""
+    files = sorted(os.listdir(tmp))
+    if not os.path.lexists(out):
+        mark_owned(tmp, "report", files)
+        os.rename(tmp, out)
+        return
+    mark_owned(out, "report", {*files, *replaced})
+    for name in replaced:
+        if name not in files:
+            remove_path(os.path.join(out, name))
+    for name in sorted(files, key=lambda n: n == PAGE):  # the page last: it shows the others
+        os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    mark_owned(out, "report", files)
+    remove_path(tmp)
+
+
+def _why(error):
+    return one_line(error).rstrip(".")
+
+
+def run_page(path, out, *, dataset, examples, image_size, data_dir, download, log):
+    """The page of a training run, its figures written into `out`; a section whose file is damaged is left out
+    with one line naming the file."""
     folder = RunFolder(path)
-    config, metrics = folder.config(), folder.metrics(missing={})
+    config = folder.config()
+    try:
+        metrics, unusable = folder.metrics(missing={}), None
+    except DamagedFileError as e:
+        metrics, unusable = {}, _why(e)
     name = config.get("model")
-    page = Page(f"{name} on {os.path.basename(os.path.normpath(str(config.get('dataset'))))}",
-                f"Run folder {path}")
+    page = Page(f"{name} on {os.path.basename(os.path.normpath(config['dataset']))}", f"Run folder {path}")
+    top = len(page.parts)  # the warnings go first; a run trained before they were recorded needs its test split
     page.heading("Summary")
     page.table(None, [["model", name], ["dataset", config.get("dataset")],
                           ["test accuracy", metrics.get("test_accuracy")], ["parameters", metrics.get("params")],
                           ["epochs", config.get("epochs")], ["recipe", config.get("recipe")],
                           ["seed", config.get("seed")]])
-    history = folder.history()
-    best = int(np.argmax([float(r["val_accuracy"]) for r in history])) if history and "val_accuracy" in history[0] \
-        else None
-    predictions = _test_predictions(path, dataset, data_dir, download, page, log)
-    _curves_section(page, out, history, best, config, metrics, predictions, name)
+    if unusable:
+        page.left_out("The summary's test metrics", unusable)
+    history, unusable = _history(folder)
+    predictions = _test_predictions(path, dataset, image_size, data_dir, download, page, log)
+    _curves_section(page, out, history, unusable, config, metrics, predictions, name)
+    warnings = Page("")
+    _warnings_section(warnings, metrics, history, predictions)
+    page.parts[top:top] = warnings.parts
+    page.numbers.update(warnings.numbers)
     if predictions is not None:
         _predictions_sections(page, out, predictions, examples, log)
     _layer_attention_section(page, out, folder, predictions, log)
@@ -108,40 +285,121 @@ def run_page(path, out, *, dataset, examples, data_dir, download, log):
     return page
 
 
-def _test_predictions(path, dataset, data_dir, download, page, log):
+def _warnings_section(page, metrics, history, predictions):
+    """The run's warnings (metrics.json), at the top of the page. A run trained before they were recorded gets
+    the two that metrics.json and history.csv give (chance, overfitting), said so; the batch-norm check needs
+    the training images and the trained model in training mode, which only `train` runs."""
+    from lacnn_zoo.training.diagnostics import diagnose, lines
+
+    recorded, note = metrics.get("warnings"), None
+    num_classes = metrics.get("num_classes")
+    if recorded is None and isinstance(metrics.get("test_accuracy"), float) and num_classes:
+        data = getattr(predictions, "data", None)
+        size = (lambda split: data.size(split)) if data is not None else (lambda split: None)
+        train = [float(r["accuracy"]) for r in history if r.get("accuracy") not in (None, "")]
+        best = metrics.get("best_val_accuracy")
+        recorded = diagnose(num_classes, test=(metrics["test_accuracy"], size("test")),
+                            validation=(best, size("validation")) if isinstance(best, float) and best == best else None,
+                            train_accuracy=train[-1] if train else None)
+        note = ("This run was trained before the zoo recorded its warnings: the report checked chance and "
+                "overfitting from metrics.json and history.csv; the batch-norm check was not run.")
+    page.numbers["warnings"] = recorded or []
+    if not recorded:
+        return
+    page.heading("Warnings")
+    for line in lines(recorded):
+        page.text(line, kind="warning")
+    if note:
+        page.text(note, kind="note")
+
+
+def _history(folder):
+    """`(rows, None)`, or `([], why the learning curves are left out)`."""
+    path = folder.file(HISTORY)
+    if not os.path.exists(path):
+        return [], f"the run has no {HISTORY}"
+    try:
+        rows = folder.history()
+    except DamagedFileError as e:
+        return [], _why(e)
+    if rows:
+        return rows, None
+    with open(path, "rb") as f:
+        empty = not f.read().strip()
+    return [], (f"{path!r} is empty (the run was stopped before it finished an epoch)" if empty else
+                f"{path!r} holds no epoch, only its header (the run was stopped before it finished an epoch)")
+
+
+def _test_predictions(path, dataset, image_size, data_dir, download, page, log):
     from lacnn_zoo.training.inference import predictions
 
     if not os.path.isfile(RunFolder(path).best):
         page.left_out("Test-split sections", "the run has no best.keras (it did not finish an epoch)")
         return None
-    log(f"report: scoring the test split with {RunFolder(path).best} ...")
+    log(printable(f"report: scoring the test split with {RunFolder(path).best} ..."))
     try:
-        return predictions(path, dataset, data_dir=data_dir, download=download, keep_inputs=True)
+        p = predictions(path, dataset, image_size=image_size, data_dir=data_dir, download=download,
+                        keep_inputs=True)
+    except DamagedFileError as e:  # metrics.json: the model's preprocessing is unknown
+        page.left_out("Test-split sections", _why(e))
+        return None
     except DatasetNotAvailableError as e:
         if dataset is not None:  # the data set asked for: its absence is the user's to fix
             raise
-        page.left_out("Test-split sections", f"the run's data set cannot be loaded here ({one_line(e)})")
+        page.left_out("Test-split sections", f"the run's data set cannot be loaded here ({_why(e)})")
         return None
+    if not len(p.labels):
+        page.left_out("Test-split sections", f"the test split of {p.dataset!r} holds no image")
+        return None
+    return p
 
 
-def _curves_section(page, out, history, best, config, metrics, predictions, name):
+def _column(history, key):
+    return np.array([float(r.get(key) or "nan") for r in history], "float64")
+
+
+def _offer(row):
+    """(validation accuracy, loss, "ema" or "raw") of the model an epoch's row offers best.keras: the raw one,
+    or with `--ema` the better of it and the averaged one (accuracy, then lower loss), as the checkpoint does."""
+    raw, ema, loss, ema_loss = (_column([row], k)[0] for k in ("val_accuracy", "val_ema_accuracy", "val_loss",
+                                                                "val_ema_loss"))
+    return (ema, ema_loss, "ema") if ema > raw or (ema == raw and ema_loss < loss) else (raw, loss, "raw")
+
+
+def _best_epoch(history):
+    """The epoch (0-based) of best.keras, None without a finite validation accuracy: the highest accuracy, then
+    the lowest loss, the first of exact ties (`AtomicBestCheckpoint`'s rule)."""
+    offers = [(i, *_offer(r)) for i, r in enumerate(history)]
+    offers = [(i, a, loss if np.isfinite(loss) else np.inf) for i, a, loss, _ in offers if np.isfinite(a)]
+    return min(offers, key=lambda o: (-o[1], o[2], o[0]))[0] if offers else None
+
+
+def _best_model(row):
+    """"the averaged (EMA) model, " when that is what an epoch's row gave best.keras, else "" (the raw one)."""
+    return "the averaged (EMA) model, " if _offer(row)[2] == "ema" else ""
+
+
+def _curves_section(page, out, history, unusable, config, metrics, predictions, name):
     page.heading("Learning curves")
-    if not history:
-        page.left_out("Learning curves", "the run has no history.csv")
+    if unusable:
+        page.left_out("Learning curves", unusable)
         return
-    rates = None
+    rates, best = None, _best_epoch(history)
     if predictions is not None and predictions.data is not None and predictions.data.size("train"):
         steps = measures.steps_per_epoch(predictions.data.size("train"), config["batch_size"])
-        rates = measures.learning_rates(config, steps, len(history), replicas=metrics.get("replicas") or 1)
-        page.numbers["learning_rates"] = rates
+        try:
+            rates = measures.learning_rates(config, steps, len(history), replicas=metrics.get("replicas") or 1)
+            page.numbers["learning_rates"] = rates
+        except ValueError as e:  # a schedule run.json records but this version cannot rebuild
+            page.left_out("The learning-rate panel", f"the schedule in run.json cannot be rebuilt ({_why(e)})")
     page.numbers["best_epoch"] = best
     path = os.path.join(out, "learning_curves.png")
     figures.learning_curves(history, rates, best, path, f"{name}: training and validation")
     page.figure(path, "learning curves")
     if best is not None:
         row = history[best]
-        page.text(f"Best epoch {best + 1} of {len(history)}: validation accuracy {float(row['val_accuracy']):.4f} "
-                  "(its weights are best.keras, the model every other section uses).")
+        page.text(f"Best epoch {best + 1} of {len(history)}: validation accuracy {_offer(row)[0]:.4f} "
+                  f"({_best_model(row)}its weights are best.keras, the model every other section uses).")
 
 
 def _floats(values):
@@ -174,6 +432,12 @@ def _predictions_sections(page, out, p, examples, log):
 
     page.heading("Highest-loss test images")
     worst = measures.top_losses(p.log_p, p.labels, examples)
+    page.numbers["examples"] = {"asked": int(examples), "shown": int(len(worst))}
+    if len(worst) < examples:  # said, not silently capped
+        note = (f"{spell(f'examples={examples}', f'--examples {examples}')} asks for more images than the test "
+                f"split holds: all its {len(worst)} test images are shown.")
+        page.text(note, kind="note")
+        log(f"report: {note}")
     probabilities = np.exp(p.log_p)
     rows = [{"true": names[p.labels[i]], "predicted": names[predicted[i]],
              "probability": float(probabilities[i, predicted[i]]), "loss": float(-p.log_p[i, p.labels[i]])}
@@ -206,19 +470,20 @@ def _layer_attention_section(page, out, folder, p, log):
     if not is_layer_attended(p.model):
         page.left_out("Layer attention", f"{p.model.name!r} is not a layer-attended model")
         return
+    taps = tap_names(p.model)
     csv_path = folder.file("layer_attention.csv")
-    if os.path.exists(csv_path):
-        import csv
-
-        with open(csv_path, newline="") as f:
-            rows = [[int(r[0]), *map(float, r[1:])] for r in list(csv.reader(f))[1:]]
+    try:
+        rows = layer_attention_rows(csv_path, len(taps)) if os.path.exists(csv_path) else None
+    except DamagedFileError as e:
+        rows = None
+        page.left_out("The weight trajectory", _why(e))
+    if rows:
         path = os.path.join(out, "layer_attention.png")
         plot_layer_attention(rows, path, title="per-layer attention weight during training",
                              starts_equal=TapReader(p.model).starts_equal)
         page.figure(path, "layer attention trajectory")
-    else:
+    elif not os.path.exists(csv_path):
         page.left_out("The weight trajectory", "the run has no layer_attention.csv")
-    taps = tap_names(p.model)
     log(f"report: accuracy with each of the {len(taps)} taps zeroed ...")
     lesion = measures.tap_lesions(p.model, p.inputs, p.labels)
     page.numbers["tap_lesions"] = {"taps": taps, **lesion}
@@ -231,6 +496,25 @@ def _layer_attention_section(page, out, folder, p, log):
               f"unchanged): the largest drop is {drops[most]:.4f}, for {taps[most]!r}; the smallest "
               f"{min(drops):.4f}.")
     page.table(["tap", "accuracy, tap zeroed", "drop"], [[t, z, d] for t, z, d in zip(taps, lesion["zeroed"], drops)])
+
+
+def layer_attention_rows(path, taps):
+    """The rows `[epoch, weight of each tap]` of a run's layer_attention.csv, for a model of `taps` taps;
+    DamagedFileError naming the file and what is wrong (empty, no epoch, a field that is not a number...)."""
+    header, rows = read_csv_checked(path, numeric=True)
+    if header is None:
+        raise damaged(path, "it is empty")
+    if header[0] != "epoch" or len(header) < 2:
+        raise damaged(path, f"its header ({','.join(header)[:80]}) is not 'epoch,layer_1,...'")
+    if len(header) - 1 != taps:
+        raise damaged(path, f"it has {len(header) - 1} layer columns, but the model has {taps} taps (another "
+                            "model's file?)")
+    if not rows:
+        raise damaged(path, "it holds no epoch, only its header")
+    for number, row in enumerate(rows, start=2):
+        if not row[0].isdigit() or "" in row:
+            raise damaged(path, f"row {number} ({','.join(row)[:60]}) lacks an epoch number or a weight")
+    return [[int(row[0]), *map(float, row[1:])] for row in rows]
 
 
 def _augmented_section(page, out, p, log, images=2):

@@ -16,9 +16,12 @@ def learning_curves(history, rates, best, path, title):
         if key is None:
             ax.plot(epochs, rates[:len(epochs)], color="tab:purple")
         else:
-            for prefix, style in (("", "-"), ("val_", "--")):
+            for prefix, style, name in (("", "-", "training"), ("val_", "--", "validation"),
+                                        ("val_ema_", ":", "validation, averaged weights (--ema)")):
+                if prefix == "val_ema_" and not any(r.get(prefix + key) for r in history):
+                    continue
                 values = [float(r[prefix + key]) if r.get(prefix + key) not in (None, "") else np.nan for r in history]
-                ax.plot(epochs, values, style, label="validation" if prefix else "training")
+                ax.plot(epochs, values, style, label=name)
             ax.legend(fontsize=8)
         if best is not None:
             ax.axvline(best + 1, color="grey", linestyle=":", linewidth=1)

@@ -4,6 +4,8 @@ import base64
 import html
 import os
 
+from lacnn_zoo.io import printable
+
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
        color: #222; line-height: 1.45; padding: 0 1em; }
@@ -13,6 +15,7 @@ td, th { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
 .note { color: #666; font-size: 0.9em; } .left-out { color: #8a5a00; }
+.warning { color: #a00000; font-weight: 600; }
 """
 
 
@@ -24,11 +27,11 @@ class Page:
         self.numbers = {}  # what the figures show, for report.json
 
     def heading(self, text):
-        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+        self.parts.append(f"<h2>{_escape(text)}</h2>")
 
     def text(self, text, kind=None):
         css = f' class="{kind}"' if kind else ""
-        self.parts.append(f"<p{css}>{html.escape(text)}</p>")
+        self.parts.append(f"<p{css}>{_escape(text)}</p>")
 
     def left_out(self, section, reason):
         self.text(f"{section}: left out, {reason}.", kind="left-out")
@@ -36,20 +39,25 @@ class Page:
 
     def table(self, header, rows):
         """`header` None: a two-column table of names and values."""
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header or ())
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+        head = "".join(f"<th>{_escape(str(h))}</th>" for h in header or ())
+        body = "".join("<tr>" + "".join(f"<td>{_escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
         self.parts.append(f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>")
 
     def figure(self, path, alt):
         with open(path, "rb") as f:
             data = base64.b64encode(f.read()).decode("ascii")
-        self.parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
-                          f'title="{html.escape(os.path.basename(path))}">')
+        self.parts.append(f'<img src="data:image/png;base64,{data}" alt="{_escape(alt)}" '
+                          f'title="{_escape(os.path.basename(path))}">')
 
     def render(self):
-        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
-                f"</title><style>{STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
-                f'<p class="note">{html.escape(self.subtitle)}</p>' + "\n".join(self.parts) + "</body></html>\n")
+        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_escape(self.title)}'
+                f"</title><style>{STYLE}</style></head><body><h1>{_escape(self.title)}</h1>"
+                f'<p class="note">{_escape(self.subtitle)}</p>' + "\n".join(self.parts) + "</body></html>\n")
+
+
+def _escape(text):
+    """HTML text of `text`; a path's bytes that are not UTF-8 are shown as \\xff, not lost in an encoding error."""
+    return html.escape(printable(text))
 
 
 def _cell(value):

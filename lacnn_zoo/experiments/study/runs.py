@@ -29,7 +29,8 @@ import time
 
 import keras
 
-from lacnn_zoo.experiments.compare import run_one
+from lacnn_zoo.errors import spell
+from lacnn_zoo.experiments.compare import check_seeds, run_one
 from lacnn_zoo.experiments.study.layout import (
     FULL,
     GRAD_EPOCHS,
@@ -43,9 +44,9 @@ from lacnn_zoo.experiments.study.lesions import lesion_accuracies, mean_drop
 from lacnn_zoo.experiments.study.report import write_outputs
 from lacnn_zoo.experiments.study.summary import summarise
 from lacnn_zoo.io import LOCK_NAME, FolderLock, is_owned, mark_owned, read_json, write_json
-from lacnn_zoo.options import VARIANTS  # variant -> (registered model, fixed overrides, family)
+from lacnn_zoo.options import DEPTH_MAX, VARIANTS  # variant -> (registered model, fixed overrides, family)
+from lacnn_zoo.options import check_bounded, check_fits_in_memory
 from lacnn_zoo.training.run_folder import RunFolder
-from lacnn_zoo.validation import check_positive_int
 
 
 def check_study_arguments(variants, depths, seeds, epochs, widths):
@@ -56,18 +57,21 @@ def check_study_arguments(variants, depths, seeds, epochs, widths):
     if "plain" not in variants:
         raise ValueError(f"`variants` must include 'plain' (every variant is compared with it); received {variants!r}.")
     depths = list(depths)
-    bad = [d for d in depths if isinstance(d, bool) or not isinstance(d, int) or d < 8 or (d - 2) % 6]
+    bad = [d for d in depths
+           if isinstance(d, bool) or not isinstance(d, int) or not 8 <= d <= DEPTH_MAX or (d - 2) % 6]
     if not depths or bad:
-        raise ValueError(f"`depths` must be one or more integers 6n + 2 >= 8 (8, 14, 20, 32, 56, ...: ResNet-D's "
-                         f"naming); received depths={depths!r}.")
-    seeds = list(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"`seeds` must be one or more distinct integers; received seeds={seeds!r}.")
-    check_positive_int("epochs", epochs)
+        raise ValueError(f"{spell('`depths`', '--depths')} must be one or more integers 6n + 2 from 8 to {DEPTH_MAX} "
+                         f"(8, 14, 20, 32, 56, ...: ResNet-D's naming); received depths={depths!r}.")
+    seeds = check_seeds(seeds)
+    check_bounded("epochs", epochs, flag="--epochs")
     widths = list(widths)
-    if len(widths) != 3 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"`widths` must be three positive integers (filters of the 3 stages); received "
-                         f"widths={widths!r}.")
+    if len(widths) != 3:
+        raise ValueError(f"{spell('`widths`', '--widths')} must be three positive integers (filters of the 3 stages); "
+                         f"received widths={widths!r}.")
+    widths = [check_bounded("size", w, "widths", "--widths") for w in widths]
+    # Each stage holds a 3x3 convolution from its width to itself: its float32 kernel must fit in memory.
+    check_fits_in_memory(4 * 9 * max(widths) ** 2,
+                         f"A 3x3 convolution between {spell('`widths`', '--widths')} {' '.join(map(str, widths))}")
     return variants, sorted(set(depths)), seeds, widths
 
 
@@ -115,7 +119,7 @@ def depth_study(variants=None, *, depths=None, seeds=None, epochs=None, widths=N
         preset["seeds"] if seeds is None else seeds, preset["epochs"] if epochs is None else epochs,
         preset["widths"] if widths is None else widths)
     epochs = preset["epochs"] if epochs is None else epochs
-    check_positive_int("robustness_examples", robustness_examples)
+    check_bounded("examples", robustness_examples, "robustness_examples", "--robustness-examples")
     out_dir = os.fspath(out_dir)
     _prepare_out(out_dir)
     grad_epochs = tuple(e for e in GRAD_EPOCHS if e <= epochs) or (epochs,)
