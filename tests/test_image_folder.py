@@ -344,7 +344,8 @@ def test_a_small_folder_is_warned_before_training_with_what_to_change(tmp_path, 
     for split in ("train", "validation", "test"):  # the recorded sizes are the splits' own
         assert data.size(split) == sum(len(y) for _, y in getattr(data, split).unbatch().batch(1000).as_numpy_iterator())
     line = size_warning(data, 64)
-    assert f"{n_train} training images in batches of 64 give 1 optimizer step per epoch" in line
+    assert f"{n_train} training images in batches of 64 (a batch holds at most the {n_train}) give 1 optimizer step " \
+           "per epoch" in line
     assert f"the validation split has {n_val} images" in line and "--batch-size" in line
     assert size_warning(data, 4) == size_warning(data, 4)  # still warned for the validation split alone
     assert "optimizer step" not in size_warning(data, 4)

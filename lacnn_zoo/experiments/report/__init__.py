@@ -192,7 +192,7 @@ def _check_out(out, overwrite):
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         raise ForeignFilesError(
-            f"{spell('`out`', '--out')} {out!r} holds files lacnn-zoo did not write ({shown}); a report goes only "
+            f"The report folder {out!r} holds files lacnn-zoo did not write ({shown}); a report goes only "
             f"into a new or empty folder or over a report lacnn-zoo wrote ({flag}), and never replaces anything "
             "else: choose another folder or move those files away.")
     if entries and not overwrite:
@@ -465,7 +465,7 @@ def _layer_attention_section(page, out, folder, p, log):
 
     page.heading("Layer attention")
     if p is None:
-        page.left_out("Layer attention", "there is no trained model to read")
+        page.left_out("Layer attention", "the test split was not scored (see the test-split sections above)")
         return
     if not is_layer_attended(p.model):
         page.left_out("Layer attention", f"{p.model.name!r} is not a layer-attended model")
