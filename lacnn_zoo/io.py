@@ -133,6 +133,11 @@ _JSON_TYPES = {dict: "a JSON object", list: "a JSON list", str: "a string", bool
                type(None): "null", int: "a number", float: "a number"}
 
 
+def is_json_number(value):
+    """A JSON number as `json` reads it (an int or a float, never true/false)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def json_type(value):
     return _JSON_TYPES.get(type(value), type(value).__name__)
 

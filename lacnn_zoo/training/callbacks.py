@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.io import atomic_path, damaged, read_json, read_json_record, write_json
+from lacnn_zoo.io import atomic_path, damaged, is_json_number, read_json, read_json_record, write_json
 from lacnn_zoo.training.ema import better, ema_name
 
 
@@ -38,19 +38,8 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
-def uses_ema(model):
-    """Whether `model`'s optimizer keeps an exponential moving average of the weights."""
-    optimizer = getattr(model, "optimizer", None)
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
-    return bool(getattr(optimizer, "use_ema", False))
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 # best.keras.json, as AtomicBestCheckpoint writes it: the best monitored value and the tie-break value.
-_SIDECAR_TYPES = {"best": (_is_number, "a number"), "tie": (lambda v: v is None or _is_number(v), "a number or null")}
+_SIDECAR_TYPES = {"best": (is_json_number, "a number"), "tie": (lambda v: v is None or is_json_number(v), "a number or null")}
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):
@@ -80,7 +69,7 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         self.best_tie = math.inf
         if os.path.exists(self._sidecar) and os.path.exists(self.filepath):
             recorded = read_json_record(self._sidecar, _SIDECAR_TYPES)  # the file named if it is damaged
-            if not _is_number(recorded.get("best")):
+            if not is_json_number(recorded.get("best")):
                 raise damaged(self._sidecar, "it records no number as 'best'")
             self.best = recorded["best"]
             # Recorded by an earlier release, without its tie value: kept on ties, as it then was.

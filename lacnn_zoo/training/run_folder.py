@@ -22,6 +22,7 @@ from lacnn_zoo.io import (
     ForeignFilesError,
     check_replaceable,
     damaged,
+    is_json_number,
     is_owned,
     is_temporary,
     mark_owned,
@@ -80,8 +81,7 @@ def _whole(value, least=0):
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+_number = is_json_number
 
 
 def _optional(check):

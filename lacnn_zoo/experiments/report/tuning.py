@@ -7,14 +7,14 @@ import os
 from lacnn_zoo.errors import one_line
 from lacnn_zoo.experiments.report import figures
 from lacnn_zoo.experiments.report.page import Page
-from lacnn_zoo.io import DamagedFileError, damaged, printable, read_json_checked, read_json_record
+from lacnn_zoo.io import DamagedFileError, damaged, is_json_number, printable, read_json_checked, read_json_record
 
 TABLE = "mechanisms.json"
 EXECUTIONS = "executions.json"
 
 
 def _number(value):
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return value is None or is_json_number(value)
 
 
 def _objects(value):
