@@ -39,9 +39,10 @@ def add_arguments(parser):
 
 
 def main(argv=None):
+    from lacnn_zoo import __version__
     from lacnn_zoo.options import ArgumentParser
 
-    parser = add_arguments(ArgumentParser(prog="python -m export", description=DESCRIPTION))
+    parser = add_arguments(ArgumentParser(prog="python -m export", description=DESCRIPTION).add_version(__version__))
     return run(parser.parse_args(argv))
 
 

@@ -23,8 +23,9 @@ onnxruntime in a shared process). Every call's output is materialised as a NumPy
 the workers in interleaved rounds (order rotated each round), one worker busy at a time: every worker
 warms up at every batch size first, then each round times `--calls` calls per (runtime, batch), so each
 point has rounds x calls timed calls (>= 20). Reported: median ms per call, spread (25th-75th percentile
-as a percentage of the median), the fastest call (min ms: what a quiet machine gives), images/s, GFLOP/s (forward FLOPs per image from `lacnn_zoo.experiments.bench`, a
-multiply-add counting two) and the ratio of images/s to the Keras reference at each batch size (of the medians over all calls, and its
+as a percentage of the median), the fastest call (min ms: what a quiet machine gives), images/s, GFLOP/s
+(forward FLOPs per image from `lacnn_zoo.experiments.bench`, a multiply-add counting two) and the ratio of
+images/s to the Keras reference at each batch size (of the medians over all calls, and its
 range over the rounds: within a round the runtimes' blocks at one batch size run back to back, so a ratio
 per round is less exposed to a machine whose load changes), and the ratio of the fastest calls.
 """
@@ -278,14 +279,14 @@ def prepare(name, folder, input_shape, calibration_images=64, seed=0):
 
     from export.core import export_model
     from lacnn_zoo import build_model
-    from lacnn_zoo.layers.batchnorm import calibrate_batchnorm
+    from lacnn_zoo.layers import calibrate_batchnorm
 
     keras.backend.clear_session()
     rng = np.random.default_rng(seed)
     model = build_model(name, input_shape=input_shape)
     calibrate_batchnorm(model, rng.normal(size=(64, *input_shape)).astype("float32"))
     model.save(os.path.join(folder, "model.keras"))
-    from lacnn_zoo.experiments.bench import flops_per_image
+    from lacnn_zoo.experiments import flops_per_image
 
     flops = flops_per_image(model, input_shape)
     calibration = rng.normal(size=(calibration_images, *input_shape)).astype("float32")
@@ -320,7 +321,7 @@ def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), ro
         results = {r: {"pid": w.hello["pid"], "tensorflow_loaded": w.hello["tensorflow_loaded"],
                        "times": {b: [] for b in batch_sizes}, "rounds": {b: [] for b in batch_sizes}}
                    for r, w in workers.items()}
-        for runtime, w in workers.items():  # warm-up: tracing, graph optimisation, tensor allocation per batch size
+        for w in workers.values():  # warm-up: tracing, graph optimisation, tensor allocation per batch size
             for batch in batch_sizes:
                 w.ask(shape=[batch, *input_shape], calls=0, warmup=warmup)
         order = list(runtimes)
@@ -391,7 +392,8 @@ def print_table(rows, stream=sys.stdout):
         gflops = f"{r['gflops']:.1f}" if r.get("gflops") is not None else "-"
         rounds = "{:.2f}-{:.2f}".format(*r["x_keras_rounds"]) if r.get("x_keras_rounds") else "-"
         print(f"{r['model']:<22} {r['runtime']:<17} {r['batch']:>5} {r['calls']:>5} {r['median_ms']:>10.3f} "
-              f"{r['spread_pct']:>6.1f}% {r['min_ms']:>8.3f} {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8} {rounds:>11} {r['x_keras_min'] or 0:>11.2f}", file=stream)
+              f"{r['spread_pct']:>6.1f}% {r['min_ms']:>8.3f} {r['images_per_s']:>9.0f} {gflops:>8} {ratio:>8} "
+              f"{rounds:>11} {r['x_keras_min'] or 0:>11.2f}", file=stream)
 
 
 def import_zoo_options():
@@ -440,7 +442,8 @@ def main(argv=None):
 
     parser = ArgumentParser(prog="python -m export.bench", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("patterns", nargs="*", help="model names or wildcards (default: " + ", ".join(DEFAULT_MODELS) + ")")
+    parser.add_argument("patterns", nargs="*",
+                        help="model names or wildcards (default: " + ", ".join(DEFAULT_MODELS) + ")")
     parser.add_argument("--input-shape", type=bounded("size"), nargs=3, default=[32, 32, 3], metavar=("H", "W", "C"))
     parser.add_argument("--batch-sizes", type=bounded("batch_size"), nargs="+", default=[1, 32, 128])
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
@@ -474,7 +477,7 @@ def _main(args):
         from lacnn_zoo.io import check_output_file
 
         check_output_file(args.json, option="--json", flag=None)
-    from lacnn_zoo.models.registry import resolve_models
+    from lacnn_zoo.models import resolve_models
 
     names = resolve_models(args.patterns) if args.patterns else DEFAULT_MODELS
     if not names:

@@ -37,7 +37,7 @@ from lacnn_zoo.errors import spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full, mark_owned, swap_into_place, unwritable
 from lacnn_zoo.options import check_bounded
 from lacnn_zoo.training import RunFolder
-from lacnn_zoo.training.inference import top1
+from lacnn_zoo.training import top1
 
 # What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.
 EXPORT_ENTRIES = frozenset({"model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite", "saved_model",
@@ -243,7 +243,8 @@ def _quantization_inputs(quantization_data, dataset, run, data_dir, calibration_
         if not dataset:
             where = f"{source_path!r} has no run.json beside it" if source_path else "the model was given in memory"
             raise ValueError(
-                f"{spell('`dataset`', '--dataset')} is needed for {spell(repr('int8') + ' quantize', '--quantize int8')}: "
+                f"{spell('`dataset`', '--dataset')} is needed for "
+                f"{spell(repr('int8') + ' quantize', '--quantize int8')}: "
                 f"{where}, so the data set to calibrate on "
                 "and to check the accuracy with is unknown."
             )

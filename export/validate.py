@@ -20,10 +20,10 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     from lacnn_zoo.data import check_preprocessing
     from lacnn_zoo.io import check_readable_file
     from lacnn_zoo.options import check_bounded
-    from lacnn_zoo.training.inference import top1
+    from lacnn_zoo.training import top1
 
     check_bounded("batch_size", batch_size, flag="--batch-size")
-    from lacnn_zoo.training.inference import check_output_option
+    from lacnn_zoo.training import check_output_option
 
     check_output_option(out, overwrite, "out")
     artifact = os.fspath(artifact)
@@ -109,7 +109,8 @@ def main(argv=None):
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", help="an exported .onnx or .tflite file")
     parser.add_argument("--dataset", default=None, help="'digits', an image folder or a TFDS name (default: the run's)")
-    parser.add_argument("--keras", default=None, help="the Keras model to compare with (default: the manifest's source)")
+    parser.add_argument("--keras", default=None,
+                        help="the Keras model to compare with (default: the manifest's source)")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder")
     parser.add_argument("--batch-size", type=options.bounded("batch_size"), default=128)
     parser.add_argument("--out", default=None, help="also write the result to this JSON file")

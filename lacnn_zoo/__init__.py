@@ -21,6 +21,11 @@ _PUBLIC = {
     "load_model": "lacnn_zoo.models.saving", "input_convention": "lacnn_zoo.models.backbones",
     "feature_extractor": "lacnn_zoo.models.layer_attended", "feature_info": "lacnn_zoo.models.layer_attended",
     "layer_attended": "lacnn_zoo.models.layer_attended", "tap_names": "lacnn_zoo.models.layer_attended",
+    # a trained model: its per-layer attention, its predictions and scores, and training itself
+    "layer_weights": "lacnn_zoo.training.monitor", "is_layer_attended": "lacnn_zoo.training.monitor",
+    "LayerAttentionMonitor": "lacnn_zoo.training.monitor", "plot_layer_attention": "lacnn_zoo.training.monitor",
+    "evaluate": "lacnn_zoo.training.inference", "predict": "lacnn_zoo.training.inference",
+    "train": "lacnn_zoo.training.loop", "resume": "lacnn_zoo.training.loop",
 }
 
 
@@ -51,7 +56,7 @@ else:
         raise AttributeError(f"module 'lacnn_zoo' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: setup.cfg reads it, `lacnn-zoo --version` prints it
 
 
 def report(run, **options):
@@ -63,18 +68,26 @@ def report(run, **options):
 
 
 __all__ = [
+    "LayerAttentionMonitor",
     "ModelInfo",
     "build_model",
+    "evaluate",
     "feature_extractor",
     "feature_info",
     "input_convention",
+    "is_layer_attended",
     "layer_attended",
+    "layer_weights",
     "list_families",
     "list_models",
     "load_model",
     "model_info",
+    "plot_layer_attention",
+    "predict",
     "register_model",
     "report",
+    "resume",
     "tap_names",
+    "train",
     "__version__",
 ]

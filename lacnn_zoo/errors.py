@@ -5,6 +5,8 @@ import errno
 import os
 import sys
 
+__all__ = ["EXPECTED", "ZooError", "one_line", "run_command", "spell"]
+
 _DISK = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
          errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
 

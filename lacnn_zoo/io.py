@@ -20,6 +20,12 @@ import time
 
 from lacnn_zoo.errors import ZooError
 
+__all__ = ["LOCK_NAME", "OWNER_MARKER", "TMP_TAG", "DamagedFileError", "FolderLock", "ForeignFilesError", "LockedError",
+    "atomic_path", "check_output_file", "check_readable_file", "check_replaceable", "damaged", "is_disk_full",
+    "is_json_number", "is_owned", "is_temporary", "json_type", "mark_owned", "owned_files", "printable",
+    "read_csv_checked", "read_json", "read_json_checked", "read_json_record", "remove_path", "remove_stale_temporaries",
+    "swap_into_place", "unwritable", "write_csv", "write_json"]
+
 OWNER_MARKER = ".lacnn-zoo"
 TMP_TAG = ".lacnn-tmp"
 # Temporaries of atomic_path: ".<name>.<8 hex>.lacnn-tmp[suffix]", and the earlier version's tempfile names

@@ -15,6 +15,9 @@ import re
 import sys
 import tempfile
 
+__all__ = ["CONSOLE_SCRIPTS", "MODULES", "filtered_stderr", "launched_as", "quiet_requested", "register_all",
+    "start_quietly"]
+
 CONSOLE_SCRIPTS = {"lacnn-zoo": "lacnn-zoo", "lacnn-zoo-tune": "tuning", "lacnn-zoo-export": "export"}
 MODULES = {"lacnn_zoo": "lacnn-zoo", "tuning": "tuning", "export": "export"}
 def _dash_m_module(orig_argv):

@@ -17,6 +17,12 @@ import numbers
 import os
 from typing import Callable, NamedTuple, Union
 
+__all__ = ["AUGMENTS", "BOUNDS", "DEFAULT_RECIPE", "DEPTH_MAX", "DISTRIBUTES", "IMAGE_SIDE_MAX", "INT32_MAX",
+    "LOOP_MAX", "OPSETS", "OPTIMIZERS", "PRECISIONS", "RECIPES", "SCHEDULES", "SEED_MAX", "TAP_RULES",
+    "THREADS_PER_CPU", "VARIANTS", "ArgumentParser", "Bound", "accepted", "bounded", "check_bounded",
+    "check_fits_in_memory", "check_input_batch", "machine_memory", "milestone", "parse_override", "thread_limit",
+    "within"]
+
 # Training-time augmentation (`augment`): what each name applies to every training image, in this order.
 AUGMENTS = ("none", "crop-flip", "randaugment")
 
@@ -266,6 +272,11 @@ def check_input_batch(batch_size, input_shape, *, batch="`batch_size`", shape="`
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser whose usage errors are one line, `prog: error: message`, with exit status 2."""
+
+    def add_version(self, version):
+        """`--version`, printing `lacnn-zoo VERSION` (the caller passes `lacnn_zoo.__version__`, its one place)."""
+        self.add_argument("--version", action="version", version=f"lacnn-zoo {version}")
+        return self
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")

@@ -2,6 +2,8 @@
 
 from lacnn_zoo.io import atomic_path
 
+__all__ = ["pyplot", "save_figure"]
+
 
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend (imported on first use, not at import time)."""

@@ -3,6 +3,9 @@
 import math
 import numbers
 
+__all__ = ["check_choice", "check_classifier_activation", "check_finite", "check_input_shape", "check_positive_int",
+    "check_positive_int_sequence", "check_unit_interval"]
+
 
 def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

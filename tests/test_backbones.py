@@ -273,7 +273,8 @@ def test_tap_positions_name_the_same_layers_in_any_build_order():
                 if graph.name(t) in names]
 
     assert where(first, names_first) == where(again, names_again)  # ... the positions are the same layers
-    assert names_first[0] == select_taps(first, "stages")[0][1] and names_first[2] == select_taps(first, "blocks")[0][-1]
+    assert names_first[0] == select_taps(first, "stages")[0][1]
+    assert names_first[2] == select_taps(first, "blocks")[0][-1]
     model = layer_attended(again, taps=positions)
     assert tap_names(model) == names_again
     with pytest.raises(ValueError, match=r"'stages\[9\]' is outside the 4 stages"):

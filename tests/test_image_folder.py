@@ -342,7 +342,8 @@ def test_a_small_folder_is_warned_before_training_with_what_to_change(tmp_path, 
     n_train, n_val = data.size("train"), data.size("validation")
     assert n_train + n_val + data.size("test") == 60
     for split in ("train", "validation", "test"):  # the recorded sizes are the splits' own
-        assert data.size(split) == sum(len(y) for _, y in getattr(data, split).unbatch().batch(1000).as_numpy_iterator())
+        batches = getattr(data, split).unbatch().batch(1000).as_numpy_iterator()
+        assert data.size(split) == sum(len(y) for _, y in batches)
     line = size_warning(data, 64)
     assert f"{n_train} training images in batches of 64 (a batch holds at most the {n_train}) give 1 optimizer step " \
            "per epoch" in line

@@ -575,7 +575,8 @@ def test_a_hostile_or_damaged_model_is_one_line_for_every_command(finished_run, 
         if command == "export":
             rc, prefix = export_main([str(run / "best.keras"), "--out", str(tmp_path / f"out_{name}")]), "export"
         else:
-            argv = ["evaluate", str(run)] if command == "evaluate" else ["predict", str(run), str(tmp_path / "digit.png")]
+            argv = (["evaluate", str(run)] if command == "evaluate"
+                    else ["predict", str(run), str(tmp_path / "digit.png")])
             rc, prefix = cli.main(argv), "lacnn-zoo"
         err = capsys.readouterr().err.strip().splitlines()
         assert rc in (1, 2) and len(err) == 1 and err[0].startswith(f"{prefix}: error:"), (name, err)

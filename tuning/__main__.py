@@ -2,6 +2,7 @@
 
 import sys
 
+from lacnn_zoo import __version__
 from lacnn_zoo.options import AUGMENTS, ArgumentParser, bounded, parse_override
 from tuning.options import CANDIDATES, OBJECTIVES, TUNERS
 
@@ -36,7 +37,7 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    parser = add_arguments(ArgumentParser(prog="python -m tuning", description=__doc__))
+    parser = add_arguments(ArgumentParser(prog="python -m tuning", description=__doc__).add_version(__version__))
     return run(parser.parse_args(argv))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from lacnn_zoo import input_convention
 from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError, spell
-from lacnn_zoo.experiments.statistics import mean_std
+from lacnn_zoo.experiments import mean_std
 from lacnn_zoo.io import (
     LOCK_NAME,
     FolderLock,
@@ -44,7 +44,7 @@ from lacnn_zoo.io import (
 from lacnn_zoo.options import check_bounded
 from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.training import diagnostics
-from lacnn_zoo.training.callbacks import EpochTimer
+from lacnn_zoo.training import EpochTimer
 from lacnn_zoo.validation import check_choice
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 from tuning.options import TUNERS  # noqa: E402  (Keras-free, for the parsers)

@@ -38,7 +38,7 @@ def catalogue_rows():
     if _ROWS is None:
         import keras
 
-        from lacnn_zoo import list_models, model_info
+        from lacnn_zoo.models.registry import list_models, model_info
 
         rows = []
         for name in list_models():

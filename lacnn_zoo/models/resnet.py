@@ -24,6 +24,9 @@ from lacnn_zoo.validation import (
     check_unit_interval,
 )
 
+__all__ = ["ATTENTION_KNOBS", "build_resnet", "build_wide_resnet", "inert_residual_knobs", "residual_network",
+    "residual_stages", "residual_stages_size", "training_memory_estimate"]
+
 
 def _blocks_per_stage(depth, offset, formula):
     check_positive_int("depth", depth)

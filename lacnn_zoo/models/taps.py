@@ -28,8 +28,8 @@ Two rules find taps from the graph alone, so they work on any functional model:
 A list of layer names or a callable ``(model) -> list of names`` picks taps
 explicitly. Positions of the rules, ``"stages[2]"`` or ``"blocks[-1]"``, name a
 tap stably where Keras names layers by build order (MobileNetV3's ``add_17``,
-ConvNeXt's ``activation_18``): the same position is the same layer in any session.  `feature_info` follows timm's ``feature_info`` (name, channels,
-reduction) and KerasHub's ``pyramid_outputs`` (a dict ``"P<log2 reduction>"``).
+ConvNeXt's ``activation_18``): the same position is the same layer in any session.  `feature_info` follows
+timm's ``feature_info`` (name, channels, reduction) and KerasHub's ``pyramid_outputs`` (a dict ``"P<log2 reduction>"``).
 This module imports no model module, so the registry may use it.
 """
 

@@ -39,7 +39,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 # best.keras.json, as AtomicBestCheckpoint writes it: the best monitored value and the tie-break value.
-_SIDECAR_TYPES = {"best": (is_json_number, "a number"), "tie": (lambda v: v is None or is_json_number(v), "a number or null")}
+_SIDECAR_TYPES = {"best": (is_json_number, "a number"),
+                  "tie": (lambda v: v is None or is_json_number(v), "a number or null")}
 
 
 class AtomicBestCheckpoint(keras.callbacks.Callback):

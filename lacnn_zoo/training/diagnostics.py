@@ -17,6 +17,10 @@ import numpy as np
 
 from lacnn_zoo.errors import spell
 
+__all__ = ["CHANCE_ALPHA", "CHANCE_SHARE", "KINDS", "MODE_GAP", "MODE_SAMPLE", "OVERFIT_GAP", "batchnorm_layers",
+    "chance_threshold", "check_chance", "check_mode_gap", "check_overfitting", "diagnose", "lines", "mode_accuracies",
+    "run_warnings"]
+
 # Chance: an accuracy is "at chance" when it is not above 1/classes by a one-sided exact binomial test at 1% on
 # the split's size (it could be guessing), or when it recovers less than min(half of chance, a tenth of the way
 # from chance to 1) above chance: on a large split a statistically significant 0.12 on ten classes is still a

@@ -24,6 +24,8 @@ import keras
 
 from lacnn_zoo.options import DISTRIBUTES  # noqa: E402  (Keras-free, for the command line)
 
+__all__ = ["JAX_PROCESS_VARIABLES", "Distribution", "check_distribute", "fitting", "setup", "shard_by_data"]
+
 JAX_PROCESS_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID")
 

@@ -27,6 +27,9 @@ from lacnn_zoo.io import check_output_file, write_csv, write_json
 from lacnn_zoo.training.run_folder import RunFolder
 from lacnn_zoo.validation import check_positive_int
 
+__all__ = ["Predictions", "check_output_option", "digit_scans", "evaluate", "image_files", "predict", "predictions",
+    "preprocess", "resolve", "top1"]
+
 
 def top1(run, x, y, batch_size=128):
     """Fraction of `y` that `run(x_batch)` ranks first."""

@@ -24,6 +24,8 @@ from lacnn_zoo.io import write_csv
 from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
 from lacnn_zoo.plotting import pyplot, save_figure
 
+__all__ = ["LayerAttentionMonitor", "TapReader", "is_layer_attended", "layer_weights", "plot_layer_attention"]
+
 
 def is_layer_attended(model):
     try:

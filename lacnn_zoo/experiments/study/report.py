@@ -48,7 +48,8 @@ def print_summary(summary, file=None):
         diff = "" if r["test_acc_diff_vs_plain"] is None else (
             f"{r['test_acc_diff_vs_plain']:+.3f}" + ("" if r["test_acc_ci_low"] is None else
                                                      f" [{r['test_acc_ci_low']:+.3f}, {r['test_acc_ci_high']:+.3f}]"))
-        print(f"{r['depth']:>3} {r['variant']:<24} {r['conv_layers']:>5} {_fmt(r['test_acc_mean'], r['test_acc_std']):>15} "
+        print(f"{r['depth']:>3} {r['variant']:<24} {r['conv_layers']:>5} "
+              f"{_fmt(r['test_acc_mean'], r['test_acc_std']):>15} "
               f"{diff:>30} {_p(r['test_acc_p_vs_plain']) if r['variant'] != 'plain' else '':>6} "
               f"{_fmt(r['train_acc_mean'], r['train_acc_std']):>15} "
               f"{_p(r['train_acc_p_vs_plain']) if r['variant'] != 'plain' else '':>6}", file=file)
@@ -57,7 +58,8 @@ def print_summary(summary, file=None):
     for g, r in zip(summary["gradients"], summary["robustness"]):
         print(f"{g['depth']:>3} {g['variant']:<24} {_fmt(g['log10_ratio_e0_mean'], g['log10_ratio_e0_std'], 2):>28} "
               f"{_fmt(g.get('log10_ratio_e1_mean'), g.get('log10_ratio_e1_std'), 2):>15} "
-              f"{_fmt(r['zero_drop_mean'], r['zero_drop_std']):>15} {_fmt(r['reinit_drop_mean'], r['reinit_drop_std']):>15}",
+              f"{_fmt(r['zero_drop_mean'], r['zero_drop_std']):>15} "
+              f"{_fmt(r['reinit_drop_mean'], r['reinit_drop_std']):>15}",
               file=file)
     print("\nattention argmax layer of w_e - w_0 per epoch (seeds separated by ';'):", file=file)
     for a in summary["attention"]:
@@ -116,7 +118,8 @@ def markdown_report(summary):
     for r in summary["robustness"]:
         plain = r["variant"] == "plain"
         lines.append(f"| {r['depth']} | {r['variant']} | {r['clean_mean']:.3f} | "
-                     f"{_fmt(r['zero_drop_mean'], r['zero_drop_std'])} | {'-' if plain else _p(r['zero_drop_p_vs_plain'])} | "
+                     f"{_fmt(r['zero_drop_mean'], r['zero_drop_std'])} | "
+                     f"{'-' if plain else _p(r['zero_drop_p_vs_plain'])} | "
                      f"{_fmt(r['reinit_drop_mean'], r['reinit_drop_std'])} | "
                      f"{'-' if plain else _p(r['reinit_drop_p_vs_plain'])} | "
                      f"{_fmt(r['zero_branch_drop_mean'], r['zero_branch_drop_std'])} |")

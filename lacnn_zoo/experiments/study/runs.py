@@ -18,9 +18,10 @@ Depth D (He et al.'s naming, D = 6n + 2): ResNet-D has D - 1 convolutions on its
 Written to `--out`: a run folder per (variant, depth, seed), `<variant>/depth<D>/seed<k>/` (a normal training run
 with `history.csv`, `grad_norms.csv`, `layer_attention.csv`), the lesion results `lesions/<variant>-d<D>-s<k>.json`,
 and the summary: `study.json` (every table, the criteria stated before the runs and their verdicts),
-`study.md` (the tables in Markdown), `accuracy.csv`, `gradients.csv`, `attention.csv`, `robustness.csv` and the plots `training_curves.png`,
-`test_accuracy.png`, `gradient_ratio.png`, `attention.png`, `robustness.png`.  Finished runs and lesion files are
-reused, so an interrupted study resumes where it stopped; a run made with another configuration is refused.
+`study.md` (the tables in Markdown), `accuracy.csv`, `gradients.csv`, `attention.csv`, `robustness.csv` and the
+plots `training_curves.png`, `test_accuracy.png`, `gradient_ratio.png`, `attention.png`, `robustness.png`.
+Finished runs and lesion files are reused, so an interrupted study resumes where it stopped; a run made with
+another configuration is refused.
 """
 
 import gc
@@ -44,8 +45,12 @@ from lacnn_zoo.experiments.study.lesions import lesion_accuracies, mean_drop
 from lacnn_zoo.experiments.study.report import write_outputs
 from lacnn_zoo.experiments.study.summary import summarise
 from lacnn_zoo.io import LOCK_NAME, FolderLock, is_owned, mark_owned, read_json, write_json
-from lacnn_zoo.options import DEPTH_MAX, VARIANTS  # variant -> (registered model, fixed overrides, family)
-from lacnn_zoo.options import check_bounded, check_fits_in_memory
+from lacnn_zoo.options import (  # variant -> (registered model, fixed overrides, family)
+    DEPTH_MAX,
+    VARIANTS,
+    check_bounded,
+    check_fits_in_memory,
+)
 from lacnn_zoo.training.run_folder import RunFolder
 
 
@@ -84,7 +89,8 @@ def _check_existing_run(path, model, overrides, epochs, dataset):
     stored_overrides = stored.get("overrides") or {}
     differ.update({f"overrides[{k}]": (stored_overrides.get(k), v) for k, v in overrides.items()
                    if stored_overrides.get(k) != v})
-    if os.path.basename(os.path.normpath(str(stored.get("dataset")))) != os.path.basename(os.path.normpath(str(dataset))):
+    same_name = os.path.basename(os.path.normpath(str(dataset)))
+    if os.path.basename(os.path.normpath(str(stored.get("dataset")))) != same_name:
         differ["dataset"] = (stored.get("dataset"), dataset)
     if differ:
         detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
