@@ -36,8 +36,7 @@ from export.runtimes import Runner
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full, mark_owned, swap_into_place, unwritable
 from lacnn_zoo.options import check_bounded
-from lacnn_zoo.training import RunFolder
-from lacnn_zoo.training import top1
+from lacnn_zoo.training import RunFolder, top1
 
 # What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.
 EXPORT_ENTRIES = frozenset({"model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite", "saved_model",

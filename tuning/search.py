@@ -43,8 +43,7 @@ from lacnn_zoo.io import (
 )
 from lacnn_zoo.options import check_bounded
 from lacnn_zoo.plotting import pyplot, save_figure
-from lacnn_zoo.training import diagnostics
-from lacnn_zoo.training import EpochTimer
+from lacnn_zoo.training import EpochTimer, diagnostics
 from lacnn_zoo.validation import check_choice
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 from tuning.options import TUNERS  # noqa: E402  (Keras-free, for the parsers)

@@ -200,7 +200,8 @@ def build_parser():
     from export import __main__ as export_command
     from tuning import __main__ as tune_command
 
-    parser = ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.").add_version(__version__)
+    parser = ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
+    parser.add_version(__version__)
     common = ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)

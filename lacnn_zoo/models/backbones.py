@@ -10,6 +10,7 @@ Which layers are tapped is decided by `lacnn_zoo.models.taps` from the graph alo
 import keras
 import numpy as np
 
+from lacnn_zoo.compat import fresh_layer_names
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.models.registry import list_models, model_info
 from lacnn_zoo.models.taps import feature_model
@@ -104,7 +105,8 @@ def resolve_backbone(backbone, *, input_shape=None, weights=None):
     if isinstance(backbone, str) and backbone in application_names():
         kwargs = {} if input_shape is None else {"input_shape": tuple(input_shape)}
         try:
-            return getattr(keras.applications, backbone)(include_top=False, weights=weights, **kwargs)
+            with fresh_layer_names():  # the same automatic names (and so tap names) in every build
+                return getattr(keras.applications, backbone)(include_top=False, weights=weights, **kwargs)
         except Exception as e:
             if not isinstance(e, ValueError) and "URL fetch failure" not in str(e):
                 raise

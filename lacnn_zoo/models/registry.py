@@ -106,15 +106,12 @@ class ModelInfo:
         then dropped from Keras' list of variables to initialise, so no later scope allocates them.
         """
         import keras
-        from keras.src.backend.common import global_state  # no public way to drop deferred variables
 
-        pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
-        try:
-            with keras.StatelessScope(initialize_variables=False):
-                model = build_model(self.name, input_shape=input_shape, num_classes=num_classes, **overrides)
-            return int(model.count_params())
-        finally:
-            global_state.set_global_attribute("uninitialized_variables", pending)
+        from lacnn_zoo.compat import deferred_variables_dropped  # no public way to drop deferred variables
+
+        with deferred_variables_dropped(), keras.StatelessScope(initialize_variables=False):
+            model = build_model(self.name, input_shape=input_shape, num_classes=num_classes, **overrides)
+        return int(model.count_params())
 
     def as_dict(self):
         return {
