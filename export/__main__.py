@@ -8,13 +8,21 @@ DESCRIPTION = "Export a trained .keras model."
 
 def add_arguments(parser):
     """The export's options on `parser` (shared by `python -m export` and `lacnn-zoo export`)."""
-    from export.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, FORMATS, OUTPUTS, QUANTIZATIONS
+    from export.options import (
+        DEFAULT_CALIBRATION_IMAGES,
+        DEFAULT_MAX_ACCURACY_DROP,
+        FORMAT_SETS,
+        FORMATS,
+        OUTPUTS,
+        QUANTIZATIONS,
+    )
     from lacnn_zoo.options import bounded
 
     parser.add_argument("model", help="a .keras file, e.g. runs/<run>/best.keras")
     parser.add_argument("--out", required=True, help="destination folder")
     parser.add_argument("--format", default="both", choices=FORMATS,
-                        help="both = onnx + saved_model (default); all = onnx + saved_model + litert")
+                        help=f"both = {' + '.join(FORMAT_SETS['both'])} (default); "
+                             f"all = {' + '.join(FORMAT_SETS['all'])}")
     parser.add_argument("--opset", type=bounded("opset"), default=None, help="ONNX opset (13-18, default 17)")
     parser.add_argument("--output", default="logits", choices=OUTPUTS)
     parser.add_argument("--dynamic-size", action="store_true", help="leave input height and width open")
@@ -56,14 +64,21 @@ def run(args, prog="export"):
 
 def _inapplicable(args):
     """The options given that cannot take effect with the others (each is refused, never ignored)."""
+    from export.options import FORMAT_SETS
+    from export.table import EXPORT_FORMATS
+
     rules = [
         (args.quantize is None, "--quantize int8",
          {"--calibration-images": args.calibration_images, "--max-accuracy-drop": args.max_accuracy_drop,
           "--dataset": args.dataset, "--data-dir": args.data_dir}),
         (args.no_verify, "the parity check (drop --no-verify)", {"--rtol": args.rtol, "--atol": args.atol}),
-        (args.format in ("saved_model", "litert"), "an ONNX format (--format onnx, both or all)",
-         {"--opset": args.opset}),
     ]
+    for fmt in EXPORT_FORMATS.values():  # a format's own options (--opset: ONNX's) need a --format that writes it
+        if fmt.options:
+            sets = [name for name, formats in FORMAT_SETS.items() if fmt.name in formats]
+            rules.append((fmt.name not in FORMAT_SETS[args.format],
+                          f"an {fmt.title} format (--format {', '.join(sets[:-1])} or {sets[-1]})",
+                          {flag: getattr(args, flag[2:].replace("-", "_")) for flag in fmt.options}))
     for applies_not, needs, options in rules:
         given = [flag for flag, value in options.items() if value is not None]
         if applies_not and given:

@@ -46,11 +46,13 @@ import time
 
 import numpy as np
 
+from export.table import runtime_artifacts, runtime_format
+
 DEFAULT_MODELS = ["plain_cnn", "resnet20", "lacnn_static_vector"]
-RUNTIMES = ("keras", "keras_predict", "saved_model", "onnxruntime", "onnxruntime_int8", "litert", "litert_int8")
-ARTIFACT = {"keras": "model.keras", "keras_predict": "model.keras", "saved_model": "saved_model",
-            "onnxruntime": "model.onnx", "onnxruntime_int8": "model_int8.onnx", "litert": "model.tflite",
-            "litert_int8": "model_int8.tflite"}
+# The Keras references, then the runner of each export format and of its int8 artifact (`export.table`).
+KERAS_ARTIFACT = {"keras": "model.keras", "keras_predict": "model.keras"}
+ARTIFACT = {**KERAS_ARTIFACT, **runtime_artifacts()}
+RUNTIMES = tuple(ARTIFACT)
 REFERENCE = "keras"
 # Each model's artifacts go to a folder of the temporary directory whose name (`lacnn-bench-<pid>-<8 hex>`) and
 # marker (the owner's pid and start time) say it is this tool's; a later run removes those whose owner died.
@@ -63,7 +65,7 @@ _WORKSPACE = re.compile(rf"^{re.escape(WORKSPACE_PREFIX)}(\d+)-[0-9a-f]{{8}}$")
 
 def _load_runtime(runtime, path, threads, profile_prefix):
     """`call(x) -> np.ndarray` for one runtime; only the keras/saved_model runtimes import TensorFlow."""
-    if runtime in ("keras", "keras_predict"):
+    if runtime in KERAS_ARTIFACT:
         import tensorflow as tf
 
         from export.core import load_trained_model
@@ -73,23 +75,13 @@ def _load_runtime(runtime, path, threads, profile_prefix):
             return lambda x: model.predict_on_batch(x)
         forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         return lambda x: forward(x).numpy()
-    if runtime == "saved_model":
-        import tensorflow as tf
+    fmt = runtime_format(runtime)  # the export format whose runner this is (`export.table`)
+    if fmt is not None and profile_prefix and fmt.profiler:
+        return fmt.load("profiler")(path, threads, profile_prefix)
+    if fmt is not None and not fmt.suffix:  # a folder artifact (SavedModel): its runner, no metadata to read
+        return fmt.load("runner")(path, threads)[2]
+    from export.runtimes import Runner
 
-        loaded = tf.saved_model.load(path)
-        output = next(iter(loaded.signatures["serving_default"].structured_outputs))
-        return lambda x: loaded.serve(tf.constant(x))[output].numpy()
-    from export.runtimes import Runner, onnx_session
-
-    if runtime.startswith("onnxruntime") and profile_prefix:
-        session = onnx_session(path, threads, profile_prefix=profile_prefix)
-        name = session.get_inputs()[0].name
-
-        def call(x):
-            return session.run(None, {name: x})[0]
-
-        call.end_profiling = session.end_profiling
-        return call
     return Runner(path, threads)
 
 
@@ -297,8 +289,9 @@ def prepare(name, folder, input_shape, calibration_images=64, seed=0):
 
 
 def artifact_path(folder, runtime):
-    name = ARTIFACT[runtime]
-    return os.path.join(folder, name) if name == "model.keras" else os.path.join(folder, "export", name)
+    if runtime in KERAS_ARTIFACT:
+        return os.path.join(folder, KERAS_ARTIFACT[runtime])
+    return os.path.join(folder, "export", runtime_artifacts()[runtime])
 
 
 def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), rounds=5, calls=5, warmup=5,
@@ -314,8 +307,8 @@ def measure(folder, input_shape, runtimes=RUNTIMES, batch_sizes=(1, 32, 128), ro
     workers = {}
     try:
         for runtime in runtimes:
-            prefix = None
-            if profile_dir and runtime.startswith("onnxruntime"):
+            prefix, fmt = None, runtime_format(runtime)
+            if profile_dir and fmt is not None and fmt.profiler:
                 prefix = os.path.join(os.path.abspath(profile_dir), f"{label}_{runtime}")
             workers[runtime] = Worker(runtime, artifact_path(folder, runtime), threads, prefix)
         results = {r: {"pid": w.hello["pid"], "tensorflow_loaded": w.hello["tensorflow_loaded"],

@@ -23,7 +23,7 @@ import tempfile
 
 import numpy as np
 
-from export.formats import ExportError, write_int8, write_litert, write_onnx, write_saved_model
+from export.formats import ExportError, write_int8
 from export.options import FORMAT_SETS, FORMATS, OUTPUTS  # noqa: E402, F401  (Keras-free, for the parsers)
 from export.preparing import load_trained_model, prepared_model
 from export.quantize import (
@@ -33,18 +33,12 @@ from export.quantize import (
     load_quantization_data,
 )
 from export.runtimes import Runner
+from export.table import EXPORT_FORMATS, export_entries, quantizable
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full, mark_owned, swap_into_place, unwritable
 from lacnn_zoo.options import check_bounded
 from lacnn_zoo.training import RunFolder, top1
 
-# What an export folder holds; `overwrite` replaces a destination only when it holds nothing else.
-EXPORT_ENTRIES = frozenset({"model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite", "saved_model",
-                            "manifest.json"})
-QUANTIZATION_METHODS = {
-    "onnx_int8": "onnxruntime quantize_static: QDQ, int8 weights per channel (symmetric), uint8 activations, MinMax",
-    "litert_int8": "LiteRT full-integer: int8 builtin kernels only, float32 input and output",
-}
 INPUT_NAME = "images"
 MIN_OPSET, MAX_OPSET = 13, 18
 
@@ -86,21 +80,20 @@ def _parity(model, runners, input_shapes, batch_sizes, rtol, atol, seed):
 
 
 def _versions(formats=()):
-    import importlib.metadata
-
+    """Keras', TensorFlow's, NumPy's and Python's versions, and those of each format's tools (`export.table`: its
+    `version_probe`, for the formats written, or for every export with `versions_always`)."""
     import keras
-    import onnx
-    import onnxruntime
     import tensorflow as tf
-    import tf2onnx
 
-    versions = {
-        "keras": keras.__version__, "tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__,
-        "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-    if "litert" in formats:
-        versions["ai-edge-litert"] = importlib.metadata.version("ai-edge-litert")
+    probes = [fmt for fmt in EXPORT_FORMATS.values() if fmt.version_probe]
+    versions = {"keras": keras.__version__, "tensorflow": tf.__version__}
+    for fmt in probes:
+        if fmt.versions_always:
+            versions.update(fmt.load("version_probe")())
+    versions.update(numpy=np.__version__, python=platform.python_version())
+    for fmt in probes:
+        if fmt.name in formats and not fmt.versions_always:
+            versions.update(fmt.load("version_probe")())
     return versions
 
 
@@ -130,13 +123,23 @@ def export_model(
 
     Args:
         source: path of a `.keras` file, or a `keras.Model`.
-        out_dir: destination folder (created; must not exist unless `overwrite`).
+        out_dir: destination folder (created, or filled when it is an empty folder; a folder the zoo exported
+            into before is replaced only with `overwrite`).
         format: "onnx", "saved_model", "litert", "both" (onnx + saved_model) or "all" (the three).
         opset: ONNX opset, 13 to 18.
         output: "logits" or "probabilities" (softmax added when the model ends in logits).
         dynamic_size: leave input height and width open (not for AA / resampled-tap models).
+        overwrite: replace an earlier export in `out_dir` (never a folder holding files the zoo did not write).
         verify: compare Keras with the reloaded SavedModel, onnxruntime and LiteRT at `batch_sizes`.
+        batch_sizes: the batch sizes of the parity check.
+        rtol: relative tolerance of the parity check, per sample, relative to its largest |logit|.
+        atol: absolute tolerance of the parity check.
         preprocessing: the input preprocessing to record (default: the run's, beside the checkpoint).
+        seed: seed of the parity check's random inputs.
+        dataset: the data set to calibrate int8 on and check its accuracy with (default: the run's).
+        data_dir: TFDS data folder of `dataset`.
+        calibration_images: training images the int8 calibration reads.
+        max_accuracy_drop: the largest fall of top-1 accuracy, in percentage points, an int8 artifact may have.
         quantize: None, or "int8": also write `model_int8.onnx` (static QDQ) and/or `model_int8.tflite`
             (full-integer), calibrated on `calibration_images` training images of `dataset` (by default
             the run's own, from run.json) and refused when top-1 on its test split falls more than
@@ -144,6 +147,11 @@ def export_model(
         quantization_data: `(calibration_x, test_x, test_y)` already preprocessed, instead of `dataset`
             (for a model that has no run beside it); `test_x`/`test_y` may be None only with
             `max_accuracy_drop=None` (no accuracy check: the benchmark's random models).
+
+    Returns:
+        The manifest, a dict: the model and its source, its input and outputs, the preprocessing and class
+        names, the artifacts written (`formats`), the tools' `versions`, and the results of the `parity`
+        check and of the int8 `quantization` accuracy check (None when not run).
     """
     import keras
 
@@ -196,7 +204,7 @@ def _write_locked(job):
 
 def _check_arguments(format, output, opset, rtol, atol, quantize, calibration_images, max_accuracy_drop):
     """The formats to write; ValueError naming the first argument that cannot be used."""
-    if format not in FORMATS:
+    if format not in FORMAT_SETS:
         raise ValueError(f"`format` must be one of {FORMATS}; received format={format!r}.")
     if output not in OUTPUTS:
         raise ValueError(f"`output` must be one of {OUTPUTS}; received output={output!r}.")
@@ -208,8 +216,10 @@ def _check_arguments(format, output, opset, rtol, atol, quantize, calibration_im
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"`quantize` must be None or one of {QUANTIZATIONS}; received quantize={quantize!r}.")
-        if not {"onnx", "litert"} & set(formats):
-            raise ValueError(f"`quantize` applies to the onnx and litert formats; received format={format!r}.")
+        quantized = [fmt.name for fmt in quantizable()]
+        if not set(quantized) & set(formats):
+            raise ValueError(f"`quantize` applies to the {' and '.join(quantized)} formats; "
+                             f"received format={format!r}.")
         check_bounded("examples", calibration_images, "calibration_images", "--calibration-images")
         if max_accuracy_drop is not None:
             check_bounded("accuracy_drop", max_accuracy_drop, "max_accuracy_drop", "--max-accuracy-drop")
@@ -277,7 +287,7 @@ def _check_destination(out_dir, overwrite):
     flag = spell("overwrite=True", "--overwrite")
     # What is not an export of the zoo's is refused for that reason first: advice to pass --overwrite, which would
     # then be refused, would mislead.
-    check_replaceable(out_dir, "export", EXPORT_ENTRIES.__contains__, "manifest.json", flag=flag)
+    check_replaceable(out_dir, "export", export_entries().__contains__, "manifest.json", flag=flag)
     if not overwrite:
         raise FileExistsError(f"{out_dir!r} already holds an export; pass {flag} to replace it.")
 
@@ -365,12 +375,10 @@ def _write_artifacts(job, tmp):
     preprocessing = job["preprocessing"]
     metadata = dict(class_names=(preprocessing or {}).get("class_names"), preprocessing=preprocessing)
     runners, entries = {}, {}
-    if "saved_model" in formats:
-        runners["saved_model"], entries["saved_model"] = write_saved_model(model, tmp, spec, output)
-    if "onnx" in formats:
-        runners["onnx"], entries["onnx"] = write_onnx(model, tmp, spec, output, job["opset"], metadata)
-    if "litert" in formats:
-        runners["litert"], entries["litert"] = write_litert(model, tmp, spec, output, metadata)
+    for fmt in EXPORT_FORMATS.values():  # in the table's order
+        if fmt.name in formats:
+            runners[fmt.name], entries[fmt.name] = fmt.load("writer")(model, tmp, spec, output, opset=job["opset"],
+                                                                      metadata=metadata)
     parity = None
     if job["verify"]:
         fixed_shape = job["fixed_shape"]
@@ -382,7 +390,8 @@ def _write_artifacts(job, tmp):
     quantization = None
     if job["quantize"]:
         artifacts = write_int8(model, tmp, spec, formats, job["quantization"]["calibration_x"], metadata)
-        quantization = {"method": QUANTIZATION_METHODS, **_accuracy_gate(job, tmp, artifacts)}
+        methods = {fmt.int8_key: fmt.int8_method for fmt in quantizable()}
+        quantization = {"method": methods, **_accuracy_gate(job, tmp, artifacts)}
         for key, name in artifacts.items():
             entries[key] = {"path": name, "checked_by": "top-1 accuracy on the test split, not parity"}
     manifest = _manifest(job, entries, parity, quantization)

@@ -1,4 +1,5 @@
-"""The writers of each export format: SavedModel, ONNX (with its metadata), LiteRT, and the int8 artifacts.
+"""The writers of each export format: SavedModel, ONNX (with its metadata), LiteRT, and the int8 artifacts;
+`export.table` names them, with the files they write.
 
 Each writes into the export's temporary folder and returns a runner (for the parity check) and its manifest entry.
 """
@@ -10,6 +11,7 @@ import warnings
 
 from export.quantize import litert_int8, onnx_int8
 from export.runtimes import LITERT_METADATA_PREFIX, ONNX_METADATA_KEYS, Runner, add_litert_metadata
+from export.table import EXPORT_FORMATS, quantizable
 from lacnn_zoo.errors import ZooError
 
 
@@ -89,17 +91,21 @@ def _no_np_object_warning():
 
 
 
-def write_saved_model(model, tmp, spec, output):
+# The writers of the formats (`export.table`): `(model, tmp, spec, output, *, opset, metadata) -> (runner, entry)`.
+
+def write_saved_model(model, tmp, spec, output, *, opset=None, metadata=None):
     import tensorflow as tf
 
-    _write_saved_model(model, os.path.join(tmp, "saved_model"), spec, output)
-    loaded = tf.saved_model.load(os.path.join(tmp, "saved_model"))
+    name = EXPORT_FORMATS["saved_model"].artifact
+    _write_saved_model(model, os.path.join(tmp, name), spec, output)
+    loaded = tf.saved_model.load(os.path.join(tmp, name))
     runner = lambda x: loaded.serve(tf.constant(x))[output].numpy()  # noqa: E731
-    return runner, {"path": "saved_model", "endpoint": "serve", "signature": "serving_default", "output_key": output}
+    return runner, {"path": name, "endpoint": "serve", "signature": "serving_default", "output_key": output}
 
 
 def write_onnx(model, tmp, spec, output, opset, metadata):
-    onnx_path = os.path.join(tmp, "model.onnx")
+    name = EXPORT_FORMATS["onnx"].artifact
+    onnx_path = os.path.join(tmp, name)
     try:
         with _no_np_object_warning():
             model.export(onnx_path, format="onnx", opset_version=opset, input_signature=[spec], verbose=False)
@@ -111,34 +117,61 @@ def write_onnx(model, tmp, spec, output, opset, metadata):
         ) from e
     _add_onnx_metadata(onnx_path, **metadata)
     # The session options of the deploy snippet.
-    return Runner(onnx_path), {"path": "model.onnx", "opset": opset, "metadata_props": ONNX_METADATA_KEYS}
+    return Runner(onnx_path), {"path": name, "opset": opset, "metadata_props": ONNX_METADATA_KEYS}
 
 
-def write_litert(model, tmp, spec, output, metadata):
-    litert_path = os.path.join(tmp, "model.tflite")
+def write_litert(model, tmp, spec, output, metadata, *, opset=None):
+    name = EXPORT_FORMATS["litert"].artifact
+    litert_path = os.path.join(tmp, name)
     _write_litert(model, litert_path, spec, output)
     add_litert_metadata(litert_path, **metadata)
     runner = Runner(litert_path)  # ai_edge_litert's Interpreter, as in the deploy snippet
     return runner, {
-        "path": "model.tflite", "signature": "serving_default", "input_key": runner.input_name,
+        "path": name, "signature": "serving_default", "input_key": runner.input_name,
         "output_key": runner.output_name, "runtime": "ai_edge_litert.interpreter.Interpreter",
         "metadata": [LITERT_METADATA_PREFIX + k for k in ONNX_METADATA_KEYS],
     }
 
 
+# The int8 writers: `(model, tmp, spec, calibration_x, metadata) -> None`, beside the format's float32 artifact.
+
+def write_onnx_int8(model, tmp, spec, calibration_x, metadata):
+    fmt = EXPORT_FORMATS["onnx"]
+    onnx_int8(os.path.join(tmp, fmt.artifact), os.path.join(tmp, fmt.int8_artifact), calibration_x)
+    _add_onnx_metadata(os.path.join(tmp, fmt.int8_artifact), **metadata)
+
+
+def write_litert_int8(model, tmp, spec, calibration_x, metadata):
+    path = os.path.join(tmp, EXPORT_FORMATS["litert"].int8_artifact)
+    try:
+        litert_int8(model, path, spec, calibration_x)
+    except Exception as e:
+        raise ExportError(f"The LiteRT converter could not quantise {model.name!r} to int8 ({_brief(e)}). "
+                          "Nothing was written.") from e
+    add_litert_metadata(path, **metadata)
+
+
 def write_int8(model, tmp, spec, formats, calibration_x, metadata):
     """The int8 artifacts of the asked formats; returns {key: file name}."""
     artifacts = {}
-    if "onnx" in formats:
-        onnx_int8(os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model_int8.onnx"), calibration_x)
-        _add_onnx_metadata(os.path.join(tmp, "model_int8.onnx"), **metadata)
-        artifacts["onnx_int8"] = "model_int8.onnx"
-    if "litert" in formats:
-        try:
-            litert_int8(model, os.path.join(tmp, "model_int8.tflite"), spec, calibration_x)
-        except Exception as e:
-            raise ExportError(f"The LiteRT converter could not quantise {model.name!r} to int8 ({_brief(e)}). "
-                              "Nothing was written.") from e
-        add_litert_metadata(os.path.join(tmp, "model_int8.tflite"), **metadata)
-        artifacts["litert_int8"] = "model_int8.tflite"
+    for fmt in quantizable():
+        if fmt.name in formats:
+            fmt.load("int8_writer")(model, tmp, spec, calibration_x, metadata)
+            artifacts[fmt.int8_key] = fmt.int8_artifact
     return artifacts
+
+
+# The version probes: `() -> {package: version}`, for the manifest.
+
+def onnx_versions():
+    import onnx
+    import onnxruntime
+    import tf2onnx
+
+    return {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def litert_versions():
+    import importlib.metadata
+
+    return {"ai-edge-litert": importlib.metadata.version("ai-edge-litert")}

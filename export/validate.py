@@ -17,6 +17,7 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
     """`{"artifact", "top1", "keras_top1", "drop_points", "dataset", "split", "num_examples", ...}`."""
     from export.quantize import load_quantization_data
     from export.runtimes import Runner
+    from export.table import artifact_format, artifact_kinds
     from lacnn_zoo.data import check_preprocessing
     from lacnn_zoo.io import check_readable_file
     from lacnn_zoo.options import check_bounded
@@ -27,9 +28,8 @@ def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_s
 
     check_output_option(out, overwrite, "out")
     artifact = os.fspath(artifact)
-    if not artifact.endswith((".onnx", ".tflite")):
-        raise ValueError(f"`artifact` must be an .onnx or .tflite file; received {artifact!r}.")
-    check_readable_file(artifact, "`artifact`", "an exported .onnx or .tflite file")  # runtimes blame the file
+    artifact_format(artifact)  # ValueError for a file of no format's
+    check_readable_file(artifact, "`artifact`", f"an exported {artifact_kinds()} file")  # runtimes blame the file
     manifest_path = os.path.join(os.path.dirname(os.path.abspath(artifact)), "manifest.json")
     manifest = {}
     if os.path.isfile(manifest_path):
@@ -103,11 +103,12 @@ def _keras_model(given, manifest, manifest_path):
 
 def main(argv=None):
     from export.bench import import_zoo_options
+    from export.table import artifact_kinds
 
     options = import_zoo_options()
     parser = options.ArgumentParser(prog="python -m export.validate", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("artifact", help="an exported .onnx or .tflite file")
+    parser.add_argument("artifact", help=f"an exported {artifact_kinds()} file")
     parser.add_argument("--dataset", default=None, help="'digits', an image folder or a TFDS name (default: the run's)")
     parser.add_argument("--keras", default=None,
                         help="the Keras model to compare with (default: the manifest's source)")

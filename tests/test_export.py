@@ -349,3 +349,87 @@ def test_export_from_python_refuses_what_no_export_can_mean(arguments, needle, t
     with pytest.raises(ValueError, match=needle):
         export_model(path, tmp_path / "out", format="onnx", **arguments)
     assert not (tmp_path / "out").exists()
+
+
+# --- the table of export formats (export.table): every consumer reads it --------------------------------------
+
+def test_every_format_of_the_table_reaches_the_parser_validate_and_bench(tmp_path):
+    import argparse
+
+    from export import bench
+    from export.__main__ import add_arguments
+    from export.core import _check_arguments
+    from export.options import FORMAT_SETS, format_sets
+    from export.table import EXPORT_FORMATS, export_entries
+    from export.validate import validate
+
+    parser = add_arguments(argparse.ArgumentParser())
+    assert len(EXPORT_FORMATS) >= 3 and set(FORMAT_SETS["all"]) == set(EXPORT_FORMATS)
+    for name, fmt in EXPORT_FORMATS.items():
+        assert parser.parse_args(["m.keras", "--out", "o", "--format", name]).format == name
+        assert FORMAT_SETS[name] == (name,) and _check_arguments(name, "logits", 17, 1e-4, 1e-5, None, 1, 1.0) == (
+            name,)
+        assert fmt.artifact in export_entries()
+        assert bench.artifact_path("F", fmt.runtime) == os.path.join("F", "export", fmt.artifact)
+        assert fmt.runtime in bench.RUNTIMES
+        if fmt.int8_writer:
+            assert fmt.int8_artifact in export_entries() and fmt.int8_runtime in bench.RUNTIMES
+            assert bench.artifact_path("F", fmt.int8_runtime) == os.path.join("F", "export", fmt.int8_artifact)
+        if fmt.suffix:  # a file artifact: validate takes it by its name (here it then finds no file)
+            for artifact in (fmt.artifact, fmt.int8_artifact or fmt.artifact):
+                with pytest.raises(FileNotFoundError, match="does not exist"):
+                    validate(tmp_path / artifact)
+    with pytest.raises(ValueError, match=r"must be an \.onnx or \.tflite file"):
+        validate(tmp_path / "model.keras")
+    assert format_sets(("saved_model", "onnx", "fake"))["all"] == ("onnx", "saved_model", "fake")
+
+
+def _planted_format(monkeypatch, opened):
+    """An extra record in the table (a format named "fake", files `model.fake`), as a new format would add."""
+    from export.table import EXPORT_FORMATS, Format
+
+    def write_fake(model, tmp, spec, output, *, opset, metadata):
+        with open(os.path.join(tmp, "model.fake"), "w") as f:
+            f.write("fake")
+        return (lambda x: np.asarray(model(x, training=False))), {"path": "model.fake"}
+
+    def open_fake(path, threads=None):
+        opened.append(path)
+        return "images", "logits", lambda x: np.eye(10, dtype="float32")[np.zeros(len(x), int)]  # always class 0
+
+    def read_fake_metadata(path):
+        return {"preprocessing": {"scale": 1 / 16, "mean": [0.0], "std": [1.0]}}
+
+    fake = Format(name="fake", title="Fake", artifact="model.fake", writer=write_fake, runtime="fakert",
+                  runner=open_fake, metadata_reader=read_fake_metadata)
+    monkeypatch.setitem(EXPORT_FORMATS, "fake", fake)
+    return fake
+
+
+def test_a_format_added_to_the_table_reaches_the_runner_validate_bench_and_export(monkeypatch, tmp_path):
+    from export import bench, core, options
+    from export.runtimes import Runner, read_metadata
+    from export.validate import validate
+
+    opened = []
+    _planted_format(monkeypatch, opened)
+    artifact = tmp_path / "model.fake"
+    artifact.write_text("fake")
+    runner = Runner(artifact)
+    assert runner.kind == "fakert" and opened == [str(artifact)] and runner(np.ones((3, 8, 8, 1))).argmax(1).tolist() \
+        == [0, 0, 0]
+    assert read_metadata(artifact)["preprocessing"]["scale"] == 1 / 16
+    result = validate(artifact, dataset="digits")
+    assert result["runtime"] == "fakert" and len(opened) == 2 and 0 < result["top1"] < 0.2  # class 0's share
+    with pytest.raises(ValueError, match=r"must be an \.onnx or \.tflite or \.fake file"):
+        validate(tmp_path / "model.keras")
+    assert bench.artifact_path("F", "fakert") == os.path.join("F", "export", "model.fake")
+    assert bench._load_runtime("fakert", str(artifact), None, None).kind == "fakert"
+
+    monkeypatch.setitem(options.FORMAT_SETS, "fake", ("fake",))  # the parser's choices are built at import
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1))
+    for overwrite in (False, True):  # the second replaces the first: model.fake is an export's file
+        manifest = core.export_model(model, tmp_path / "out", format="fake", batch_sizes=(1,), overwrite=overwrite)
+        assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "model.fake"]
+        assert manifest["formats"] == {"fake": {"path": "model.fake"}} and set(manifest["parity"]["max_abs_diff"]) == {
+            "fake"}
