@@ -21,13 +21,14 @@ from conftest import random_batch
 
 import lacnn_zoo
 from lacnn_zoo import build_model, layer_attended
+from lacnn_zoo.layers import layer_attention
 from lacnn_zoo.models.backbones import feature_extractor
 from lacnn_zoo.models.layer_attended import tap_names
 from lacnn_zoo.models.taps import feature_info, feature_model, select_taps
 from lacnn_zoo.training.monitor import layer_weights
 
 SHAPE = (64, 64, 3)
-MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
+MECHANISMS = sorted(layer_attention.MECHANISMS)  # every mechanism the zoo has
 
 
 def _stages(counts, name):

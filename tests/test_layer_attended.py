@@ -19,18 +19,22 @@ from reference import (
     softmax,
 )
 
-from lacnn_zoo import build_model, list_models
+from lacnn_zoo import build_model, layer_attended, list_models, model_info
+from lacnn_zoo.layers.layer_attention import MECHANISMS as MECHANISM_CLASSES
 from lacnn_zoo.layers.layer_attention import (
     DynamicRecurrent,
     InnateStatic,
+    Knob,
     StaticTrainableVector,
     TapForm,
     TapSelfAttention,
 )
+from lacnn_zoo.models import layer_attended as layer_attended_module
 from lacnn_zoo.models.layer_attended import layer_attended_head, tap_names
 from lacnn_zoo.training.monitor import LayerAttentionMonitor, layer_weights
+from lacnn_zoo.validation import check_positive_int
 
-MECHANISMS = ["innate_static", "static_vector", "self_attention", "dynamic_recurrent"]
+MECHANISMS = list(MECHANISM_CLASSES)
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 rng = np.random.default_rng(7)
 
@@ -410,3 +414,77 @@ def test_every_layer_attended_preset_is_registered():
     names = list_models("lacnn_*")
     for mechanism in MECHANISMS:
         assert f"lacnn_{mechanism}" in names and f"lacnn_{mechanism}_tiny" in names
+
+
+# --- every mechanism owns its knobs -----------------------------------------------------------------
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_a_mechanism_s_knobs_reach_the_builder_with_its_layer_s_defaults(mechanism):
+    layer = MECHANISM_CLASSES[mechanism]
+    defaults = layer.knob_defaults()
+    info = model_info(f"lacnn_{mechanism}_tiny")
+    assert {k: info.knobs[k] for k in defaults} == defaults
+    attention = build_model(f"lacnn_{mechanism}_tiny").get_layer("layer_attention")
+    assert type(attention) is layer
+    config = attention.get_config()
+    assert {arg: config[arg] for arg in layer.knob_arguments(defaults)} == layer.knob_arguments(defaults)
+    # Its knobs are inert under every other mechanism, and only there.
+    for other in MECHANISMS:
+        inert = info.inert_knobs({"mechanism": other})
+        assert all((k in inert) == (other != mechanism) for k in defaults), (other, inert)
+    for name, knob in layer.KNOBS.items():  # every searched value is one the knob accepts
+        assert [knob.check(name, v) for v in knob.search] == list(knob.search)
+
+
+def test_the_builder_names_every_mechanism_knob_before_the_contraction():
+    import inspect
+
+    names = list(inspect.signature(layer_attended_module.build_layer_attended).parameters)
+    knobs = [k for layer in MECHANISM_CLASSES.values() for k in layer.KNOBS]
+    assert knobs == ["heads", "key_width", "lstm_units", "lstm_direction", "lstm_readout"]  # today's
+    at = names.index("contraction_units")
+    assert names[at - len(knobs):at] == knobs and names[at - len(knobs) - 1] == "tap_units"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'head'"):
+        layer_attended_module.build_layer_attended(input_shape=(8, 8, 1), num_classes=2, include_top=True,
+                                                   pooling="avg", classifier_activation=None, name="x", head=2)
+
+
+class GatedInnateStatic(InnateStatic):
+    """Innate-Static grown one knob, `gate_units` (default 3, searched over 3 and 5): what adding a knob takes."""
+
+    KNOBS = {"gate_units": Knob(check_positive_int, search=(3, 5))}
+    KNOBS_TARGET = "the test's gate"
+
+    def __init__(self, units, activation=None, gate_units=3, **kwargs):
+        super().__init__(units, activation=activation, **kwargs)
+        self._set_knobs(gate_units=gate_units)
+
+
+def grow_a_knob(monkeypatch):
+    """Make "innate_static" `GatedInnateStatic`, and derive the builder's signature again, as importing does."""
+    builder = layer_attended_module.build_layer_attended
+    monkeypatch.setitem(MECHANISM_CLASSES, "innate_static", GatedInnateStatic)
+    monkeypatch.setattr(builder, "__signature__", builder.__signature__)  # restored after the test
+    layer_attended_module._name_mechanism_knobs(builder)
+
+
+def test_a_knob_added_to_a_mechanism_reaches_every_builder_and_its_checks(monkeypatch):
+    """Only the mechanism class changes: the builders take the knob, with its default, check it and refuse it
+    under another mechanism (tests/test_tuning.py: the search searches it)."""
+    grow_a_knob(monkeypatch)
+    assert model_info("lacnn_innate_static_tiny").knobs["gate_units"] == 3
+    assert layer_attended_module.head_defaults()["gate_units"] == 3
+    model = build_model("lacnn_innate_static_tiny", gate_units=5)
+    assert model.get_layer("layer_attention").gate_units == 5
+    assert model.get_layer("layer_attention").get_config()["gate_units"] == 5
+    assert build_model("lacnn_innate_static_tiny").get_layer("layer_attention").gate_units == 3
+    with pytest.raises(ValueError, match="`gate_units` must be a positive integer"):
+        build_model("lacnn_innate_static_tiny", gate_units=0)
+    with pytest.raises(ValueError, match="gate_units.* cannot take effect.*the test's gate, and mechanism='static"):
+        build_model("lacnn_static_vector_tiny", gate_units=5)
+    backbone = build_model("plain_cnn_tiny", include_top=False, pooling=None)
+    given = layer_attended(backbone, mechanism="innate_static", gate_units=5)
+    assert isinstance(given.get_layer("layer_attention"), GatedInnateStatic)
+    assert given.get_layer("layer_attention").gate_units == 5
+    with pytest.raises(ValueError, match="`gate_units` cannot take effect on this head: it sets the test's gate"):
+        layer_attended(backbone, mechanism="self_attention", gate_units=5)

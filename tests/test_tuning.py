@@ -60,6 +60,33 @@ def test_every_branch_of_the_space_builds():
     assert built > 30
 
 
+def test_the_layer_attended_candidates_are_the_layer_attention_mechanisms():
+    from tuning.hypermodel import attention_mechanism
+
+    found = {m: attention_mechanism(m) for m in CANDIDATES}
+    assert {m: layer for m, layer in found.items() if layer is not None} == LAYER_ATTENTION_MECHANISMS
+
+
+def test_a_knob_added_to_a_mechanism_is_searched_and_built(monkeypatch):
+    """Only the mechanism class changes (test_layer_attended.grow_a_knob): its searched values join the space,
+    under that mechanism alone, and a trial's value reaches the built layer."""
+    from test_layer_attended import GatedInnateStatic, grow_a_knob
+
+    grow_a_knob(monkeypatch)
+    hypermodel = MechanismHyperModel((8, 8, 1), 10, mechanisms=["plain", "innate_static", "self_attention"])
+    hp = keras_tuner.HyperParameters()
+    hypermodel.build(hp)
+    (spec,) = [s for s in hp.space if s.name == "gate_units"]
+    assert list(spec.values) == [3, 5] and [c.values for c in spec.conditions] == [["innate_static"]]
+    assert _conditional_values(hp, "innate_static")["gate_units"] == [3, 5]
+    assert "gate_units" not in _conditional_values(hp, "self_attention")
+    trial = hp.copy()
+    trial.values.update({name: values[0] for name, values in _conditional_values(hp, "innate_static").items()})
+    trial.values.update(mechanism="innate_static", gate_units=5)
+    attention = hypermodel.build(trial).get_layer("layer_attention")
+    assert isinstance(attention, GatedInnateStatic) and attention.gate_units == 5
+
+
 def test_restricted_space_and_inactive_knobs():
     hypermodel = MechanismHyperModel((8, 8, 1), 10, mechanisms=["plain", "dynamic_recurrent"])
     hp = keras_tuner.HyperParameters()

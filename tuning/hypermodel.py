@@ -4,15 +4,17 @@
 picks among the zoo's families; knobs that belong to one mechanism live under
 `hp.conditional_scope("mechanism", [...])`, so they are active (and searched)
 only when that mechanism is chosen.  Depth, width and learning rate are
-shared.  `build` only assembles a small model; it is cheap, as Keras Tuner
-calls it repeatedly.
+shared.  A layer-attention mechanism's own knobs and the values searched for
+them are its layer's (`KNOBS`, each `Knob.search`), read through the registry.
+`build` only assembles a small model; it is cheap, as Keras Tuner calls it
+repeatedly.
 """
 
 import keras_tuner
 
 from lacnn_zoo import build_model, model_info
 from lacnn_zoo.training import compile_model
-from tuning.options import CANDIDATES, LAYER_ATTENDED, OBJECTIVES, RESIDUAL  # noqa: E402, F401  (Keras-free tables)
+from tuning.options import CANDIDATES, OBJECTIVES, RESIDUAL  # noqa: E402, F401  (Keras-free tables)
 
 
 def check_mechanisms(mechanisms):
@@ -27,6 +29,15 @@ def check_mechanisms(mechanisms):
     if unknown:
         raise ValueError(f"Unknown mechanism(s) {unknown}; accepted: {list(CANDIDATES)}.")
     return mechanisms
+
+
+def attention_mechanism(candidate):
+    """The layer-attention class of a layer-attended candidate (None for the other families): its registered
+    model's builder's `mechanisms` table at the model's `mechanism` knob. The class owns its knobs (`KNOBS`)."""
+    base, fixed = CANDIDATES[candidate]
+    info = model_info(base)
+    mechanisms = getattr(info.builder, "mechanisms", None)
+    return None if mechanisms is None else mechanisms[{**info.knobs, **fixed}["mechanism"]]
 
 
 class MechanismHyperModel(keras_tuner.HyperModel):
@@ -55,6 +66,9 @@ class MechanismHyperModel(keras_tuner.HyperModel):
         unused = sorted(k for k in self.overrides if not any(k in model_info(b).knobs for b in bases))
         if unused:
             raise ValueError(f"Override(s) {unused} apply to none of the searched mechanisms {self.mechanisms}.")
+        # The searched layer-attended candidates (in CANDIDATES order) and their layer-attention classes.
+        self.layer_attention = {m: attention_mechanism(m) for m in CANDIDATES if m in self.mechanisms}
+        self.layer_attention = {m: layer for m, layer in self.layer_attention.items() if layer is not None}
 
     def _in(self, hp, names):
         """conditional_scope for the searched mechanisms among `names` (None when none is searched)."""
@@ -84,22 +98,21 @@ class MechanismHyperModel(keras_tuner.HyperModel):
                 aa_heads = hp.Choice("aa_heads", [1, 2])
                 aa_key_ratio = hp.Choice("aa_key_ratio", [0.25, 0.5])
                 aa_relative = hp.Boolean("aa_relative", default=True)
-        layer_attended = self._in(hp, LAYER_ATTENDED)
+        layer_attended = self._in(hp, self.layer_attention)
         if layer_attended:
             with layer_attended:
                 tap_form = hp.Choice("tap_form", ["pool", "resample"])
-        static = self._in(hp, ("innate_static", "static_vector"))
+        # The tap transform is searched where the mechanism takes taps of different widths (it is on otherwise).
+        static = self._in(hp, [m for m, layer in self.layer_attention.items() if not layer.needs_common_width])
         if static:
             with static:
                 tap_transform = hp.Boolean("tap_transform", default=False)
-        if "self_attention" in self.mechanisms:
-            with hp.conditional_scope("mechanism", ["self_attention"]):
-                heads = hp.Choice("heads", [2, 4])
-                key_width = hp.Choice("key_width", [32, 64])
-        if "dynamic_recurrent" in self.mechanisms:
-            with hp.conditional_scope("mechanism", ["dynamic_recurrent"]):
-                lstm_units = hp.Choice("lstm_units", [32, 64])
-                lstm_direction = hp.Choice("lstm_direction", ["forward", "bidirectional"])
+        own = {}  # each mechanism's own searched knobs
+        for candidate, layer in self.layer_attention.items():
+            searched = {name: knob.search for name, knob in layer.KNOBS.items() if knob.search}
+            if searched:
+                with hp.conditional_scope("mechanism", [candidate]):
+                    own[candidate] = {name: hp.Choice(name, list(values)) for name, values in searched.items()}
 
         base, fixed = CANDIDATES[mechanism]
         knobs.update(fixed)
@@ -113,12 +126,9 @@ class MechanismHyperModel(keras_tuner.HyperModel):
                 knobs.update(heads=aa_heads, dk=aa_key_ratio, dv=aa_key_ratio / 2, relative=aa_relative)
         else:
             knobs.update(depth=depth, tap_form=tap_form)
-            if mechanism in ("innate_static", "static_vector"):
+            if not self.layer_attention[mechanism].needs_common_width:
                 knobs["tap_transform"] = tap_transform
-            if mechanism == "self_attention":
-                knobs.update(heads=heads, key_width=key_width)
-            if mechanism == "dynamic_recurrent":
-                knobs.update(lstm_units=lstm_units, lstm_direction=lstm_direction)
+            knobs.update(own.get(mechanism, {}))
         info = model_info(base)
         knobs.update({k: v for k, v in self.overrides.items() if k in info.knobs})
         inert = info.inert_knobs(knobs)  # e.g. the searched widths under --set backbone=MobileNetV3Small

@@ -15,6 +15,7 @@ CANDIDATES = {
     "dynamic_recurrent": ("lacnn_dynamic_recurrent_tiny", {}),
 }
 RESIDUAL = ("resnet_add", "resnet_beta", "resnet_projection", "attention_augmented")
-LAYER_ATTENDED = ("innate_static", "static_vector", "self_attention", "dynamic_recurrent")
+# The layer-attended candidates are those whose model is layer-attended; their knobs are their mechanisms' own
+# (`tuning.hypermodel.attention_mechanism`).
 OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
 TUNERS = ("random", "hyperband", "bayesian")

@@ -11,9 +11,16 @@ contracts them (Figs. 5 and 6).
 Every mechanism is a `LayerAttention` layer that takes the list of n tap
 vectors and returns the contracted vector, and exposes `layer_weights(taps)`:
 a `(batch, n)` array whose rows are non-negative and sum to 1.
+
+Every mechanism owns its knobs (`KNOBS`, a `{knob: Knob}` table; the defaults
+are its constructor's): the builders (`lacnn_zoo.models.layer_attended`), the
+mechanism search (`tuning`) and the tests read them from `MECHANISMS`, so a
+new knob is written once, here.
 """
 
+import inspect
 import math
+from typing import Callable, NamedTuple, Optional
 
 import keras
 from keras import layers, ops
@@ -22,6 +29,39 @@ from lacnn_zoo.validation import check_choice, check_positive_int
 
 TAP_FORMS = ("pool", "resample")
 POOL_MODES = ("avg", "max", None)
+
+
+class Knob(NamedTuple):
+    """One knob of a layer-attention mechanism, as the builders take it (`build_layer_attended(heads=...)`).
+
+    Its default is the default of the mechanism's constructor argument (`LayerAttention.knob_defaults`).
+
+    Attributes:
+        check: `check(name, value)` returns the value, or raises a ValueError naming the knob.
+        search: the values the mechanism search (`tuning`) tries, as one `hp.Choice`; empty: not searched.
+        arg: the constructor argument the knob sets, when it is not the knob's name (`lstm_direction` sets
+            `direction`).
+    """
+
+    check: Callable
+    search: tuple = ()
+    arg: Optional[str] = None
+
+
+def one_of(choices):
+    """A knob check that accepts the values of `choices` only."""
+    def check(name, value):
+        return check_choice(name, value, choices)
+
+    return check
+
+
+def optional(check):
+    """A knob check that also accepts None (the mechanism's own choice, e.g. a key width of the tap width)."""
+    def check_optional(name, value):
+        return None if value is None else check(name, value)
+
+    return check_optional
 
 
 @keras.saving.register_keras_serializable(package="lacnn_zoo")
@@ -118,17 +158,43 @@ class LayerAttention(layers.Layer):
     except Dynamic-Recurrent's ``readout="final_state"``, whose weights must be
     read against the before-training row).
 
+    `KNOBS` is the mechanism's own knobs, `{knob: Knob}`, each setting one
+    constructor argument (kept in the config); `KNOBS_TARGET` is what they set,
+    for the refusal of a knob under another mechanism ("it sets ...").
+    `needs_common_width` says whether the taps must share one width (the
+    builders then give them the per-tap transform by default).
+
     Args:
         units: width of the contraction.
         activation: activation after the contraction (None for logits).
     """
 
     weights_start_equal = True
+    needs_common_width = False
+    KNOBS = {}
+    KNOBS_TARGET = None
 
     def __init__(self, units, activation=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_positive_int("units", units)
         self._activation_fn = keras.activations.get(activation)
+
+    @classmethod
+    def knob_defaults(cls):
+        """`{knob: default}`: the defaults of the constructor arguments the knobs set."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return {name: parameters[knob.arg or name].default for name, knob in cls.KNOBS.items()}
+
+    @classmethod
+    def knob_arguments(cls, knobs):
+        """The constructor arguments of `knobs` (`{knob: value}`, every knob of this mechanism)."""
+        return {knob.arg or name: knobs[name] for name, knob in cls.KNOBS.items()}
+
+    def _set_knobs(self, **arguments):
+        """Check every knob (in `KNOBS` order) and keep it as the attribute of its constructor argument."""
+        for name, knob in self.KNOBS.items():
+            arg = knob.arg or name
+            setattr(self, arg, knob.check(name, arguments[arg]))
 
     def _check_taps(self, input_shape):
         is_list = isinstance(input_shape, (list, tuple)) and input_shape
@@ -175,6 +241,7 @@ class LayerAttention(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(units=self.units, activation=keras.activations.serialize(self._activation_fn))
+        config.update({knob.arg or name: getattr(self, knob.arg or name) for name, knob in self.KNOBS.items()})
         return config
 
 
@@ -252,10 +319,16 @@ class TapSelfAttention(LayerAttention):
             (default: the tap width).
     """
 
+    needs_common_width = True
+    KNOBS = {
+        "heads": Knob(check_positive_int, search=(2, 4)),
+        "key_width": Knob(optional(check_positive_int), search=(32, 64)),
+    }
+    KNOBS_TARGET = "the self-attention mechanism"
+
     def __init__(self, units, activation=None, heads=4, key_width=None, **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        self.heads = check_positive_int("heads", heads)
-        self.key_width = None if key_width is None else check_positive_int("key_width", key_width)
+        self._set_knobs(heads=heads, key_width=key_width)
         if self.key_width is not None and self.key_width % self.heads:
             raise ValueError(
                 f"`key_width` must be divisible by `heads`; received key_width={key_width}, heads={heads}."
@@ -291,11 +364,6 @@ class TapSelfAttention(LayerAttention):
     def layer_weights(self, taps):
         _, scores = self._attend(list(taps), training=False)  # (batch, heads, queries, keys)
         return ops.mean(scores, axis=(1, 2))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(heads=self.heads, key_width=self.key_width)
-        return config
 
 
 LSTM_DIRECTIONS = ("forward", "bidirectional")
@@ -341,11 +409,17 @@ class DynamicRecurrent(LayerAttention):
         readout: ``"attention"`` or ``"final_state"``.
     """
 
+    needs_common_width = True
+    KNOBS = {
+        "lstm_units": Knob(check_positive_int, search=(32, 64)),
+        "lstm_direction": Knob(one_of(LSTM_DIRECTIONS), search=LSTM_DIRECTIONS, arg="direction"),
+        "lstm_readout": Knob(one_of(LSTM_READOUTS), arg="readout"),
+    }
+    KNOBS_TARGET = "the Dynamic-Recurrent LSTM"
+
     def __init__(self, units, activation=None, lstm_units=64, direction="forward", readout="attention", **kwargs):
         super().__init__(units, activation=activation, **kwargs)
-        self.lstm_units = check_positive_int("lstm_units", lstm_units)
-        self.direction = check_choice("lstm_direction", direction, LSTM_DIRECTIONS)
-        self.readout = check_choice("lstm_readout", readout, LSTM_READOUTS)
+        self._set_knobs(lstm_units=lstm_units, direction=direction, readout=readout)
 
     @property
     def weights_start_equal(self):
@@ -386,17 +460,13 @@ class DynamicRecurrent(LayerAttention):
             return self.occlusion_shares(taps)
         return self.attention_weights(list(taps), training=False)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(lstm_units=self.lstm_units, direction=self.direction, readout=self.readout)
-        return config
-
     @classmethod
     def from_config(cls, config):
         # A config without `readout` was saved before the knob existed, when the final state was the only form.
         return super().from_config({"readout": "final_state", **config})
 
 
+# The four mechanisms by the name the builders' `mechanism` knob takes; each class owns its knobs (`KNOBS`).
 MECHANISMS = {
     "innate_static": InnateStatic,
     "static_vector": StaticTrainableVector,

@@ -30,8 +30,9 @@ import numbers
 import keras
 from keras import Model, layers
 
+from lacnn_zoo.compat import producer
 from lacnn_zoo.layers import ConvBNAct
-from lacnn_zoo.layers.layer_attention import LSTM_DIRECTIONS, LSTM_READOUTS, MECHANISMS, TAP_FORMS, TapForm
+from lacnn_zoo.layers.layer_attention import MECHANISMS, TAP_FORMS, TapForm
 from lacnn_zoo.layers.residual import MIXING_MODES
 from lacnn_zoo.models.backbones import accepted_backbones, feature_extractor, own_input_shape, resolve_backbone
 from lacnn_zoo.models.heads import check_head_arguments, classifier, classifier_head, model_input
@@ -47,9 +48,32 @@ __all__ = ["build_layer_attended", "feature_extractor", "feature_info", "layer_a
 BACKBONES = ("plain", "residual")
 ATTENTION_LAYER = "layer_attention"
 POOLING_MODES = ("avg", "max", None)
-# The head's knobs; their defaults are build_layer_attended's (HEAD_DEFAULTS, below it), pooling the zoo's.
-HEAD_KNOBS = ("mechanism", "pooling", "tap_form", "tap_size", "tap_transform", "tap_units", "heads", "key_width",
-              "lstm_units", "lstm_direction", "lstm_readout", "contraction_units")
+# The head's own knobs; every mechanism's knobs (its layer's `KNOBS`) join them before `contraction_units`
+# (`head_knob_names()`). Their defaults are build_layer_attended's and the layers' (`head_defaults()`), pooling
+# the zoo's.
+HEAD_OWN_KNOBS = ("mechanism", "pooling", "tap_form", "tap_size", "tap_transform", "tap_units", "contraction_units")
+
+
+def mechanism_knob_defaults():
+    """`{knob: default}` of every mechanism's knobs, in `MECHANISMS` order; the defaults are the layers'."""
+    return {name: default for layer in MECHANISMS.values() for name, default in layer.knob_defaults().items()}
+
+
+def head_knob_names():
+    """The head's knobs in the builder's order: its own, the mechanisms' before `contraction_units`."""
+    return (*HEAD_OWN_KNOBS[:-1], *mechanism_knob_defaults(), HEAD_OWN_KNOBS[-1])
+
+
+def head_defaults():
+    """`{knob: default}` of every head knob: `build_layer_attended`'s, the mechanisms' and `pooling="avg"`."""
+    parameters = inspect.signature(build_layer_attended).parameters
+    defaults = {**{k: parameters[k].default for k in HEAD_OWN_KNOBS if k != "pooling"}, **mechanism_knob_defaults()}
+    return {"pooling": "avg", **{k: defaults[k] for k in head_knob_names() if k != "pooling"}}
+
+
+def _transformed_by_default(mechanism):
+    """Whether `tap_transform=None` transforms the taps: for the mechanisms that need taps of one common width."""
+    return any(name == mechanism and layer.needs_common_width for name, layer in MECHANISMS.items())
 
 
 def _check_tap_size(tap_size):
@@ -79,24 +103,22 @@ def _tap_size(tap_size, taps):
     return min(sizes, key=lambda size: size[0] * size[1])  # the smallest tap
 
 
-def check_head_knobs(*, mechanism, pooling, tap_form, tap_size, tap_transform, tap_units, heads, key_width,
-                     lstm_units, lstm_direction, lstm_readout, contraction_units):
-    """Validate the knobs of `layer_attended_head`; returns `tap_transform` resolved from None."""
+def check_head_knobs(*, mechanism, pooling, tap_form, tap_size, tap_transform, tap_units, contraction_units,
+                     **mechanism_knobs):
+    """Validate the knobs of `layer_attended_head` (`mechanism_knobs`: every mechanism's, each checked by its
+    `Knob.check`); returns `tap_transform` resolved from None."""
     check_choice("mechanism", mechanism, tuple(MECHANISMS))
     check_choice("pooling", pooling, POOLING_MODES)
     check_choice("tap_form", tap_form, TAP_FORMS)
-    check_choice("lstm_direction", lstm_direction, LSTM_DIRECTIONS)
-    check_choice("lstm_readout", lstm_readout, LSTM_READOUTS)
     _check_tap_size(tap_size)
     check_positive_int("tap_units", tap_units)
-    check_positive_int("heads", heads)
-    check_positive_int("lstm_units", lstm_units)
-    if key_width is not None:
-        check_positive_int("key_width", key_width)
+    for layer in MECHANISMS.values():
+        for name, knob in layer.KNOBS.items():
+            knob.check(name, mechanism_knobs[name])
     if contraction_units is not None:
         check_positive_int("contraction_units", contraction_units)
     if tap_transform is None:
-        tap_transform = mechanism in ("self_attention", "dynamic_recurrent")
+        tap_transform = _transformed_by_default(mechanism)
     if not isinstance(tap_transform, bool):
         raise ValueError(f"`tap_transform` must be True, False or None; received tap_transform={tap_transform!r}.")
     return tap_transform
@@ -111,16 +133,17 @@ def layer_attended_head(taps, *, num_classes, classifier_activation=None, **knob
         classifier_activation: None for logits, or e.g. "softmax" (a layer named `probabilities`).
         **knobs: `mechanism`, `pooling`, `tap_form`, `tap_size`, `tap_transform`, `tap_units`,
             `heads`, `key_width`, `lstm_units`, `lstm_direction`, `lstm_readout`, `contraction_units`, as
-            `build_layer_attended` (defaults in `HEAD_DEFAULTS`).
+            `build_layer_attended` (defaults in `head_defaults()`; the mechanisms' knobs are their layers' `KNOBS`).
 
     Returns:
         The output tensor.  Layers are named `tap{i}_form`, `tap{i}_transform`, `layer_attention`
         (the mechanism), `logits` and `probabilities`.
     """
-    unknown = sorted(set(knobs) - set(HEAD_DEFAULTS))
+    defaults = head_defaults()
+    unknown = sorted(set(knobs) - set(defaults))
     if unknown:
-        raise ValueError(f"Unknown head knob(s) {unknown}; accepted: {sorted(HEAD_DEFAULTS)}.")
-    k = {**HEAD_DEFAULTS, **knobs}
+        raise ValueError(f"Unknown head knob(s) {unknown}; accepted: {sorted(defaults)}.")
+    k = {**defaults, **knobs}
     tap_transform = check_head_knobs(**k)
     if k["tap_form"] == "pool" and k["pooling"] is None and any(None in t.shape[1:3] for t in taps):
         raise ValueError(
@@ -141,12 +164,8 @@ def layer_attended_head(taps, *, num_classes, classifier_activation=None, **knob
                          name=f"tap{i}_transform")(t)
             for i, t in enumerate(formed, start=1)
         ]
-    options = {
-        "self_attention": dict(heads=k["heads"], key_width=k["key_width"]),
-        "dynamic_recurrent": dict(lstm_units=k["lstm_units"], direction=k["lstm_direction"],
-                                  readout=k["lstm_readout"]),
-    }.get(k["mechanism"], {})
     mechanism = MECHANISMS[k["mechanism"]]
+    options = mechanism.knob_arguments(k)
     if k["contraction_units"] is None:
         x = mechanism(num_classes, name=ATTENTION_LAYER, **options)(formed)
         x = layers.Identity(name="logits", dtype="float32")(x)  # float32 logits under a mixed policy
@@ -164,6 +183,21 @@ def _without_head(source, pooling, name):
     return Model(source.input, x, name=name)
 
 
+def _name_mechanism_knobs(builder):
+    """Give `builder` the signature that names every mechanism's knob, with its default, before
+    `contraction_units` (what its `**mechanism_knobs` takes): the registry (`model_info(name).knobs`,
+    `build_model`'s accepted overrides) and help() read it."""
+    vars(builder).pop("__signature__", None)  # from the code again (**mechanism_knobs), when called anew
+    signature = inspect.signature(builder)
+    parameters = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    at = [p.name for p in parameters].index("contraction_units")
+    knobs = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+             for name, default in mechanism_knob_defaults().items()]
+    builder.__signature__ = signature.replace(parameters=parameters[:at] + knobs + parameters[at:])
+    return builder
+
+
+@_name_mechanism_knobs
 def build_layer_attended(
     *,
     input_shape,
@@ -185,12 +219,8 @@ def build_layer_attended(
     tap_size=None,
     tap_transform=None,
     tap_units=64,
-    heads=4,
-    key_width=None,
-    lstm_units=64,
-    lstm_direction="forward",
-    lstm_readout="attention",
     contraction_units=None,
+    **mechanism_knobs,
 ):
     """A layer-attended network.
 
@@ -220,11 +250,17 @@ def build_layer_attended(
             (the LSTM's final state is contracted; the zoo's first form).
         contraction_units: None contracts straight to the logits; an int adds a hidden
             contraction of that width (ReLU) before the classifier.
+
+    The mechanisms' knobs (`heads` ... `lstm_readout`) are their layers' `KNOBS`, with the layers' defaults;
+    the signature names each of them.
     """
+    defaults = mechanism_knob_defaults()
+    unknown = sorted(set(mechanism_knobs) - set(defaults))
+    if unknown:  # what Python says of an unknown keyword
+        raise TypeError(f"build_layer_attended() got an unexpected keyword argument {unknown[0]!r}")
     head = dict(mechanism=mechanism, pooling=pooling, tap_form=tap_form, tap_size=tap_size,
-                tap_transform=tap_transform, tap_units=tap_units, heads=heads, key_width=key_width,
-                lstm_units=lstm_units, lstm_direction=lstm_direction, lstm_readout=lstm_readout,
-                contraction_units=contraction_units)
+                tap_transform=tap_transform, tap_units=tap_units, contraction_units=contraction_units,
+                **{**defaults, **mechanism_knobs})
     check_head_knobs(**head)
     if isinstance(backbone, str) and backbone in BACKBONES:
         source = _zoo_backbone(backbone, input_shape, name, backbone_weights=backbone_weights, widths=widths,
@@ -240,22 +276,14 @@ def build_layer_attended(
     return Model(source.input, outputs, name=name)
 
 
-HEAD_DEFAULTS = {"pooling": "avg", **{k: p.default for k, p in inspect.signature(
-    build_layer_attended).parameters.items() if k in HEAD_KNOBS and k != "pooling"}}
-
-
 def inert_head_knobs(knobs):
     """`{knob: why}`: the head knobs that the mechanism, tap form and tap transform leave without effect."""
-    k = {**HEAD_DEFAULTS, **knobs}
+    k = {**head_defaults(), **knobs}
     mechanism, inert = k["mechanism"], {}
-    if mechanism != "self_attention":
-        inert.update(dict.fromkeys(("heads", "key_width"), f"it sets the self-attention mechanism, and "
-                                                           f"mechanism={mechanism!r}"))
-    if mechanism != "dynamic_recurrent":
-        inert.update(dict.fromkeys(("lstm_units", "lstm_direction", "lstm_readout"),
-                                   f"it sets the Dynamic-Recurrent LSTM, and mechanism={mechanism!r}"))
-    transform = k["tap_transform"] if k["tap_transform"] is not None else mechanism in ("self_attention",
-                                                                                          "dynamic_recurrent")
+    for name, layer in MECHANISMS.items():
+        if mechanism != name:
+            inert.update(dict.fromkeys(layer.KNOBS, f"it sets {layer.KNOBS_TARGET}, and mechanism={mechanism!r}"))
+    transform = k["tap_transform"] if k["tap_transform"] is not None else _transformed_by_default(mechanism)
     if not transform:
         inert["tap_units"] = f"it is the width of the tap transform, which is off for mechanism={mechanism!r} " \
                              f"with tap_transform={k['tap_transform']!r}"
@@ -273,7 +301,8 @@ def _refuse_inert_head_knobs(given, head):
 
 def inert_layer_attended_knobs(knobs):
     """`{knob: why}`: the knobs of `build_layer_attended` that its other knobs leave without effect."""
-    inert = inert_head_knobs({k: v for k, v in knobs.items() if k in HEAD_KNOBS and k != "pooling"})
+    head = set(head_knob_names()) - {"pooling"}
+    inert = inert_head_knobs({k: v for k, v in knobs.items() if k in head})
     backbone = knobs.get("backbone", "plain")
     shown = backbone if isinstance(backbone, str) else type(backbone).__name__
     if not (isinstance(backbone, str) and backbone in BACKBONES):
@@ -289,6 +318,9 @@ def inert_layer_attended_knobs(knobs):
 
 
 build_layer_attended.inert_knobs = inert_layer_attended_knobs
+# The mechanisms by name: the search (`tuning`, which uses the zoo through its public modules) reads each one's
+# knobs and their searched values as `model_info(name).builder.mechanisms[mechanism].KNOBS`.
+build_layer_attended.mechanisms = MECHANISMS
 
 
 def _zoo_backbone(backbone, input_shape, name, *, backbone_weights, widths, depth, downsample, mixing, beta_init,
@@ -381,11 +413,12 @@ def layer_attended(
         >>> tap_names(model)[:2]
         ['conv2_block1_out', 'conv2_block2_out']
     """
-    unknown = sorted(set(head_knobs) - set(HEAD_DEFAULTS))
+    defaults = head_defaults()
+    unknown = sorted(set(head_knobs) - set(defaults))
     if unknown:
         raise ValueError(
             f"Unknown keyword argument(s) {unknown} for layer_attended; accepted head knobs: "
-            f"{sorted(set(HEAD_DEFAULTS) - {'mechanism'})}."
+            f"{sorted(set(defaults) - {'mechanism'})}."
         )
     check_positive_int("num_classes", num_classes)
     check_classifier_activation(classifier_activation)
@@ -395,7 +428,7 @@ def layer_attended(
         raise ValueError(f"`features` returns feature maps, so it needs include_top=False; received "
                          f"features={features!r} with include_top=True.")
     head = {**head_knobs, "mechanism": mechanism}
-    check_head_knobs(**{**HEAD_DEFAULTS, **head})
+    check_head_knobs(**{**defaults, **head})
     _refuse_inert_head_knobs(head_knobs, head)
     source = resolve_backbone(backbone, input_shape=input_shape, weights=backbone_weights)
     _, tapped = select_taps(source, taps)
@@ -404,7 +437,7 @@ def layer_attended(
 
         return feature_model(source, features, name=name or f"{source.name}_features")
     if not include_top:
-        return _without_head(source, {**HEAD_DEFAULTS, **head}["pooling"], name or f"{source.name}_features")
+        return _without_head(source, {**defaults, **head}["pooling"], name or f"{source.name}_features")
     outputs = layer_attended_head(tapped, num_classes=num_classes, classifier_activation=classifier_activation,
                                   **head)
     return Model(source.input, outputs, name=name or f"{source.name}_layer_attended")
@@ -421,8 +454,8 @@ def tap_names(model):
         ) from None
     names = []
     for i in range(1, attention.num_layers + 1):
-        tap = model.get_layer(f"tap{i}_form")._inbound_nodes[0].arguments.keras_tensors[0]
-        names.append(tap._keras_history.operation.name)
+        tap = model.get_layer(f"tap{i}_form").input  # the tensor the tap's former was called on
+        names.append(producer(tap)[0].name)
     return names
 
 
