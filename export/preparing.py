@@ -4,11 +4,21 @@ with open height and width when asked, and traceable by the converters."""
 import numpy as np
 
 from export.formats import ExportError
+from lacnn_zoo.compat import flatten_layers
 
 
 def load_trained_model(path):
-    """Load a `.keras` file with the zoo's loader (safe mode on, every zoo class registered); its refusals are
-    ExportErrors here."""
+    """Load a `.keras` file with the zoo's loader (safe mode on, every zoo class registered).
+
+    Args:
+        path: the `.keras` file.
+
+    Returns:
+        The `keras.Model`, not compiled.
+
+    Raises:
+        ExportError: the loader's refusal (not a `.keras` archive, an unknown class, ...), with its message.
+    """
     from lacnn_zoo import load_model
 
     try:
@@ -75,7 +85,7 @@ def _as_float32(model):
             return [retype(v) for v in node]
         return "float32" if node in ("mixed_bfloat16", "mixed_float16", "bfloat16", "float16") else node
 
-    mixed = {layer.dtype_policy.name for layer in model._flatten_layers(include_self=True, recursive=True)}
+    mixed = {layer.dtype_policy.name for layer in flatten_layers(model, include_self=True)}
     if mixed <= {"float32"}:
         return model
     try:
@@ -91,7 +101,7 @@ def _constant_preprocessing(model):
     tf2onnx turns into unfed graph inputs; as NumPy arrays they are traced as constants (same values)."""
     import keras
 
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model):
         if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
             layer.mean = np.asarray(layer.mean)
             layer.variance = np.asarray(layer.variance)
@@ -99,7 +109,7 @@ def _constant_preprocessing(model):
 
 def _disable_cudnn(model):
     """Keras bakes a cuDNN LSTM kernel into the traced graph when a GPU is visible; tf2onnx cannot convert it."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in flatten_layers(model):
         if hasattr(layer, "use_cudnn"):
             layer.use_cudnn = False
 

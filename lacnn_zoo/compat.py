@@ -1,19 +1,31 @@
-"""Private names of Keras that the zoo relies on, in one place, each with a test in tests/test_compat.py that fails
-when a Keras release changes it (setup.cfg also bounds keras below its next major version).
+"""Every private name of Keras, keras-tuner and TensorFlow that the zoo relies on, in one place, each with a test
+in tests/test_compat.py that fails when a release changes it (then fix it here, not in its callers); setup.cfg
+bounds keras and keras-tuner below their next major versions.
 
-* `global_state` "object_name_uids": Keras' counters of automatic layer names (`activation`, `activation_18`).
-  `fresh_layer_names` builds a backbone as in a fresh session, so its automatic names, the names of its taps,
-  the monitor's CSV columns and the report's labels are the same in every build of one process.
-* `global_state` "uninitialized_variables": the variables a `StatelessScope(initialize_variables=False)` defers;
-  `deferred_variables_dropped` forgets the ones a parameter count created, so no later scope allocates them.
+* `global_state` "object_name_uids", Keras' counters of automatic layer names (`activation`, `activation_18`):
+  `fresh_layer_names` builds a backbone as in a fresh session, so its tap names are the same in every build.
+* `global_state` "uninitialized_variables", the variables a `StatelessScope(initialize_variables=False)` defers:
+  `deferred_variables_dropped` forgets the ones a parameter count created.
+* `Layer._flatten_layers`: `flatten_layers`, every layer of a model, nested models included.
+* `KerasTensor._keras_history` and `Operation._inbound_nodes`: `producer`, the operation that made a symbolic
+  tensor and the tensors it was called on.
+* `BackupAndRestore._save_model`, `_load_model`, `_weights_path`, `_training_metadata_path`, `_current_epoch`,
+  `_last_batch_seen`: `BackupAndRestore`, Keras' callback with those hooks under public names.
+* `keras.src.backend.tensorflow.trainer.reduce_per_replica` and `Trainer._symbolic_build`/`_maybe_symbolic_build`:
+  `per_replica_reduction`, `symbolic_build`.
+* keras-tuner's `Tuner._try_build`, `Tuner._build_and_fit_model` and `tuner_utils.convert_to_metrics_dict`:
+  `TunerHooks`, `best_metrics`.
+* TensorFlow's `convert_variables_to_constants_v2` and profiler: `tf_forward_flops`.
 """
 
 import collections
 import contextlib
 
+import keras
 from keras.src.backend.common import global_state
 
-__all__ = ["deferred_variables_dropped", "fresh_layer_names"]
+__all__ = ["BackupAndRestore", "TunerHooks", "best_metrics", "deferred_variables_dropped", "flatten_layers",
+           "fresh_layer_names", "per_replica_reduction", "producer", "symbolic_build", "tf_forward_flops"]
 
 _NAME_COUNTERS = "object_name_uids"
 _DEFERRED = "uninitialized_variables"
@@ -44,3 +56,114 @@ def deferred_variables_dropped():
         yield
     finally:
         global_state.set_global_attribute(_DEFERRED, pending)
+
+
+def flatten_layers(model, include_self=False):
+    """Every layer of `model`, depth first, nested models and their layers included (`model` itself first when
+    `include_self`)."""
+    return list(model._flatten_layers(include_self=include_self, recursive=True))
+
+
+def producer(tensor):
+    """`(operation, inputs)`: the operation that made the symbolic `tensor` and the symbolic tensors it was
+    called on (a functional model's graph, walked backwards)."""
+    operation, node_index, _ = tensor._keras_history
+    return operation, list(operation._inbound_nodes[node_index].arguments.keras_tensors)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore` with its private hooks under public names: `save_backup` (called at the end of
+    each epoch) and `load_backup` (called when training begins), to override or call; `weights_path`,
+    `metadata_path` and `progress()` say where and what."""
+
+    def _save_model(self):  # Keras calls it when a backup is due
+        self.save_backup()
+
+    def _load_model(self):  # Keras calls it when training begins
+        self.load_backup()
+
+    def save_backup(self):
+        super()._save_model()
+
+    def load_backup(self):
+        super()._load_model()
+
+    @property
+    def weights_path(self):
+        return self._weights_path
+
+    @property
+    def metadata_path(self):
+        return self._training_metadata_path
+
+    def progress(self):
+        """What Keras records in the backup's metadata: the epoch in progress and the last batch seen."""
+        return {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+
+
+@contextlib.contextmanager
+def per_replica_reduction(wrap):
+    """Inside the block, Keras' TensorFlow trainer reduces per-replica values with `wrap(original)`, where
+    `original(values, strategy, reduction)` is its own `reduce_per_replica`; put back afterwards."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    tf_trainer.reduce_per_replica = wrap(original)
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original
+
+
+@contextlib.contextmanager
+def symbolic_build(model, data_batch, scope=None):
+    """Build `model`'s loss, metrics and optimizer variables now from `data_batch` (inside `scope`, e.g. a
+    distribution strategy's), and keep `fit` from building them again inside the block."""
+    with scope or contextlib.nullcontext():
+        model._symbolic_build(data_batch=data_batch)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    try:
+        yield
+    finally:
+        del model._maybe_symbolic_build
+
+
+class TunerHooks:
+    """A mix-in for a keras-tuner `Tuner` class, whose private per-execution steps it exposes as two hooks:
+    `on_model_built(model)` after each execution's model is built, `on_execution_end(history, fit_kwargs)` after
+    each execution's fit."""
+
+    def _try_build(self, hp):
+        model = super()._try_build(hp)
+        self.on_model_built(model)
+        return model
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        history = super()._build_and_fit_model(trial, *args, **kwargs)
+        self.on_execution_end(history, kwargs)
+        return history
+
+    def on_model_built(self, model):
+        pass
+
+    def on_execution_end(self, history, fit_kwargs):
+        pass
+
+
+def best_metrics(history, objective):
+    """keras-tuner's reading of one execution: every metric at the epoch where `objective` was best."""
+    from keras_tuner.src.engine import tuner_utils
+
+    return tuner_utils.convert_to_metrics_dict(history, objective)
+
+
+def tf_forward_flops(concrete_function):
+    """The float operations of a TensorFlow concrete function, its variables frozen to constants (TensorFlow's
+    profiler)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    graph = convert_variables_to_constants_v2(concrete_function).graph
+    return int(model_analyzer.profile(graph=graph, options=options).total_float_ops)

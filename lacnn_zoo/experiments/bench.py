@@ -90,17 +90,14 @@ def flops_per_image(model, input_shape):
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
-        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-        from tensorflow.python.profiler import model_analyzer, option_builder
+
+        from lacnn_zoo.compat import tf_forward_flops
 
         def forward(x):
             return model(x, training=False)
 
-        concrete = tf.function(forward).get_concrete_function(tf.TensorSpec([1, *input_shape], tf.float32))
-        options = option_builder.ProfileOptionBuilder.float_operation()
-        options["output"] = "none"
-        graph = convert_variables_to_constants_v2(concrete).graph
-        return int(model_analyzer.profile(graph=graph, options=options).total_float_ops)
+        return tf_forward_flops(tf.function(forward).get_concrete_function(tf.TensorSpec([1, *input_shape],
+                                                                                         tf.float32)))
     if backend == "jax":
         import jax
 

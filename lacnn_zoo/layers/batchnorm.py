@@ -5,11 +5,13 @@ import contextlib
 
 import keras
 
+from lacnn_zoo.compat import flatten_layers
+
 
 def batchnorm_layers(model):
     """The model's BatchNormalization layers that training updates (nested models included; frozen ones left
     out: they run in inference mode and keep their statistics)."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    return [layer for layer in flatten_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
 
 
@@ -134,7 +136,7 @@ def set_batchnorm_momentum(model, momentum):
     from lacnn_zoo.options import check_bounded
 
     momentum = check_bounded("momentum", momentum, "bn_momentum", "--bn-momentum")
-    every = list(model._flatten_layers(include_self=False, recursive=True))
+    every = flatten_layers(model)
     layers = [layer for layer in every if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in layers:
         layer.momentum = momentum

@@ -38,6 +38,7 @@ import re
 
 import keras
 
+from lacnn_zoo.compat import producer
 from lacnn_zoo.layers import ConvBNAct, ResidualBlock
 from lacnn_zoo.options import TAP_RULES  # noqa: E402  (Keras-free, for the command line)
 
@@ -65,9 +66,7 @@ class _Graph:
             if key in seen:
                 continue
             seen.add(key)
-            operation, node_index, _ = tensor._keras_history
-            node = operation._inbound_nodes[node_index]
-            parents = list(node.arguments.keras_tensors)
+            operation, parents = producer(tensor)
             self.parents[key], self.producer[key] = parents, operation
             stack.append((tensor, True))
             stack.extend((p, False) for p in reversed(parents) if id(p) not in seen)

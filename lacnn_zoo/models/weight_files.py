@@ -16,6 +16,8 @@ import tempfile
 import warnings
 import zipfile
 
+from lacnn_zoo.compat import flatten_layers
+
 KERAS_WEIGHTS = "model.weights.h5"  # the weights inside a .keras file
 
 
@@ -87,7 +89,7 @@ def mismatch(model, path):
         ours, theirs = model_entries(model), entries(path)
     except Exception:  # noqa: BLE001  (a damaged or foreign file: the caller keeps Keras' own message)
         return None
-    order = {layer.name: i for i, layer in enumerate(model._flatten_layers(include_self=True, recursive=True))}
+    order = {layer.name: i for i, layer in enumerate(flatten_layers(model, include_self=True))}
     rank = lambda key: (order.get(ours[key][0], len(order)), key)  # noqa: E731
     differ = sorted((k for k in ours if k in theirs and ours[k][1] != theirs[k][1]), key=rank)
     missing = sorted((k for k in ours if k not in theirs), key=rank)

@@ -9,6 +9,7 @@ import time
 import keras
 import numpy as np
 
+from lacnn_zoo.compat import BackupAndRestore
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.io import atomic_path, damaged, is_json_number, read_json, read_json_record, write_json
 from lacnn_zoo.training.ema import better, ema_name
@@ -109,7 +110,7 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
                                        "tie": tie, "tie_monitor": self.tie, "weights": weights})
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+class AtomicBackupAndRestore(BackupAndRestore):
     """`BackupAndRestore` whose weights and metadata are written to temporary files and renamed into place.
 
     Keras' own writes `latest.weights.h5` in place, so a crash during the write
@@ -129,16 +130,16 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 "resume from it. Start it again with --overwrite (its best.keras is kept until then)."
             ) from e
 
-    def _save_model(self):
+    def save_backup(self):
         if not weights_are_finite(self.model):
             self.model.stop_training = True
             return
         os.makedirs(self.backup_dir, exist_ok=True)
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        with atomic_path(self._weights_path, suffix=".weights.h5", need_bytes=checkpoint_bytes(self.model)) as tmp:
+        metadata = self.progress()
+        with atomic_path(self.weights_path, suffix=".weights.h5", need_bytes=checkpoint_bytes(self.model)) as tmp:
             self.model.save_weights(tmp)
             _stamp(tmp, metadata)
-        with atomic_path(self._training_metadata_path) as tmp:
+        with atomic_path(self.metadata_path) as tmp:
             with open(tmp, "w") as f:
                 json.dump(metadata, f)
 
@@ -191,11 +192,11 @@ class BackupReader(AtomicBackupAndRestore):
 
     def on_train_begin(self, logs=None):
         try:
-            self._load_model()
+            self.load_backup()
         except Exception as e:
             raise ZooError(f"The backup in {self.backup_dir!r} cannot be read ({type(e).__name__}: {e}).") from e
 
-    def _save_model(self):
+    def save_backup(self):
         pass
 
     def on_train_end(self, logs=None):

@@ -117,7 +117,9 @@ def check_mode_gap(modes):
 def batchnorm_layers(model):
     import keras
 
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    from lacnn_zoo.compat import flatten_layers
+
+    return [layer for layer in flatten_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 

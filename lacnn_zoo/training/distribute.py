@@ -22,6 +22,7 @@ import os
 
 import keras
 
+from lacnn_zoo.compat import per_replica_reduction, symbolic_build
 from lacnn_zoo.options import DISTRIBUTES  # noqa: E402  (Keras-free, for the command line)
 
 __all__ = ["JAX_PROCESS_VARIABLES", "Distribution", "check_distribute", "fitting", "setup", "shard_by_data"]
@@ -169,28 +170,22 @@ def fitting(model, dist, sample_batch):
     if dist.kind != "multi-worker" or dist.strategy is None:
         yield
         return
-    from keras.src.backend.tensorflow import trainer as tf_trainer
 
-    with dist.strategy.scope():
-        model._symbolic_build(data_batch=sample_batch())
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    original = tf_trainer.reduce_per_replica
+    def scalars_by_axis_none(original):
+        def reduce(values, strategy, reduction="auto"):
+            if reduction not in ("auto", "mean"):
+                return original(values, strategy, reduction)
 
-    def reduce_per_replica(values, strategy, reduction="auto"):
-        if reduction not in ("auto", "mean"):
-            return original(values, strategy, reduction)
+            def mean(v):
+                rank = getattr(getattr(v, "values", [v])[0], "shape", None)
+                if rank is not None and rank.rank == 0:
+                    return strategy.reduce("MEAN", v, axis=None)
+                return original(v, strategy, reduction)
 
-        def mean(v):
-            rank = getattr(getattr(v, "values", [v])[0], "shape", None)
-            if rank is not None and rank.rank == 0:
-                return strategy.reduce("MEAN", v, axis=None)
-            return original(v, strategy, reduction)
+            return keras.tree.map_structure(mean, values)
 
-        return keras.tree.map_structure(mean, values)
+        return reduce
 
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    try:
+    with symbolic_build(model, sample_batch(), scope=dist.strategy.scope()), \
+            per_replica_reduction(scalars_by_axis_none):
         yield
-    finally:
-        tf_trainer.reduce_per_replica = original
-        del model._maybe_symbolic_build
