@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from lacnn_zoo import input_convention
+from lacnn_zoo.compat import TunerHooks, best_metrics
 from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.experiments import mean_std
@@ -44,6 +45,7 @@ from lacnn_zoo.io import (
 from lacnn_zoo.options import check_bounded
 from lacnn_zoo.plotting import pyplot, save_figure
 from lacnn_zoo.training import EpochTimer, diagnostics
+from lacnn_zoo.training.search_project import ORACLE, SPACE, TABLE, TABLE_CSV, TABLE_PLOT, SearchProject
 from lacnn_zoo.validation import check_choice
 from tuning.hypermodel import OBJECTIVES, MechanismHyperModel, check_mechanisms
 from tuning.options import TUNERS  # noqa: E402  (Keras-free, for the parsers)
@@ -53,25 +55,16 @@ SPACE_KEYS = ("mechanisms", "dataset", "tuner", "objective", "epochs", "seed", "
               "image_size", "augment", "executions_per_trial")
 # Keys added after the first release: a search.json without them was made with these values.
 SPACE_DEFAULTS = {"overrides": {}, "image_size": None, "augment": "none", "executions_per_trial": 1}
-EXECUTIONS_FILE = "executions.json"  # in each trial's folder: every execution's objective and val accuracy
-
-
-def _project_entry(name):
-    """Files Keras Tuner and the report write into a project folder (`overwrite` replaces nothing else)."""
-    return (name in {"oracle.json", "best.keras", "metrics.json", "mechanisms.csv", "mechanisms.json",
-                     "mechanisms.png", "search.json", "tensorboard", "report"}
-            or name.startswith("trial_") or (name.startswith("tuner") and name.endswith(".json"))
-            or name == "chief.json")
 
 
 def _prepare_project(project_dir, space, overwrite):
     """Under the project's lock: refuse foreign files and changed spaces; record the space of a new project."""
+    project = SearchProject(project_dir)
     entries = [e for e in os.listdir(project_dir) if e != LOCK_NAME] if os.path.isdir(project_dir) else []
     if entries:
-        check_replaceable(project_dir, "search", _project_entry, "oracle.json")
-        remove_stale_temporaries(project_dir, known=_project_entry)
-        stored = read_json(os.path.join(project_dir, "search.json")) if os.path.exists(
-            os.path.join(project_dir, "search.json")) else None
+        check_replaceable(project_dir, "search", project.is_entry, ORACLE)
+        remove_stale_temporaries(project_dir, known=project.is_entry)
+        stored = read_json(project.file(SPACE)) if os.path.exists(project.file(SPACE)) else None
         if overwrite:
             for entry in entries:
                 remove_path(os.path.join(project_dir, entry))
@@ -87,7 +80,7 @@ def _prepare_project(project_dir, space, overwrite):
                 )
     os.makedirs(project_dir, exist_ok=True)
     mark_owned(project_dir, "search")
-    write_json(os.path.join(project_dir, "search.json"), space)
+    write_json(project.file(SPACE), space)
 
 
 @dataclasses.dataclass
@@ -110,43 +103,36 @@ def _distribution_strategy():
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else None
 
 
-class _RecordExecutions:
+class _RecordExecutions(TunerHooks):
     """Mixed into a Keras Tuner class: after each trial, every execution's best-epoch values and its warnings
     (`lacnn_zoo.training.diagnostics`, printed at the end of the trial) go to the trial's `executions.json`
     (Keras Tuner keeps only their average). `data` (the search's `DataSplits`) is set before the search."""
 
     data = None
 
-    def _try_build(self, hp):
-        self._built = super()._try_build(hp)  # the model the next execution trains, for its batch-norm check
-        return self._built
+    def on_model_built(self, model):
+        self._built = model  # the model the next execution trains, for its batch-norm check
 
-    def _build_and_fit_model(self, trial, *args, **kwargs):
-        from lacnn_zoo.training.diagnostics import MODE_SAMPLE, mode_accuracies
-
-        history = super()._build_and_fit_model(trial, *args, **kwargs)
+    def on_execution_end(self, history, fit_kwargs):
         modes = None
         if self.data is not None and getattr(self, "_built", None) is not None:
-            x, y = self.data.sample(MODE_SAMPLE, split="train")
-            modes = mode_accuracies(self._built, x, y, batch_size=kwargs.get("batch_size") or 64)
+            x, y = self.data.sample(diagnostics.MODE_SAMPLE, split="train")
+            modes = diagnostics.mode_accuracies(self._built, x, y, batch_size=fit_kwargs.get("batch_size") or 64)
         self._modes.append(modes)
-        return history
 
     def run_trial(self, trial, *args, **kwargs):
-        from keras_tuner.src.engine import tuner_utils
-
         self._modes = []
         histories = super().run_trial(trial, *args, **kwargs)
         executions = []
         for history, modes in zip(histories, self._modes):
-            best = tuner_utils.convert_to_metrics_dict(history, self.oracle.objective)
+            best = best_metrics(history, self.oracle.objective)
             executions.append({**{k: float(v) for k, v in best.items()},
                                "epoch_times_s": [float(t) for t in history.history.get("epoch_time_s", [])],
                                "history": {k: [float(v) for v in values] for k, values in history.history.items()},
                                "warnings": self._warnings(history.history, modes)})
         for line in dict.fromkeys(line for e in executions for line in diagnostics.lines(e["warnings"])):
             print(f"trial {trial.trial_id}: {line}", file=sys.stderr, flush=True)
-        write_json(os.path.join(self.get_trial_dir(trial.trial_id), EXECUTIONS_FILE), executions)
+        write_json(SearchProject.executions_file(self.get_trial_dir(trial.trial_id)), executions)
         return histories
 
     def _warnings(self, history, modes):
@@ -225,8 +211,31 @@ def run_search(
     `overrides` are fixed knobs for every searched model that has them (e.g. `{"backbone": "EfficientNetB0"}`
     for the layer-attended mechanisms); they are part of the search space recorded in `search.json`.
 
-    Every argument is checked before the first trial starts.  On a distributed
-    worker the function returns None once the chief has no more trials for it.
+    Every argument is checked before the first trial starts.
+
+    Args:
+        mechanisms: the mechanisms to search, a list or a comma-separated string of `tuning.CANDIDATES`
+            names; None for all of them.
+        dataset: 'digits', a TFDS name or a folder of class subfolders.
+        tuner: 'random', 'hyperband' or 'bayesian'.
+        max_trials: trials of the search (Hyperband: its own schedule up to `epochs`).
+        epochs: training epochs of each execution.
+        objective: what the tuner maximises or minimises, one of `OBJECTIVES` ('val_accuracy' by default).
+        directory: the folder of the search projects.
+        project_name: the project's folder in `directory`, a plain name; re-running it resumes the search.
+        seed: seed of the tuner and of the data split.
+        overwrite: start the project afresh (only a folder holding nothing but the search's own files).
+        batch_size: training batch size.
+        verbose: Keras' verbosity of each fit.
+        callbacks: more Keras callbacks for every fit.
+        overrides: fixed knobs for every searched model that has them.
+        executions_per_trial: trainings per trial, from different initialisations.
+        **data_kwargs: the data set's options (`image_size`, `augment`, `data_dir`, ...), as `load_dataset`'s.
+
+    Returns:
+        A `SearchResult` (the table per mechanism, the best model and its hyperparameters, its test accuracy,
+        the project folder and the wall time); None on a distributed worker, once the chief has no more
+        trials for it.
     """
     mechanisms = check_mechanisms(mechanisms)
     check_choice("tuner", tuner, TUNERS)
@@ -341,7 +350,7 @@ def coverage_warning(mechanisms, max_trials, tuner):
 def _executions(search_tuner, trial, objective):
     """Every execution's {objective, val_accuracy} of a trial; a trial run before executions were recorded counts
     as one execution with the trial's (averaged) values."""
-    path = os.path.join(search_tuner.get_trial_dir(trial.trial_id), EXECUTIONS_FILE)
+    path = SearchProject.executions_file(search_tuner.get_trial_dir(trial.trial_id))
     if os.path.exists(path):
         return [{k: e.get(k) for k in dict.fromkeys((objective, "val_accuracy", "epoch_times_s"))}
                 for e in read_json(path)]
@@ -430,10 +439,11 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
         test = best_model.evaluate(data.test[0], data.test[1], verbose=0, return_dict=True)
     else:
         test = best_model.evaluate(data.test, verbose=0, return_dict=True)
-    with atomic_path(os.path.join(project_dir, "best.keras"), suffix=".keras") as tmp:
+    project = SearchProject(project_dir)
+    with atomic_path(project.best, suffix=".keras") as tmp:
         best_model.save(tmp)
     # What `python -m export` and a deployment read beside best.keras, as for a training run.
-    write_json(os.path.join(project_dir, "metrics.json"), {
+    write_json(project.metrics, {
         "model": best_model.name, "dataset": data.name, "test_accuracy": float(test["accuracy"]),
         "input_shape": list(data.input_shape), "num_classes": data.num_classes,
         "preprocessing": data.preprocessing, "hyperparameters": dict(best_hp.values),
@@ -448,9 +458,9 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
         "trials": rows,
         "backend": keras.backend.backend(),
     }
-    write_json(os.path.join(project_dir, "mechanisms.json"), summary)
-    write_csv(table, os.path.join(project_dir, "mechanisms.csv"))
-    plot_mechanisms(table, os.path.join(project_dir, "mechanisms.png"),
+    write_json(project.file(TABLE), summary)
+    write_csv(table, project.file(TABLE_CSV))
+    plot_mechanisms(table, project.file(TABLE_PLOT),
                     f"{data.name}: best validation accuracy per mechanism")
     return SearchResult(table=table, best_model=best_model, best_hyperparameters=dict(best_hp.values),
                         test_accuracy=float(test["accuracy"]), project_dir=project_dir, wall_time_s=wall_time_s)

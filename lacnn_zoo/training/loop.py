@@ -70,13 +70,13 @@ class TrainResult:
     worker: str = "chief"
 
 
-def _input_convention(overrides, output_dir, resume):
+def _input_convention(overrides, run, resume):
     """The input convention of the run's backbone (a keras.applications backbone's `preprocess_input`), or None
     (the training images' statistics). A run started before conventions were applied keeps its statistics."""
     from lacnn_zoo.models.backbones import input_convention
 
     convention = input_convention((overrides or {}).get("backbone"))
-    if resume and convention is not None and RunFolder(output_dir).recorded_convention(missing=True) is None:
+    if resume and convention is not None and run.recorded_convention(missing=True) is None:
         return None
     return convention
 
@@ -186,7 +186,8 @@ def train(model=DEFAULT_MODEL, config=None, *, output_dir=None, resume=False, ov
                          f"replicas, and without {spell('`distribute`', '--distribute')} there is one: it cannot "
                          f"take effect. Add {spell('distribute=', '--distribute ')}'mirrored' or 'multi-worker', or "
                          "leave it out.")
-    output_dir = os.fspath(output_dir or RunFolder.default(model, run_config["dataset"], c.seed).path)
+    run = RunFolder(os.fspath(output_dir)) if output_dir else RunFolder.default(model, run_config["dataset"], c.seed)
+    output_dir = run.path  # the run's one RunFolder: passed down to every step below
     if resume and overwrite:
         raise ValueError(f"{spell('`resume`', '--resume')} and {spell('`overwrite`', '--overwrite')} exclude each "
                          "other: resume continues a run, overwrite replaces it.")
@@ -199,7 +200,7 @@ def train(model=DEFAULT_MODEL, config=None, *, output_dir=None, resume=False, ov
     try:
         dist = setup_distribution(distribute)  # first: TF's multi-worker strategy precedes every other op
         try:
-            return _train(info, run_config, recipe_options, output_dir, dist, resume=resume, overwrite=overwrite,
+            return _train(info, run_config, recipe_options, run, dist, resume=resume, overwrite=overwrite,
                           data_dir=c.data_dir, download=c.download, tensorboard=tensorboard, callbacks=callbacks,
                           verbose=verbose)
         finally:
@@ -310,14 +311,15 @@ def _check_dataset(c, options, splits):
     return dataset
 
 
-def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_dir, download, tensorboard, callbacks,
+def _train(info, config, options, run, dist, *, resume, overwrite, data_dir, download, tensorboard, callbacks,
            verbose):
     model, dataset, seed, batch_size = config["model"], config["dataset"], config["seed"], config["batch_size"]
     image_size, augment, overrides = config["image_size"], config["augment"], config["overrides"]
     init_weights, freeze_backbone = config["init_weights"], config["freeze_backbone"]
 
     keras.utils.set_random_seed(seed)
-    convention = None if dataset == "digits" else _input_convention(overrides, output_dir, resume)
+    output_dir = run.path
+    convention = None if dataset == "digits" else _input_convention(overrides, run, resume)
     data = load_dataset(
         dataset, seed=seed, batch_size=batch_size, **(
             {} if dataset == "digits" else
@@ -337,7 +339,7 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
     with dist.scope():
         # An older generation's default applies to the knobs this model uses.
         used = {k: v for k, v in info.knobs.items() if k not in info.inert_knobs(overrides)}
-        knobs = RunFolder(output_dir).generation_overrides(used, overrides) if resume else overrides
+        knobs = run.generation_overrides(used, overrides) if resume else overrides
         net = build_model(model, input_shape=data.input_shape, num_classes=data.num_classes, **knobs)
         if config["bn_momentum"] is not None:  # before the weights are restored: a resumed run sets it again
             _set_bn_momentum(net, config["bn_momentum"])
@@ -351,21 +353,21 @@ def _train(info, config, options, output_dir, dist, *, resume, overwrite, data_d
         for layer in backbone_layers(net):
             layer.trainable = False
     if not dist.is_chief and dist.distribution is not None:
-        return _train_in_shadow(net, info, data, config, options, output_dir, dist, resume, callbacks, verbose)
+        return _train_in_shadow(net, info, data, config, options, run, dist, resume, callbacks, verbose)
     if not dist.is_chief:
-        return _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbacks, verbose)
+        return _fit_on_worker(net, data, config, options, run, dist, resume, callbacks, verbose)
     created = not os.path.exists(output_dir)
     try:
-        with FolderLock(RunFolder(output_dir).lock, f"Run folder {output_dir!r}"):
-            done = RunFolder(output_dir).prepare(config, resume=resume, overwrite=overwrite, records=records)
-            return _fit_and_report(net, info, data, config, options, output_dir, done, tensorboard, callbacks,
+        with FolderLock(run.lock, f"Run folder {output_dir!r}"):
+            done = run.prepare(config, resume=resume, overwrite=overwrite, records=records)
+            return _fit_and_report(net, info, data, config, options, run, done, tensorboard, callbacks,
                                    verbose, dist)
     finally:
         if created and os.path.isdir(output_dir) and not os.listdir(output_dir):
             os.rmdir(output_dir)  # refused before anything was written: leave no empty folder behind
 
 
-def _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbacks, verbose):
+def _fit_on_worker(net, data, config, options, run, dist, resume, callbacks, verbose):
     """A non-chief worker: the same fit, no file written (it resumes from the chief's backup, read-only)."""
     with dist.scope():
         compile_with_recipe(net, options, epochs=config["epochs"],
@@ -376,13 +378,13 @@ def _fit_on_worker(net, data, config, options, output_dir, dist, resume, callbac
     if options["ema"]:  # every worker validates the averaged model, as the chief does
         run_callbacks.append(EMAValidation.for_fit(fit, data, config["batch_size"]))
     if resume:
-        run_callbacks.append(BackupReader(os.path.join(output_dir, "backup")))
+        run_callbacks.append(BackupReader(run.file(BACKUP)))
     with fitting(net, dist, lambda: sample_batch(fit)):
         net.fit(**fit, epochs=config["epochs"], callbacks=run_callbacks, verbose=verbose)
-    return TrainResult(model=net, metrics=None, output_dir=output_dir, worker=dist.worker)
+    return TrainResult(model=net, metrics=None, output_dir=run.path, worker=dist.worker)
 
 
-def _train_in_shadow(net, info, data, config, options, output_dir, dist, resume, callbacks, verbose):
+def _train_in_shadow(net, info, data, config, options, run, dist, resume, callbacks, verbose):
     """A non-chief JAX process: saving a model gathers its arrays from every process, so each process runs the
     chief's code, files included, into a private temporary folder (seeded with the chief's backup to resume)
     that is removed at the end; the run folder is written by the chief alone."""
@@ -393,26 +395,25 @@ def _train_in_shadow(net, info, data, config, options, output_dir, dist, resume,
     try:
         if resume:
             for name in RESUMABLE_ENTRIES:
-                source = os.path.join(output_dir, name)
+                source = run.file(name)
                 if os.path.isdir(source):
                     shutil.copytree(source, os.path.join(shadow, name))
                 elif os.path.exists(source):
                     shutil.copy2(source, shadow)
             mark_owned(shadow, "run")
-        done = RunFolder(shadow).prepare(config, resume=resume, overwrite=False)
-        result = _fit_and_report(net, info, data, config, options, shadow, done, False, callbacks, verbose, dist)
-        return TrainResult(model=result.model, metrics=None, output_dir=output_dir, worker=dist.worker)
+        shadow_run = RunFolder(shadow)
+        done = shadow_run.prepare(config, resume=resume, overwrite=False)
+        result = _fit_and_report(net, info, data, config, options, shadow_run, done, False, callbacks, verbose, dist)
+        return TrainResult(model=result.model, metrics=None, output_dir=run.path, worker=dist.worker)
     finally:
         shutil.rmtree(shadow, ignore_errors=True)
 
 
-def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, tensorboard, callbacks, verbose,
-                    dist):
+def _fit_and_report(net, info, data, config, options, run, epochs_done, tensorboard, callbacks, verbose, dist):
     epochs, batch_size = config["epochs"], config["batch_size"]
     with dist.scope():
         compile_with_recipe(net, options, epochs=epochs, steps_per_epoch=steps_per_epoch(data, batch_size),
                             num_classes=data.num_classes)
-    run = RunFolder(output_dir)
     best_path = run.best
     backup = AtomicBackupAndRestore(run.file(BACKUP), delete_checkpoint=False)
     fit = fit_arguments(data, config, options, dist)
@@ -433,7 +434,7 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
     ]
     if tensorboard and keras.backend.backend() == "tensorflow":
         run_callbacks.append(keras.callbacks.TensorBoard(run.file(TENSORBOARD)))
-    monitors = _model_callbacks(net, data, output_dir)
+    monitors = _model_callbacks(net, data, run)
     run_callbacks.extend([ema.swap_in(), *monitors, ema.swap_out()] if ema and monitors else monitors)
     run_callbacks.append(backup)
 
@@ -488,7 +489,7 @@ def _fit_and_report(net, info, data, config, options, output_dir, epochs_done, t
     metrics["warnings"] = _diagnose(best, data, run, metrics, batch_size, verbose=verbose != 0 and dist.is_chief)
     run.write_metrics(metrics)
     remove_path(backup.backup_dir)  # only now: a kill before metrics.json leaves the run resumable
-    return TrainResult(model=best, metrics=metrics, output_dir=output_dir)
+    return TrainResult(model=best, metrics=metrics, output_dir=run.path)
 
 
 def _best_weights(run):
@@ -515,15 +516,15 @@ def _diagnose(model, data, run, metrics, batch_size, verbose):
     return warnings
 
 
-def _model_callbacks(model, data, output_dir):
+def _model_callbacks(model, data, run):
     """Callbacks a model family asks for: the per-layer attention monitor for layer-attended models."""
     from lacnn_zoo.training.monitor import LayerAttentionMonitor, is_layer_attended
 
     if not is_layer_attended(model):
         return []
     x, _ = data.sample(256, split="validation")
-    tensorboard_dir = os.path.join(RunFolder(output_dir).file(TENSORBOARD), "layer_attention")
-    return [LayerAttentionMonitor(x, output_dir, tensorboard_dir=tensorboard_dir)]
+    tensorboard_dir = os.path.join(run.file(TENSORBOARD), "layer_attention")
+    return [LayerAttentionMonitor(x, run.path, tensorboard_dir=tensorboard_dir)]
 
 
 def resume(output_dir, **kwargs):

@@ -36,6 +36,7 @@ from lacnn_zoo.io import (
     write_json,
 )
 from lacnn_zoo.options import RECIPES
+from lacnn_zoo.training.report_folder import foreign_entries
 
 CONFIG, METRICS, HISTORY, BEST, BACKUP = "run.json", "metrics.json", "history.csv", "best.keras", "backup"
 TENSORBOARD = "tensorboard"
@@ -296,8 +297,6 @@ class RunFolder:
         folder = self.file(REPORT)
         if not os.path.isdir(folder) or os.path.islink(folder):
             return []
-        from lacnn_zoo.experiments.report import foreign_entries  # the report folder's owner knows its files
-
         return [os.path.join(REPORT, e) for e in foreign_entries(folder)]
 
     def interrupted_before_start(self, entries=None):

@@ -35,27 +35,20 @@ from lacnn_zoo.io import (
     is_owned,
     is_temporary,
     mark_owned,
-    owned_files,
     printable,
     read_csv_checked,
-    read_json,
     remove_path,
     remove_stale_temporaries,
     unwritable,
     write_json,
 )
+from lacnn_zoo.training.report_folder import NUMBERS, PAGE, recorded_files
 from lacnn_zoo.training.run_folder import HISTORY, REPORT, RunFolder
 
 REPORT_DIR = REPORT  # the run folder names it
-PAGE = "report.html"
-NUMBERS = "report.json"  # the numbers behind the figures
 EXAMPLES = 16
 # Rows of four images 308 pixels high: 256 images keep the figure far below matplotlib's 2**16 pixels a side.
 MAX_EXAMPLES = 256
-# What a report of the earlier version (its marker lists no files) wrote, besides the attention figures that
-# its report.json names.
-LEGACY_FILES = frozenset({PAGE, NUMBERS, "learning_curves.png", "confusion.png", "top_losses.png",
-                          "reliability.png", "layer_attention.png", "tap_lesions.png", "tuning_curves.png"})
 
 
 def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image_size=None, data_dir=None,
@@ -147,27 +140,6 @@ def _check_data_options(path, tuning, dataset, examples, image_size, data_dir, d
         refuse_on_digits(image_size=image_size, data_dir=data_dir, download=download)
 
 
-def _recorded_files(out):
-    """The entries of `out` that lacnn-zoo wrote as a report (None: `out` is not a report lacnn-zoo wrote)."""
-    files = owned_files(out, "report")
-    if files == []:  # the earlier version's marker: its fixed names and the attention figures its numbers name
-        try:
-            attention = read_json(os.path.join(out, NUMBERS)).get("attention") or {}
-            files = [*LEGACY_FILES, *(f"attention_{name}.png" for name in attention if isinstance(name, str))]
-        except (OSError, ValueError, AttributeError):
-            files = list(LEGACY_FILES)
-    return None if files is None else {f for f in files if not os.path.isdir(os.path.join(out, f))}
-
-
-def foreign_entries(out):
-    """The entries of the report folder `out` that lacnn-zoo did not write as a report (all of them when `out`
-    is not a report the zoo wrote): what `train --overwrite` must not remove with a run's `report/`."""
-    recorded = _recorded_files(out)
-    entries = [e for e in os.listdir(out) if e not in (OWNER_MARKER, LOCK_NAME)
-               and not (recorded is not None and is_temporary(e))]
-    return sorted(e for e in entries if e not in (recorded or ()))
-
-
 def _check_out(out, overwrite):
     """The entries of an earlier report in `out` that this one replaces ([] for a new or empty folder).
 
@@ -181,7 +153,7 @@ def _check_out(out, overwrite):
         raise FileExistsError(f"{spell('`out`', '--out')} {out!r} {what}; choose another.")
     if not os.path.isdir(out):
         return []
-    recorded = _recorded_files(out)
+    recorded = recorded_files(out)
     entries = sorted(e for e in os.listdir(out) if e not in (OWNER_MARKER, LOCK_NAME)
                      and not (recorded is not None and is_temporary(e)))
     foreign = [e for e in entries if e not in (recorded or ())]
@@ -214,7 +186,7 @@ def _remove_leftovers(out):
     for name in os.listdir(parent):
         if leftover.match(name) and os.path.isdir(os.path.join(parent, name)):
             remove_path(os.path.join(parent, name))
-    if os.path.isdir(out) and not os.path.islink(out) and _recorded_files(out) is not None:
+    if os.path.isdir(out) and not os.path.islink(out) and recorded_files(out) is not None:
         remove_stale_temporaries(out)
 
 

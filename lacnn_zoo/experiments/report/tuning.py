@@ -1,16 +1,13 @@
 """The report of a tuning project (`python -m tuning`, `lacnn-zoo tune`): the mechanisms table, the best trial's
 validation curve per mechanism, and every trial's hyperparameters and score."""
 
-import glob
 import os
 
 from lacnn_zoo.errors import one_line
 from lacnn_zoo.experiments.report import figures
 from lacnn_zoo.experiments.report.page import Page
 from lacnn_zoo.io import DamagedFileError, damaged, is_json_number, printable, read_json_checked, read_json_record
-
-TABLE = "mechanisms.json"
-EXECUTIONS = "executions.json"
+from lacnn_zoo.training.search_project import EXECUTIONS, ORACLE, TABLE, SearchProject
 
 
 def _number(value):
@@ -37,7 +34,7 @@ TABLE_TYPES = {
 
 
 def is_tuning_project(path):
-    return os.path.isfile(os.path.join(path, "oracle.json"))
+    return SearchProject(path).is_project()
 
 
 def read_executions(path):
@@ -60,14 +57,14 @@ def trials(path, page=None):
     id. A damaged trial.json leaves its trial out, a damaged executions.json its curve, each with one line on
     `page`."""
     found = []
-    for trial_file in sorted(glob.glob(os.path.join(path, "trial_*", "trial.json"))):
+    for trial_file in SearchProject(path).trial_files():
         folder = os.path.dirname(trial_file)
         try:
             record = read_json_record(trial_file, TRIAL_TYPES)
         except DamagedFileError as e:
             _left_out(page, f"Trial {os.path.basename(folder)}", e)
             continue
-        executions_file = os.path.join(folder, EXECUTIONS)
+        executions_file = SearchProject.executions_file(folder)
         try:
             executions = read_executions(executions_file) if os.path.exists(executions_file) else None
         except DamagedFileError as e:
@@ -87,11 +84,11 @@ def _left_out(page, section, error):
 
 def _read_table(path, page):
     """mechanisms.json, or None (absent, or damaged: then left out with its line)."""
-    if not os.path.exists(os.path.join(path, TABLE)):
+    if not os.path.exists(SearchProject(path).file(TABLE)):
         page.left_out("The mechanisms table", f"the project has no {TABLE} (the search has not finished)")
         return None
     try:
-        return read_json_record(os.path.join(path, TABLE), TABLE_TYPES)
+        return read_json_record(SearchProject(path).file(TABLE), TABLE_TYPES)
     except DamagedFileError as e:
         page.left_out("The mechanisms table", one_line(e).rstrip("."))
         return None
@@ -101,7 +98,7 @@ def tuning_page(path, out, log):
     log(printable(f"report: reading the tuning project {path} ..."))
     page = Page(f"Search: {os.path.basename(os.path.normpath(path))}", f"Tuning project {path}")
     try:
-        read_json_checked(os.path.join(path, "oracle.json"))
+        read_json_checked(SearchProject(path).file(ORACLE))
     except DamagedFileError as e:  # the report does not need it; the search's resume does
         page.left_out("The search's state (oracle.json)", f"{one_line(e).rstrip('.')}: Keras Tuner cannot resume "
                                                           "this search")
