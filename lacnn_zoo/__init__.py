@@ -61,7 +61,16 @@ __version__ = "0.2.0"  # the one place: setup.cfg reads it, `lacnn-zoo --version
 
 def report(run, **options):
     """Write `report.html` (and its PNG figures) for a run folder of `lacnn-zoo train` or a tuning project;
-    returns the page's path. See `lacnn_zoo.experiments.report.report` for the options."""
+    returns the page's path. See `lacnn_zoo.experiments.report.report` for the options.
+
+    Args:
+        run: the run folder (or the tuning project folder).
+        **options: the keyword options of `lacnn_zoo.experiments.report.report`: `dataset`, `out`, `overwrite`,
+            `examples`, `image_size`, `data_dir`, `download`, `log`.
+
+    Returns:
+        The absolute path of the written `report.html` (a string).
+    """
     from lacnn_zoo.experiments.report import report as write_report
 
     return write_report(run, **options)

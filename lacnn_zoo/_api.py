@@ -1,6 +1,7 @@
 """The public API, written down: every name in the `__all__` of the public modules, with its signature.
 
     python -m lacnn_zoo._api docs/api/public-api.txt     # rewrite the checked-in listing
+    python -m lacnn_zoo._api --site build/site           # exit 1 naming the public names the site leaves out
 
 CI rewrites the listing and fails when `git diff --exit-code docs/api/public-api.txt` shows a difference (as
 Keras' `api_gen` keeps its golden API files), and tests/test_api.py compares the two: removing a name or changing a
@@ -75,10 +76,56 @@ def listing():
     return "".join(blocks)
 
 
+def undocumented_on_site(site):
+    """The public names that the built API reference (`mkdocs build`) renders nowhere.
+
+    Args:
+        site: the folder `mkdocs build` wrote.
+
+    Returns:
+        A sorted list of `module.name`: each public name whose heading (anchor `module.name`, or the defining
+        module's `module.qualname`) is on no page under `site/api/`.
+    """
+    import glob
+    import os
+
+    anchors = set()
+    for page in glob.glob(os.path.join(site, "api", "**", "*.html"), recursive=True):
+        with open(page, encoding="utf-8") as f:
+            anchors.update(re.findall(r'id="([^"]+)"', f.read()))
+    missing = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            if name.startswith("__"):
+                continue  # __version__: said on the zoo's page
+            obj = getattr(module, name)
+            if not any(_renders(anchor, name, obj) for anchor in anchors):
+                missing.append(f"{module_name}.{name}")
+    return sorted(missing)
+
+
+def _renders(anchor, name, obj):
+    """Whether the heading `anchor` (a dotted path) is `obj`: its last part is `name` and the module it names
+    holds `obj` under that name (a re-export or the defining module)."""
+    module_name, _, last = anchor.rpartition(".")
+    if last != name or not module_name:
+        return False
+    try:
+        return getattr(importlib.import_module(module_name), name, None) is obj
+    except ImportError:
+        return False
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--site":
+        missing = undocumented_on_site(argv[1])
+        for name in missing:
+            print(f"{name}: public, but on no page of the API reference (docs/api/)", file=sys.stderr)
+        return 1 if missing else 0
     if len(argv) != 1:
-        print("usage: python -m lacnn_zoo._api PATH", file=sys.stderr)
+        print("usage: python -m lacnn_zoo._api PATH | --site SITE_FOLDER", file=sys.stderr)
         return 2
     text = listing()
     with open(argv[0], "w", encoding="utf-8") as f:

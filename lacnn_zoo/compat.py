@@ -60,13 +60,28 @@ def deferred_variables_dropped():
 
 def flatten_layers(model, include_self=False):
     """Every layer of `model`, depth first, nested models and their layers included (`model` itself first when
-    `include_self`)."""
+    `include_self`).
+
+    Args:
+        model: a Keras layer or model.
+        include_self: whether `model` itself comes first.
+
+    Returns:
+        A list of layers.
+    """
     return list(model._flatten_layers(include_self=include_self, recursive=True))
 
 
 def producer(tensor):
     """`(operation, inputs)`: the operation that made the symbolic `tensor` and the symbolic tensors it was
-    called on (a functional model's graph, walked backwards)."""
+    called on (a functional model's graph, walked backwards).
+
+    Args:
+        tensor: a symbolic `KerasTensor` of a functional model.
+
+    Returns:
+        `(operation, inputs)`: the layer or operation, and a list of the `KerasTensor`s it was called on.
+    """
     operation, node_index, _ = tensor._keras_history
     return operation, list(operation._inbound_nodes[node_index].arguments.keras_tensors)
 
@@ -74,7 +89,15 @@ def producer(tensor):
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """Keras' `BackupAndRestore` with its private hooks under public names: `save_backup` (called at the end of
     each epoch) and `load_backup` (called when training begins), to override or call; `weights_path`,
-    `metadata_path` and `progress()` say where and what."""
+    `metadata_path` and `progress()` say where and what.
+
+    Other Args:
+        backup_dir: the folder of the backup, used by nothing else.
+        save_freq: "epoch" to back up at the end of each epoch, an int to back up every `save_freq` batches, or
+            False (preemption checkpointing only).
+        double_checkpoint: keep the previous backup too, restored when the last cannot be read.
+        delete_checkpoint: delete the backup once training finishes.
+    """
 
     def _save_model(self):  # Keras calls it when a backup is due
         self.save_backup()
@@ -104,7 +127,11 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 @contextlib.contextmanager
 def per_replica_reduction(wrap):
     """Inside the block, Keras' TensorFlow trainer reduces per-replica values with `wrap(original)`, where
-    `original(values, strategy, reduction)` is its own `reduce_per_replica`; put back afterwards."""
+    `original(values, strategy, reduction)` is its own `reduce_per_replica`; put back afterwards.
+
+    Args:
+        wrap: a callable taking `original` and returning the function used in its place inside the block.
+    """
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     original = tf_trainer.reduce_per_replica
@@ -118,7 +145,13 @@ def per_replica_reduction(wrap):
 @contextlib.contextmanager
 def symbolic_build(model, data_batch, scope=None):
     """Build `model`'s loss, metrics and optimizer variables now from `data_batch` (inside `scope`, e.g. a
-    distribution strategy's), and keep `fit` from building them again inside the block."""
+    distribution strategy's), and keep `fit` from building them again inside the block.
+
+    Args:
+        model: a compiled Keras model (TensorFlow backend).
+        data_batch: one batch of the training data, as `fit` would see it.
+        scope: a context manager to build inside (e.g. `strategy.scope()`); None for none.
+    """
     with scope or contextlib.nullcontext():
         model._symbolic_build(data_batch=data_batch)
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
@@ -151,7 +184,16 @@ class TunerHooks:
 
 
 def best_metrics(history, objective):
-    """keras-tuner's reading of one execution: every metric at the epoch where `objective` was best."""
+    """keras-tuner's reading of one execution: every metric at the epoch where `objective` was best.
+
+    Args:
+        history: the execution's result: a `keras.callbacks.History` (a dict, a number or a list of results are
+            read as keras-tuner reads them).
+        objective: the `keras_tuner.Objective` that picks the best epoch.
+
+    Returns:
+        A dict from each metric's name to its value at that epoch.
+    """
     from keras_tuner.src.engine import tuner_utils
 
     return tuner_utils.convert_to_metrics_dict(history, objective)
@@ -159,7 +201,14 @@ def best_metrics(history, objective):
 
 def tf_forward_flops(concrete_function):
     """The float operations of a TensorFlow concrete function, its variables frozen to constants (TensorFlow's
-    profiler)."""
+    profiler).
+
+    Args:
+        concrete_function: a `tf.function`'s concrete function (traced for fixed input shapes).
+
+    Returns:
+        The number of float operations of one call, an int.
+    """
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     from tensorflow.python.profiler import model_analyzer, option_builder
 

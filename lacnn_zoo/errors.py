@@ -21,6 +21,16 @@ EXPECTED = (ZooError, ValueError, FileExistsError, FileNotFoundError, NotADirect
 
 
 def one_line(error):
+    """The message of `error` on one line, for `prog: error: <message>`.
+
+    Args:
+        error: an exception.
+
+    Returns:
+        Its text with every run of whitespace made one space (its type's name when it has none); for an
+        OSError of a full disk, an exceeded quota, a read-only file system or a refused permission, a sentence
+        saying so, naming the file and that what was saved is intact.
+    """
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, OSError) and error.errno in _DISK:
         where = f" ({error.filename})" if error.filename else ""
@@ -33,7 +43,15 @@ _ON_COMMAND_LINE = contextvars.ContextVar("lacnn_zoo_on_command_line", default=F
 
 
 def spell(python, cli):
-    """An option as the caller wrote it: the command-line flag inside a command, the Python argument outside."""
+    """An option as the caller wrote it: the command-line flag inside a command, the Python argument outside.
+
+    Args:
+        python: the option as the Python argument (e.g. "`batch_size`").
+        cli: the option as the command-line flag (e.g. "--batch-size").
+
+    Returns:
+        `cli` while `run_command` runs a command, `python` otherwise.
+    """
     return cli if _ON_COMMAND_LINE.get() else python
 
 
@@ -42,6 +60,16 @@ def run_command(prog, function, args, *, code=2):
 
     Anything else is a bug: one line saying so (the traceback with `--debug`), exit 1.
     An interrupt returns 130 with what to do next.
+
+    Args:
+        prog: the command's name, starting each message.
+        function: the command, called as `function(args)`.
+        args: the parsed arguments; `args.debug` (or `LACNN_ZOO_DEBUG=1`) lets every exception through unchanged.
+        code: the exit status of an expected failure.
+
+    Returns:
+        The exit status: what `function` returned, `code` for an expected failure, 1 for a bug, 130 for an
+        interrupt.
     """
     debug = bool(getattr(args, "debug", False)) or os.environ.get("LACNN_ZOO_DEBUG") == "1"
     token = _ON_COMMAND_LINE.set(True)

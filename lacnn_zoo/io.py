@@ -56,6 +56,17 @@ def atomic_path(path, *, suffix="", need_bytes=0):
     a write that failed because the disk is full is re-raised as `OSError(ENOSPC)`.
     `need_bytes` (an estimate of the file's size) is checked against the free
     space first, so a full disk is reported before h5py starts a doomed write.
+
+    Args:
+        path: the file or folder to write (a str or path-like); its folder is created when missing.
+        suffix: an ending kept on the temporary's name, e.g. ".keras" or ".weights.h5".
+        need_bytes: the expected size of what is written, checked against the free space first; 0 skips the check.
+
+    Yields:
+        The temporary path (a str) to write, in the same folder as `path`.
+
+    Raises:
+        OSError: `ENOSPC` when the disk has less than `need_bytes` free or fills up during the write.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -80,7 +91,15 @@ def atomic_path(path, *, suffix="", need_bytes=0):
 
 def is_disk_full(error, folder):
     """h5py, Keras, TensorFlow and tf2onnx wrap ENOSPC in their own exceptions; recognise it by errno, message or
-    free space (of the error or the error it was raised from)."""
+    free space (of the error or the error it was raised from).
+
+    Args:
+        error: the exception a write raised.
+        folder: the folder written to; under 1 MiB free there means full when `error` names no cause.
+
+    Returns:
+        True when `error`, or the error it was raised from, is a full disk or an exceeded quota.
+    """
     if error.__cause__ is not None and error.__cause__ is not error and is_disk_full(error.__cause__, folder):
         return True
     if isinstance(error, OSError) and error.errno is not None:  # the cause is known: only these are a full disk
@@ -97,6 +116,11 @@ def is_disk_full(error, folder):
 
 
 def remove_path(path):
+    """Remove the file, link or folder tree at `path`; nothing when there is none.
+
+    Args:
+        path: what to remove; a symbolic link is removed itself, never what it points to.
+    """
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
@@ -105,6 +129,12 @@ def remove_path(path):
 
 
 def write_json(path, data):
+    """Write `data` to `path` as indented JSON with sorted keys, atomically (`atomic_path`).
+
+    Args:
+        path: the file to write.
+        data: a JSON-serialisable value; values with a `tolist()` method (NumPy arrays and scalars) are converted.
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True, default=_jsonable)
@@ -112,7 +142,13 @@ def write_json(path, data):
 
 
 def write_csv(rows, path, fieldnames=None):
-    """Rows (dicts) as a CSV file with a header, written atomically."""
+    """Rows (dicts) as a CSV file with a header, written atomically.
+
+    Args:
+        rows: the rows, one dict each (`csv.DictWriter`: a key not in `fieldnames` is a ValueError).
+        path: the file to write.
+        fieldnames: the columns, in order; None for the keys of the first row (then `rows` must not be empty).
+    """
     import csv
 
     with atomic_path(path) as tmp:
@@ -123,6 +159,14 @@ def write_csv(rows, path, fieldnames=None):
 
 
 def read_json(path):
+    """The JSON value in `path`, unchecked (`read_json_checked` names what is wrong with a damaged file).
+
+    Args:
+        path: the file to read.
+
+    Returns:
+        The decoded value: a dict, list, str, int, float, bool or None.
+    """
     with open(path) as f:
         return json.load(f)
 
@@ -132,6 +176,15 @@ class DamagedFileError(ZooError, ValueError):
 
 
 def damaged(path, what):
+    """The error that says a file the zoo reads is damaged.
+
+    Args:
+        path: the damaged file.
+        what: what is wrong, a clause without its final period (e.g. "it is empty").
+
+    Returns:
+        A `DamagedFileError` (to raise) whose message is `'<path>' is damaged: <what>.`.
+    """
     return DamagedFileError(f"{path!r} is damaged: {what}.")
 
 
@@ -140,11 +193,27 @@ _JSON_TYPES = {dict: "a JSON object", list: "a JSON list", str: "a string", bool
 
 
 def is_json_number(value):
-    """A JSON number as `json` reads it (an int or a float, never true/false)."""
+    """A JSON number as `json` reads it (an int or a float, never true/false).
+
+    Args:
+        value: any value.
+
+    Returns:
+        True when `value` is an int or a float and not a bool.
+    """
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def json_type(value):
+    """What `value` is, in the words of an error message about a JSON file.
+
+    Args:
+        value: a value read from JSON.
+
+    Returns:
+        A phrase such as "a JSON object", "a JSON list", "a string" or "a number"; the type's name for a type
+        JSON does not have.
+    """
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
@@ -161,7 +230,18 @@ def _read_text(path):
 
 def read_json_checked(path, kind=dict):
     """The JSON value in `path`, of type `kind` (dict or list) at its top level; DamagedFileError naming the file
-    and what is wrong otherwise (empty, not text, not JSON, another type)."""
+    and what is wrong otherwise (empty, not text, not JSON, another type).
+
+    Args:
+        path: the JSON file to read.
+        kind: the type required at the top level, `dict` or `list`.
+
+    Returns:
+        The decoded value, an instance of `kind`.
+
+    Raises:
+        DamagedFileError: the file is empty, not UTF-8 text, not JSON, or holds another type.
+    """
     text = _read_text(path)
     if not text.strip():
         raise damaged(path, "it is empty")
@@ -176,7 +256,19 @@ def read_json_checked(path, kind=dict):
 
 def read_json_record(path, types):
     """The JSON object in `path`, each key of `types` present in it of its type (`types[key]`: a check and what
-    it accepts); DamagedFileError naming the file and the first key that is not."""
+    it accepts); DamagedFileError naming the file and the first key that is not.
+
+    Args:
+        path: the JSON file to read; it must hold an object.
+        types: `{key: (check, accepted)}`: `check(value)` says whether the key's value is valid and `accepted`
+            describes the valid values for the message. A key absent from the file is not checked.
+
+    Returns:
+        The JSON object, a dict.
+
+    Raises:
+        DamagedFileError: the file is not a JSON object, or a key of `types` holds a value its check refuses.
+    """
     record = read_json_checked(path)
     for key, (check, accepted) in types.items():
         if key in record and not check(record[key]):
@@ -189,7 +281,22 @@ def read_csv_checked(path, *, numeric=(), complete_lines=False):
     """`(header, rows)` of a CSV file the zoo wrote: rows as lists of strings, blank lines skipped; `(None, [])`
     for a file with no text. Every row has the header's length and each column in `numeric` (all for True)
     holds a number or nothing ("" or Keras' "NA", both read as ""); DamagedFileError naming the file, row and
-    column otherwise. `complete_lines`: a last line without its end (a writer killed mid-line) is ignored."""
+    column otherwise. `complete_lines`: a last line without its end (a writer killed mid-line) is ignored.
+
+    Args:
+        path: the CSV file to read.
+        numeric: the names of the columns that must hold numbers (names not in the header are ignored), or
+            True for every column.
+        complete_lines: ignore a last line that does not end with a newline.
+
+    Returns:
+        `(header, rows)`: the header as a list of strings (None for a file without text) and the rows as lists
+        of strings, "NA" and blank numeric cells written "".
+
+    Raises:
+        DamagedFileError: the file is not UTF-8 text, holds NUL bytes, or has a row of the wrong length or a
+            numeric column holding something else.
+    """
     import csv
 
     text = _read_text(path)
@@ -216,7 +323,14 @@ def read_csv_checked(path, *, numeric=(), complete_lines=False):
 
 def printable(text):
     """`text` (a path, perhaps holding bytes that are not UTF-8) as text any UTF-8 page or terminal shows:
-    such a byte is written \\xff."""
+    such a byte is written \\xff.
+
+    Args:
+        text: a str, perhaps holding surrogate escapes (`os.fsdecode` of bytes that are not UTF-8).
+
+    Returns:
+        The text as a str that encodes to UTF-8.
+    """
     try:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:
@@ -238,6 +352,10 @@ class FolderLock:
     with `LockedError` naming what is locked and by which pid.  `flock` locks are
     released by the kernel when their process dies, so a killed run never leaves
     a stale lock; the lock file itself is removed on release.
+
+    Args:
+        lock_path: the lock file, created (with its folder) on entry and removed on release.
+        what: what the lock guards, as error messages name it (e.g. "Run folder 'runs/x'").
     """
 
     def __init__(self, lock_path, what):
@@ -293,6 +411,21 @@ def check_output_file(path, *, option, overwrite=False, flag="--overwrite"):
     A directory, a symlink and a path under a file are refused; an existing file is replaced (atomically, by
     `write_json`/`write_csv`) only with `overwrite`, since the zoo cannot tell a file it wrote from one it did not.
     `flag` names the way to allow it, or None where the command has none. Returns the path.
+
+    Args:
+        path: the file the user named (a str or path-like).
+        option: how the user named it, for the messages (e.g. "--out").
+        overwrite: whether an existing file may be replaced.
+        flag: the option that allows replacing a file, named in the message; None where there is none.
+
+    Returns:
+        `path` as a str.
+
+    Raises:
+        FileExistsError: `path` is a symbolic link, or exists and `overwrite` is False.
+        IsADirectoryError: `path` is a folder.
+        NotADirectoryError: a parent of `path` is a file.
+        PermissionError: its folder does not take a new file.
     """
     path = os.fspath(path)
     shown = f"{option} {path!r}"
@@ -321,7 +454,22 @@ def check_output_file(path, *, option, overwrite=False, flag="--overwrite"):
 
 def check_readable_file(path, shown, what):
     """Refuse `path` (`shown`: the argument as the caller named it; `what`: what it must be, e.g. "a .keras
-    file") when it is a folder, missing or unreadable: the readers (Keras, the runtimes) would blame the file."""
+    file") when it is a folder, missing or unreadable: the readers (Keras, the runtimes) would blame the file.
+
+    Args:
+        path: the file to check.
+        shown: the argument as the caller named it, starting each message (e.g. "--weights").
+        what: what `path` must be, with its article (e.g. "a .keras file"); the article is dropped for a
+            missing file.
+
+    Returns:
+        `path`, unchanged.
+
+    Raises:
+        IsADirectoryError: `path` is a folder.
+        FileNotFoundError: `path` is not an existing file.
+        PermissionError: `path` cannot be opened for reading.
+    """
     if os.path.isdir(path):
         raise IsADirectoryError(f"{shown} {path!r} is a folder; pass {what}.")
     if not os.path.isfile(path):
@@ -334,7 +482,15 @@ def check_readable_file(path, shown, what):
 
 
 def unwritable(path, error):
-    """Why `path` (a folder to create or write) failed with `error`, in terms of the user's path."""
+    """Why `path` (a folder to create or write) failed with `error`, in terms of the user's path.
+
+    Args:
+        path: the folder that could not be created or written.
+        error: the OSError it failed with.
+
+    Returns:
+        A sentence (a str ending with a period) naming the nearest existing folder and what to do.
+    """
     existing = os.path.abspath(path)
     while not os.path.exists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
@@ -348,7 +504,13 @@ def unwritable(path, error):
 
 def mark_owned(folder, kind, files=None):
     """Record that the zoo created `folder` (a run, an export or a search), so `--overwrite` may replace it;
-    `files`: the entries the zoo wrote there (where it must never take another entry for its own)."""
+    `files`: the entries the zoo wrote there (where it must never take another entry for its own).
+
+    Args:
+        folder: the existing folder; the marker `.lacnn-zoo` is written (atomically) into it.
+        kind: what the folder is: "run", "export", "search", ...
+        files: the names of the entries the zoo wrote there, recorded sorted; None to record no list.
+    """
     record = {"kind": kind, "created": time.time()}
     if files is not None:
         record["files"] = sorted(files)
@@ -366,7 +528,16 @@ def _marked_kind(folder):
 
 def owned_files(folder, kind):
     """The entries `folder`'s marker records the zoo writing there as a `kind`: None when there is no such
-    marker, [] for a marker without a list (an earlier version's)."""
+    marker, [] for a marker without a list (an earlier version's).
+
+    Args:
+        folder: the folder whose marker is read.
+        kind: the kind the marker must record ("run", "export", "search", ...).
+
+    Returns:
+        A list of entry names (the marker, "", ".", ".." and names holding a path separator left out), [] or
+        None.
+    """
     try:
         record = read_json(os.path.join(folder, OWNER_MARKER))
     except (OSError, ValueError):
@@ -381,7 +552,16 @@ def owned_files(folder, kind):
 
 def is_owned(folder, kind, signature=None):
     """Whether the zoo wrote `folder` as a `kind` ("run", "export", "search"): its marker says so, or (exports,
-    and folders written before the marker existed) `signature`, the file only such a folder holds, is there."""
+    and folders written before the marker existed) `signature`, the file only such a folder holds, is there.
+
+    Args:
+        folder: the folder to look at.
+        kind: the kind its marker must record.
+        signature: the name of a file only a `kind` folder holds; None to trust the marker alone.
+
+    Returns:
+        True when the marker records `kind` or `signature` exists in `folder`.
+    """
     try:
         if read_json(os.path.join(folder, OWNER_MARKER)).get("kind") == kind:
             return True
@@ -395,6 +575,19 @@ def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):
 
     `known(name)` says whether an entry belongs to a `kind` folder; `signature` is the file only such a folder
     holds.  Raises `ForeignFilesError` naming what is in the way; returns the entries to remove.
+
+    Args:
+        folder: the folder to replace.
+        kind: the kind it must be ("run", "export", "search").
+        known: a callable, `known(name)` True for an entry name a `kind` folder holds.
+        signature: the name of the file only a `kind` folder holds (see `is_owned`), or None.
+        flag: the option that asked for the replacement, named in the message.
+
+    Returns:
+        The sorted names of every entry of `folder` (the marker, the lock and temporaries included).
+
+    Raises:
+        ForeignFilesError: `folder` is not a folder, is not a `kind` folder of the zoo, or holds other entries.
     """
     if not os.path.isdir(folder):
         raise ForeignFilesError(f"{folder!r} exists and is not a folder; {flag} replaces only what lacnn-zoo wrote.")
@@ -417,7 +610,16 @@ def check_replaceable(folder, kind, known, signature, *, flag="--overwrite"):
 
 
 def is_temporary(name, known=None):
-    """A temporary of `atomic_path`, or of the earlier version for a file `known(name)` says the zoo writes."""
+    """A temporary of `atomic_path`, or of the earlier version for a file `known(name)` says the zoo writes.
+
+    Args:
+        name: an entry name (not a path).
+        known: a callable, `known(name)` True for the names the folder's owner writes; None to recognise only
+            `atomic_path`'s temporaries.
+
+    Returns:
+        True when `name` is such a temporary.
+    """
     legacy = _LEGACY_TEMPORARY.match(name) or _LEGACY_FOLDER_TEMPORARY.match(name)
     return bool(_TEMPORARY.match(name) or (legacy and known is not None and known(legacy.group(1))))
 
@@ -427,6 +629,14 @@ def remove_stale_temporaries(folder, *, recursive_into=(), known=None):
     `known(name)`: the file names the folder's owner writes (for the earlier version's temporaries).
 
     Call it only while holding the folder's lock: then no live process is writing them.
+
+    Args:
+        folder: the folder to clean.
+        recursive_into: names of sub-folders of `folder` cleaned too (one level each; missing ones skipped).
+        known: a callable, `known(name)` True for the names the folder's owner writes (see `is_temporary`).
+
+    Returns:
+        The paths removed, as a list of str relative to `folder`.
     """
     removed = []
     for sub in ("", *recursive_into):
@@ -442,7 +652,13 @@ def remove_stale_temporaries(folder, *, recursive_into=(), known=None):
 
 def swap_into_place(tmp, destination):
     """Rename the finished folder `tmp` to `destination`; a previous `destination` is moved aside first and
-    removed only after (a kill in between leaves it beside, as `.<name>.lacnn-old-*`)."""
+    removed only after (a kill in between leaves it beside, as `.<name>.lacnn-old-*`).
+
+    Args:
+        tmp: the finished folder, on the same file system as `destination`; it takes the mode of a previous
+            `destination` folder.
+        destination: the path it is renamed to.
+    """
     import shutil
     import tempfile
 

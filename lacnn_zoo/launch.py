@@ -44,7 +44,15 @@ def _dash_m_module(orig_argv):
 
 
 def launched_as(argv=None, orig_argv=None):
-    """'lacnn-zoo', 'tuning' or 'export' when this process is that command line of the zoo, else None."""
+    """'lacnn-zoo', 'tuning' or 'export' when this process is that command line of the zoo, else None.
+
+    Args:
+        argv: the process's arguments, its script first; None for `sys.argv`.
+        orig_argv: the interpreter's own command line (for `python -m MODULE`); None for `sys.orig_argv`.
+
+    Returns:
+        The command line's name ('lacnn-zoo', 'tuning' or 'export'), or None.
+    """
     argv = sys.argv if argv is None else argv
     orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
     script = os.path.basename(argv[0]) if argv else ""
@@ -55,7 +63,11 @@ def launched_as(argv=None, orig_argv=None):
 
 
 def register_all():
-    """What `import lacnn_zoo` does outside the command lines: every model preset and serializable class."""
+    """What `import lacnn_zoo` does outside the command lines: every model preset and serializable class.
+
+    Returns:
+        What `lacnn_zoo.register_all()` returns (None).
+    """
     import lacnn_zoo
 
     return lacnn_zoo.register_all()
@@ -70,14 +82,24 @@ _NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)
 
 
 def quiet_requested():
-    """Start TensorFlow quietly unless the user asked for its logs (TF_CPP_MIN_LOG_LEVEL 0 or 1)."""
+    """Start TensorFlow quietly unless the user asked for its logs (TF_CPP_MIN_LOG_LEVEL 0 or 1).
+
+    Sets `TF_CPP_MIN_LOG_LEVEL` to "2" where the environment does not set it.
+
+    Returns:
+        True unless `TF_CPP_MIN_LOG_LEVEL` is "0" or "1".
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return os.environ["TF_CPP_MIN_LOG_LEVEL"] not in ("0", "1")
 
 
 @contextlib.contextmanager
 def filtered_stderr(active=True):
-    """Route file descriptor 2 to a temporary file; afterwards write back every line that is not start-up noise."""
+    """Route file descriptor 2 to a temporary file; afterwards write back every line that is not start-up noise.
+
+    Args:
+        active: whether to filter; False leaves stderr alone.
+    """
     if not active:
         yield
         return

@@ -75,7 +75,18 @@ VARIANTS = {
 
 
 def parse_override(text):
-    """`key=value`, the value read as a Python literal when it is one (`widths=(16,32)`, `mixing=beta`)."""
+    """`key=value`, the value read as a Python literal when it is one (`widths=(16,32)`, `mixing=beta`).
+
+    Args:
+        text: one `--set` argument, `key=value`.
+
+    Returns:
+        `(key, value)`: the key stripped of surrounding spaces, and the value as the literal it spells or else
+        the text after the first "=" as a str.
+
+    Raises:
+        argparse.ArgumentTypeError: `text` holds no "=".
+    """
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--set takes key=value; received {text!r}.")
     key, raw = text.split("=", 1)
@@ -98,13 +109,26 @@ OPSETS = (13, 18)  # = export.core.MIN_OPSET, MAX_OPSET: the ONNX opsets Keras' 
 
 
 def thread_limit():
-    """The most threads a runtime may be given on this machine."""
+    """The most threads a runtime may be given on this machine.
+
+    Returns:
+        An int, `THREADS_PER_CPU` times the number of CPUs (1 where Python cannot count them).
+    """
     return THREADS_PER_CPU * (os.cpu_count() or 1)
 
 
 class Bound(NamedTuple):
     """The numbers an option takes: integers (or finite reals) from `low` to `high` (None: no upper limit; a
-    callable: this machine's), `open_low`/`open_high` leaving that end out; `why` explains an upper limit."""
+    callable: this machine's), `open_low`/`open_high` leaving that end out; `why` explains an upper limit.
+
+    Other Args:
+        integer: True for integers, False for finite real numbers.
+        low: the lowest value.
+        high: the highest value; None for no upper limit, or a callable returning this machine's limit.
+        why: the reason for the upper limit, shown in messages.
+        open_low: leave `low` itself out.
+        open_high: leave `high` itself out.
+    """
     integer: bool
     low: float
     high: Union[float, Callable, None]
@@ -169,7 +193,14 @@ def _number(x):
 
 
 def accepted(key):
-    """The range of option `key` in words, e.g. "an integer from 1 to 10000 (...)"."""
+    """The range of option `key` in words, e.g. "an integer from 1 to 10000 (...)".
+
+    Args:
+        key: a key of `BOUNDS`.
+
+    Returns:
+        The range as a str, with the reason for its upper limit where there is one.
+    """
     bound, high = BOUNDS[key], _high(BOUNDS[key])
     why = f" ({bound.why})" if bound.why and high is not None else ""
     if bound.integer:
@@ -181,7 +212,16 @@ def accepted(key):
 
 
 def within(key, value):
-    """Whether `value` (a number, not a bool) is in option `key`'s range."""
+    """Whether `value` (a number, not a bool) is in option `key`'s range.
+
+    Args:
+        key: a key of `BOUNDS`.
+        value: the value to test, of any type.
+
+    Returns:
+        True when `value` is an integer (for an integer option) or a finite real number in the range; False for
+        anything else, a bool included.
+    """
     bound, high = BOUNDS[key], _high(BOUNDS[key])
     kind = numbers.Integral if bound.integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -199,7 +239,20 @@ def within(key, value):
 
 def check_bounded(key, value, name=None, flag=None):
     """`value` as an int or float when it is in option `key`'s range; otherwise a ValueError naming the argument
-    (`name`, default `key`; the command-line `flag` inside a command) and the accepted range."""
+    (`name`, default `key`; the command-line `flag` inside a command) and the accepted range.
+
+    Args:
+        key: a key of `BOUNDS`.
+        value: the value to check.
+        name: the argument's name in the message; None for `key`.
+        flag: the command-line option named instead when called inside a command; None for none.
+
+    Returns:
+        `value` as an int for an integer option, a float otherwise.
+
+    Raises:
+        ValueError: `value` is not in the range.
+    """
     if not within(key, value):
         shown = f"`{name or key}`"
         if flag is not None:
@@ -212,7 +265,15 @@ def check_bounded(key, value, name=None, flag=None):
 
 def bounded(key):
     """An argparse `type` for one number of option `key`: a value out of range is a usage error that names the
-    flag (argparse adds it) and the accepted range."""
+    flag (argparse adds it) and the accepted range.
+
+    Args:
+        key: a key of `BOUNDS`.
+
+    Returns:
+        A function of one str, named `key`, returning the number (an int for an integer option, else a float) and
+        raising `argparse.ArgumentTypeError` for a value that is not a number in the range.
+    """
     def parse(text):
         try:
             value = int(text) if BOUNDS[key].integer else float(text)
@@ -227,7 +288,17 @@ def bounded(key):
 
 
 def milestone(text):
-    """An argparse `type` for one `--milestones` value: a fraction of training or an epoch number."""
+    """An argparse `type` for one `--milestones` value: a fraction of training or an epoch number.
+
+    Args:
+        text: the value as typed.
+
+    Returns:
+        The value as a float, in (0, 1) or a whole number from 1 to `INT32_MAX - 1`.
+
+    Raises:
+        argparse.ArgumentTypeError: `text` is neither.
+    """
     try:
         value = float(text)
     except ValueError:
@@ -239,7 +310,11 @@ def milestone(text):
 
 
 def machine_memory():
-    """Bytes of physical memory of this machine, or None where the system does not say."""
+    """Bytes of physical memory of this machine, or None where the system does not say.
+
+    Returns:
+        An int, or None.
+    """
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
@@ -254,7 +329,15 @@ def _bytes(n):
 
 
 def check_fits_in_memory(nbytes, what):
-    """Refuse `what` (a phrase naming the options it comes from) when its `nbytes` exceed this machine's memory."""
+    """Refuse `what` (a phrase naming the options it comes from) when its `nbytes` exceed this machine's memory.
+
+    Args:
+        nbytes: the size of what would be allocated, in bytes.
+        what: the message's subject, a phrase naming the options the size comes from.
+
+    Raises:
+        ValueError: `nbytes` exceeds `machine_memory()` (never where the memory is unknown).
+    """
     memory = machine_memory()
     if memory is not None and nbytes > memory:
         raise ValueError(f"{what} takes {_bytes(nbytes)}, more than this machine's {_bytes(memory)} of memory; "
@@ -263,7 +346,20 @@ def check_fits_in_memory(nbytes, what):
 
 def check_input_batch(batch_size, input_shape, *, batch="`batch_size`", shape="`input_shape`"):
     """Refuse a float32 input batch of `batch_size` images of `input_shape` that exceeds this machine's memory;
-    `batch` and `shape` name the two options."""
+    `batch` and `shape` name the two options.
+
+    Args:
+        batch_size: the number of images in the batch.
+        input_shape: the shape of one image, e.g. `(32, 32, 3)` (every dimension known).
+        batch: how the message names the batch-size option.
+        shape: how the message names the input-shape option.
+
+    Returns:
+        The batch's size in bytes, an int.
+
+    Raises:
+        ValueError: the batch exceeds this machine's memory.
+    """
     nbytes = 4 * math.prod([int(batch_size), *(int(s) for s in input_shape)])
     shown = " ".join(str(s) for s in input_shape)
     check_fits_in_memory(nbytes, f"One float32 input batch of {batch} {batch_size} x {shape} {shown}")
@@ -271,7 +367,23 @@ def check_input_batch(batch_size, input_shape, *, batch="`batch_size`", shape="`
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser whose usage errors are one line, `prog: error: message`, with exit status 2."""
+    """argparse's parser whose usage errors are one line, `prog: error: message`, with exit status 2.
+
+    Other Args:
+        prog: the program's name; None for the name it was run as.
+        usage: the usage line; None to build it from the arguments.
+        description: text shown before the arguments in `--help`.
+        epilog: text shown after the arguments in `--help`.
+        parents: parsers whose arguments are added to this one.
+        formatter_class: the class that formats the help.
+        prefix_chars: the characters that start an option.
+        fromfile_prefix_chars: the characters that start a file of further arguments; None for none.
+        argument_default: the default of every argument; None for argparse's.
+        conflict_handler: what to do with conflicting options, "error" or "resolve".
+        add_help: add `-h`/`--help`.
+        allow_abbrev: accept unambiguous prefixes of long options.
+        exit_on_error: exit on a usage error (the one-line message above) rather than raise `ArgumentError`.
+    """
 
     def add_version(self, version):
         """`--version`, printing `lacnn-zoo VERSION` (the caller passes `lacnn_zoo.__version__`, its one place)."""

@@ -6,7 +6,11 @@ __all__ = ["pyplot", "save_figure"]
 
 
 def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use, not at import time)."""
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use, not at import time).
+
+    Returns:
+        The `matplotlib.pyplot` module.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -16,7 +20,12 @@ def pyplot():
 
 
 def save_figure(fig, path):
-    """Write `fig` as a PNG atomically and release it."""
+    """Write `fig` as a PNG atomically and release it.
+
+    Args:
+        fig: the matplotlib figure; closed once written.
+        path: the PNG file to write (its folder is created when missing).
+    """
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     pyplot().close(fig)

@@ -218,3 +218,200 @@ def test_the_public_names_check_catches_deep_and_unlisted_imports(tmp_path, monk
     assert non_public_imports("export") == [f"{file}: lacnn_zoo.training.loop None",
                                             f"{file}: lacnn_zoo.training run_folder",
                                             f"{file}: lacnn_zoo.training.callbacks EpochTimer"]
+
+
+# -- file names spelled by their owners only ----------------------------------------------------------------------
+
+OWNED_NAMES = {  # a file name of a run folder or a search project -> the module that owns (spells) it
+    "run.json": "lacnn_zoo/training/run_folder.py", "metrics.json": "lacnn_zoo/training/run_folder.py",
+    "history.csv": "lacnn_zoo/training/run_folder.py", "best.keras": "lacnn_zoo/training/run_folder.py",
+    "oracle.json": "lacnn_zoo/training/search_project.py", "search.json": "lacnn_zoo/training/search_project.py",
+    "executions.json": "lacnn_zoo/training/search_project.py",
+    "mechanisms.json": "lacnn_zoo/training/search_project.py", "trial.json": "lacnn_zoo/training/search_project.py",
+}
+
+
+def spelled_names(root, folders=("lacnn_zoo", "tuning", "export")):
+    """(file, name) for every string constant of the code (docstrings aside) that is exactly an owned name."""
+    import ast
+
+    found = []
+    for folder in folders:
+        for directory, _, files in os.walk(os.path.join(root, folder)):
+            for file in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(directory, file)
+                tree = ast.parse(open(path, encoding="utf-8").read())
+                docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                              if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                              and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+                found += [(os.path.relpath(path, root).replace(os.sep, "/"), node.value) for node in ast.walk(tree)
+                          if isinstance(node, ast.Constant) and node.value in OWNED_NAMES
+                          and id(node) not in docstrings]
+    return found
+
+
+def test_run_and_search_file_names_are_spelled_by_their_owners_only(tmp_path):
+    strays = [(file, name) for file, name in spelled_names(ROOT) if OWNED_NAMES[name] != file]
+    assert not strays, strays
+    assert {name for _, name in spelled_names(ROOT)} == set(OWNED_NAMES)  # each owner does spell its names
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "tuning" / "x.py").write_text('"""oracle.json"""\nPATH = "executions.json"\n')
+    assert spelled_names(str(tmp_path), ("tuning",)) == [("tuning/x.py", "executions.json")]
+
+
+# -- import levels ------------------------------------------------------------------------------------------------
+
+MAX_IMPORT_LEVELS = 7
+
+
+def import_levels(graph):
+    """The longest of the shortest import chains between two modules, in modules (a -> b -> c is 3 levels), with
+    imports inside functions counted (grimp reads every import statement), and one such chain."""
+    import collections
+
+    edges = {m: sorted(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    longest = []
+    for start in sorted(edges):
+        previous, queue = {start: None}, collections.deque([start])
+        while queue:  # breadth first: each module is reached by a shortest chain
+            module = queue.popleft()
+            for imported in edges[module]:
+                if imported not in previous:
+                    previous[imported] = module
+                    queue.append(imported)
+        chain = [module]
+        while previous[chain[-1]] is not None:
+            chain.append(previous[chain[-1]])
+        longest = max(longest, chain[::-1], key=len)
+    return len(longest), longest
+
+
+def test_no_import_chain_is_longer_than_seven_levels():
+    import grimp
+
+    levels, chain = import_levels(grimp.build_graph("lacnn_zoo", "tuning", "export"))
+    assert levels <= MAX_IMPORT_LEVELS, " -> ".join(chain)
+
+
+def test_import_levels_count_a_planted_chain():
+    class Graph:  # a -> b -> c -> d, and a -> d directly: the shortest chain from a to d is 2 levels
+        imports = {"a": {"b", "d"}, "b": {"c"}, "c": {"d"}, "d": set()}
+        modules = set(imports)
+
+        def find_modules_directly_imported_by(self, module):
+            return self.imports[module]
+
+    assert import_levels(Graph()) == (3, ["a", "b", "c"])
+    Graph.imports["a"] = {"b"}
+    assert import_levels(Graph()) == (4, ["a", "b", "c", "d"])
+
+
+# -- docstrings of the public API ---------------------------------------------------------------------------------
+
+
+def undocumented(modules=None):
+    """`{qualified name: ["Args", "Returns"]}`: the public functions and classes (the `__all__` of the public modules,
+    defined in the zoo) whose docstring lacks an `Args:` section though they take arguments, or a `Returns:`
+    section though they return a value (Google style, as Keras documents its layers)."""
+    import ast
+    import inspect
+    import textwrap
+
+    from lacnn_zoo import _api
+
+    missing = {}
+    for module_name in modules or _api.PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)) or \
+                    not getattr(obj, "__module__", "").startswith(("lacnn_zoo", "tuning", "export")):
+                continue
+            doc = inspect.getdoc(obj) or ""
+            try:
+                params = [p for p in inspect.signature(obj).parameters if p not in ("self", "cls")]
+            except (TypeError, ValueError):
+                params = []
+            need = ["Args"] if params and "Args:" not in doc else []
+            if inspect.isfunction(obj):
+                function = ast.parse(textwrap.dedent(inspect.getsource(obj))).body[0]
+                returns = any(isinstance(n, ast.Return) and n.value is not None
+                              and not (isinstance(n.value, ast.Constant) and n.value.value is None)
+                              for n in ast.walk(function))
+                yields = any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in ast.walk(function))
+                if returns and not yields and "Returns:" not in doc:
+                    need.append("Returns")
+            if need:
+                missing[f"{obj.__module__}.{obj.__qualname__}"] = need
+    return missing
+
+
+def test_every_public_function_documents_its_arguments_and_result():
+    assert undocumented() == {}
+
+
+def test_the_docstring_check_sees_a_missing_section(monkeypatch):
+    def documented(x):
+        """Twice `x`.
+
+        Args:
+            x: a number.
+
+        Returns:
+            `2 * x`.
+        """
+        return 2 * x
+
+    def bare(x):
+        """Twice `x`."""
+        return 2 * x
+
+    module = type(sys)("lacnn_zoo_planted")
+    module.__all__ = ["documented", "bare"]
+    module.documented, module.bare = documented, bare
+    documented.__module__ = bare.__module__ = "lacnn_zoo_planted"
+    monkeypatch.setitem(sys.modules, "lacnn_zoo_planted", module)
+    assert undocumented(["lacnn_zoo_planted"]) == {f"lacnn_zoo_planted.{bare.__qualname__}": ["Args", "Returns"]}
+
+
+
+def test_the_site_check_names_a_public_name_the_api_reference_leaves_out(tmp_path):
+    from lacnn_zoo import _api
+
+    names = [(m, n) for m in _api.PUBLIC_MODULES for n in importlib.import_module(m).__all__ if n != "__version__"]
+    # every name under its public module's path, but build_model only under the module that defines it
+    ids = [f"{m}.{n}" for m, n in names if n != "build_model"]
+    exported = sorted(f"{m}.{n}" for m, n in names if n == "build_model")
+    assert "lacnn_zoo.build_model" in exported
+    (tmp_path / "api" / "zoo").mkdir(parents=True)
+    page = tmp_path / "api" / "zoo" / "index.html"
+    page.write_text("".join(f'<h2 id="{i}"></h2>' for i in ids + ["lacnn_zoo.models.registry.build_model"]))
+    assert _api.undocumented_on_site(str(tmp_path)) == []
+    page.write_text("".join(f'<h2 id="{i}"></h2>' for i in ids + ["lacnn_zoo.models.registry.list_models"]))
+    assert _api.undocumented_on_site(str(tmp_path)) == exported
+
+PRIVATE_NAMES = re.compile(r"keras\.src\b|keras_tuner\.src\b|tensorflow\.python\b|\._flatten_layers\b|"
+                           r"\._keras_history\b|\._inbound_nodes\b|\._symbolic_build\b|\._maybe_symbolic_build\b|"
+                           r"\breduce_per_replica\b|\._save_model\b|\._load_model\b|\._weights_path\b|"
+                           r"\._training_metadata_path\b|\._current_epoch\b|\._last_batch_seen\b|\._try_build\b|"
+                           r"\._build_and_fit_model\b|convert_to_metrics_dict")
+
+
+def private_uses(root, folders=("lacnn_zoo", "tuning", "export")):
+    found = []
+    for folder in folders:
+        for directory, _, files in os.walk(os.path.join(root, folder)):
+            for file in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(directory, file)
+                for number, line in enumerate(open(path, encoding="utf-8"), start=1):
+                    if PRIVATE_NAMES.search(line.split("#")[0]):
+                        found.append(f"{os.path.relpath(path, root).replace(os.sep, '/')}:{number}")
+    return found
+
+
+def test_private_names_of_keras_tuner_and_tensorflow_are_used_in_compat_only(tmp_path):
+    assert [f for f in private_uses(ROOT) if not f.startswith("lacnn_zoo/compat.py:")] == []
+    assert len(private_uses(ROOT)) >= 10  # compat itself uses them
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "x.py").write_text("layers = model._flatten_layers()  # comment\n# model._keras_history\n")
+    assert private_uses(str(tmp_path), ("export",)) == ["export/x.py:1"]

@@ -34,7 +34,15 @@ __all__ = [
 
 
 def refuse_on_digits(**options):
-    """Refuse, in one line, the options that only TFDS sets and image folders take (`augment="none"` is no option)."""
+    """Refuse, in one line, the options that only TFDS sets and image folders take (`augment="none"` is no option).
+
+    Args:
+        **options: the options given with the digits, by name (`augment`, `random_erasing`, `normalization`); a
+            false value or "none" counts as not given.
+
+    Raises:
+        ValueError: naming the first option given, which applies to TFDS sets and image folders only.
+    """
     for arg, value in options.items():
         if value and value != "none":
             name = spell(f"`{arg}`", "--" + arg.replace("_", "-"))
@@ -48,6 +56,21 @@ def load_dataset(name="digits", *, seed=0, batch_size=64, **kwargs):
     """`"digits"` (embedded, no network), a folder of class subfolders, or any TFDS image-classification name.
 
     Keyword arguments go to `load_image_folder` (a folder) or `load_tfds` (a TFDS name).
+
+    Args:
+        name: "digits", a folder of class subfolders (a str or `os.PathLike`; `~` is expanded), or a TFDS name
+            such as "cifar10".
+        seed: the seed of the splits (and, for pipelines, of shuffling and augmentation).
+        batch_size: images per batch of the pipelines (the digits are unbatched NumPy arrays).
+        **kwargs: `load_image_folder`'s or `load_tfds`'s keyword arguments. With "digits", `augment`,
+            `random_erasing` and `normalization` are refused when set, and the others are not used.
+
+    Returns:
+        A `DataSplits`: NumPy arrays for the digits, batched `tf.data` pipelines otherwise.
+
+    Raises:
+        ValueError: `name` is empty or not a str or path, `seed` is out of range, or an option does not apply to
+            the digits.
     """
     if isinstance(name, os.PathLike):
         name = os.fspath(name)

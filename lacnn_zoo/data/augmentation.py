@@ -10,7 +10,17 @@ RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE = 2, 0.5
 
 def check_augment(augment):
     """The augmentation's name: 'none', 'crop-flip' or 'randaugment' (True and False, the flag of earlier
-    releases, mean 'crop-flip' and 'none')."""
+    releases, mean 'crop-flip' and 'none').
+
+    Args:
+        augment: a name of `AUGMENTS`, or True, False or None (None means 'none' too).
+
+    Returns:
+        The augmentation's name, a str of `AUGMENTS`.
+
+    Raises:
+        ValueError: `augment` is none of these.
+    """
     if augment is None or augment is False:
         return "none"
     if augment is True:
@@ -21,7 +31,19 @@ def check_augment(augment):
 
 
 def check_mixing(mixup=0.0, cutmix=0.0, random_erasing=0.0):
-    """MixUp and CutMix alphas (>= 0, 0 = off) and the random-erasing probability (in [0, 1])."""
+    """MixUp and CutMix alphas (>= 0, 0 = off) and the random-erasing probability (in [0, 1]).
+
+    Args:
+        mixup: MixUp's alpha, a finite number >= 0 (0: off).
+        cutmix: CutMix's alpha, a finite number >= 0 (0: off).
+        random_erasing: the probability of erasing a patch of each training image, in [0, 1].
+
+    Returns:
+        `(mixup, cutmix, random_erasing)` as floats.
+
+    Raises:
+        ValueError: a value is not a finite number, is negative, or `random_erasing` is above 1.
+    """
     check_finite("mixup", mixup, minimum=0)
     check_finite("cutmix", cutmix, minimum=0)
     check_finite("random_erasing", random_erasing, minimum=0)
@@ -77,7 +99,15 @@ def augmenter(augment, random_erasing, height, width, channels, seed):
 
 
 def one_hot_labels(ds, num_classes):
-    """A batched `(image, label)` pipeline with one-hot float32 labels (for soft-label training)."""
+    """A batched `(image, label)` pipeline with one-hot float32 labels (for soft-label training).
+
+    Args:
+        ds: a `tf.data.Dataset` of `(image, label)` with integer labels.
+        num_classes: the length of the one-hot vectors.
+
+    Returns:
+        The `tf.data.Dataset` of `(image, one-hot float32 label)`.
+    """
     import tensorflow as tf
 
     return ds.map(lambda image, label: (image, tf.one_hot(label, num_classes, dtype=tf.float32)),
@@ -91,6 +121,17 @@ def mix_batches(ds, num_classes, *, mixup=0.0, cutmix=0.0, seed=0):
     batch, weight ~ Beta(alpha, alpha); `keras.layers.CutMix(factor=(cutmix, cutmix))` pastes a box of
     another image, area ~ Beta(alpha, alpha); the labels are mixed in the same proportion. With both
     alphas, each batch takes one of the two with probability 1/2 (timm's switch probability).
+
+    Args:
+        ds: a batched `tf.data.Dataset` of `(images, labels)` with integer labels.
+        num_classes: the number of classes (the length of the one-hot labels).
+        mixup: MixUp's alpha; 0 leaves MixUp off.
+        cutmix: CutMix's alpha; 0 leaves CutMix off.
+        seed: the seed of MixUp (CutMix takes `seed + 1`) and of the choice between the two.
+
+    Returns:
+        The `tf.data.Dataset` of mixed `(images, soft labels)`, both float32; with both alphas 0, the batches
+        with one-hot labels only.
     """
     import keras
     import tensorflow as tf

@@ -8,7 +8,20 @@ from lacnn_zoo.data.splits import DataSplits, check_fractions
 
 
 def load_digits(*, seed=0, validation_fraction=0.1, test_fraction=0.2):
-    """scikit-learn's handwritten digits as (N, 8, 8, 1) float32, stratified split with a fixed seed."""
+    """scikit-learn's handwritten digits as (N, 8, 8, 1) float32, stratified split with a fixed seed.
+
+    Args:
+        seed: the seed of the stratified splits.
+        validation_fraction: the share of all images held out for validation.
+        test_fraction: the share of all images held out for testing.
+
+    Returns:
+        `DataSplits` named 'digits' of NumPy `(x, y)` tuples (float32 images, int32 labels), 10 classes,
+        `input_shape` (8, 8, 1): pixels scaled by 1/16, then standardised by the training images' mean and std.
+
+    Raises:
+        ValueError: a fraction is not in (0, 1), or the two do not leave at least 10% of the images for training.
+    """
     from sklearn.datasets import load_digits as sk_load_digits
     from sklearn.model_selection import train_test_split
 

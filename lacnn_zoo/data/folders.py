@@ -29,11 +29,27 @@ CACHE_BYTES = 1 << 30
 
 
 def is_image_file(name):
+    """Whether `name` is an image file the loaders read: an `IMAGE_FORMATS` extension, and not hidden.
+
+    Args:
+        name: a file name or path.
+
+    Returns:
+        True when `name` ends with one of `IMAGE_FORMATS` (in any case) and its base name does not start with ".".
+    """
     return name.lower().endswith(IMAGE_FORMATS) and not os.path.basename(name).startswith(".")
 
 
 def list_images(folder):
-    """Every image file under `folder` (recursively, hidden files and folders skipped), sorted."""
+    """Every image file under `folder` (recursively, hidden files and folders skipped), sorted.
+
+    Args:
+        folder: the folder to search (symbolic links to folders are followed).
+
+    Returns:
+        A list of the paths of the image files (`is_image_file`): each folder's files sorted, then its
+        subfolders in sorted order.
+    """
     found = []
     for root, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -46,6 +62,14 @@ def decode_image(contents, channels):
 
     An alpha channel is dropped; grayscale is repeated to RGB when channels=3, RGB converted to
     luminance (tf.image.rgb_to_grayscale) when channels=1 (`predict` on a grayscale model).
+
+    Args:
+        contents: the encoded bytes (a scalar string tensor) of an image `tf.io.decode_image` reads; a GIF gives
+            its first frame.
+        channels: 1 or 3, the channels of the result.
+
+    Returns:
+        A uint8 `tf.Tensor` of shape `(height, width, channels)`.
     """
     import tensorflow as tf
 
@@ -136,12 +160,17 @@ def load_image_folder(
 
     Args:
         path: an existing folder of class subfolders.
+        seed: the seed of the splits, of shuffling and of augmentation.
+        batch_size: images per batch.
         image_size: `(height, width)` to resize to; None keeps the native size (then the same for every image).
         augment: training augmentation, one of `AUGMENTS`: 'none', 'crop-flip' (random crop after padding by
             1/8 of the size, and horizontal flip) or 'randaugment' (crop-flip, then Keras' RandAugment).
         random_erasing: probability of erasing a random patch of each training image (Keras' RandomErasing).
-        validation_fraction, test_fraction: shares of the images held out (when there are no split folders);
-            `data_dir` and `download` are refused (they apply to TFDS).
+        validation_fraction: share of the images held out for validation (when there are no split folders).
+        test_fraction: share of the images held out for testing (when there are no split folders).
+        stats_examples: training images used to estimate the per-channel mean/std, as `load_tfds`.
+        data_dir: refused when set (it applies to TFDS names).
+        download: refused when set (it applies to TFDS names).
         normalization: None (the training images' mean and std) or a fixed convention, as `load_tfds`.
 
     Returns:
@@ -258,7 +287,14 @@ def _geometry(shapes, image_size):
 
 
 def is_folder_name(name):
-    """True when `dataset` names a folder (an existing one, or a string that is clearly a path)."""
+    """True when `dataset` names a folder (an existing one, or a string that is clearly a path).
+
+    Args:
+        name: the `dataset` argument, a str or `os.PathLike`.
+
+    Returns:
+        True when `name` is an existing folder, holds a path separator, or starts with "." or "~"; else False.
+    """
     name = os.fspath(name)
     return os.path.isdir(name) or os.sep in name or name.startswith((".", "~")) or (
         os.altsep is not None and os.altsep in name)

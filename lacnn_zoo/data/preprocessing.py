@@ -9,7 +9,15 @@ def _standardise(x, mean, std):
 
 
 def standardise(x, preprocessing):
-    """Images scaled by `preprocessing["scale"]` (NumPy, channels last) to the model's inputs."""
+    """Images scaled by `preprocessing["scale"]` (NumPy, channels last) to the model's inputs.
+
+    Args:
+        x: images already multiplied by `preprocessing["scale"]`, array-like, channels last.
+        preprocessing: a `DataSplits.preprocessing` record (`mean`, `std` and optionally `channel_order`).
+
+    Returns:
+        A float32 NumPy array, `(x - mean) / std` with the channels first reversed when `channel_order` is "BGR".
+    """
     x = np.asarray(x, "float32")
     if preprocessing.get("channel_order") == "BGR":
         x = x[..., ::-1]
@@ -17,19 +25,50 @@ def standardise(x, preprocessing):
 
 
 def unstandardise(x, preprocessing):
-    """The inverse of `standardise`: model inputs back to images scaled by `preprocessing["scale"]`."""
+    """The inverse of `standardise`: model inputs back to images scaled by `preprocessing["scale"]`.
+
+    Args:
+        x: model inputs, array-like, channels last.
+        preprocessing: the record they were standardised with.
+
+    Returns:
+        A float32 NumPy array, `x * std + mean` with the channels then reversed when `channel_order` is "BGR".
+    """
     x = np.asarray(x, "float32") * np.asarray(preprocessing["std"], "float32") + np.asarray(
         preprocessing["mean"], "float32")
     return x[..., ::-1] if preprocessing.get("channel_order") == "BGR" else x
 
 
 def restandardise(x, source, target):
-    """Inputs standardised as `source` describes, standardised as `target` does instead (via raw pixels)."""
+    """Inputs standardised as `source` describes, standardised as `target` does instead (via raw pixels).
+
+    Args:
+        x: model inputs standardised as `source` records, array-like, channels last.
+        source: the preprocessing record `x` was standardised with.
+        target: the preprocessing record to standardise by instead (its `scale` included).
+
+    Returns:
+        A float32 NumPy array: the same images as `target` standardises them.
+    """
     return standardise(unstandardise(x, source) * (target["scale"] / source["scale"]), target)
 
 
 def check_preprocessing(preprocessing, input_shape=None, what="`preprocessing`"):
-    """Refuse a preprocessing record that cannot be applied as `standardise` applies it (damaged metadata)."""
+    """Refuse a preprocessing record that cannot be applied as `standardise` applies it (damaged metadata).
+
+    Args:
+        preprocessing: the record to check: a dict with a positive `scale`, finite `mean` and `std` lists
+            (std > 0), and optionally `channel_order` ("RGB" or "BGR") and `resize`.
+        input_shape: the model's input shape, or None; when given, `mean` and `std` must hold one value per
+            channel (otherwise 1, 3 or 4 values) and a `resize` must be its height and width.
+        what: how the error names the record.
+
+    Returns:
+        `preprocessing`, unchanged.
+
+    Raises:
+        ValueError: "<what> is damaged: <problem>; it cannot be applied to images."
+    """
     import numbers
 
     def numbers_ok(values, n):

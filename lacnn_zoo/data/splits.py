@@ -17,6 +17,19 @@ class DataSplits:
     `train`, `validation` and `test` are either `(x, y)` NumPy tuples (embedded
     sets; these work on every Keras backend) or batched `tf.data.Dataset`s of
     `(image, label)` (TFDS sets, TensorFlow backend).
+
+    Args:
+        name: the data set's name.
+        train: the training split.
+        validation: the validation split.
+        test: the test split.
+        input_shape: `(height, width, channels)` of the model's inputs.
+        num_classes: the number of classes.
+        preprocessing: what a deployed model expects (`scale`, `mean`, `std`, `resize`, `channel_order`,
+            `convention`, and `class_names` where known; see `lacnn_zoo.data.preprocessing`).
+        sizes: images per split, `{"train": n, "validation": n, "test": n}`, where known; None otherwise.
+        plain_train: for pipelines, the training images un-augmented in one fixed (seeded) order; None for
+            arrays (they are both already).
     """
 
     name: str

@@ -37,6 +37,8 @@ def load_tfds(
 
     Args:
         name: a TFDS name with `image` and `label` features (cifar10, mnist, ...).
+        seed: the seed of shuffling and augmentation.
+        batch_size: images per batch.
         data_dir: where prepared TFDS data lives (TFDS' default when None).
         download: allow TFDS to download and prepare (needs network).
         image_size: `(height, width)` to resize to, or None to keep the native size.
@@ -54,6 +56,14 @@ def load_tfds(
         normalization: None (standardise with the training images' mean and std), or a fixed convention
             `{"mean", "std", "channel_order", "convention"}` on [0, 1] pixels, e.g. a keras.applications
             backbone's (`lacnn_zoo.models.backbones.input_convention`).
+
+    Returns:
+        `DataSplits` of batched `tf.data.Dataset`s of `(image, int32 label)`, `plain_train` and, where TFDS
+        knows them, `sizes` set; its `preprocessing` also records `class_names` when the set names its labels.
+
+    Raises:
+        DatasetNotAvailableError: the set is not prepared locally and `download` is False.
+        ValueError: an unknown name, a set without `image` and `label` features, or a bad option.
     """
     import tensorflow as tf
 

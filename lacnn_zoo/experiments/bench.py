@@ -86,7 +86,16 @@ def ratio_spread(samples, key, base):
 
 
 def flops_per_image(model, input_shape):
-    """Inference FLOPs for one image from the backend's cost analysis; None where unsupported."""
+    """Inference FLOPs for one image from the backend's cost analysis; None where unsupported.
+
+    Args:
+        model: a built `keras.Model`.
+        input_shape: one image's shape, `(height, width, channels)`.
+
+    Returns:
+        The float operations (int) of one inference-mode forward pass on a batch of one image: TensorFlow's
+        profiler on TensorFlow, XLA's cost analysis on JAX (None when it reports none); None on other backends.
+    """
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf

@@ -15,8 +15,14 @@ def welch(a, b, confidence=CONFIDENCE):
     """Welch's unequal-variance t-test of mean(a) - mean(b), with its `confidence` interval (SciPy's
     `ttest_ind(equal_var=False)` and its `confidence_interval`).
 
-    Returns a dict (diff, ci_low, ci_high, t, df, p, n_a, n_b); the interval and test are None with fewer than 2
-    values in a group or no spread in either (the test is undefined there).
+    Args:
+        a: the first group's values (a sequence of numbers).
+        b: the second group's values.
+        confidence: the confidence level of the interval.
+
+    Returns:
+        A dict (diff, ci_low, ci_high, t, df, p, n_a, n_b); the interval and test are None with fewer than 2
+        values in a group or no spread in either (the test is undefined there).
     """
     from scipy import stats
 
@@ -36,7 +42,14 @@ def welch(a, b, confidence=CONFIDENCE):
 
 
 def mean_std(values):
-    """(mean, sample std) of the values that are not None; (None, None) when none is; std 0 for one value."""
+    """(mean, sample std) of the values that are not None; (None, None) when none is; std 0 for one value.
+
+    Args:
+        values: numbers, None for a missing one.
+
+    Returns:
+        `(mean, std)` as floats (the std with ddof=1), or `(None, None)`.
+    """
     values = [v for v in values if v is not None]
     if not values:
         return None, None
@@ -51,7 +64,17 @@ MIN_SEEDS = 3
 def verdict(p, diff, n, sign):
     """A criterion's verdict from a Welch test: "held" (p < ALPHA, difference of the predicted `sign`), "did not
     hold" (significant the other way, or not significant with at least MIN_SEEDS values per side), or "not shown"
-    when the test had too few values per side (`n`) to tell."""
+    when the test had too few values per side (`n`) to tell.
+
+    Args:
+        p: the test's p-value, or None when the test is undefined.
+        diff: the difference of the means.
+        n: values per side (the smaller side).
+        sign: the predicted sign of `diff`, +1 or -1.
+
+    Returns:
+        "held", "did not hold", or "not shown: n=<n> per side (...)".
+    """
     if p is not None and p < ALPHA and np.sign(diff) == sign:
         return "held"
     if (p is not None and p < ALPHA) or n >= MIN_SEEDS:

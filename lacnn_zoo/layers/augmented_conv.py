@@ -178,7 +178,7 @@ class AugmentedConv2D(layers.Layer):
     Returns:
         (batch, ceil(height / strides), ceil(width / strides), filters).
 
-    Example:
+    Examples:
         >>> AugmentedConv2D(32, dk=8, dv=4, heads=4)(keras.ops.ones((2, 7, 5, 3))).shape
         (2, 7, 5, 32)
     """

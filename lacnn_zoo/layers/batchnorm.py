@@ -110,6 +110,15 @@ def calibrate_batchnorm(model, x, batch_size=None, statistics=None):
     batch-norm layers keep their statistics, as training keeps them. Useful before timing an untrained network
     (its initial statistics, mean 0 and variance 1, let activations grow with depth), and for weights that no
     forward pass produced statistics for (`lacnn_zoo.training.ema`). Returns `model`.
+
+    Args:
+        model: a `keras.Model`; its trainable BatchNormalization layers (nested models included) are calibrated.
+        x: the input images, a NumPy array (anything with `len` and slicing).
+        batch_size: images per forward pass; None passes all of `x` as one batch.
+        statistics: a `BatchStatistics` of `model` to reuse (e.g. a compiled one); None makes an uncompiled one.
+
+    Returns:
+        `model`, its batch-norm layers' moving means and variances set in place.
     """
     statistics = statistics or BatchStatistics(model)
     n = len(x)

@@ -36,7 +36,7 @@ class ConvBNAct(layers.Layer):
     Returns:
         `(batch, ceil(height / strides), ceil(width / strides), filters)`.
 
-    Example:
+    Examples:
         >>> layer = ConvBNAct(32, strides=2)
         >>> layer(keras.ops.ones((2, 9, 8, 3))).shape
         (2, 5, 4, 32)

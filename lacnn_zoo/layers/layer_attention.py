@@ -80,7 +80,7 @@ class TapForm(layers.Layer):
         pool: ``"avg"``, ``"max"`` or None (``form="pool"`` only).
         size: ``(h, w)`` target of ``form="resample"``.
 
-    Example:
+    Examples:
         >>> TapForm("resample", size=(2, 2))(keras.ops.ones((3, 8, 4, 5))).shape
         (3, 20)
     """

@@ -63,7 +63,7 @@ class ResidualBlock(layers.Layer):
     Returns:
         ``(batch, ceil(height / strides), ceil(width / strides), filters)``.
 
-    Example:
+    Examples:
         >>> block = ResidualBlock(32, strides=2, mixing="beta", beta_init=0.5)
         >>> block(keras.ops.ones((2, 8, 8, 16))).shape
         (2, 4, 4, 32)

@@ -35,6 +35,18 @@ def input_convention(backbone, channels=3):
     (the "caffe" mode of ResNet50/101/152 and VGG). Returns a dict with `mean`, `std`, `channel_order` and
     `convention` (the function's name). With one input channel (grey images, only possible with
     `backbone_weights=None`) the channels' mean and std are averaged.
+
+    Args:
+        backbone: a `keras.applications` constructor name such as "ResNet50V2"; anything else gives None.
+        channels: the images' channels: 3, or 1 to average the mean and std over the channels.
+
+    Returns:
+        A dict `{"mean", "std", "channel_order", "convention"}` (mean and std lists of floats, one per channel,
+        on pixels in [0, 1]), or None when `backbone` is not a `keras.applications` name.
+
+    Raises:
+        ZooError: the family's `preprocess_input` is not a per-channel affine map, or reorders the channels
+            other than as RGB or BGR.
     """
     if not isinstance(backbone, str) or backbone not in application_names():
         return None
@@ -167,8 +179,10 @@ def feature_extractor(backbone, features="stages", *, input_shape=None, backbone
     """`feature_model` of any backbone: a model whose outputs are its feature maps (timm's `features_only`).
 
     Args:
-        backbone, input_shape, backbone_weights: as `resolve_backbone`.
+        backbone: as `resolve_backbone`'s `backbone`.
         features: `"stages"`, `"blocks"`, a list of layer names or a callable (see `lacnn_zoo.models.taps`).
+        input_shape: as `resolve_backbone`'s `input_shape`.
+        backbone_weights: as `resolve_backbone`'s `weights`.
         name: the model's name (default `"<backbone name>_features"`).
 
     Returns:

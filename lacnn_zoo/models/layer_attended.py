@@ -391,9 +391,10 @@ def layer_attended(
         input_shape: `(height, width, channels)` for a named backbone; None is the constructor's default
             (for keras.applications with `backbone_weights=None`, any height and width).
         backbone_weights: keras.applications weights: None (random, nothing downloads), "imagenet" or a path.
-        include_top, features: as `build_model`: `include_top=False` returns the backbone without the head
-            (its last map, pooled per the `pooling` knob, the map itself for None), and with `features`
-            (`"stages"`, `"blocks"`, names) its feature maps, timm's `features_only`.
+        include_top: as `build_model`: `include_top=False` returns the backbone without the head (its last
+            map, pooled per the `pooling` knob, the map itself for None).
+        features: as `build_model`: with `include_top=False`, `"stages"`, `"blocks"` or layer names return
+            the backbone's feature maps instead, timm's `features_only`.
         classifier_activation: None (logits) or e.g. "softmax".
         name: model name (default `"<backbone>_layer_attended"`).
         **head_knobs: `pooling`, `tap_form`, `tap_size`, `tap_transform`, `tap_units`, `heads`,
@@ -408,7 +409,7 @@ def layer_attended(
         A functional `keras.Model` with the backbone's inputs, its layers (names unchanged) and the head
         of `layer_attended_head`; the mechanism layer is `layer_attention`.
 
-    Example:
+    Examples:
         >>> model = layer_attended("ResNet50V2", input_shape=(64, 64, 3))
         >>> tap_names(model)[:2]
         ['conv2_block1_out', 'conv2_block2_out']
@@ -444,7 +445,18 @@ def layer_attended(
 
 
 def tap_names(model):
-    """The names of the backbone layers a layer-attended model taps, lowest first (read from its graph)."""
+    """The names of the backbone layers a layer-attended model taps, lowest first (read from its graph).
+
+    Args:
+        model: a layer-attended `keras.Model` (one with a layer named `ATTENTION_LAYER`), e.g. reloaded from a
+            `.keras` file.
+
+    Returns:
+        A list of layer names, one per tap, lowest first.
+
+    Raises:
+        ValueError: `model` has no layer named `ATTENTION_LAYER`.
+    """
     try:
         attention = model.get_layer(ATTENTION_LAYER)
     except ValueError:

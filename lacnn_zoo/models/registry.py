@@ -67,7 +67,17 @@ def check_model_size(params, activations, *, knobs):
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-    """What the registry knows about one name (timm's "pretrained_cfg" counterpart)."""
+    """What the registry knows about one name (timm's "pretrained_cfg" counterpart).
+
+    Args:
+        name: the registered name.
+        family: the family name (`list_families`).
+        paper: citation of the architecture.
+        description: the preset's docstring, cleaned (`inspect.cleandoc`).
+        default_input_shape: the input shape the preset was designed for, a tuple.
+        preset: the knobs the preset sets.
+        builder: the family builder `build_model` calls.
+    """
 
     name: str
     family: str
@@ -134,6 +144,13 @@ def register_model(builder, *, family, paper="", default_input_shape=(32, 32, 3)
         paper: citation of the architecture.
         default_input_shape: the input size the preset was designed for.
         name: registered name; defaults to the function's name.
+
+    Returns:
+        A decorator that registers the preset function it is applied to and returns that function unchanged.
+
+    Raises:
+        ValueError: when the decorator is applied: the name is already registered, or the preset sets knobs
+            that `builder` does not take.
     """
 
     def decorator(preset_fn):
@@ -160,7 +177,15 @@ def register_model(builder, *, family, paper="", default_input_shape=(32, 32, 3)
 
 
 def list_models(pattern="*", family=None):
-    """Sorted registered names matching a wildcard pattern (or a list of them), e.g. `"resnet*"`."""
+    """Sorted registered names matching a wildcard pattern (or a list of them), e.g. `"resnet*"`.
+
+    Args:
+        pattern: an `fnmatch` wildcard pattern (case-sensitive), or a list of them (a name matching any is listed).
+        family: list only this family's names; None lists every family.
+
+    Returns:
+        A sorted list of registered names.
+    """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     names = [
         n
@@ -171,7 +196,14 @@ def list_models(pattern="*", family=None):
 
 
 def resolve_models(patterns):
-    """Names matching each pattern in turn, in the order given (sorted within a wildcard), without repeats."""
+    """Names matching each pattern in turn, in the order given (sorted within a wildcard), without repeats.
+
+    Args:
+        patterns: a wildcard pattern, or a list of them (names or wildcards, as `list_models` takes).
+
+    Returns:
+        A list of registered names; a pattern that matches none adds nothing.
+    """
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     names = []
     for pattern in patterns:
@@ -182,11 +214,26 @@ def resolve_models(patterns):
 
 
 def list_families():
+    """The families of the registered models (`ModelInfo.family`).
+
+    Returns:
+        A sorted list of family names, each once.
+    """
     return sorted({info.family for info in _REGISTRY.values()})
 
 
 def model_info(name):
-    """The `ModelInfo` record of a registered name; unknown names list the closest valid ones."""
+    """The `ModelInfo` record of a registered name; unknown names list the closest valid ones.
+
+    Args:
+        name: a registered name (`list_models()`).
+
+    Returns:
+        The name's `ModelInfo`.
+
+    Raises:
+        ValueError: `name` is not registered (the error suggests the closest names).
+    """
     if not isinstance(name, str) or name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

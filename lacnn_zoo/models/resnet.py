@@ -45,6 +45,19 @@ def residual_stages_size(input_shape, widths, blocks, *, mixing, preactivation, 
     three (heads, HW, HW) tensors unblocked, the relative tables when its query
     blocks are rematerialised), plus the largest single block's working set.
     Unknown (None) spatial sizes count as 1.
+
+    Args:
+        input_shape: `(height, width, channels)` of the stages' input.
+        widths: filters per stage.
+        blocks: residual blocks per stage.
+        mixing: the `ResidualBlock` mixing ("beta" adds one parameter per block, "projection" a filters x filters
+            matrix).
+        preactivation: pre-activation blocks (Wide-ResNet ordering).
+        attention: the `AugmentedConv2D` settings (the keyword arguments `residual_stages` takes), or None.
+        augment_stages: stages (1-based) whose blocks' first convolution is an `AugmentedConv2D`.
+
+    Returns:
+        `(parameters, activations)`: the parameter count and the per-image activation values, two ints.
     """
     def block(stage, channels, filters, height, width, strides):
         """(parameters, activations kept, transient working set) of one block."""
@@ -89,9 +102,19 @@ def training_memory_estimate(name, *, input_shape=None, batch_size=128, num_clas
     activations: 4 bytes x `batch_size` x the per-image values of `residual_stages_size` (a model estimate:
     compare with `lacnn-zoo bench NAME --memory` where the batch fits).
 
+    Args:
+        name: a registered model of the resnet, wide_resnet or aa_resnet families.
+        input_shape: `(height, width, channels)`; None means the model's `default_input_shape`.
+        batch_size: images per training step.
+        num_classes: classifier width.
+        **overrides: the model's knobs, as `build_model` takes them.
+
     Returns:
         {"params", "batch_size", "input_shape", "weights_bytes", "activation_bytes", "total_bytes",
         "total_gib"}.
+
+    Raises:
+        ValueError: `name` is not a model of a residual family.
     """
     info = model_info(name)
     if info.builder not in (build_resnet, build_wide_resnet):
@@ -126,6 +149,24 @@ def residual_stages(x, widths, blocks, *, mixing, beta_init, preactivation, drop
     `AugmentedConv2D` with the `attention` arguments.  Before building, the
     stages' size is checked against the machine's memory (`check_model_size`);
     `size_knobs` names the knobs that set it in the error (default: widths, blocks).
+
+    Args:
+        x: the stages' input, a symbolic tensor `(batch, height, width, channels)`.
+        widths: filters per stage.
+        blocks: residual blocks per stage.
+        mixing: the `ResidualBlock` mixing rule ("add", "beta" or "projection").
+        beta_init: the `ResidualBlock` beta at initialisation (mixing="beta").
+        preactivation: pre-activation blocks (Wide-ResNet ordering).
+        dropout: the `ResidualBlock` dropout rate.
+        attention: the `AugmentedConv2D` keyword arguments of the augmented stages, or None.
+        augment_stages: stages (1-based) whose blocks' first convolution is an `AugmentedConv2D`.
+        size_knobs: `{knob: value}` the memory check's error names; None names widths and blocks.
+
+    Returns:
+        A list of every block's output tensor, in order (the last is the last stage's output).
+
+    Raises:
+        ValueError: the stages' training step would not fit in the machine's memory (`check_model_size`).
     """
     params, activations = residual_stages_size(
         tuple(x.shape[1:]), widths, blocks, mixing=mixing, preactivation=preactivation, attention=attention,
@@ -195,15 +236,25 @@ def residual_network(
     since their blocks end on the mixing; then the classifier head.
 
     Args:
+        input_shape: `(height, width, channels)`, as `build_model` resolves it.
+        num_classes: classifier width (with `include_top=True`).
+        include_top: add the classifier; with False the model returns the (pooled) features.
+        pooling: `"avg"`, `"max"` or None, as `build_model`.
+        classifier_activation: None (logits) or the classifier's activation, e.g. `"softmax"`.
+        name: the model's name.
         stem_width: filters of the stem convolution.
         widths: filters per stage (validated positive ints).
         blocks: residual blocks per stage.
         preactivation: Wide-ResNet block ordering, bare-convolution stem and final BN-ReLU.
-        mixing, beta_init, dropout: `ResidualBlock` arguments.
+        mixing: the `ResidualBlock` mixing rule.
+        beta_init: the `ResidualBlock` beta at initialisation (mixing="beta").
+        dropout: the `ResidualBlock` dropout rate.
         augment_stages: stages (1-based) whose blocks' first convolution is an `AugmentedConv2D`.
         attention: that layer's keyword arguments.
         size_knobs: the knobs that set the size, named by the memory check's error.
-        The other arguments are `build_model`'s.
+
+    Returns:
+        A functional `keras.Model` named `name`.
     """
     check_choice("mixing", mixing, MIXING_MODES)
     check_unit_interval("beta_init", beta_init)
@@ -257,7 +308,13 @@ def build_resnet(
 ):
     """CIFAR ResNet: 3x3 stem, `len(widths)` stages of (depth - 2) / 6 basic blocks, pooling, classifier.
 
-    Knobs:
+    Args:
+        input_shape: `(height, width, channels)`, as `build_model` resolves it.
+        num_classes: classifier width (with `include_top=True`).
+        include_top: add the classifier; with False the model returns the (pooled) features.
+        pooling: `"avg"`, `"max"` or None, as `build_model`.
+        classifier_activation: None (logits) or the classifier's activation, e.g. `"softmax"`.
+        name: the model's name.
         depth: 6n + 2 (20, 32, 56, 110, ...).
         widths: filters per stage (stem = widths[0]).
         mixing: "add", "beta" or "projection".
@@ -265,12 +322,24 @@ def build_resnet(
         dropout: dropout between the two convolutions of a block.
         augment_stages: stages (1-based) whose blocks get an attention-augmented first
             convolution (Bello et al. 2019); () for none.
-        heads, dk, dv, relative, min_key_dims_per_head: the `AugmentedConv2D` settings
-            (paper: 8 heads, dk = 0.2 Fout, dv = 0.1 Fout, relative positions).
-        query_chunk, rematerialize: how `AugmentedConv2D` bounds the attention memory (the
-            values do not change); attention_downsample=2 attends over a 3x3/stride-2 pooled
-            grid and upsamples (a change of the model); image_loop=True attends one image at a
-            time (same values; faster on a CPU, see `AugmentedConv2D`).
+        heads: `AugmentedConv2D` heads (paper: 8).
+        dk: `AugmentedConv2D` total key depth, an int or a ratio of the block's filters (paper: 0.2).
+        dv: `AugmentedConv2D` total value depth, an int or a ratio of the block's filters (paper: 0.1).
+        relative: add `AugmentedConv2D`'s 2-D relative position logits (paper: True).
+        min_key_dims_per_head: floor for dk / heads when `dk` is a ratio.
+        query_chunk: query pixels per block of `AugmentedConv2D`'s attention; "auto" picks it from the memory
+            budget, None attends all queries at once (the values do not change).
+        rematerialize: recompute each query block's logits in the backward pass instead of storing them.
+        attention_downsample: 1, or 2 to attend over a 3x3/stride-2 pooled grid and upsample (a change of the
+            model).
+        image_loop: attend one image at a time (same values; faster on a CPU, see `AugmentedConv2D`).
+
+    Returns:
+        A functional `keras.Model` named `name`.
+
+    Raises:
+        ValueError: a knob is refused (e.g. a depth that is not 6n + 2), or the model is too large to train on
+            this machine.
     """
     widths = check_positive_int_sequence("widths", widths)
     return residual_network(
@@ -310,12 +379,38 @@ def build_wide_resnet(
 ):
     """Wide-ResNet-depth-width: 16-filter stem, pre-activation blocks, stages of 16k/32k/64k filters.
 
-    Knobs:
+    Args:
+        input_shape: `(height, width, channels)`, as `build_model` resolves it.
+        num_classes: classifier width (with `include_top=True`).
+        include_top: add the classifier; with False the model returns the (pooled) features.
+        pooling: `"avg"`, `"max"` or None, as `build_model`.
+        classifier_activation: None (logits) or the classifier's activation, e.g. `"softmax"`.
+        name: the model's name.
         depth: 6n + 4 (16, 22, 28, 40, ...).
         width: widening factor k.
-        mixing, beta_init, dropout, augment_stages, heads, dk, dv, relative,
-        min_key_dims_per_head, query_chunk, rematerialize, attention_downsample, image_loop: as for
-        `build_resnet`.
+        mixing: "add", "beta" or "projection".
+        beta_init: initial beta for mixing="beta", in [0, 1].
+        dropout: dropout between the two convolutions of a block.
+        augment_stages: stages (1-based) whose blocks get an attention-augmented first
+            convolution (Bello et al. 2019); () for none.
+        heads: `AugmentedConv2D` heads (paper: 8).
+        dk: `AugmentedConv2D` total key depth, an int or a ratio of the block's filters (paper: 0.2).
+        dv: `AugmentedConv2D` total value depth, an int or a ratio of the block's filters (paper: 0.1).
+        relative: add `AugmentedConv2D`'s 2-D relative position logits (paper: True).
+        min_key_dims_per_head: floor for dk / heads when `dk` is a ratio.
+        query_chunk: query pixels per block of `AugmentedConv2D`'s attention; "auto" picks it from the memory
+            budget, None attends all queries at once (the values do not change).
+        rematerialize: recompute each query block's logits in the backward pass instead of storing them.
+        attention_downsample: 1, or 2 to attend over a 3x3/stride-2 pooled grid and upsample (a change of the
+            model).
+        image_loop: attend one image at a time (same values; faster on a CPU, see `AugmentedConv2D`).
+
+    Returns:
+        A functional `keras.Model` named `name`.
+
+    Raises:
+        ValueError: a knob is refused (e.g. a depth that is not 6n + 4), or the model is too large to train on
+            this machine.
     """
     check_positive_int("width", width)
     return residual_network(
@@ -336,7 +431,15 @@ ATTENTION_KNOBS = ("heads", "dk", "dv", "relative", "min_key_dims_per_head", "qu
 
 
 def inert_residual_knobs(knobs):
-    """`{knob: why}`: the knobs of a residual builder that its other knobs leave without effect."""
+    """`{knob: why}`: the knobs of a residual builder that its other knobs leave without effect.
+
+    Args:
+        knobs: a residual model's knobs, `{knob: value}`.
+
+    Returns:
+        A dict `{knob: why}`: `beta_init` unless mixing="beta", and the `ATTENTION_KNOBS` when `augment_stages`
+        is empty.
+    """
     inert = {}
     if knobs.get("mixing") != "beta":
         inert["beta_init"] = f"it is the initial beta of mixing='beta', and mixing={knobs.get('mixing')!r}"

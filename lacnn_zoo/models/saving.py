@@ -15,6 +15,14 @@ def load_model(path, *, compile=True, safe_mode=True):
         path: a `.keras` file.
         compile: restore the optimizer, loss and metrics it was trained with.
         safe_mode: refuse Python lambdas stored in the file (Keras' default).
+
+    Returns:
+        The loaded `keras.Model`.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        PermissionError: the file cannot be read.
+        ValueError: `path` is a folder, not a `.keras` archive, or cannot be loaded as a Keras model.
     """
     import keras
 

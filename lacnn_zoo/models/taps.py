@@ -254,7 +254,19 @@ def feature_model(model, features="stages", *, name=None):
 
 
 def feature_info(model):
-    """timm-style `[{"name", "channels", "reduction"}, ...]` of every output of a feature model."""
+    """timm-style `[{"name", "channels", "reduction"}, ...]` of every output of a feature model.
+
+    Args:
+        model: a feature model (from `feature_extractor` or `build_model(..., include_top=False,
+            pooling=None)`), also one reloaded from a `.keras` file.
+
+    Returns:
+        A list with one dict per output, in order: its layer's `name`, its `channels` and its `reduction`
+        (input height / map height, an int).
+
+    Raises:
+        ValueError: an output of `model` is not a 4-D feature map.
+    """
     graph = _Graph(model)
     names = [graph.name(t) for t in model.outputs]
     flat = [n for n, t in zip(names, model.outputs) if len(t.shape) != 4]

@@ -53,14 +53,38 @@ def size_warning(data, batch_size):
 
 
 def compile_model(model, *, learning_rate, weight_decay, decay_steps, from_logits=True):
-    """The default recipe (AdamW, cosine decay over `decay_steps`, constant when None) at this rate and decay."""
+    """The default recipe (AdamW, cosine decay over `decay_steps`, constant when None) at this rate and decay.
+
+    Args:
+        model: the Keras model to compile (in place).
+        learning_rate: the (peak) learning rate.
+        weight_decay: AdamW's decoupled weight decay (0 for none); kernels only, as `compile_with_recipe` does.
+        decay_steps: optimizer steps of the cosine decay (to 1% of the rate); None or 0 for a constant rate.
+        from_logits: whether the model outputs logits (True) or probabilities (False), for the loss.
+
+    Returns:
+        The same `model`, compiled with the sparse cross-entropy loss and the accuracy metric.
+    """
     options = resolve_recipe("default", learning_rate=learning_rate, weight_decay=weight_decay,
                              schedule="cosine" if decay_steps else "constant")
     return compile_with_recipe(model, options, epochs=1, steps_per_epoch=decay_steps, from_logits=from_logits)
 
 
 def compile_with_recipe(model, options, *, epochs, steps_per_epoch, num_classes=None, from_logits=True):
-    """Compile with resolved recipe `options` (see `lacnn_zoo.training.recipes`); top-5 accuracy from 20 classes up."""
+    """Compile with resolved recipe `options` (see `lacnn_zoo.training.recipes`); top-5 accuracy from 20 classes up.
+
+    Args:
+        model: the Keras model to compile (in place).
+        options: the resolved recipe, a dict as `resolve_recipe` returns: optimizer, schedule, label smoothing,
+            MixUp/CutMix (which switch the loss and metrics to one-hot labels), EMA.
+        epochs: the run's epochs, the length of the learning-rate schedule.
+        steps_per_epoch: optimizer steps per epoch; None when unknown (then no warmup and a constant rate).
+        num_classes: the number of classes; from 20 up a `top5_accuracy` metric is added (None: none).
+        from_logits: whether the model outputs logits (True) or probabilities (False), for the loss.
+
+    Returns:
+        The same `model`, compiled; weight decay applies to kernels only (not `NO_DECAY`'s variables).
+    """
     optimizer = make_optimizer(options, make_schedule(options, epochs=epochs, steps_per_epoch=steps_per_epoch))
     # Decay only kernels: decaying attention logits or beta would pull them towards uniform / 0,
     # biasing exactly the quantities the layer-attention monitor reports.

@@ -53,7 +53,16 @@ def _critical_count(n, p, alpha):
 
 
 def chance_threshold(num_classes, n=None):
-    """The accuracy at or above which a split of `n` images (None: unknown) is not at chance for `num_classes`."""
+    """The accuracy at or above which a split of `n` images (None: unknown) is not at chance for `num_classes`.
+
+    Args:
+        num_classes: the number of classes (chance is `1 / num_classes`).
+        n: the number of images the accuracy was measured on; None (or 0) for the practical margin alone.
+
+    Returns:
+        A float: the larger of the practical margin above chance (`CHANCE_SHARE`) and the exact binomial test's
+            critical accuracy at `CHANCE_ALPHA` (the latter only when `n` images suffice for the test).
+    """
     chance = 1.0 / num_classes
     practical = chance + min(CHANCE_SHARE[0] * chance, CHANCE_SHARE[1] * (1 - chance))
     if not n or num_classes < 2:
@@ -69,7 +78,16 @@ def _flag(name, value):
 
 
 def check_chance(num_classes, test=None, validation=None):
-    """A chance warning, or None. `test` and `validation` are `(accuracy, images)` or None."""
+    """A chance warning, or None. `test` and `validation` are `(accuracy, images)` or None.
+
+    Args:
+        num_classes: the number of classes; fewer than 2 (or None) gives no warning.
+        test: `(accuracy, images)` of the test split (`images` may be None), or None.
+        validation: `(accuracy, images)` of the best validation epoch, or None.
+
+    Returns:
+        A dict `{"kind": "chance", "message"}` when an accuracy is below `chance_threshold`, else None.
+    """
     if not num_classes or num_classes < 2:
         return None
     chance = 1.0 / num_classes
@@ -91,7 +109,16 @@ def check_chance(num_classes, test=None, validation=None):
 
 def check_overfitting(train_accuracy, val_accuracy, measured=""):
     """An overfitting warning, or None: a training accuracy (`measured` says how, e.g. " (inference mode, 512
-    training images)") against the best validation one."""
+    training images)") against the best validation one.
+
+    Args:
+        train_accuracy: the training accuracy, or None (no warning).
+        val_accuracy: the best validation accuracy, or None (no warning).
+        measured: text shown after the training accuracy in the message, saying how it was measured.
+
+    Returns:
+        A dict `{"kind": "overfitting", "message"}` when the gap exceeds `OVERFIT_GAP`, else None.
+    """
     if train_accuracy is None or val_accuracy is None or train_accuracy - val_accuracy <= OVERFIT_GAP:
         return None
     return dict(kind="overfitting", message=(
@@ -103,7 +130,15 @@ def check_overfitting(train_accuracy, val_accuracy, measured=""):
 
 
 def check_mode_gap(modes):
-    """A batch-norm warning, or None. `modes` is `mode_accuracies`' result (or None)."""
+    """A batch-norm warning, or None. `modes` is `mode_accuracies`' result (or None).
+
+    Args:
+        modes: `{"inference", "training", "images"}` as `mode_accuracies` returns it, or None (no warning).
+
+    Returns:
+        A dict `{"kind": "batchnorm", "message"}` when training mode scores more than `MODE_GAP` above
+            inference mode, else None.
+    """
     if not modes or modes["training"] - modes["inference"] <= MODE_GAP:
         return None
     return dict(kind="batchnorm", message=(
@@ -115,6 +150,14 @@ def check_mode_gap(modes):
 
 
 def batchnorm_layers(model):
+    """Every BatchNormalization layer of `model`, nested models included.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        A list of the `keras.layers.BatchNormalization` layers (trainable or not), depth first.
+    """
     import keras
 
     from lacnn_zoo.compat import flatten_layers
@@ -127,7 +170,19 @@ def mode_accuracies(model, x, y, batch_size=64):
     """Top-1 accuracy of `model` on `(x, y)` in inference mode and in training mode (batch statistics, dropout on),
     in batches of `batch_size`: `{"inference", "training", "images"}`, or None when the model has no trainable
     BatchNormalization (a frozen one runs in inference mode either way). The training-mode pass is
-    `stateless_call`: the model's moving statistics (and every other variable) are left as they were."""
+    `stateless_call`: the model's moving statistics (and every other variable) are left as they were.
+
+    Args:
+        model: a Keras classifier (one score per class on its last axis).
+        x: input images, an array (sliced in batches).
+        y: integer labels, one per image.
+        batch_size: images per batch; a last batch of a single image is skipped (batch statistics of one image
+            are meaningless).
+
+    Returns:
+        A dict `{"inference": float, "training": float, "images": int}` (the two accuracies and the number of
+            images scored), or None when the model has no trainable BatchNormalization or no image was scored.
+    """
     import keras
 
     if not any(layer.trainable for layer in batchnorm_layers(model)) or not len(y):
@@ -154,7 +209,19 @@ def diagnose(num_classes, *, test=None, validation=None, train_accuracy=None, mo
 
     `train_accuracy` is the last epoch's (history.csv); with `modes`, the overfitting check compares the
     inference-mode accuracy on the training sample instead, the mode validation runs in, so that stale batch-norm
-    statistics (their own warning) are not taken for memorisation."""
+    statistics (their own warning) are not taken for memorisation.
+
+    Args:
+        num_classes: the number of classes.
+        test: `(accuracy, images)` of the test split, or None.
+        validation: `(accuracy, images)` of the best validation epoch, or None.
+        train_accuracy: the last epoch's training accuracy, or None.
+        modes: `mode_accuracies`' result on training images, or None.
+
+    Returns:
+        A list of warning dicts `{"kind", "message"}` (chance, overfitting, batchnorm, in that order); empty
+            when none applies.
+    """
     val = (validation or (None,))[0]
     overfit = (check_overfitting(modes["inference"], val, f" (inference mode, {modes['images']} training images)")
                if modes else check_overfitting(train_accuracy, val))
@@ -164,7 +231,19 @@ def diagnose(num_classes, *, test=None, validation=None, train_accuracy=None, mo
 
 def run_warnings(model, data, *, train_accuracy, val_accuracy, test_accuracy=None, batch_size=64):
     """The warnings of a trained `model` on `data` (`DataSplits`): the split sizes from `data`, the training
-    sample of the batch-norm check its first `MODE_SAMPLE` training images."""
+    sample of the batch-norm check its first `MODE_SAMPLE` training images.
+
+    Args:
+        model: the trained Keras model (its best checkpoint).
+        data: the run's `DataSplits`.
+        train_accuracy: the last epoch's training accuracy, or None.
+        val_accuracy: the best validation accuracy, or None.
+        test_accuracy: the test accuracy, or None.
+        batch_size: batch size of the batch-norm check (`mode_accuracies`).
+
+    Returns:
+        A list of warning dicts `{"kind", "message"}`, as `diagnose` returns it.
+    """
     x, y = data.sample(MODE_SAMPLE, split="train")
     y = np.asarray(y)
     if y.ndim > 1:  # one-hot labels
@@ -179,5 +258,13 @@ def run_warnings(model, data, *, train_accuracy, val_accuracy, test_accuracy=Non
 
 
 def lines(warnings, prefix="Warning"):
-    """Each warning as the line printed: `Warning (kind): message`."""
+    """Each warning as the line printed: `Warning (kind): message`.
+
+    Args:
+        warnings: warning dicts `{"kind", "message"}`, or None.
+        prefix: the word before `(kind)`.
+
+    Returns:
+        A list of strings, one per warning (empty for None or no warnings).
+    """
     return [f"{prefix} ({w.get('kind')}): {w.get('message')}" for w in warnings or ()]

@@ -33,7 +33,18 @@ JAX_PROCESS_VARIABLES = (
 
 @dataclasses.dataclass
 class Distribution:
-    """How a run is spread: `scope()` is where the model is built and compiled."""
+    """How a run is spread: `scope()` is where the model is built and compiled.
+
+    Args:
+        kind: 'none', 'mirrored' or 'multi-worker' (`DISTRIBUTES`).
+        replicas: the number of replicas (devices) a global batch is split over.
+        is_chief: whether this process writes the run (the only one that does).
+        worker: this worker's name in messages, e.g. "chief", "worker 1" or "process 0".
+        strategy: the `tf.distribute` strategy (TensorFlow backend), or None.
+        distribution: the `keras.distribution.Distribution` (JAX backend), or None.
+        processes: the number of JAX processes (each feeds its own share of every batch).
+        process: this JAX process's index.
+    """
 
     kind: str
     replicas: int = 1
@@ -60,6 +71,17 @@ class Distribution:
 
 
 def check_distribute(distribute):
+    """`distribute` checked, None and False read as 'none'.
+
+    Args:
+        distribute: 'none', 'mirrored', 'multi-worker', None or False.
+
+    Returns:
+        The name of the distribution, one of `DISTRIBUTES`.
+
+    Raises:
+        ValueError: `distribute` is not one of `DISTRIBUTES`.
+    """
     distribute = "none" if distribute in (None, False) else distribute
     if distribute not in DISTRIBUTES:
         raise ValueError(f"`distribute` must be one of {', '.join(DISTRIBUTES)}; received distribute={distribute!r}.")
@@ -71,6 +93,18 @@ def setup(distribute):
 
     TensorFlow's multi-worker strategy must be created before any other TensorFlow operation of the
     process (collective ops are configured at start-up): call this first.
+
+    Args:
+        distribute: 'none', 'mirrored' or 'multi-worker' (None or False: 'none'). 'multi-worker' reads the
+            cluster from TF_CONFIG (TensorFlow) or from `JAX_PROCESS_VARIABLES` (JAX).
+
+    Returns:
+        A `Distribution`; on JAX its distribution is also set as Keras' global one (`Distribution.close` undoes
+            it).
+
+    Raises:
+        ValueError: `distribute` is unknown, the backend is neither TensorFlow nor JAX (for a distribution other
+            than 'none'), or the cluster's environment variables are missing or invalid.
     """
     distribute = check_distribute(distribute)
     if distribute == "none":
@@ -147,7 +181,14 @@ def _jax(distribute):
 
 
 def shard_by_data(ds):
-    """Shard a tf.data pipeline over the workers by element (its sources are in-memory tensors, not files)."""
+    """Shard a tf.data pipeline over the workers by element (its sources are in-memory tensors, not files).
+
+    Args:
+        ds: a `tf.data.Dataset`.
+
+    Returns:
+        The same pipeline with the `AutoShardPolicy.DATA` auto-shard option.
+    """
     import tensorflow as tf
 
     options = tf.data.Options()
@@ -166,6 +207,12 @@ def fitting(model, dist, sample_batch):
       scalar has no axis for: while this fit runs, scalars are averaged with `axis=None` (the same mean).
 
     Nothing changes for any other strategy or backend, and Keras' function is put back afterwards.
+
+    Args:
+        model: the compiled Keras model about to be fitted.
+        dist: the run's `Distribution`.
+        sample_batch: a function of no arguments returning a local `(x, y)` batch (called only for
+            TensorFlow's multi-worker strategy).
     """
     if dist.kind != "multi-worker" or dist.strategy is None:
         yield

@@ -32,7 +32,18 @@ __all__ = ["Predictions", "check_output_option", "digit_scans", "evaluate", "ima
 
 
 def top1(run, x, y, batch_size=128):
-    """Fraction of `y` that `run(x_batch)` ranks first."""
+    """Fraction of `y` that `run(x_batch)` ranks first.
+
+    Args:
+        run: a callable from a batch of inputs to scores of shape (batch, classes), e.g. a model's
+            `predict_on_batch`.
+        x: the inputs, an array (sliced in batches).
+        y: the integer labels, one per input.
+        batch_size: inputs per call of `run`.
+
+    Returns:
+        The top-1 accuracy, a float in [0, 1].
+    """
     correct = 0
     for start in range(0, len(y), batch_size):
         outputs = np.asarray(run(x[start:start + batch_size]))
@@ -41,7 +52,18 @@ def top1(run, x, y, batch_size=128):
 
 
 def resolve(model_or_run):
-    """`(model_path, run, metrics)`: a `.keras` file or run folder, with the run.json/metrics.json found beside it."""
+    """`(model_path, run, metrics)`: a `.keras` file or run folder, with the run.json/metrics.json found beside it.
+
+    Args:
+        model_or_run: a `.keras` file (or any existing file) or a run folder (its `best.keras`).
+
+    Returns:
+        A tuple `(model_path, run, metrics)`: the path of the model file, and the run.json and metrics.json of
+            the folder holding it as dicts (empty where there is none).
+
+    Raises:
+        FileNotFoundError: the path does not exist, or is a folder without best.keras.
+    """
     path = os.fspath(model_or_run)
     if os.path.isdir(path):
         model_path = RunFolder(path).best
@@ -90,7 +112,20 @@ def _batches(data, split, batch_size):
 
 @dataclasses.dataclass
 class Predictions:
-    """A model's log-probabilities on a split, with what they were computed from."""
+    """A model's log-probabilities on a split, with what they were computed from.
+
+    Args:
+        model_path: the `.keras` file the model was loaded from.
+        model: the loaded Keras model.
+        dataset: the data set the split comes from.
+        seed: the seed of the data set's split.
+        split: 'train', 'validation' or 'test'.
+        log_p: the log-probabilities, an array of shape (N, classes).
+        labels: the integer labels, an array of shape (N,).
+        preprocessing: what the model's inputs are: the run's recorded preprocessing, else the data set's.
+        inputs: the model's inputs (standardised images) when asked for, else None.
+        data: the `DataSplits` the split came from.
+    """
 
     model_path: str
     model: object
@@ -110,6 +145,25 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
 
     Inputs are standardised with the model's recorded statistics (metrics.json beside it) when there are any,
     else with the data set's own training statistics.
+
+    Args:
+        model_or_run: a `.keras` file or a run folder (its `best.keras`).
+        dataset: 'digits', a folder of class subfolders, or a TFDS name; by default the run's own (run.json).
+        seed: the split's seed (default: the run's, else 0).
+        batch_size: images per batch.
+        image_size: `(height, width)` to resize to (default: the run's, when `dataset` is the run's own; refused
+            with 'digits').
+        data_dir: where TFDS keeps its data sets (refused with 'digits').
+        download: whether TFDS may download the data set (refused with 'digits').
+        split: 'test', 'validation' or 'train'.
+        keep_inputs: also keep the model's inputs in `Predictions.inputs`.
+
+    Returns:
+        A `Predictions`.
+
+    Raises:
+        ValueError: an unknown `split`, no data set to use, or a data set that does not fit the model (input
+            shape, number of classes or class names).
     """
     if split not in ("train", "validation", "test"):
         raise ValueError(f"`split` must be 'train', 'validation' or 'test'; received split={split!r}.")
@@ -207,7 +261,16 @@ def evaluate(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size
 
 def check_output_option(path, overwrite, option):
     """Refuse, before any work, an output file (`option`: "out", "csv") that cannot be written safely, and
-    `overwrite` without one (it would replace nothing)."""
+    `overwrite` without one (it would replace nothing).
+
+    Args:
+        path: the output file, or None (or "") when none is written.
+        overwrite: whether an existing `path` may be replaced.
+        option: the option's name in messages, e.g. "out" or "csv".
+
+    Raises:
+        ValueError: `overwrite` without `path`, or a `path` that cannot be written safely.
+    """
     flag = spell("overwrite=True", "--overwrite")
     if path:
         check_output_file(path, option=spell(f"`{option}`", f"--{option}"), overwrite=overwrite, flag=flag)
@@ -224,7 +287,18 @@ def _check_top_k(top_k, num_classes):
 
 
 def image_files(inputs):
-    """Image files named by `inputs` (files, or folders searched recursively), in the order given."""
+    """Image files named by `inputs` (files, or folders searched recursively), in the order given.
+
+    Args:
+        inputs: a path, or a list of paths, of image files and/or folders of images.
+
+    Returns:
+        A list of image file paths (strings).
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: a file is not an image, a folder holds no images, or `inputs` names nothing.
+    """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     files = []
@@ -264,6 +338,19 @@ def preprocess(files, preprocessing, input_shape):
     Images are decoded as the training loader does (alpha dropped, converted to the model's
     channels) and resized to the recorded size, or to the model's input size when none was recorded
     and an image differs from it.  Returns float32 arrays, one per file.
+
+    Args:
+        files: paths of image files.
+        preprocessing: the run's recorded preprocessing (metrics.json): `scale`, `mean`, `std`, and optionally
+            `resize` and `channel_order`.
+        input_shape: the model's input shape `(height, width, channels)`; height and width may be None.
+
+    Returns:
+        A list of float32 arrays `(height, width, channels)`, one per file (each at its own size when no size
+            was recorded and the model takes any).
+
+    Raises:
+        ValueError: an image cannot be decoded.
     """
     import tensorflow as tf
 
@@ -290,6 +377,15 @@ def digit_scans(files):
     image is read as grey, inverted when its background is light (dark ink on paper), resized to 32x32
     (bilinear), thresholded at half intensity and counted the same way. (The original scans were also centred
     and size-normalised: crop an image to its digit for the best results.)
+
+    Args:
+        files: paths of image files, one handwritten digit each.
+
+    Returns:
+        A list of float32 arrays of shape (8, 8), one per file.
+
+    Raises:
+        ValueError: an image cannot be decoded.
     """
     import tensorflow as tf
 

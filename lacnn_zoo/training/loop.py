@@ -64,6 +64,17 @@ DEFAULT_MODEL = "lacnn_static_vector_tiny"
 
 @dataclasses.dataclass
 class TrainResult:
+    """What `train` (and `resume`) returns.
+
+    Args:
+        model: the trained model: the best checkpoint (best.keras) loaded back, else the model as trained (a
+            non-chief TensorFlow worker's, or a run whose best.keras was never written).
+        metrics: what metrics.json records (test accuracy, parameters, time per epoch, warnings, ...); None on a
+            non-chief worker of a distributed run, whose chief reports.
+        output_dir: the run folder.
+        worker: the process that trained: "chief", or a worker's name (e.g. "worker 1", "process 1").
+    """
+
     model: keras.Model
     metrics: dict  # None on a non-chief worker of a distributed run: the chief reports
     output_dir: str
@@ -176,6 +187,42 @@ def train(model=DEFAULT_MODEL, config=None, *, output_dir=None, resume=False, ov
     At the end, `metrics["warnings"]` (also in metrics.json, and printed unless
     `verbose=0`) says when the run learned nothing useful: accuracy near chance,
     overfitting, or batch-norm statistics (`lacnn_zoo.training.diagnostics`).
+
+    Args:
+        model: the registered name of the model to build (`lacnn_zoo.list_models()`); default `DEFAULT_MODEL`.
+        config: a `TrainConfig` with the training options, or None for its defaults.
+        output_dir: the run folder; default `runs/<model>-<dataset>-seed<seed>` (a folder data set by its base
+            name). Created if needed; must be a new or empty folder unless `resume` or `overwrite`.
+        resume: continue the unfinished run in `output_dir` from its backup; the options must be the ones
+            run.json recorded (`resume()` reads them for you).
+        overwrite: replace the run in `output_dir` (only a folder of the zoo's own files); excludes `resume`.
+        tensorboard: also write Keras' TensorBoard logs to `output_dir/tensorboard` (TensorFlow backend only).
+        callbacks: more Keras callbacks for `fit`, called after the history logger and before the best
+            checkpoint (on every worker of a distributed run).
+        verbose: Keras' `fit` verbosity: "auto", 0, 1 or 2; 0 also prints none of the run's own messages and
+            warnings (the end-of-run warnings are still in `metrics["warnings"]`).
+        **options: fields of `TrainConfig`, each replacing `config`'s (None in a recipe option: the recipe's
+            value). The data: `dataset` ('digits' (default), a folder of class subfolders, or a TFDS name),
+            `data_dir`, `download`, `image_size`, `validation_fraction`, `test_fraction`, `train_split`,
+            `test_split`, `seed`. The recipe: `epochs`, `recipe`, `batch_size`, `learning_rate`, `weight_decay`,
+            `optimizer`, `momentum`, `nesterov`, `schedule`, `milestones`, `decay_factor`, `warmup_epochs`,
+            `label_smoothing`, `clipnorm`, `ema`, `ema_decay`, `augment`, `mixup`, `cutmix`, `random_erasing`.
+            The model: `overrides` (a dict of the model's knobs, e.g. `{"mixing": "beta"}`), `init_weights`,
+            `freeze_backbone`, `bn_momentum`. The execution: `precision`, `distribute` ('none', 'mirrored' or
+            'multi-worker', see `lacnn_zoo.training.distribute`), `scale_lr`.
+
+    Returns:
+        A `TrainResult`: the best model, the run's metrics (None on a non-chief worker), the run folder and the
+            worker's name.
+
+    Raises:
+        ValueError: an unknown or invalid option, an option that cannot take effect (e.g. `momentum` with
+            AdamW, `scale_lr` without `distribute`), `resume` with `overwrite`, or a `resume` whose options
+            differ from run.json's or whose run already finished.
+        FileExistsError: `output_dir` is a file, or already holds a run (or other files) and neither `resume`
+            nor `overwrite` is given.
+        FileNotFoundError: `resume` and there is no run folder `output_dir`.
+        FloatingPointError: training diverged (non-finite weights or loss); no test accuracy is reported.
     """
     c = TrainConfig.of(config, options)
     info = model_info(model)
@@ -528,7 +575,23 @@ def _model_callbacks(model, data, run):
 
 
 def resume(output_dir, **kwargs):
-    """Continue the unfinished run in `output_dir` with its stored configuration."""
+    """Continue the unfinished run in `output_dir` with its stored configuration.
+
+    The model and every option run.json recorded are the run's own: it continues from the backup of its last
+    finished epoch, as `train(..., resume=True)` does.
+
+    Args:
+        output_dir: the run folder of the unfinished run (a `train` run, with its run.json).
+        **kwargs: the `train` arguments run.json does not record: `data_dir`, `download`, `distribute` (to give
+            again for a run started with `scale_lr`), `tensorboard`, `callbacks`, `verbose`.
+
+    Returns:
+        A `TrainResult`, as `train` returns it.
+
+    Raises:
+        FileNotFoundError: `output_dir` holds no run.json.
+        ValueError: the run already finished, or as `train` raises.
+    """
     stored = RunFolder(output_dir).stored_arguments()
     model = stored.pop("model")
     return train(model, output_dir=output_dir, resume=True, **stored, **kwargs)

@@ -28,6 +28,14 @@ __all__ = ["LayerAttentionMonitor", "TapReader", "is_layer_attended", "layer_wei
 
 
 def is_layer_attended(model):
+    """Whether `model` has a layer-attention layer (named `ATTENTION_LAYER`), as the lacnn_* models do.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        True for a layer-attended model, False otherwise.
+    """
     try:
         model.get_layer(ATTENTION_LAYER)
     except ValueError:
@@ -45,7 +53,13 @@ def _attention_layer(model):
 
 
 class TapReader:
-    """Reads a layer-attended model's per-layer weights; holds the sub-model from images to formed taps."""
+    """Reads a layer-attended model's per-layer weights; holds the sub-model from images to formed taps.
+
+    Calling it on a batch of images returns their per-layer weights, as `layer_weights` does.
+
+    Args:
+        model: a layer-attended model (a lacnn_* model); any other raises ValueError.
+    """
 
     def __init__(self, model):
         self.mechanism = _attention_layer(model)
@@ -74,6 +88,16 @@ def layer_weights(model, x):
 
     All but the final-state occlusion start at 1/n for identically distributed taps at
     initialisation (`mechanism.weights_start_equal`); see `LayerAttention`.
+
+    Args:
+        model: a layer-attended model (a lacnn_* model).
+        x: a batch of inputs, as the model takes them.
+
+    Returns:
+        A NumPy array of shape (batch, n_layers), each row summing to 1 (the lowest layer first).
+
+    Raises:
+        ValueError: `model` has no layer-attention layer.
     """
     return TapReader(model)(x)
 
@@ -146,6 +170,12 @@ def plot_layer_attention(rows, path, title="per-layer attention", starts_equal=T
     The epoch-0 row (before training) is drawn as a dotted line per layer: the reference every
     trajectory is read against.  The 1/n line is drawn where the measure starts equal for identically
     distributed taps (`starts_equal`).
+
+    Args:
+        rows: rows `[epoch, weight_1, ..., weight_n]` (as in layer_attention.csv), in any order.
+        path: the PNG file to write.
+        title: the figure's title.
+        starts_equal: whether to draw the 1/n line (the measure starts equal for identically distributed taps).
     """
     plt = pyplot()
     rows = np.asarray(sorted(rows), dtype=float)

@@ -140,7 +140,11 @@ def plain(value):
 
 
 class RunFolder:
-    """A run folder: `RunFolder(path).config()`, `.metrics()`, `.column("val_accuracy")`, `.file(BEST)`."""
+    """A run folder: `RunFolder(path).config()`, `.metrics()`, `.column("val_accuracy")`, `.file(BEST)`.
+
+    Args:
+        path: the run folder's path (a string or path-like; it need not exist yet).
+    """
 
     def __init__(self, path):
         self.path = os.fspath(path)

@@ -24,12 +24,18 @@ TRIAL = "trial.json"  # Keras Tuner's, in each trial's folder
 _TRIAL_PREFIX = "trial_"
 EXECUTIONS = "executions.json"  # in each trial's folder
 SPACE = "search.json"
-TABLE, TABLE_CSV, TABLE_PLOT = "mechanisms.json", "mechanisms.csv", "mechanisms.png"
+TABLE = "mechanisms.json"  # the table per mechanism (and its .csv and .png below)
+TABLE_CSV = "mechanisms.csv"
+TABLE_PLOT = "mechanisms.png"
 _ENTRIES = frozenset({ORACLE, BEST, METRICS, TABLE, TABLE_CSV, TABLE_PLOT, SPACE, TENSORBOARD, REPORT, "chief.json"})
 
 
 class SearchProject:
-    """A search project's folder: `SearchProject(path).file(TABLE)`, `.trial_files()`, `.is_project()`."""
+    """A search project's folder: `SearchProject(path).file(TABLE)`, `.trial_files()`, `.is_project()`.
+
+    Args:
+        path: the project folder's path (a string or path-like; it need not exist yet).
+    """
 
     def __init__(self, path):
         self.path = os.fspath(path)

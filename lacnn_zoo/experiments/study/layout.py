@@ -43,12 +43,30 @@ CRITERIA = {
 
 
 def conv_layers(variant, depth):
-    """Convolutions on the main path of `variant` at depth D: D - 1 for ResNet-D, D - 2 for the others."""
+    """Convolutions on the main path of `variant` at depth D: D - 1 for ResNet-D, D - 2 for the others.
+
+    Args:
+        variant: a name of `VARIANTS`.
+        depth: the study's depth D.
+
+    Returns:
+        The number of convolutions, an int.
+    """
     return depth - 1 if VARIANTS[variant][2] == "residual" else depth - 2
 
 
 def variant_overrides(variant, depth, widths):
-    """The knobs that build `variant` at depth D with `widths` (3 stages)."""
+    """The knobs that build `variant` at depth D with `widths` (3 stages).
+
+    Args:
+        variant: a name of `VARIANTS`.
+        depth: the study's depth D.
+        widths: filters of the 3 stages.
+
+    Returns:
+        `(model name, overrides)`: the registered model and the knobs for `build_model` (the variant's fixed
+        knobs, `depth`: D for ResNets, (D - 2) // 3 layers per stage for the others, and `widths` as a list).
+    """
     model, fixed, family = VARIANTS[variant]
     layers_per_stage = depth if family == "residual" else (depth - 2) // 3
     return model, {**fixed, "depth": layers_per_stage, "widths": list(widths)}
@@ -57,6 +75,17 @@ def variant_overrides(variant, depth, widths):
 # ---------------------------------------------------------------------------------------------------- runs
 
 def run_dir(out_dir, variant, depth, seed):
+    """The run folder of one (variant, depth, seed) in the study's folder.
+
+    Args:
+        out_dir: the study's folder.
+        variant: a name of `VARIANTS`.
+        depth: the study's depth D.
+        seed: the run's seed.
+
+    Returns:
+        The path `<out_dir>/<variant>/depth<D>/seed<seed>`, a str.
+    """
     return os.path.join(out_dir, variant, f"depth{depth}", f"seed{seed}")
 
 

@@ -21,7 +21,14 @@ class OutputGate(keras.layers.Layer):
 
 def backbone_units(model):
     """Names of the backbone's layers in depth order: plain layers, ResNet stem and blocks, a layer-attended
-    network's tapped layers (top-level layers named stem / stage*_* that hold weights)."""
+    network's tapped layers (top-level layers named stem / stage*_* that hold weights).
+
+    Args:
+        model: a functional `keras.Model` of the study.
+
+    Returns:
+        A list of layer names, in the model's layer order.
+    """
     return [layer.name for layer in model.layers if BACKBONE_LAYER.match(layer.name) and layer.weights]
 
 
@@ -30,6 +37,16 @@ def gated_model(model, units):
 
     Built with `keras.models.clone_model(clone_function=identity, call_function=...)`, so it works for every
     functional model (plain, residual, layer-attended).  Returns (gated model, {unit: gate layer}).
+
+    Args:
+        model: a functional `keras.Model`.
+        units: names of `model`'s layers to gate.
+
+    Returns:
+        `(gated, gates)`: the gated `keras.Model` and a dict `{unit: OutputGate}` (each gate at 1: no change).
+
+    Raises:
+        ValueError: a name of `units` is not a layer of `model`.
     """
     gates = {}
 
@@ -61,6 +78,18 @@ def lesion_accuracies(model, x, y, *, units=None, seed=0):
     statistics included) replaced by a fresh draw of its initialisers (`keras.models.clone_model` under `seed`);
     zero_branch (residual blocks only): the block's residual branch f(x) set to 0 (its last BatchNormalization's
     gamma and beta zeroed), the shortcut kept: Veit et al.'s (2016) lesion.
+
+    Args:
+        model: a trained functional `keras.Model`.
+        x: test images, a NumPy array.
+        y: their integer labels.
+        units: names of the layers to lesion; None means `backbone_units(model)`.
+        seed: the seed of the re-initialisation.
+
+    Returns:
+        A dict: "clean" (the accuracy without lesion), "units" (the names), and per unit, in that order, the
+        accuracies "zero", "reinit" and "zero_branch" (None for a unit that is no residual block; the whole
+        entry None when the model has no residual blocks, or pre-activation ones).
     """
     units = list(units or backbone_units(model))
     gated, gates = gated_model(model, units)
@@ -97,6 +126,14 @@ def lesion_accuracies(model, x, y, *, units=None, seed=0):
 
 
 def mean_drop(lesion, kind):
-    """Clean accuracy minus the lesioned one, averaged over the units that have that lesion (None if none)."""
+    """Clean accuracy minus the lesioned one, averaged over the units that have that lesion (None if none).
+
+    Args:
+        lesion: a `lesion_accuracies` result.
+        kind: the lesion, "zero", "reinit" or "zero_branch".
+
+    Returns:
+        The mean drop (float), or None when no unit has that lesion.
+    """
     values = [v for v in (lesion.get(kind) or []) if v is not None]
     return float(lesion["clean"] - np.mean(values)) if values else None

@@ -39,6 +39,12 @@ def _p(p):
 
 
 def print_summary(summary, file=None):
+    """Print the study's tables (accuracy, gradient ratios and lesion drops, attention) and its verdicts as text.
+
+    Args:
+        summary: the study's summary dict (`depth_study`'s result).
+        file: the text stream to print to; None means `sys.stdout`.
+    """
     import sys
 
     file = file or sys.stdout
@@ -80,7 +86,14 @@ def _ci(row, key):
 
 
 def markdown_report(summary):
-    """The study's tables as Markdown (what `study.md` holds)."""
+    """The study's tables as Markdown (what `study.md` holds).
+
+    Args:
+        summary: the study's summary dict (`depth_study`'s result, with its `config` and `wall_time_s`).
+
+    Returns:
+        The Markdown text, a str ending with a newline.
+    """
     config = summary["config"]
     n = len(config["seeds"])
     lines = [f"Depth study: {', '.join(config['variants'])} at depths {config['depths']}, seeds {config['seeds']}, "

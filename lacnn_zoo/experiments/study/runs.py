@@ -55,6 +55,21 @@ from lacnn_zoo.training.run_folder import RunFolder
 
 
 def check_study_arguments(variants, depths, seeds, epochs, widths):
+    """Refuse, before any run, study arguments that cannot be run.
+
+    Args:
+        variants: names of `VARIANTS`; they must include "plain".
+        depths: depths 6n + 2 from 8 to `DEPTH_MAX`.
+        seeds: distinct seeds.
+        epochs: epochs per run, in the `epochs` option's range.
+        widths: three positive filter counts (one per stage) whose 3x3 kernels fit in memory.
+
+    Returns:
+        `(variants, depths, seeds, widths)` as lists, the depths sorted without repeats (`epochs` is checked only).
+
+    Raises:
+        ValueError: naming the first argument that is refused.
+    """
     variants = list(variants)
     unknown = [v for v in variants if v not in VARIANTS]
     if not variants or unknown:
@@ -118,6 +133,28 @@ def depth_study(variants=None, *, depths=None, seeds=None, epochs=None, widths=N
 
     Unset arguments take `FULL`'s values (`QUICK`'s with `quick=True`).  `data_kwargs` (`data_dir`, `download`,
     `image_size`, `augment`) go to the data set as for `train`.  See the module docstring for what is written.
+
+    Args:
+        variants: names of `VARIANTS` to run ("plain" included).
+        depths: depths 6n + 2.
+        seeds: distinct seeds; each (variant, depth) runs once per seed.
+        epochs: epochs per run.
+        widths: filters of the 3 stages.
+        quick: take the unset arguments from `QUICK` instead of `FULL`.
+        dataset: the data set, as `load_dataset`'s `name`.
+        out_dir: the study's folder: new, or one an earlier study wrote (its runs are reused).
+        robustness_examples: test examples the lesions are measured on.
+        verbose: Keras' verbosity of the training runs.
+        log: called with one line of text per finished run.
+        **data_kwargs: keyword arguments for the data set (`data_dir`, `download`, `image_size`, `augment`).
+
+    Returns:
+        The summary dict (also in `study.json`): the tables "accuracy", "gradients", "attention", "robustness",
+        "predictions" (the verdicts), "criteria", "config", "wall_time_s", "runs" (their timings) and "backend".
+
+    Raises:
+        ValueError: a refused argument, or a run in `out_dir` made with another configuration.
+        FileExistsError: `out_dir` is a file, or a folder holding files the study did not write.
     """
     preset = QUICK if quick else FULL
     variants, depths, seeds, widths = check_study_arguments(

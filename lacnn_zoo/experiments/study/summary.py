@@ -39,7 +39,16 @@ def _grad_ratio(out_dir, variant, depth, seed, epoch):
 
 def climbing_criterion(epochs, weights):
     """The section-4 criterion of one seed (see CRITERIA): argmax of the shift from epoch 0, lowest third first,
-    then non-decreasing.  Returns (agrees, [a_1, ..., a_E] as 1-based layer indices)."""
+    then non-decreasing.  Returns (agrees, [a_1, ..., a_E] as 1-based layer indices).
+
+    Args:
+        epochs: the epochs of the attention rows, ascending (epoch 0, before training, first).
+        weights: a NumPy array `[epoch, layer]` of the per-layer attention, one row per epoch.
+
+    Returns:
+        `(agrees, argmax)`: a bool and the list of 1-based layer indices; `(None, [])` when the first row is not
+        epoch 0 or there is no later epoch.
+    """
     if epochs[0] != 0 or len(epochs) < 2:
         return None, []
     shift = weights[1:] - weights[0]
@@ -50,6 +59,19 @@ def climbing_criterion(epochs, weights):
 
 
 def summarise(out_dir, variants, depths, seeds, epochs):
+    """The study's tables and verdicts, read from the run folders and lesion files in `out_dir`.
+
+    Args:
+        out_dir: the study's folder.
+        variants: names of `VARIANTS` that were run.
+        depths: the depths that were run, ascending.
+        seeds: the seeds that were run.
+        epochs: epochs per run (the gradient ratios are read at epoch 0 and the `GRAD_EPOCHS` up to it).
+
+    Returns:
+        A dict of the tables "accuracy", "gradients", "attention" and "robustness" (lists of rows, one per
+        depth and variant), "predictions" (`verdicts`) and "criteria" (`CRITERIA`).
+    """
     accuracy, gradients, attention, robustness = [], [], [], []
     grad_epochs = [0, *[e for e in GRAD_EPOCHS if e <= epochs]]
     for depth in depths:
@@ -117,7 +139,20 @@ def summarise(out_dir, variants, depths, seeds, epochs):
 
 
 def verdicts(accuracy, gradients, attention, robustness, depths, variants):
-    """Apply CRITERIA to the tables: {prediction: {"verdict": ..., "evidence": ...}}."""
+    """Apply CRITERIA to the tables: {prediction: {"verdict": ..., "evidence": ...}}.
+
+    Args:
+        accuracy: the accuracy table (rows of `summarise`).
+        gradients: the gradient-ratio table.
+        attention: the attention table.
+        robustness: the robustness (lesion) table.
+        depths: the depths run, ascending (the last is the deepest).
+        variants: the variants run.
+
+    Returns:
+        A dict `{prediction: {"verdict": ..., ...}}` for every prediction of `CRITERIA`; a verdict is a str, or
+        a dict of them per mechanism or per "mechanism@depth" (per lesion kind for the robustness one).
+    """
     out = {}
     deep, shallow = depths[-1], depths[0]
     middle = depths[-2] if len(depths) > 1 else None
