@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -457,6 +458,10 @@ def _tuning_project(root):
     ("trial_1/executions.json", "{}", "JSON object", "curve"),
     ("mechanisms.json", "", "is empty", "mechanisms table"),
     ("mechanisms.json", '{"mechanisms": 3}', "'mechanisms'", "mechanisms table"),
+    ("mechanisms.json", '{"mechanisms": [{"mechanism": "plain", "best_val_accuracy": "x"}]}', "'best_val_accuracy'",
+     "mechanisms table"),
+    ("mechanisms.json", '{"best": {"test_accuracy": "0.7"}, "mechanisms": []}', "'best'", "mechanisms table"),
+    ("mechanisms.json", '{"trials": "2", "mechanisms": []}', "'trials'", "mechanisms table"),
     ("oracle.json", "[]", "JSON list", "search"),
 ])
 def test_a_damaged_search_file_is_named_and_the_rest_of_the_page_written(tmp_path, capsys, name, content, words,
@@ -473,6 +478,59 @@ def test_a_damaged_search_file_is_named_and_the_rest_of_the_page_written(tmp_pat
     assert lines and all(words in line and section in line for line in lines), numbers["left_out"]
     if name.startswith("trial_1"):  # the other trial is still reported
         assert "plain" in numbers["best_curves"] and any(t["id"] == "0" for t in numbers["trials"])
+
+
+def _text(page):
+    """The visible text of a report page: tags dropped, entities decoded."""
+    import html
+
+    body = re.sub(r"<style.*?</style>|<title>.*?</title>", "", open(page, encoding="utf-8").read(), flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
+
+
+def test_the_search_page_counts_trials_tabulates_the_best_and_draws_the_mechanisms(tmp_path, capsys):
+    project = _tuning_project(tmp_path)
+    table = json.loads((project / "mechanisms.json").read_text())
+    table["best"]["test_accuracy"] = 0.20000000298023224
+    table["best"]["hyperparameters"]["learning_rate"] = 0.002951517028994056
+    (project / "mechanisms.json").write_text(json.dumps(table))
+    assert _cli(capsys, project)[0] == 0
+    text = _text(project / "report" / "report.html")
+    assert "2 trials over 2 mechanisms" in text
+    assert "test accuracy of best.keras 0.2000 " in text and "0.20000000298" not in text
+    assert "learning_rate 0.002952 " in text and "{" not in text and "&#x27;" not in text
+    assert 'src="data:image/png' in open(project / "report" / "report.html").read().split("Per mechanism")[1]
+    assert os.path.isfile(project / "report" / "mechanisms.png")
+    # two epochs a curve: the values as a table, no plot; three: the plot, its lines' lengths said
+    assert "plain: 2 epochs, static_vector: 2 epochs" in text and "epoch 2" in text
+    assert not os.path.exists(project / "report" / "tuning_curves.png")
+    table["trials"], table["mechanisms"] = 1, table["mechanisms"][1:]
+    (project / "mechanisms.json").write_text(json.dumps(table))
+    (project / "trial_1" / "executions.json").write_text(json.dumps(
+        [{"val_accuracy": 0.75, "history": {"val_accuracy": [0.25, 0.5, 0.75]}}]))
+    assert _cli(capsys, project, "--overwrite")[0] == 0
+    text = _text(project / "report" / "report.html")
+    assert "1 trial over 1 mechanism." in text and "static_vector: 3 epochs" in text
+    assert os.path.isfile(project / "report" / "tuning_curves.png")
+
+
+def test_the_mechanisms_plot_starts_its_bars_at_zero_and_says_an_unvisited_mechanism(monkeypatch, tmp_path):
+    from lacnn_zoo import plotting
+
+    drawn = []
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, path: drawn.append(fig))
+    rows = [{"mechanism": "plain", "trials": 1, "best_val_accuracy": 0.21, "params_of_best": 10},
+            {"mechanism": "static_vector", "trials": 3, "best_val_accuracy": 0.24, "val_accuracy_mean": 0.22,
+             "val_accuracy_std": 0.01, "params_of_best": 1234},
+            {"mechanism": "self_attention", "trials": 0, "best_val_accuracy": None}]
+    plotting.plot_mechanisms(rows, str(tmp_path / "m.png"), "t")
+    (ax,) = drawn[0].axes
+    assert ax.get_xlim()[0] == 0.0
+    assert [round(p.get_width(), 6) for p in ax.patches] == [0.21, 0.24, 0.0]
+    labels = [t.get_text() for t in ax.texts]
+    assert labels[0].endswith("(10 params, 1 trial)") and labels[1].endswith("(1,234 params, 3 trials)")
+    assert "no trial" in labels[2]
+    assert plotting.counted(1, "trial") == "1 trial" and plotting.counted(0, "trial") == "0 trials"
 
 
 def test_a_tuning_project_refuses_the_options_of_a_run(tmp_path, capsys):

@@ -43,7 +43,7 @@ from lacnn_zoo.io import (
     write_json,
 )
 from lacnn_zoo.options import check_bounded
-from lacnn_zoo.plotting import pyplot, save_figure
+from lacnn_zoo.plotting import plot_mechanisms
 from lacnn_zoo.training import EpochTimer, diagnostics
 from lacnn_zoo.training.search_project import ORACLE, SPACE, TABLE, TABLE_CSV, TABLE_PLOT, SearchProject
 from lacnn_zoo.validation import check_choice
@@ -403,28 +403,6 @@ def mechanism_table(rows, objective, mechanisms=()):
         "val_accuracy_mean": None, "val_accuracy_std": None, "executions": 0, "best_trial_val_accuracy_mean": None,
         "best_trial_val_accuracy_std": None,
     } for m in mechanisms if m not in visited]
-
-
-def plot_mechanisms(table, path, title):
-    plt = pyplot()
-    names = [r["mechanism"] for r in table]
-    accuracy = [r["best_val_accuracy"] or 0.0 for r in table]
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
-    colours = plt.get_cmap("tab10")(np.arange(len(names)) % 10)
-    tried = [a for a, r in zip(accuracy, table) if r["trials"]]
-    left = max(0.0, (min(tried) if tried else 0.0) - 0.05)
-    bars = ax.barh(names, [a if r["trials"] else left for a, r in zip(accuracy, table)], color=colours)
-    ax.set_xlim(left, 1.08)
-    for bar, row in zip(bars, table):
-        label = (f" {bar.get_width():.3f}  ({row['params_of_best']:,} params, {row['trials']} trials)"
-                 if row["trials"] else " 0 trials (not drawn by the search)")
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center", fontsize=8)
-    ax.set_xlabel("best validation accuracy")
-    ax.set_ylabel("mechanism")
-    ax.set_title(title)
-    ax.invert_yaxis()
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def report(search_tuner, data, hypermodel, objective, wall_time_s):

@@ -65,4 +65,6 @@ def _cell(value):
         return "-"
     if isinstance(value, float):
         return "-" if value != value else f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"  # 289,066 parameters
     return str(value)

@@ -7,7 +7,8 @@ from lacnn_zoo.errors import one_line
 from lacnn_zoo.experiments.report import figures
 from lacnn_zoo.experiments.report.page import Page
 from lacnn_zoo.io import DamagedFileError, damaged, is_json_number, printable, read_json_checked, read_json_record
-from lacnn_zoo.training.search_project import EXECUTIONS, ORACLE, TABLE, SearchProject
+from lacnn_zoo.plotting import counted, plot_mechanisms
+from lacnn_zoo.training.search_project import EXECUTIONS, ORACLE, TABLE, TABLE_PLOT, SearchProject
 
 
 def _number(value):
@@ -26,10 +27,24 @@ TRIAL_TYPES = {
     "hyperparameters": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("values", {}), dict)),
                         "an object whose 'values' is an object"),
 }
+_COUNT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a count")
 TABLE_TYPES = {
     "objective": (lambda v: isinstance(v, str) and v != "", "a metric name"),
+    "dataset": (lambda v: isinstance(v, str), "a data set name"),
     "mechanisms": (_objects, "a list of objects"),
-    "best": (lambda v: v is None or isinstance(v, dict), "an object"),
+    "best": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("hyperparameters", {}), dict)
+                                     and _number(v.get("test_accuracy"))),
+             "an object with a 'hyperparameters' object and a numeric 'test_accuracy'"),
+    "trials": (lambda v: _objects(v) or _COUNT[0](v), "a list of objects or a count"),
+    "wall_time_s": (lambda v: is_json_number(v) and v >= 0, "a number of seconds"),
+}
+_SCORE = (_number, "a number or null")
+# Each row of its "mechanisms" list.
+MECHANISM_TYPES = {
+    "mechanism": (lambda v: isinstance(v, str), "a mechanism name"), "trials": _COUNT, "executions": _COUNT,
+    "best_val_accuracy": _SCORE, "val_accuracy_mean": _SCORE, "val_accuracy_std": _SCORE,
+    "params_of_best": (lambda v: v is None or _COUNT[0](v), "a count or null"),
+    "time_per_epoch_of_best_s": _SCORE,
 }
 
 
@@ -84,14 +99,61 @@ def _left_out(page, section, error):
 
 def _read_table(path, page):
     """mechanisms.json, or None (absent, or damaged: then left out with its line)."""
-    if not os.path.exists(SearchProject(path).file(TABLE)):
+    file = SearchProject(path).file(TABLE)
+    if not os.path.exists(file):
         page.left_out("The mechanisms table", f"the project has no {TABLE} (the search has not finished)")
         return None
     try:
-        return read_json_record(SearchProject(path).file(TABLE), TABLE_TYPES)
+        table = read_json_record(file, TABLE_TYPES)
+        for i, row in enumerate(table.get("mechanisms", [])):
+            for key, (check, accepted) in MECHANISM_TYPES.items():
+                if key in row and not check(row[key]):
+                    raise damaged(file, f"mechanisms[{i}][{key!r}] is {str(repr(row[key]))[:60]}, not {accepted}")
+        return table
     except DamagedFileError as e:
         page.left_out("The mechanisms table", one_line(e).rstrip("."))
         return None
+
+
+def _mechanisms_section(page, out, table, found):
+    """The search in one line, its best trial and the table and plot per mechanism."""
+    objective = table.get("objective", "val_accuracy")
+    rows = table.get("mechanisms", [])
+    runs = table.get("trials")
+    count = len(runs) if isinstance(runs, list) else runs if isinstance(runs, int) else len(found)
+    wall = table.get("wall_time_s")
+    page.text(f"Data set {table.get('dataset')!r}; objective {objective}; {counted(count, 'trial')} over "
+              f"{counted(len(rows), 'mechanism')}" + (f"; search wall time {wall:.0f} s." if wall is not None else "."))
+    best = table.get("best")
+    if best:
+        page.heading("Best trial")
+        hyperparameters = best.get("hyperparameters") or {}
+        page.table(["hyperparameter", "value"],
+                   [[k, _shown(hyperparameters[k])] for k in sorted(hyperparameters, key=lambda k: k != "mechanism")]
+                   + [["test accuracy of best.keras", best.get("test_accuracy")]])
+        page.numbers["best"] = best
+    page.heading("Per mechanism")
+    page.numbers["mechanisms"] = rows
+    page.table(["mechanism", "trials", f"best {objective}", "mean", "std", "params of best", "s/epoch of best"],
+               [[r.get("mechanism"), r.get("trials"), r.get("best_val_accuracy"), r.get("val_accuracy_mean"),
+                 _std(r), r.get("params_of_best"), r.get("time_per_epoch_of_best_s")] for r in rows])
+    page.text("mean and std: the validation accuracy over every execution of every trial of the mechanism (the "
+              "sample std; n/a under two executions). params and s/epoch: of the mechanism's best trial, "
+              "s/epoch the median wall time of an epoch after each execution's first (projects searched before "
+              "it was recorded show -).", kind="note")
+    if rows:
+        path = os.path.join(out, TABLE_PLOT)
+        plot_mechanisms(rows, path, f"{table.get('dataset')}: best validation accuracy per mechanism")
+        page.figure(path, "best validation accuracy per mechanism")
+    unvisited = [str(r.get("mechanism")) for r in rows if not r.get("trials")]
+    if unvisited:
+        page.text(f"The search drew no trial of {', '.join(unvisited)}: it does not compare "
+                  f"{'it' if len(unvisited) == 1 else 'them'} with the others.", kind="warning")
+
+
+def _shown(value):
+    """A hyperparameter's value for the page: floats to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 def tuning_page(path, out, log):
@@ -107,19 +169,7 @@ def tuning_page(path, out, log):
     found = trials(path, page)
     objective = (table or {}).get("objective", "val_accuracy")
     if table is not None:
-        page.text(f"Data set {table.get('dataset')!r}; objective {objective}; {table.get('trials')} trials. Best: "
-                  f"{(table.get('best') or {}).get('hyperparameters')} (test accuracy "
-                  f"{(table.get('best') or {}).get('test_accuracy')}).")
-        page.numbers["mechanisms"] = table.get("mechanisms", [])
-        page.table(["mechanism", "trials", f"best {objective}", "mean", "std", "params of best",
-                    "s/epoch of best"],
-                   [[r.get("mechanism"), r.get("trials"), r.get("best_val_accuracy"), r.get("val_accuracy_mean"),
-                     _std(r), r.get("params_of_best"), r.get("time_per_epoch_of_best_s")]
-                    for r in table.get("mechanisms", [])])
-        page.text("mean and std: the validation accuracy over every execution of every trial of the mechanism (the "
-                  "sample std; n/a under two executions). params and s/epoch: of the mechanism's best trial, "
-                  "s/epoch the median wall time of an epoch after each execution's first (projects searched before "
-                  "it was recorded show -).", kind="note")
+        _mechanisms_section(page, out, table, found)
     _curves(page, out, found, objective)
     page.numbers["trials"] = [{k: t[k] for k in ("id", "status", "score", "hyperparameters")} for t in found]
     page.heading("Trials")
@@ -179,6 +229,13 @@ def _curves(page, out, found, objective):
         page.left_out("The best trials' curves", f"no trial recorded its per-epoch history in {EXECUTIONS} "
                                                  "(projects searched before the zoo recorded it)")
         return
-    path = os.path.join(out, "tuning_curves.png")
-    figures.tuning_curves(curves, path, f"best trial per mechanism: {objective} per epoch", objective)
-    page.figure(path, "best trial per mechanism")
+    epochs = max(len(values) for values in curves.values())
+    lengths = ", ".join(f"{m}: {counted(len(v), 'epoch')}" for m, v in curves.items())
+    page.text(f"The best trial of each mechanism, {objective} after each epoch of its first execution ({lengths}).")
+    if epochs >= 3:
+        path = os.path.join(out, "tuning_curves.png")
+        figures.tuning_curves(curves, path, f"best trial per mechanism: {objective} per epoch", objective)
+        page.figure(path, "best trial per mechanism")
+    else:  # two points a line say little as a plot
+        page.table(["mechanism", *(f"epoch {e}" for e in range(1, epochs + 1))],
+                   [[m, *v, *[None] * (epochs - len(v))] for m, v in curves.items()])
