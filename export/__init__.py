@@ -14,7 +14,7 @@ __all__ = ["ExportError", "export_model", "load_trained_model"]
 
 def __getattr__(name):
     if name in __all__:
-        from export import core
+        from export import core  # lazy: --help, export.runtimes and the bench workers stay without TensorFlow
 
         return getattr(core, name)
     raise AttributeError(f"module 'export' has no attribute {name!r}")

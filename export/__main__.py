@@ -3,21 +3,24 @@
 
 import sys
 
+import lacnn_zoo.errors as errors  # not `from lacnn_zoo import errors`: the package's __getattr__ loads Keras
+from export.options import (
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_MAX_ACCURACY_DROP,
+    FORMAT_SETS,
+    FORMATS,
+    OUTPUTS,
+    QUANTIZATIONS,
+)
+from export.table import EXPORT_FORMATS
+from lacnn_zoo import __version__, launch
+from lacnn_zoo.options import ArgumentParser, bounded
+
 DESCRIPTION = "Export a trained .keras model."
 
 
 def add_arguments(parser):
     """The export's options on `parser` (shared by `python -m export` and `lacnn-zoo export`)."""
-    from export.options import (
-        DEFAULT_CALIBRATION_IMAGES,
-        DEFAULT_MAX_ACCURACY_DROP,
-        FORMAT_SETS,
-        FORMATS,
-        OUTPUTS,
-        QUANTIZATIONS,
-    )
-    from lacnn_zoo.options import bounded
-
     parser.add_argument("model", help="a .keras file, e.g. runs/<run>/best.keras")
     parser.add_argument("--out", required=True, help="destination folder")
     parser.add_argument("--format", default="both", choices=FORMATS,
@@ -47,26 +50,18 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    from lacnn_zoo import __version__
-    from lacnn_zoo.options import ArgumentParser
-
     parser = add_arguments(ArgumentParser(prog="python -m export", description=DESCRIPTION).add_version(__version__))
     return run(parser.parse_args(argv))
 
 
 def run(args, prog="export"):
     """Run the parsed command: TensorFlow started quietly, expected failures in one line (exit 1)."""
-    from lacnn_zoo import errors, launch
-
     launch.start_quietly()
     return errors.run_command(prog, export, args, code=1)
 
 
 def _inapplicable(args):
     """The options given that cannot take effect with the others (each is refused, never ignored)."""
-    from export.options import FORMAT_SETS
-    from export.table import EXPORT_FORMATS
-
     rules = [
         (args.quantize is None, "--quantize int8",
          {"--calibration-images": args.calibration_images, "--max-accuracy-drop": args.max_accuracy_drop,
@@ -87,7 +82,7 @@ def _inapplicable(args):
 
 
 def export(args):
-    from export.core import export_model
+    from export.core import export_model  # lazy: --help and argument errors answer without TensorFlow
 
     _inapplicable(args)
     given = {k: v for k, v in dict(opset=args.opset, rtol=args.rtol, atol=args.atol,

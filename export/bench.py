@@ -46,7 +46,11 @@ import time
 
 import numpy as np
 
+from export.runtimes import Runner, physical_cores
 from export.table import runtime_artifacts, runtime_format
+
+# Lazy imports: the onnxruntime and LiteRT workers run this module and must not load TensorFlow, which any
+# import of lacnn_zoo (its eager registration) or of export.core brings in; the parent imports them when used.
 
 DEFAULT_MODELS = ["plain_cnn", "resnet20", "lacnn_static_vector"]
 # The Keras references, then the runner of each export format and of its int8 artifact (`export.table`).
@@ -80,7 +84,6 @@ def _load_runtime(runtime, path, threads, profile_prefix):
         return fmt.load("profiler")(path, threads, profile_prefix)
     if fmt is not None and not fmt.suffix:  # a folder artifact (SavedModel): its runner, no metadata to read
         return fmt.load("runner")(path, threads)[2]
-    from export.runtimes import Runner
 
     return Runner(path, threads)
 
@@ -478,7 +481,6 @@ def _main(args):
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     shape = tuple(args.input_shape)
-    from export.runtimes import physical_cores
 
     print(f"# input {shape}, batch sizes {args.batch_sizes}, {args.rounds} rounds x {args.calls} calls per point, "
           f"{args.threads or physical_cores()} onnxruntime/LiteRT threads, one process per runtime", flush=True)

@@ -34,6 +34,7 @@ from export.quantize import (
 )
 from export.runtimes import Runner
 from export.table import EXPORT_FORMATS, export_entries, quantizable
+from lacnn_zoo.data import refuse_on_digits
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import FolderLock, check_replaceable, is_disk_full, mark_owned, swap_into_place, unwritable
 from lacnn_zoo.options import check_bounded
@@ -229,8 +230,6 @@ def _check_arguments(format, output, opset, rtol, atol, quantize, calibration_im
 def _refuse_data_dir_on_digits(quantize, data_dir, dataset):
     """`data_dir` reaches the data set only with --quantize, and never the embedded digits: refused there."""
     if quantize is not None and data_dir is not None and dataset == "digits":
-        from lacnn_zoo.data import refuse_on_digits
-
         refuse_on_digits(data_dir=data_dir)
 
 

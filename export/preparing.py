@@ -4,6 +4,7 @@ with open height and width when asked, and traceable by the converters."""
 import numpy as np
 
 from export.formats import ExportError
+from lacnn_zoo import load_model
 from lacnn_zoo.compat import flatten_layers
 
 
@@ -19,8 +20,6 @@ def load_trained_model(path):
     Raises:
         ExportError: the loader's refusal (not a `.keras` archive, an unknown class, ...), with its message.
     """
-    from lacnn_zoo import load_model
-
     try:
         return load_model(path, compile=False)
     except ValueError as e:

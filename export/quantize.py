@@ -9,6 +9,7 @@ import logging
 import os
 
 from export.options import DEFAULT_CALIBRATION_IMAGES, DEFAULT_MAX_ACCURACY_DROP, QUANTIZATIONS  # noqa: F401
+from lacnn_zoo.data import load_dataset, restandardise
 from lacnn_zoo.errors import spell
 
 
@@ -74,8 +75,6 @@ def load_quantization_data(dataset, *, seed=0, image_size=None, data_dir=None, c
     split is used whole. When the model's recorded standardisation differs from the data set's own (another
     data set at the same scale), inputs are re-standardised with the model's, as `lacnn-zoo evaluate` does.
     """
-    from lacnn_zoo.data import load_dataset, restandardise
-
     options = {} if dataset == "digits" else dict(
         data_dir=data_dir, image_size=tuple(image_size) if image_size else None)
     data = load_dataset(dataset, seed=seed, batch_size=128, **options)

@@ -12,12 +12,18 @@ import argparse
 import os
 import sys
 
+from export.bench import import_zoo_options
+from export.runtimes import Runner
+from export.table import artifact_format, artifact_kinds
+
+# Lazy imports: any import of lacnn_zoo (its eager registration), export.core or export.quantize starts
+# TensorFlow; `main` starts it through `export.bench.import_zoo_options`, which keeps TensorFlow's start-up lines
+# off stderr (a usage error stays one line), and the module imports without TensorFlow.
+
 
 def validate(artifact, *, dataset=None, keras_model=None, data_dir=None, batch_size=128, out=None, overwrite=False):
     """`{"artifact", "top1", "keras_top1", "drop_points", "dataset", "split", "num_examples", ...}`."""
     from export.quantize import load_quantization_data
-    from export.runtimes import Runner
-    from export.table import artifact_format, artifact_kinds
     from lacnn_zoo.data import check_preprocessing
     from lacnn_zoo.io import check_readable_file
     from lacnn_zoo.options import check_bounded
@@ -102,9 +108,6 @@ def _keras_model(given, manifest, manifest_path):
 
 
 def main(argv=None):
-    from export.bench import import_zoo_options
-    from export.table import artifact_kinds
-
     options = import_zoo_options()
     parser = options.ArgumentParser(prog="python -m export.validate", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)

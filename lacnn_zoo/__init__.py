@@ -71,7 +71,7 @@ def report(run, **options):
     Returns:
         The absolute path of the written `report.html` (a string).
     """
-    from lacnn_zoo.experiments.report import report as write_report
+    from lacnn_zoo.experiments.report import report as write_report  # lazy: --help answers without loading Keras
 
     return write_report(run, **options)
 

@@ -68,7 +68,7 @@ def register_all():
     Returns:
         What `lacnn_zoo.register_all()` returns (None).
     """
-    import lacnn_zoo
+    import lacnn_zoo  # lazy: lacnn_zoo/__init__.py imports this module (import cycle)
 
     return lacnn_zoo.register_all()
 

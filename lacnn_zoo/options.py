@@ -17,6 +17,8 @@ import numbers
 import os
 from typing import Callable, NamedTuple, Union
 
+from lacnn_zoo.errors import spell
+
 __all__ = ["AUGMENTS", "BOUNDS", "DEFAULT_RECIPE", "DEPTH_MAX", "DISTRIBUTES", "IMAGE_SIDE_MAX", "INT32_MAX",
     "LOOP_MAX", "OPSETS", "OPTIMIZERS", "PRECISIONS", "RECIPES", "SCHEDULES", "SEED_MAX", "TAP_RULES",
     "THREADS_PER_CPU", "VARIANTS", "ArgumentParser", "Bound", "accepted", "bounded", "check_bounded",
@@ -256,8 +258,6 @@ def check_bounded(key, value, name=None, flag=None):
     if not within(key, value):
         shown = f"`{name or key}`"
         if flag is not None:
-            from lacnn_zoo.errors import spell
-
             shown = spell(shown, flag)
         raise ValueError(f"{shown} must be {accepted(key)}; received {value!r}.")
     return int(value) if BOUNDS[key].integer else float(value)

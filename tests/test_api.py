@@ -306,6 +306,53 @@ def test_import_levels_count_a_planted_chain():
     assert import_levels(Graph()) == (4, ["a", "b", "c", "d"])
 
 
+def unexplained_lazy_imports(root, folders=("lacnn_zoo", "tuning", "export")):
+    """`file:line` of every import of lacnn_zoo, tuning or export inside a function that says nowhere why it is lazy:
+    neither a `# lazy: <reason>` comment on its lines nor a `# Lazy imports: <reason>` line in its module."""
+    import ast
+
+    packages = ("lacnn_zoo", "tuning", "export")
+
+    def ours(node):
+        if isinstance(node, ast.Import):
+            return any(a.name.split(".")[0] in packages for a in node.names)
+        return node.level > 0 or (node.module or "").split(".")[0] in packages
+
+    def lazy(node, in_function=False):
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)) and ours(child):
+                yield child
+            yield from lazy(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+    found = []
+    for folder in folders:
+        for directory, _, files in os.walk(os.path.join(root, folder)):
+            for file in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(directory, file)
+                source = open(path, encoding="utf-8").read()
+                lines = source.splitlines()
+                if any(line.startswith("# Lazy imports:") for line in lines):
+                    continue
+                found += [f"{os.path.relpath(path, root).replace(os.sep, '/')}:{node.lineno}"
+                          for node in lazy(ast.parse(source))
+                          if not any("# lazy:" in line for line in lines[node.lineno - 1:node.end_lineno])]
+    return found
+
+
+def test_every_import_inside_a_function_says_why_it_is_lazy():
+    assert unexplained_lazy_imports(ROOT) == []
+
+
+def test_the_lazy_import_check_names_an_unexplained_import(tmp_path):
+    (tmp_path / "tuning").mkdir()
+    planted = ("import os\nfrom lacnn_zoo import errors\n\n\nclass A:\n    def f(self):\n        import json\n"
+               "        from . import options  # lazy: the reason\n        from lacnn_zoo.training import train\n")
+    (tmp_path / "tuning" / "x.py").write_text(planted)
+    assert unexplained_lazy_imports(str(tmp_path), ("tuning",)) == ["tuning/x.py:9"]
+    (tmp_path / "tuning" / "x.py").write_text(planted + "\n# Lazy imports: one reason covers the module.\n")
+    assert unexplained_lazy_imports(str(tmp_path), ("tuning",)) == []
+
+
 # -- docstrings of the public API ---------------------------------------------------------------------------------
 
 

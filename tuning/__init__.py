@@ -12,11 +12,11 @@ __all__ = ["CANDIDATES", "MechanismHyperModel", "run_search"]
 
 def __getattr__(name):
     if name in ("CANDIDATES", "MechanismHyperModel"):
-        from tuning import hypermodel
+        from tuning import hypermodel  # lazy: --help answers without Keras Tuner and TensorFlow
 
         return getattr(hypermodel, name)
     if name == "run_search":
-        from tuning.search import run_search
+        from tuning.search import run_search  # lazy: --help answers without Keras Tuner and TensorFlow
 
         return run_search
     raise AttributeError(f"module 'tuning' has no attribute {name!r}")

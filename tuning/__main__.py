@@ -2,7 +2,8 @@
 
 import sys
 
-from lacnn_zoo import __version__
+import lacnn_zoo.errors as errors  # not `from lacnn_zoo import errors`: the package's __getattr__ loads Keras
+from lacnn_zoo import __version__, launch
 from lacnn_zoo.options import AUGMENTS, ArgumentParser, bounded, parse_override
 from tuning.options import CANDIDATES, OBJECTIVES, TUNERS
 
@@ -43,18 +44,16 @@ def main(argv=None):
 
 def run(args, prog="tuning"):
     """Run the parsed command: TensorFlow started quietly, expected failures in one line."""
-    from lacnn_zoo import errors, launch
-
     launch.start_quietly()
     return errors.run_command(prog, tune, args)
 
 
 def tune(args):
-    from tuning.search import print_table, run_search
+    from tuning.search import print_table, run_search  # lazy: --help answers without Keras Tuner
 
     extra = {}
     if args.dataset == "digits":
-        from lacnn_zoo.data import refuse_on_digits
+        from lacnn_zoo.data import refuse_on_digits  # lazy: --help answers without NumPy and TensorFlow
 
         refuse_on_digits(data_dir=args.data_dir, download=args.download, image_size=args.image_size,
                          augment=args.augment)

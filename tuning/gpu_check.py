@@ -20,6 +20,14 @@ import sys
 import tempfile
 import time
 
+from lacnn_zoo import training  # `training.train`: looked up at each call, as tests replace it
+from lacnn_zoo.data import load_digits
+from lacnn_zoo.errors import run_command
+from lacnn_zoo.io import check_output_file, write_json
+from lacnn_zoo.options import ArgumentParser, bounded
+from lacnn_zoo.validation import check_positive_int
+from tuning.search import run_search
+
 SEARCH_MECHANISMS = ("plain", "resnet_add", "static_vector", "self_attention")
 
 
@@ -65,10 +73,9 @@ def on_cpu():
 
 
 def train_run(model, epochs, batch_size, folder, images):
-    from lacnn_zoo.training import RunFolder, train
-
-    result = train(model, epochs=epochs, batch_size=batch_size, output_dir=folder, verbose=0, tensorboard=False)
-    times = RunFolder(folder).column("epoch_time_s")[1:] or [result.metrics["train_wall_time_s"]]
+    result = training.train(model, epochs=epochs, batch_size=batch_size, output_dir=folder, verbose=0,
+                            tensorboard=False)
+    times = training.RunFolder(folder).column("epoch_time_s")[1:] or [result.metrics["train_wall_time_s"]]
     return {
         "images_per_s": images / statistics.median(times),
         "epoch_time_s_median": statistics.median(times),
@@ -78,8 +85,6 @@ def train_run(model, epochs, batch_size, folder, images):
 
 
 def search_run(trials, epochs, batch_size, folder, images):
-    from tuning.search import run_search
-
     start = time.perf_counter()
     result = run_search(list(SEARCH_MECHANISMS), max_trials=trials, epochs=epochs, batch_size=batch_size,
                         directory=folder, project_name="gpu_check", verbose=0)
@@ -93,8 +98,6 @@ def search_run(trials, epochs, batch_size, folder, images):
 
 
 def main(argv=None):
-    from lacnn_zoo.options import ArgumentParser, bounded
-
     parser = ArgumentParser(prog="python -m tuning.gpu_check", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="plain_cnn", help="model of the training run (default plain_cnn)")
@@ -107,24 +110,16 @@ def main(argv=None):
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
 
-    from lacnn_zoo.errors import run_command
-
     return run_command("tuning.gpu_check", _check, args)
 
 
 def _check(args):
     import keras
 
-    from lacnn_zoo.io import write_json
-    from lacnn_zoo.validation import check_positive_int
-
     for name in ("epochs", "trials", "search_epochs", "batch_size"):
         check_positive_int(name, getattr(args, name))
     if args.out:
-        from lacnn_zoo.io import check_output_file
-
         check_output_file(args.out, option="--out", flag=None)
-    from lacnn_zoo.data import load_digits
 
     images = len(load_digits(seed=0).train[0])  # training images per epoch
     devices = accelerators()

@@ -8,6 +8,8 @@ other command first registers the zoo, with TensorFlow's start-up chatter filter
 
 import sys
 
+from lacnn_zoo import launch
+from lacnn_zoo.cli.parser import build_parser
 from lacnn_zoo.errors import run_command
 from lacnn_zoo.options import parse_override  # noqa: F401  (its former home)
 
@@ -16,9 +18,6 @@ NO_REGISTRATION = ("list",)
 
 
 def main(argv=None):
-    from lacnn_zoo import launch
-    from lacnn_zoo.cli.parser import build_parser
-
     args = build_parser().parse_args(argv)
     if getattr(args, "run", None) is not None:  # tune, export: their own runners (quiet start, one-line errors)
         return args.run(args)

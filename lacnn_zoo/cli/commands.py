@@ -8,6 +8,12 @@ import json
 import os
 import sys
 
+from lacnn_zoo import launch
+from lacnn_zoo.io import printable
+
+# Lazy imports: each command imports the library when it runs, so `--help` and `lacnn-zoo list` start without
+# Keras and TensorFlow.
+
 CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "catalogue.json")
 
 
@@ -84,8 +90,6 @@ def listing(args):
 
 
 def _listing_built(args):
-    from lacnn_zoo import launch
-
     launch.start_quietly()
     from lacnn_zoo import list_models, model_info
 
@@ -194,7 +198,6 @@ def report(args):
     import time
 
     from lacnn_zoo.experiments.report import report
-    from lacnn_zoo.io import printable
 
     start = time.perf_counter()
     page = report(args.run_dir, dataset=args.dataset, out=args.out, overwrite=args.overwrite, examples=args.examples,

@@ -3,6 +3,7 @@
 
 import argparse
 
+from export import __main__ as export_command
 from lacnn_zoo import __version__
 from lacnn_zoo.cli import commands
 from lacnn_zoo.options import (
@@ -19,6 +20,7 @@ from lacnn_zoo.options import (
     milestone,
     parse_override,
 )
+from tuning import __main__ as tune_command
 
 
 def _verbosity(text):
@@ -197,9 +199,6 @@ def _report_options(r):
 def build_parser():
     """The whole tree; each subcommand's parser carries `func` (its command) or, for the commands that have
     their own entry point (tune, export), `run` (their runner, which reports errors itself)."""
-    from export import __main__ as export_command
-    from tuning import __main__ as tune_command
-
     parser = ArgumentParser(prog="lacnn-zoo", description="Layer-attended CNNs and their baselines.")
     parser.add_version(__version__)
     common = ArgumentParser(add_help=False)

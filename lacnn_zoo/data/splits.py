@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from lacnn_zoo.data.augmentation import check_augment, check_mixing
 from lacnn_zoo.errors import ZooError
 from lacnn_zoo.validation import check_positive_int, check_unit_interval
 
@@ -143,8 +144,6 @@ def stratified_split(paths, labels, fraction, seed):
 
 def check_loader_options(batch_size, augment, random_erasing, image_size, stats_examples):
     """The options every pipeline loader takes, checked: `(augment, random_erasing, image_size)` resolved."""
-    from lacnn_zoo.data.augmentation import check_augment, check_mixing
-
     check_positive_int("batch_size", batch_size)
     check_positive_int("stats_examples", stats_examples)
     return check_augment(augment), check_mixing(random_erasing=random_erasing)[2], check_image_size(image_size)

@@ -24,8 +24,12 @@ import time
 import keras
 import numpy as np
 
+from lacnn_zoo.compat import tf_forward_flops
 from lacnn_zoo.errors import spell
-from lacnn_zoo.io import write_csv
+from lacnn_zoo.io import check_output_file, write_csv
+from lacnn_zoo.layers.layer_attention import MECHANISMS
+from lacnn_zoo.models.backbones import resolve_backbone
+from lacnn_zoo.models.layer_attended import layer_attended
 from lacnn_zoo.models.registry import build_model, model_info, resolve_models
 from lacnn_zoo.options import check_bounded, check_input_batch
 
@@ -99,8 +103,6 @@ def flops_per_image(model, input_shape):
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
-
-        from lacnn_zoo.compat import tf_forward_flops
 
         def forward(x):
             return model(x, training=False)
@@ -259,10 +261,6 @@ def backbone_overhead_table(backbone, *, mechanisms=None, taps="blocks", input_s
                             num_classes=10, rounds=5, steps_per_round=5, warmup=2, seed=0):
     """Training-step time of the layer-attended head on a backbone against the bare backbone with a pooled
     linear head (global average pooling + Dense), every variant timed in the same interleaved rounds."""
-    from lacnn_zoo.layers.layer_attention import MECHANISMS
-    from lacnn_zoo.models.backbones import resolve_backbone
-    from lacnn_zoo.models.layer_attended import layer_attended
-
     mechanisms = list(mechanisms or MECHANISMS)
     input_shape, batch_size = check_timing(input_shape, batch_size, rounds, steps_per_round, warmup)
     check_bounded("num_classes", num_classes)
@@ -298,8 +296,6 @@ def backbone_overhead_table(backbone, *, mechanisms=None, taps="blocks", input_s
 
 def main_bench(args):
     if args.csv:
-        from lacnn_zoo.io import check_output_file
-
         check_output_file(args.csv, option="--csv", flag=None)
     check_timing(args.input_shape, args.batch_size, args.rounds, args.steps, 3)
     if args.backbone:

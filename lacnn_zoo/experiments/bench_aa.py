@@ -32,8 +32,11 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from lacnn_zoo.errors import run_command
 from lacnn_zoo.experiments.bench import peak_step_memory_mib, ratio_spread, time_step_samples
+from lacnn_zoo.io import check_output_file, write_json
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D, attention_memory_bytes, relative_logits_1d
+from lacnn_zoo.options import ArgumentParser, bounded, check_fits_in_memory
 
 VARIANTS = ("aa_layer", "aa_image_loop", "aa_unblocked", "aa_attention", "aa_tiled", "keras_mha")
 
@@ -128,9 +131,6 @@ def measure_times(size, args):
 
 
 def main(argv=None):
-    from lacnn_zoo.errors import run_command
-    from lacnn_zoo.options import ArgumentParser, bounded, check_fits_in_memory
-
     parser = ArgumentParser(prog="python -m lacnn_zoo.experiments.bench_aa", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=bounded("image_side"), nargs="+", default=[32, 16])
@@ -154,8 +154,6 @@ def main(argv=None):
     except ValueError as e:
         parser.error(str(e))
     if args.json:
-        from lacnn_zoo.io import check_output_file
-
         try:
             check_output_file(args.json, option="--json", flag=None)
         except OSError as e:
@@ -186,8 +184,6 @@ def _run(args):
                              "ratio_to_keras_mha": ratio[0], "ratio_min": ratio[1], "ratio_max": ratio[2],
                              "peak_mib": mem})
     if args.json:
-        from lacnn_zoo.io import write_json
-
         write_json(args.json, results)
     return 0
 

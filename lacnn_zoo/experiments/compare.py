@@ -26,11 +26,14 @@ import time
 import keras
 import numpy as np
 
+from lacnn_zoo import training  # `training.train`: looked up at each call, as tests replace it
+from lacnn_zoo.data import load_dataset
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import write_csv, write_json
 from lacnn_zoo.models.registry import model_info, resolve_models
 from lacnn_zoo.options import check_bounded
 from lacnn_zoo.plotting import pyplot, save_figure
+from lacnn_zoo.training.loop import _input_convention
 from lacnn_zoo.training.run_folder import RunFolder
 
 DEFAULT_MODELS = [
@@ -146,10 +149,6 @@ def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overri
     the layer-attended ones); `data_kwargs` (`data_dir`, `download`, `image_size`, `augment`) to the data
     set, as for `train`.  `tensorboard=False` skips the TensorBoard logs.
     """
-    from lacnn_zoo.data import load_dataset
-    from lacnn_zoo.training import train
-    from lacnn_zoo.training.loop import _input_convention
-
     run = run_dir or os.path.join(out_dir, name, f"seed{seed}")
     if RunFolder(run).is_finished():
         return RunFolder(run).metrics()
@@ -161,9 +160,9 @@ def run_one(name, seed, out_dir, epochs, dataset, grad_epochs, verbose=0, overri
     data = load_dataset(dataset, seed=seed, normalization=convention, **data_kwargs)
     x, y = data.sample(64, split="validation")
     monitor = GradientNormMonitor(x, y, os.path.join(run, "grad_norms.csv"), epochs=grad_epochs)
-    result = train(name, dataset=dataset, epochs=epochs, seed=seed, output_dir=run, resume=resume,
-                   overwrite=not resume, callbacks=[monitor], verbose=verbose, overrides=applicable,
-                   tensorboard=tensorboard, **data_kwargs)
+    result = training.train(name, dataset=dataset, epochs=epochs, seed=seed, output_dir=run, resume=resume,
+                            overwrite=not resume, callbacks=[monitor], verbose=verbose, overrides=applicable,
+                            tensorboard=tensorboard, **data_kwargs)
     return result.metrics
 
 

@@ -20,7 +20,15 @@ import time
 
 import numpy as np
 
+from lacnn_zoo.data import is_folder_name
+from lacnn_zoo.errors import run_command
+from lacnn_zoo.experiments.compare import check_seeds
 from lacnn_zoo.experiments.statistics import CONFIDENCE, mean_std
+from lacnn_zoo.io import write_json
+from lacnn_zoo.options import ArgumentParser, bounded
+from lacnn_zoo.training import train
+from lacnn_zoo.training.loop import DEFAULT_MODEL
+from lacnn_zoo.training.run_folder import RunFolder, plain
 
 
 def paired(differences, confidence=CONFIDENCE):
@@ -48,10 +56,6 @@ def verdict(mean, low, high):
 
 def run_one(out, kind, seed, args):
     """The metrics of one run (trained, resumed or reused); a reused folder must hold the run asked for."""
-    from lacnn_zoo.data import is_folder_name
-    from lacnn_zoo.training import train
-    from lacnn_zoo.training.run_folder import RunFolder, plain
-
     folder = RunFolder(os.path.join(out, kind, f"seed{seed}"))
     options = dict(dataset=args.dataset, epochs=args.epochs, seed=seed, ema=kind == "ema",
                    image_size=tuple(args.image_size) if args.image_size else None)
@@ -100,18 +104,12 @@ def check(args, log=print):
               "raw_mean": summary["raw"][0], "raw_std": summary["raw"][1], "ema_mean": summary["ema"][0],
               "ema_std": summary["ema"][1], "difference": mean, "ci_low": low, "ci_high": high,
               "confidence": CONFIDENCE, "verdict": line}
-    from lacnn_zoo.io import write_json
 
     write_json(os.path.join(args.out, "ema_check.json"), result)
     return result
 
 
 def main(argv=None):
-    from lacnn_zoo.errors import run_command
-    from lacnn_zoo.experiments.compare import check_seeds
-    from lacnn_zoo.options import ArgumentParser, bounded
-    from lacnn_zoo.training.loop import DEFAULT_MODEL
-
     parser = ArgumentParser(prog="python -m lacnn_zoo.experiments.ema_check", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="digits", help="'digits' (the main job's), an image folder or a TFDS "

@@ -6,6 +6,7 @@ import contextlib
 import keras
 
 from lacnn_zoo.compat import flatten_layers
+from lacnn_zoo.options import check_bounded
 
 
 def batchnorm_layers(model):
@@ -142,8 +143,6 @@ def set_batchnorm_momentum(model, momentum):
     run from scratch near their initial values; 0.9 follows the features faster. The momentum is part of each
     layer's config (the zoo's composite layers keep it as `bn_momentum` in theirs), so a saved model keeps it.
     """
-    from lacnn_zoo.options import check_bounded
-
     momentum = check_bounded("momentum", momentum, "bn_momentum", "--bn-momentum")
     every = flatten_layers(model)
     layers = [layer for layer in every if isinstance(layer, keras.layers.BatchNormalization)]

@@ -12,7 +12,7 @@ import numpy as np
 
 from lacnn_zoo.compat import fresh_layer_names
 from lacnn_zoo.errors import ZooError
-from lacnn_zoo.models.registry import list_models, model_info
+from lacnn_zoo.models.registry import build_model, list_models, model_info
 from lacnn_zoo.models.taps import feature_model
 
 
@@ -138,7 +138,6 @@ def resolve_backbone(backbone, *, input_shape=None, weights=None):
                 f"`backbone_weights` must be None for a zoo backbone ({backbone!r}); load trained weights into "
                 f"the built model instead; received backbone_weights={weights!r}."
             )
-        from lacnn_zoo.models.registry import build_model
 
         return build_model(backbone, input_shape=input_shape or model_info(backbone).default_input_shape,
                            include_top=False, pooling=None)

@@ -17,6 +17,8 @@ import os
 import re
 import sys
 
+from lacnn_zoo.models.registry import list_models, model_info
+
 NUM_CLASSES = 10
 START = "<!-- presets start -->"
 END = "<!-- presets end -->"
@@ -37,8 +39,6 @@ def catalogue_rows():
     global _ROWS
     if _ROWS is None:
         import keras
-
-        from lacnn_zoo.models.registry import list_models, model_info
 
         rows = []
         for name in list_models():

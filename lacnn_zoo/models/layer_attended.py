@@ -39,7 +39,7 @@ from lacnn_zoo.models.heads import check_head_arguments, classifier, classifier_
 from lacnn_zoo.models.plain import plain_backbone, plain_backbone_config
 from lacnn_zoo.models.registry import register_model
 from lacnn_zoo.models.resnet import residual_stages
-from lacnn_zoo.models.taps import feature_info, select_taps
+from lacnn_zoo.models.taps import feature_info, feature_model, select_taps
 from lacnn_zoo.validation import check_choice, check_classifier_activation, check_positive_int, check_unit_interval
 
 __all__ = ["build_layer_attended", "feature_extractor", "feature_info", "layer_attended", "layer_attended_head",
@@ -434,8 +434,6 @@ def layer_attended(
     source = resolve_backbone(backbone, input_shape=input_shape, weights=backbone_weights)
     _, tapped = select_taps(source, taps)
     if features is not None:
-        from lacnn_zoo.models.taps import feature_model
-
         return feature_model(source, features, name=name or f"{source.name}_features")
     if not include_top:
         return _without_head(source, {**defaults, **head}["pooling"], name or f"{source.name}_features")

@@ -15,6 +15,11 @@ import fnmatch
 import inspect
 import os
 
+from lacnn_zoo.compat import deferred_variables_dropped  # no public way to drop deferred variables
+from lacnn_zoo.errors import spell
+from lacnn_zoo.models.saving import load_model
+from lacnn_zoo.models.taps import feature_model
+from lacnn_zoo.models.weight_files import keras_reason, mismatch, quietly
 from lacnn_zoo.validation import check_choice, check_classifier_activation, check_input_shape, check_positive_int
 
 # Arguments every family builder takes; everything else is a family knob (an "override").
@@ -116,8 +121,6 @@ class ModelInfo:
         then dropped from Keras' list of variables to initialise, so no later scope allocates them.
         """
         import keras
-
-        from lacnn_zoo.compat import deferred_variables_dropped  # no public way to drop deferred variables
 
         with deferred_variables_dropped(), keras.StatelessScope(initialize_variables=False):
             model = build_model(self.name, input_shape=input_shape, num_classes=num_classes, **overrides)
@@ -312,7 +315,6 @@ def build_model(
                          "with weights=None.")
     if features is None:
         return model
-    from lacnn_zoo.models.taps import feature_model
 
     return feature_model(model, features, name=f"{name}_features")
 
@@ -339,8 +341,6 @@ def _check_outputs(include_top, pooling, classifier_activation, features):
 def refuse_inert(name, info, overrides):
     """Refuse a knob given in `overrides` that cannot take effect on model `name` (one line naming it, why, and
     the knobs the model uses)."""
-    from lacnn_zoo.errors import spell
-
     inert = info.inert_knobs(overrides)
     given = [k for k in overrides if k in inert]
     if given:
@@ -368,15 +368,12 @@ def load_weights(model, weights, weights_hash=None):
         raise FileNotFoundError(f"`weights` file {weights!r} does not exist.")
     else:
         _check_hash(weights, weights_hash)  # and that it can be read: Keras takes an unreadable file for a misfit
-    from lacnn_zoo.models.weight_files import keras_reason, mismatch, quietly
 
     try:
         with quietly():  # Keras warns once per nested container of a misfit file before it raises
             if weights.endswith(".weights.h5"):
                 model.load_weights(weights)
             else:
-                from lacnn_zoo.models.saving import load_model
-
                 model.set_weights(load_model(weights, compile=False).get_weights())
     except Exception as e:  # Keras raises several types for another architecture or a damaged file
         why = mismatch(model, weights) or f"{keras_reason(e)}; they must come from the same architecture"

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from lacnn_zoo.compat import flatten_layers
 from lacnn_zoo.errors import spell
 
 __all__ = ["CHANCE_ALPHA", "CHANCE_SHARE", "KINDS", "MODE_GAP", "MODE_SAMPLE", "OVERFIT_GAP", "batchnorm_layers",
@@ -159,8 +160,6 @@ def batchnorm_layers(model):
         A list of the `keras.layers.BatchNormalization` layers (trainable or not), depth first.
     """
     import keras
-
-    from lacnn_zoo.compat import flatten_layers
 
     return [layer for layer in flatten_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization)]

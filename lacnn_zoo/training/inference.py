@@ -24,6 +24,7 @@ from lacnn_zoo.data import (
 )
 from lacnn_zoo.errors import spell
 from lacnn_zoo.io import check_output_file, write_csv, write_json
+from lacnn_zoo.models.saving import load_model
 from lacnn_zoo.training.run_folder import RunFolder
 from lacnn_zoo.validation import check_positive_int
 
@@ -80,8 +81,6 @@ def resolve(model_or_run):
 
 
 def _load(model_path):
-    from lacnn_zoo.models.saving import load_model
-
     return load_model(model_path, compile=False)
 
 

@@ -22,6 +22,8 @@ from lacnn_zoo.io import (
     read_json,
     remove_path,
 )
+from lacnn_zoo.layers.batchnorm import set_batchnorm_momentum
+from lacnn_zoo.models.backbones import input_convention
 from lacnn_zoo.models.registry import build_model, model_info
 from lacnn_zoo.options import DEFAULT_RECIPE, check_bounded
 from lacnn_zoo.training.callbacks import (
@@ -39,9 +41,11 @@ from lacnn_zoo.training.compiling import (
     size_warning,
     steps_per_epoch,
 )
+from lacnn_zoo.training.diagnostics import lines, run_warnings
 from lacnn_zoo.training.distribute import check_distribute, fitting
 from lacnn_zoo.training.distribute import setup as setup_distribution
 from lacnn_zoo.training.ema import EMAValidation, check_resumed_history, window_warning
+from lacnn_zoo.training.monitor import LayerAttentionMonitor, is_layer_attended
 from lacnn_zoo.training.recipes import (
     PRECISIONS,
     check_schedule_fits,
@@ -84,8 +88,6 @@ class TrainResult:
 def _input_convention(overrides, run, resume):
     """The input convention of the run's backbone (a keras.applications backbone's `preprocess_input`), or None
     (the training images' statistics). A run started before conventions were applied keeps its statistics."""
-    from lacnn_zoo.models.backbones import input_convention
-
     convention = input_convention((overrides or {}).get("backbone"))
     if resume and convention is not None and run.recorded_convention(missing=True) is None:
         return None
@@ -299,8 +301,6 @@ def _check_bn_momentum(momentum):
 
 def _set_bn_momentum(net, momentum):
     """Every BatchNormalization of `net`, backbone included, gets `momentum`; a model without one is refused."""
-    from lacnn_zoo.layers.batchnorm import set_batchnorm_momentum
-
     if not set_batchnorm_momentum(net, momentum):
         raise ValueError(f"{spell('`bn_momentum`', '--bn-momentum')} sets the momentum of BatchNormalization "
                          f"layers, and {net.name!r} has none: it cannot take effect. Leave it out.")
@@ -550,8 +550,6 @@ def _best_weights(run):
 def _diagnose(model, data, run, metrics, batch_size, verbose):
     """The run's warnings (`lacnn_zoo.training.diagnostics`): accuracy near chance, overfitting, batch-norm
     statistics; printed to stderr when `verbose`."""
-    from lacnn_zoo.training.diagnostics import lines, run_warnings
-
     train_accuracy = run.column("accuracy")
     val_accuracy = metrics["best_val_accuracy"]
     warnings = run_warnings(model, data, train_accuracy=train_accuracy[-1] if train_accuracy else None,
@@ -565,8 +563,6 @@ def _diagnose(model, data, run, metrics, batch_size, verbose):
 
 def _model_callbacks(model, data, run):
     """Callbacks a model family asks for: the per-layer attention monitor for layer-attended models."""
-    from lacnn_zoo.training.monitor import LayerAttentionMonitor, is_layer_attended
-
     if not is_layer_attended(model):
         return []
     x, _ = data.sample(256, split="validation")

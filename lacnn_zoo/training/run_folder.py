@@ -15,6 +15,7 @@ import csv
 import os
 import re
 
+from lacnn_zoo.data import check_augment, is_folder_name
 from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -36,6 +37,7 @@ from lacnn_zoo.io import (
     write_json,
 )
 from lacnn_zoo.options import RECIPES
+from lacnn_zoo.training.callbacks import reconcile_backup
 from lacnn_zoo.training.report_folder import foreign_entries
 
 CONFIG, METRICS, HISTORY, BEST, BACKUP = "run.json", "metrics.json", "history.csv", "best.keras", "backup"
@@ -166,8 +168,6 @@ class RunFolder:
     @classmethod
     def default(cls, model, dataset, seed):
         """`runs/<model>-<dataset>-seed<seed>`, the folder of a run not given an output folder."""
-        from lacnn_zoo.data import is_folder_name
-
         name = os.path.basename(os.path.normpath(dataset)) if is_folder_name(dataset) else dataset.replace("/", "_")
         return cls(os.path.join("runs", f"{model}-{name}-seed{seed}"))
 
@@ -312,8 +312,6 @@ class RunFolder:
         return bool(entries) and not self.is_run() and all(marker(e) for e in entries)
 
     def _check_resume(self, config):
-        from lacnn_zoo.data import check_augment
-
         if not self.is_run():
             raise ValueError(f"`resume=True` but {self.path!r} holds no run.json; it is not a training run.")
         if self.is_finished():
@@ -324,7 +322,6 @@ class RunFolder:
         if differ:
             detail = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differ.items())
             raise ValueError(f"Cannot resume {self.path!r} with a different configuration ({detail}).")
-        from lacnn_zoo.training.callbacks import reconcile_backup
 
         reconcile_backup(self.file(BACKUP))  # a kill between the backup's two renames: its weights say the epoch
         done = self.epochs_done()

@@ -2,15 +2,17 @@
 
 import keras
 
+from lacnn_zoo.models.layer_attended import tap_names
+from lacnn_zoo.models.saving import load_model
+from lacnn_zoo.models.weight_files import keras_reason, mismatch, quietly
+from lacnn_zoo.training.monitor import is_layer_attended
+
 
 def backbone_layers(model):
     """The layers that compute the taps of a layer-attended model, or the last feature map of another classifier.
 
     Everything else (tap forms and transforms, the mechanism, pooling and the classifier) is the head.
     """
-    from lacnn_zoo.models.layer_attended import tap_names
-    from lacnn_zoo.training.monitor import is_layer_attended
-
     if is_layer_attended(model):
         outputs = [model.get_layer(name).output for name in tap_names(model)]
     else:
@@ -30,8 +32,6 @@ def load_initial_weights(model, path):
     Returns the names of the layers loaded; raises ValueError when nothing matches.
     """
     if path.endswith(".weights.h5"):
-        from lacnn_zoo.models.weight_files import keras_reason, mismatch, quietly
-
         try:
             with quietly():  # Keras warns once per nested container of a misfit file before it raises
                 model.load_weights(path)
@@ -42,7 +42,6 @@ def load_initial_weights(model, path):
                 "architecture. Use a .keras file to copy the layers that match by name."
             ) from None
         return [layer.name for layer in model.layers if layer.weights]
-    from lacnn_zoo.models.saving import load_model
 
     source = {layer.name: layer for layer in load_model(path, compile=False).layers}
     loaded = []

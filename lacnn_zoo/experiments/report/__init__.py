@@ -20,10 +20,12 @@ import secrets
 
 import numpy as np
 
-from lacnn_zoo.data import DatasetNotAvailableError, refuse_on_digits
+from lacnn_zoo.data import DatasetNotAvailableError, refuse_on_digits, unstandardise
+from lacnn_zoo.data.splits import MAX_IMAGE_SIDE, check_image_size
 from lacnn_zoo.errors import ZooError, one_line, spell
 from lacnn_zoo.experiments.report import figures, measures
 from lacnn_zoo.experiments.report.page import Page
+from lacnn_zoo.experiments.report.tuning import is_tuning_project, tuning_page
 from lacnn_zoo.io import (
     LOCK_NAME,
     OWNER_MARKER,
@@ -42,6 +44,10 @@ from lacnn_zoo.io import (
     unwritable,
     write_json,
 )
+from lacnn_zoo.models.layer_attended import tap_names
+from lacnn_zoo.training.diagnostics import diagnose, lines
+from lacnn_zoo.training.inference import predictions
+from lacnn_zoo.training.monitor import TapReader, is_layer_attended, plot_layer_attention
 from lacnn_zoo.training.report_folder import NUMBERS, PAGE, recorded_files
 from lacnn_zoo.training.run_folder import HISTORY, REPORT, RunFolder
 
@@ -64,8 +70,6 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image
         examples: how many highest-loss test images to show (16; at most the test split).
         image_size: `(height, width)` to resize the test images of `dataset` to (a folder or TFDS data set).
     """
-    from lacnn_zoo.experiments.report.tuning import is_tuning_project, tuning_page
-
     path = os.fspath(run)
     _check_examples(examples)
     if not os.path.isdir(path):
@@ -119,8 +123,6 @@ def _check_examples(examples):
 
 def _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download):
     """Refuse, before any work, an option that cannot take effect for this run (or tuning project)."""
-    from lacnn_zoo.data.splits import MAX_IMAGE_SIDE, check_image_size
-
     if tuning:
         given = [spell(python, cli) for python, cli, value in (
             ("`dataset`", "--dataset", dataset), ("`examples`", "--examples", examples),
@@ -261,8 +263,6 @@ def _warnings_section(page, metrics, history, predictions):
     """The run's warnings (metrics.json), at the top of the page. A run trained before they were recorded gets
     the two that metrics.json and history.csv give (chance, overfitting), said so; the batch-norm check needs
     the training images and the trained model in training mode, which only `train` runs."""
-    from lacnn_zoo.training.diagnostics import diagnose, lines
-
     recorded, note = metrics.get("warnings"), None
     num_classes = metrics.get("num_classes")
     if recorded is None and isinstance(metrics.get("test_accuracy"), float) and num_classes:
@@ -303,8 +303,6 @@ def _history(folder):
 
 
 def _test_predictions(path, dataset, image_size, data_dir, download, page, log):
-    from lacnn_zoo.training.inference import predictions
-
     if not os.path.isfile(RunFolder(path).best):
         page.left_out("Test-split sections", "the run has no best.keras (it did not finish an epoch)")
         return None
@@ -385,8 +383,6 @@ def _class_names(predictions):
 
 
 def _predictions_sections(page, out, p, examples, log):
-    from lacnn_zoo.data import unstandardise
-
     names, k = _class_names(p), p.log_p.shape[-1]
     predicted = p.log_p.argmax(axis=-1)
     matrix = measures.confusion_matrix(p.labels, predicted, k)
@@ -432,9 +428,6 @@ def _predictions_sections(page, out, p, examples, log):
 
 
 def _layer_attention_section(page, out, folder, p, log):
-    from lacnn_zoo.models.layer_attended import tap_names
-    from lacnn_zoo.training.monitor import TapReader, is_layer_attended, plot_layer_attention
-
     page.heading("Layer attention")
     if p is None:
         page.left_out("Layer attention", "the test split was not scored (see the test-split sections above)")
@@ -490,8 +483,6 @@ def layer_attention_rows(path, taps):
 
 
 def _augmented_section(page, out, p, log, images=2):
-    from lacnn_zoo.data import unstandardise
-
     if p is None:
         return
     chosen = measures.augmented_layers(p.model)

@@ -7,6 +7,10 @@ import math
 import keras
 import numpy as np
 
+from lacnn_zoo.layers.augmented_conv import AugmentedConv2D
+from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
+from lacnn_zoo.training.recipes import make_schedule
+
 
 def confusion_matrix(labels, predicted, num_classes):
     """Counts [true class, predicted class] (rows sum to each class's test images)."""
@@ -52,8 +56,6 @@ def reliability(probabilities, labels, bins=10):
 def learning_rates(config, steps_per_epoch, epochs, replicas=1):
     """The learning rate at the end of each epoch, from the recipe recorded in run.json (`make_schedule`, the
     schedule training compiled), times the replicas when the run scaled it."""
-    from lacnn_zoo.training.recipes import make_schedule
-
     schedule = make_schedule(config, epochs=config["epochs"], steps_per_epoch=steps_per_epoch)
     scale = replicas if config.get("scale_lr") else 1
     rates = []
@@ -71,8 +73,6 @@ def steps_per_epoch(train_images, batch_size):
 def head_and_taps(model):
     """`(taps, head)`: the model from images to the formed taps that enter the layer-attention mechanism, and
     the model from those taps to the outputs."""
-    from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
-
     mechanism = model.get_layer(ATTENTION_LAYER)
     taps = list(mechanism.input) if isinstance(mechanism.input, (list, tuple)) else [mechanism.input]
     return keras.Model(model.inputs, taps), keras.Model(taps, model.outputs)
@@ -105,8 +105,6 @@ def tap_lesions(model, x, y, batch_size=256):
 def augmented_layers(model):
     """One attention-augmented layer per stage: [(block name, block)], the first block of each stage whose
     first convolution is an AugmentedConv2D."""
-    from lacnn_zoo.layers.augmented_conv import AugmentedConv2D
-
     chosen = {}
     for layer in model.layers:
         if isinstance(getattr(layer, "conv1", None), AugmentedConv2D):

@@ -9,13 +9,12 @@ from lacnn_zoo.experiments.study.plots import (
     plot_test_accuracy,
     plot_training_curves,
 )
-from lacnn_zoo.io import write_csv, write_json
+from lacnn_zoo.io import atomic_path, write_csv, write_json
 
 # ---------------------------------------------------------------------------------------------------- outputs
 
 def write_outputs(out_dir, summary):
     write_json(os.path.join(out_dir, "study.json"), summary)
-    from lacnn_zoo.io import atomic_path
 
     with atomic_path(os.path.join(out_dir, "study.md")) as tmp, open(tmp, "w") as f:
         f.write(markdown_report(summary))

@@ -30,6 +30,7 @@ import time
 
 import keras
 
+from lacnn_zoo.data import load_dataset
 from lacnn_zoo.errors import spell
 from lacnn_zoo.experiments.compare import check_seeds, run_one
 from lacnn_zoo.experiments.study.layout import (
@@ -45,6 +46,7 @@ from lacnn_zoo.experiments.study.lesions import lesion_accuracies, mean_drop
 from lacnn_zoo.experiments.study.report import write_outputs
 from lacnn_zoo.experiments.study.summary import summarise
 from lacnn_zoo.io import LOCK_NAME, FolderLock, is_owned, mark_owned, read_json, write_json
+from lacnn_zoo.models.saving import load_model
 from lacnn_zoo.options import (  # variant -> (registered model, fixed overrides, family)
     DEPTH_MAX,
     VARIANTS,
@@ -206,8 +208,6 @@ def _lesions(out_dir, variant, depth, seed, dataset, limit, data_kwargs):
     path = lesion_path(out_dir, variant, depth, seed)
     if os.path.exists(path):
         return read_json(path)
-    from lacnn_zoo.data import load_dataset
-    from lacnn_zoo.models.saving import load_model
 
     data = load_dataset(dataset, seed=seed, **{k: v for k, v in data_kwargs.items() if v})
     x, y = data.arrays("test", limit)
