@@ -24,8 +24,9 @@ import contextlib
 import keras
 from keras.src.backend.common import global_state
 
-__all__ = ["BackupAndRestore", "TunerHooks", "best_metrics", "deferred_variables_dropped", "flatten_layers",
-           "fresh_layer_names", "per_replica_reduction", "producer", "symbolic_build", "tf_forward_flops"]
+__all__ = ["BackupAndRestore", "TunerHooks", "best_metrics", "deferred_variables_dropped", "every_choice_first",
+           "first_round_configurations", "flatten_layers", "fresh_layer_names", "per_replica_reduction", "producer",
+           "symbolic_build", "tf_forward_flops"]
 
 _NAME_COUNTERS = "object_name_uids"
 _DEFERRED = "uninitialized_variables"
@@ -181,6 +182,85 @@ class TunerHooks:
 
     def on_execution_end(self, history, fit_kwargs):
         pass
+
+
+class _EveryChoiceFirst:
+    """Oracle mix-in (see `every_choice_first`): while a value of the choice `_every_choice` has no trial, a new
+    trial's random values take the first such value (the others drawn as the oracle draws them)."""
+
+    _every_choice = None
+
+    def _unvisited_values(self):
+        choice = next((hp for hp in self.hyperparameters.space if hp.name == self._every_choice), None)
+        if choice is None:
+            return []
+        visited = {t.hyperparameters.values.get(self._every_choice) for t in self.trials.values()}
+        return [v for v in choice.values if v not in visited]
+
+    def _random_values(self):
+        unvisited = self._unvisited_values()
+        if not unvisited:
+            return super()._random_values()
+        import keras_tuner
+
+        hps = keras_tuner.HyperParameters()
+        for hp in self.hyperparameters.space:  # keras-tuner's own draw, the choice fixed to the unvisited value
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = unvisited[0] if hp.name == self._every_choice else \
+                    hp.random_sample(self._seed_state)
+                self._seed_state += 1
+        return hps.values
+
+
+class _EveryChoiceBeforeModel(_EveryChoiceFirst):
+    """For an oracle that models the scores after its random start (Bayesian optimisation): random trials until
+    every value of the choice has one."""
+
+    def populate_space(self, trial_id):
+        if self._unvisited_values():
+            return {"status": "RUNNING", "values": self._random_values()}
+        return super().populate_space(trial_id)
+
+
+def every_choice_first(tuner, name):
+    """Make `tuner`'s oracle give every value of the choice hyperparameter `name` a trial before any value gets a
+    second: while some value has no trial, a new trial takes the first such value (in the choice's order), the
+    other hyperparameters drawn at random as the oracle draws them; then the oracle's own strategy goes on
+    (random search, Bayesian optimisation, Hyperband's brackets). keras-tuner's way is a custom Oracle; this
+    extends the oracle the tuner built, through its private `_random_values`, `_seed_state` and `populate_space`.
+
+    Args:
+        tuner: a built keras-tuner `Tuner` (RandomSearch, BayesianOptimization or Hyperband).
+        name: the name of a `hp.Choice` of its search space.
+
+    Returns:
+        The tuner, its oracle extended in place.
+    """
+    import keras_tuner
+
+    oracle = tuner.oracle
+    mixin = _EveryChoiceBeforeModel if isinstance(oracle, keras_tuner.oracles.BayesianOptimizationOracle) else \
+        _EveryChoiceFirst
+    oracle.__class__ = type(type(oracle).__name__, (mixin, type(oracle)), {"_every_choice": name})
+    return tuner
+
+
+def first_round_configurations(max_epochs, factor):
+    """How many configurations one Hyperband iteration draws at random (the first round of each bracket), as
+    keras-tuner's Hyperband oracle sizes them.
+
+    Args:
+        max_epochs: Hyperband's `max_epochs`.
+        factor: Hyperband's `factor`.
+
+    Returns:
+        The number of randomly drawn configurations, an int.
+    """
+    import keras_tuner
+
+    oracle = keras_tuner.oracles.HyperbandOracle(objective="val_accuracy", max_epochs=max_epochs, factor=factor)
+    return sum(oracle._get_size(bracket, round_num=0) for bracket in range(oracle._get_num_brackets()))
 
 
 def best_metrics(history, objective):

@@ -6,6 +6,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 from keras.src.backend.common import global_state
 
 import lacnn_zoo
@@ -161,6 +162,43 @@ def test_tuner_hooks_see_each_execution(tmp_path):
     assert len(built) >= 2 and all(isinstance(m, keras.Model) for m in built)
     assert len(ended) == 2 and all(len(h.history["val_accuracy"]) == 2 for h, _ in ended)
     assert ended[0][1]["batch_size"] == 8
+
+
+@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+def test_every_choice_first_visits_each_value_before_any_twice(tmp_path, kind):
+    """The oracles driven by hand (no training): with the mix-in, the first four trials take the four mechanisms
+    whatever the seed; without it, a seed draws some twice (random: 4!/4**4 = 9% of draws visit all four)."""
+    import keras_tuner
+
+    mechanisms = ["plain", "static_vector", "self_attention", "dynamic_recurrent"]
+
+    def build(hp):
+        hp.Choice("mechanism", mechanisms)
+        hp.Int("width", 1, 64)
+        return tiny_model(1)
+
+    def first_four(seed, extended):
+        common = dict(objective=keras_tuner.Objective("score", "max"), directory=str(tmp_path),
+                      project_name=f"{kind}{seed}{extended}", seed=seed, overwrite=True)
+        tuner = {"random": lambda: keras_tuner.RandomSearch(build, max_trials=8, **common),
+                 "bayesian": lambda: keras_tuner.BayesianOptimization(build, max_trials=8, num_initial_points=1,
+                                                                      **common),
+                 "hyperband": lambda: keras_tuner.Hyperband(build, max_epochs=9, factor=3, **common)}[kind]()
+        if extended:
+            compat.every_choice_first(tuner, "mechanism")
+        drawn = []
+        for i in range(6):
+            trial = tuner.oracle.create_trial("tuner0")
+            drawn.append(trial.hyperparameters.values["mechanism"])
+            assert 1 <= trial.hyperparameters.values["width"] <= 64  # the other knobs still drawn
+            tuner.oracle.update_trial(trial.trial_id, {"score": float(i % 3)})
+            trial.status = "COMPLETED"
+            tuner.oracle.end_trial(trial)
+        return drawn[:4]
+
+    for seed in range(3):
+        assert sorted(first_four(seed, True)) == sorted(mechanisms)
+    assert any(sorted(first_four(seed, False)) != sorted(mechanisms) for seed in range(3))
 
 
 def test_best_metrics_reads_the_objective_s_best_epoch():

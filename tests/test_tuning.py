@@ -154,6 +154,16 @@ def test_resume_does_not_rerun_finished_trials(tmp_path):
     assert sum(r["trials"] for r in result.table) == 3
     # Three trials in all; the one finished before the interruption was not trained again.
     assert _CountFits.fits == 2, (_CountFits.fits, oracle)
+    # The finished search resumed: no trial runs, and its best, its files and its wall time stand.
+    project = tmp_path / "mechanisms"
+    written = {name: (project / name).read_bytes() for name in ("mechanisms.json", "metrics.json", "best.keras",
+                                                                 "mechanisms.csv")}
+    again = run_search(callbacks=[_CountFits()], **kwargs)
+    assert _CountFits.fits == 2
+    assert {name: (project / name).read_bytes() for name in written} == written
+    assert again.wall_time_s == result.wall_time_s > 0
+    assert again.best_hyperparameters == result.best_hyperparameters
+    assert again.test_accuracy == result.test_accuracy and again.table == result.table
 
 
 def test_bad_input_fails_before_any_trial(tmp_path):
@@ -305,33 +315,17 @@ def test_executions_per_trial_repeats_each_trial_and_the_table_gives_mean_and_st
     assert not (tmp_path / "never").exists()
 
 
-def test_every_asked_mechanism_is_in_the_table_and_an_epoch_time_excludes_tracing(tmp_path, capsys):
-    import itertools
-
+def test_every_asked_mechanism_gets_a_trial_and_an_epoch_time_excludes_tracing(tmp_path, capsys):
     import numpy as np
 
     from lacnn_zoo.io import read_json
-    from tuning.search import coverage_warning, print_table
-
-    # The probability a random search misses a mechanism, against counting every sequence of draws.
-    for n, k in ((3, 4), (2, 3), (4, 6)):
-        missed = sum(len(set(seq)) < n for seq in itertools.product(range(n), repeat=k)) / n ** k
-        warning = coverage_warning(list(range(n)), k, "random")
-        assert (warning is not None) == (missed > 0.05)
-        if warning:
-            assert f"probability {missed:.2f}" in warning
-    assert "cannot visit" in coverage_warning(["a", "b", "c"], 2, "bayesian")
-    assert coverage_warning(["a", "b"], 2, "bayesian") is None
 
     mechanisms = ["plain", "static_vector", "self_attention"]
-    result = run_search(mechanisms, max_trials=2, epochs=2, directory=str(tmp_path), seed=0)
-    captured = capsys.readouterr()
-    assert "max_trials=2 cannot visit each of the 3 mechanisms" in captured.err
+    result = run_search(mechanisms, max_trials=3, epochs=2, directory=str(tmp_path), seed=0)
     assert sorted(r["mechanism"] for r in result.table) == sorted(mechanisms)
-    unvisited = [r for r in result.table if r["trials"] == 0]
-    drawn = {r["mechanism"] for r in json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))["trials"]}
-    assert len(unvisited) == 3 - len(drawn) >= 1 and all(r["best_val_accuracy"] is None for r in unvisited)
-    assert [r["mechanism"] for r in result.table[-len(unvisited):]] == [r["mechanism"] for r in unvisited]
+    drawn = [r["mechanism"] for r in json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))["trials"]]
+    assert sorted(drawn) == sorted(mechanisms)  # each once: none skipped, none twice
+    assert all(r["trials"] == 1 and r["best_val_accuracy"] is not None for r in result.table)
     per_trial = {}
     for trial in json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))["trials"]:
         executions = read_json(tmp_path / "mechanisms" / f"trial_{trial['trial']}" / "executions.json")
@@ -339,11 +333,20 @@ def test_every_asked_mechanism_is_in_the_table_and_an_epoch_time_excludes_tracin
         assert trial["time_per_epoch_s"] == pytest.approx(executions[0]["epoch_times_s"][1])  # not the first
         per_trial.setdefault(trial["mechanism"], []).append(executions[0]["epoch_times_s"][1])
     for row in result.table:
-        if row["trials"]:
-            assert row["time_per_epoch_s"] == pytest.approx(np.mean(per_trial[row["mechanism"]]))
-    print_table(result)
-    out = capsys.readouterr().out
-    assert f"{unvisited[0]['mechanism']}" in out and "(0 trials)" in out
+        assert row["time_per_epoch_s"] == pytest.approx(np.mean(per_trial[row["mechanism"]]))
+
+
+def test_the_printed_table_says_a_mechanism_without_a_trial(capsys):
+    """A project searched before every mechanism was visited first can hold one without a trial."""
+    from tuning.search import SearchResult, mechanism_table, print_table
+
+    row = {"trial": "1", "mechanism": "plain", "score": 0.5, "val_accuracy": 0.5, "params": 10,
+           "time_per_epoch_s": 1.0, "executions": [{"val_accuracy": 0.5}]}
+    table = mechanism_table([row], "val_accuracy", ["plain", "static_vector"])
+    print_table(SearchResult(table=table, best_model=None, best_hyperparameters={}, test_accuracy=0.5,
+                             project_dir="p", wall_time_s=1.0))
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("static_vector"))
+    assert line.endswith("(0 trials)")
 
 
 def test_the_table_keeps_every_asked_mechanism_whichever_were_drawn():
@@ -475,13 +478,25 @@ def test_a_search_on_an_application_backbone_trains_on_its_family_inputs(tmp_pat
     assert recorded["convention"] == "keras.applications.vgg16.preprocess_input"  # what export and deploy read
 
 
-def test_the_coverage_warning_suggests_the_trials_that_visit_every_mechanism():
-    """5 mechanisms, 2 trials: 3 are never tried, and 5 trials are the fewest that can visit each (by hand)."""
-    from tuning.search import coverage_warning
+def test_a_budget_that_cannot_visit_every_mechanism_is_refused_before_any_work(tmp_path, capsys):
+    from lacnn_zoo.compat import first_round_configurations
+    from tuning.__main__ import main as tune
+    from tuning.search import check_coverage
 
-    line = coverage_warning(["a", "b", "c", "d", "e"], 2, "bayesian")
-    assert "at least 3 will have 0 trials" in line and "Pass --trials 5 or more" in line, line
-    assert coverage_warning(["a", "b", "c", "d", "e"], 5, "bayesian") is None
+    with pytest.raises(ValueError, match=r"`max_trials` must be at least the number of mechanisms \(5\).*received 4"):
+        check_coverage(["a", "b", "c", "d", "e"], "bayesian", 4, 1)
+    check_coverage(["a", "b", "c", "d", "e"], "random", 5, 1)
+    # Hyperband draws its configurations from its epochs: 2 epochs draw 2, 3 epochs 5 (factor 3).
+    assert [first_round_configurations(e, 3) for e in (1, 2, 3)] == [1, 2, 5]
+    with pytest.raises(ValueError, match=r"`epochs` 2 draws 2 configurations, fewer than the 5 mechanisms: pass "
+                                         r"`epochs` 3 or more"):
+        check_coverage(["a", "b", "c", "d", "e"], "hyperband", 1, 2)
+    check_coverage(["a", "b", "c", "d", "e"], "hyperband", 1, 3)
+    assert tune(["--mechanisms", "plain,resnet_add,static_vector", "--trials", "2", "--directory",
+                 str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--trials must be at least the number of mechanisms (3)" in err[0], err
+    assert not (tmp_path / "never").exists()
 
 
 def test_each_trial_prints_and_keeps_its_warnings_and_one_execution_has_no_std(tmp_path, capsys, monkeypatch):

@@ -17,7 +17,6 @@ shared filesystem.
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -25,8 +24,8 @@ import time
 import keras
 import numpy as np
 
-from lacnn_zoo import input_convention
-from lacnn_zoo.compat import TunerHooks, best_metrics
+from lacnn_zoo import input_convention, load_model
+from lacnn_zoo.compat import TunerHooks, best_metrics, every_choice_first, first_round_configurations
 from lacnn_zoo.data import check_augment, load_dataset
 from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.experiments import mean_std
@@ -146,6 +145,9 @@ class _RecordExecutions(TunerHooks):
                                     train_accuracy=train[-1] if train else None, modes=modes)
 
 
+HYPERBAND_FACTOR = 3
+
+
 def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, project_name, seed, overwrite,
                executions_per_trial=1):
     """The Keras Tuner search; `executions_per_trial` trains each trial's model that many times (Keras Tuner's
@@ -166,8 +168,11 @@ def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, p
                "hyperband": keras_tuner.Hyperband}
     cls = type(classes[tuner].__name__, (_RecordExecutions, classes[tuner]), {})
     if tuner == "hyperband":
-        return cls(hypermodel, max_epochs=epochs, factor=3, hyperband_iterations=1, **common)
-    return cls(hypermodel, max_trials=max_trials, **common)
+        search = cls(hypermodel, max_epochs=epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=1, **common)
+    else:
+        search = cls(hypermodel, max_trials=max_trials, **common)
+    # Every asked mechanism gets a trial before any gets a second; then the tuner's own strategy.
+    return every_choice_first(search, "mechanism")
 
 
 def check_project_name(project_name):
@@ -250,6 +255,7 @@ def run_search(
             f"The models report {list(OBJECTIVES)}; `objective`={objective!r} is not among them "
             "(the search would fail only after its first trial)."
         )
+    check_coverage(mechanisms, tuner, max_trials, epochs)
     if dataset != "digits":
         data_kwargs["augment"] = check_augment(data_kwargs.get("augment"))
         # A keras.applications backbone gets the inputs its weights were trained on, as in `lacnn-zoo train`.
@@ -268,9 +274,6 @@ def run_search(
     with guard:
         if not worker:
             _prepare_project(project_dir, space, overwrite)  # replaces the project itself when asked
-            warning = None if tuner == "hyperband" else coverage_warning(mechanisms, max_trials, tuner)
-            if warning:  # before the first trial, once the project folder is known to be usable
-                print(warning, file=sys.stderr, flush=True)
         return _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, project_name,
                        seed, overwrite and worker, batch_size, verbose, callbacks, executions_per_trial)
 
@@ -295,12 +298,44 @@ def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, p
     if tuner != "hyperband":
         fit["epochs"] = epochs
 
+    completed = _completed(search_tuner)
     start = time.perf_counter()
     search_tuner.search(**fit)
     wall = time.perf_counter() - start
     if _is_worker():
         return None
-    return report(search_tuner, data, hypermodel, objective, wall)
+    project = SearchProject(search_tuner.project_dir)
+    earlier = _earlier_summary(project)
+    if earlier is not None and _completed(search_tuner) == completed:
+        # A finished search resumed: no trial ran, so its best, files and wall time stand as they were written.
+        print(f"The search in {search_tuner.project_dir!r} had finished: no trial ran; its best model and tables "
+              "are unchanged.", file=sys.stderr, flush=True)
+        return SearchResult(table=earlier["mechanisms"], best_model=load_model(project.best),
+                            best_hyperparameters=earlier["best"]["hyperparameters"],
+                            test_accuracy=earlier["best"]["test_accuracy"], project_dir=search_tuner.project_dir,
+                            wall_time_s=earlier["wall_time_s"])
+    # A resumed search's wall time counts the earlier sessions' too.
+    return report(search_tuner, data, hypermodel, objective, wall + (earlier or {}).get("wall_time_s", 0.0))
+
+
+def _completed(search_tuner):
+    """The ids of the trials that completed, a set."""
+    return {t.trial_id for t in search_tuner.oracle.trials.values() if t.status == "COMPLETED"}
+
+
+def _earlier_summary(project):
+    """The summary (mechanisms.json) a finished session of this search wrote beside its best.keras, or None."""
+    if not (os.path.isfile(project.file(TABLE)) and os.path.isfile(project.best)):
+        return None
+    try:
+        summary = read_json(project.file(TABLE))
+        best = summary["best"]
+        if isinstance(summary["mechanisms"], list) and isinstance(summary["wall_time_s"], (int, float)) \
+                and isinstance(best["hyperparameters"], dict) and isinstance(best["test_accuracy"], (int, float)):
+            return summary
+    except (KeyError, TypeError, ValueError, OSError):
+        pass
+    return None  # unreadable: the search writes it afresh
 
 
 def _trial_rows(search_tuner, hypermodel, objective):
@@ -333,18 +368,23 @@ def time_per_epoch(executions):
     return float(np.median(later)) if later else None
 
 
-def coverage_warning(mechanisms, max_trials, tuner):
-    """A line saying when the trial budget cannot (or, for random search, may well not) visit every mechanism."""
+def check_coverage(mechanisms, tuner, max_trials, epochs):
+    """Refuse a budget that cannot give every mechanism a trial (the search visits each before any twice): fewer
+    `max_trials` than mechanisms, or a Hyperband schedule (set by `epochs`) that draws fewer configurations."""
     n = len(mechanisms)
-    if max_trials < n:
-        return (f"Warning: max_trials={max_trials} cannot visit each of the {n} mechanisms; at least {n - max_trials} "
-                f"will have 0 trials. Pass --trials {n} or more, or fewer --mechanisms.")
-    if tuner == "random":  # each trial draws the mechanism uniformly: P(some mechanism never drawn)
-        seen_all = sum((-1) ** j * math.comb(n, j) * (1 - j / n) ** max_trials for j in range(n + 1))
-        if 1 - seen_all > 0.05:
-            return (f"Warning: random search with max_trials={max_trials} leaves some of the {n} mechanisms with "
-                    f"0 trials with probability {1 - seen_all:.2f}; pass more --trials to compare them all.")
-    return None
+    if tuner != "hyperband":
+        if max_trials < n:
+            raise ValueError(f"{spell('`max_trials`', '--trials')} must be at least the number of mechanisms ({n}), "
+                             f"so that each gets a trial; received {max_trials}.")
+        return
+    drawn = first_round_configurations(epochs, HYPERBAND_FACTOR)
+    if drawn < n:
+        enough = next((e for e in range(epochs, 100 * n) if first_round_configurations(e, HYPERBAND_FACTOR) >= n),
+                      None)
+        hint = f"pass {spell('`epochs`', '--epochs')} {enough} or more, or fewer mechanisms" if enough else \
+            "pass fewer mechanisms"
+        raise ValueError(f"Hyperband with {spell('`epochs`', '--epochs')} {epochs} draws {drawn} configurations, "
+                         f"fewer than the {n} mechanisms: {hint}.")
 
 
 def _executions(search_tuner, trial, objective):
