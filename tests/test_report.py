@@ -55,6 +55,87 @@ def test_top_losses_are_the_highest_cross_entropies():
     assert measures.top_losses(log_p, labels, 7).tolist() == sorted(range(40), key=lambda i: -losses[i])[:7]
 
 
+def test_f1_macro_most_confused_and_row_shares_against_counting():
+    rng = np.random.default_rng(2)
+    labels, predicted = rng.integers(0, 4, 60), rng.integers(0, 4, 60)
+    labels[:3] = 3
+    predicted[predicted == 3] = 0  # class 3 never predicted: precision undefined, recall 0
+    matrix = measures.confusion_matrix(labels, predicted, 4)
+    precision, recall = measures.precision_recall(matrix)
+    f1 = measures.f1(precision, recall)
+    for c in range(3):
+        tp = np.sum((predicted == c) & (labels == c))
+        fp, fn = np.sum((predicted == c) & (labels != c)), np.sum((predicted != c) & (labels == c))
+        assert f1[c] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert np.isnan(f1[3])  # precision undefined
+    assert measures.macro(f1) == pytest.approx(np.mean(f1[:3]))
+    assert measures.macro(precision) == pytest.approx(np.mean(precision[:3]))
+    assert measures.macro(recall) == pytest.approx(np.mean(recall))  # recall defined for all four
+    assert measures.f1([0.0], [0.0])[0] == 0.0
+    names = ["a", "b", "c", "d"]
+    pairs = {(names[t], names[q]): int(np.sum((labels == t) & (predicted == q)))
+             for t in range(4) for q in range(4) if t != q}
+    confused = measures.most_confused(matrix, names)
+    assert {(t, q): n for t, q, n in confused} == {k: n for k, n in pairs.items() if n}
+    assert [n for _, _, n in confused] == sorted((n for n in pairs.values() if n), reverse=True)
+    shares = measures.row_normalised(matrix)
+    for t in range(4):
+        assert shares[t].tolist() == pytest.approx([np.mean(predicted[labels == t] == q) for q in range(4)])
+
+
+def test_nll_and_brier_from_their_definitions():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(30, 4))
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    labels = rng.integers(0, 4, 30)
+    nll, brier = measures.nll_brier(log_p, labels)
+    p = np.exp(log_p)
+    assert nll == pytest.approx(sum(-np.log(p[i, labels[i]]) for i in range(30)) / 30)
+    assert brier == pytest.approx(sum(sum((p[i, k] - (k == labels[i])) ** 2 for k in range(4))
+                                      for i in range(30)) / 30)
+
+
+@pytest.mark.parametrize("drops, words", [
+    ([0.0067] * 5, "every tap drops it by 0.0067."),
+    ([0.01, 0.03, 0.03, -0.002], "the largest drop is 0.0300, for 'b', 'c'; the smallest -0.0020, for 'd'."),
+    ([0.02, 0.00001, 0.00004], "the largest drop is 0.0200, for 'a'; the smallest 0.0000, for 'b', 'c'."),
+])
+def test_the_lesion_sentence_names_the_largest_and_the_smallest_drop_and_their_ties(drops, words):
+    from lacnn_zoo.experiments.report.sections import lesion_sentence
+
+    assert lesion_sentence(list("abcde")[:len(drops)], drops) == words
+
+
+def test_the_lesion_figure_draws_each_drop_on_the_drops_own_scale(monkeypatch):
+    from lacnn_zoo.experiments.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: drawn.append(fig))
+    figures.lesions(["a", "b", "c"], 0.9, [0.8944, 0.9, 0.9012], "unused.png", "t")
+    (ax,) = drawn[0].axes
+    assert [round(b.get_height(), 4) for b in ax.patches] == [0.0056, 0.0, -0.0012]
+    low, high = ax.get_ylim()
+    assert low < -0.0012 and 0.0056 < high < 0.01  # a 0.0056 drop fills the axis, not 1/180 of a 0-1 one
+    assert ax.get_legend() is None and "intact accuracy 0.9000" in ax.get_title()
+
+
+def test_the_learning_curves_clip_a_first_epoch_outlier_and_say_so(monkeypatch):
+    from lacnn_zoo.experiments.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: drawn.append(fig))
+    history = [{"epoch": e, "loss": t, "val_loss": v, "accuracy": 0.5, "val_accuracy": 0.5}
+               for e, (t, v) in enumerate([(2.0, 9.0), (1.0, 1.2), (0.8, 1.0), (0.7, 0.9)])]
+    notes = figures.learning_curves(history, None, None, "unused.png", "t")
+    loss_ax = drawn[0].axes[0]
+    assert loss_ax.get_ylim()[1] < 2.5  # the later epochs fill the axis
+    assert len(notes) == 1 and "validation loss 9" in notes[0]
+    drawn.clear()
+    history[0]["val_loss"] = 1.5  # no outlier: the axis holds every value, nothing said
+    assert figures.learning_curves(history, None, None, "unused.png", "t") == []
+    assert drawn[0].axes[0].get_ylim()[1] >= 2.0
+
+
 # --------------------------------------------------------------------------------------- a layer-attended run
 
 
@@ -98,7 +179,7 @@ def test_the_figures_numbers_are_the_models(run):
     # The learning rate drawn is the optimizer's at the end of each epoch (warm-up, then cosine).
     assert numbers["learning_rates"] == pytest.approx(rates, rel=1e-5)
     with open(folder / "best.keras.json") as f:  # the epoch best.keras comes from (accuracy, then loss)
-        assert numbers["best_epoch"] == json.load(f)["epoch"] - 1
+        assert numbers["best_epoch"] == json.load(f)["epoch"] and numbers["epochs_counted_from"] == 1
 
 
 def _column(folder, name):
@@ -405,7 +486,7 @@ def test_the_history_reader_names_each_damage(tmp_path):
 
 def test_a_damaged_layer_attention_csv_is_named_and_the_rest_of_the_page_written(run, tmp_path, capsys):
     from lacnn_zoo.errors import ZooError
-    from lacnn_zoo.experiments.report import layer_attention_rows
+    from lacnn_zoo.experiments.report.sections import layer_attention_rows
 
     folder = _copy(run[0], tmp_path)
     path = os.path.join(folder, "layer_attention.csv")
@@ -558,6 +639,10 @@ def test_the_image_size_the_advice_names_is_an_option_of_report(tiny, tmp_path, 
     assert numbers["examples"] == {"asked": 16, "shown": shown}
     assert any("--examples 16" in line and f"{shown} test images" in line for line in out.splitlines()), out
     assert f"{shown} test images" in open(tmp_path / "b" / "report.html", encoding="utf-8").read()
+    # Each highest-loss image names its file in the data set folder: under its true class's subfolder.
+    for entry in numbers["top_losses"]:
+        assert entry["file"].split(os.sep)[0] == entry["true"] and os.path.isfile(images / entry["file"]), entry
+    assert numbers["top_losses"][0]["file"] in _text(tmp_path / "b" / "report.html")
 
 
 @pytest.mark.parametrize("args, words", [
@@ -621,7 +706,7 @@ def test_the_runs_warnings_head_the_page_and_an_older_run_gets_those_its_files_g
     json.dump(metrics, open(metrics_path, "w"))
     page = report(run, log=lambda *a: None)
     html = open(page, encoding="utf-8").read()
-    assert re.findall(r"<h2>([^<]*)</h2>", html)[:2] == ["Warnings", "Summary"]
+    assert re.findall(r"<h2>([^<]*)</h2>", html)[:2] == ["Warnings", "Configuration"]
     assert "Warning (overfitting): training accuracy 0.9900 is far above." in html
     assert _numbers(page)["warnings"] == metrics["warnings"]
 

@@ -212,6 +212,8 @@ def load_image_folder(
         name=os.path.basename(os.path.normpath(path)), train=train, validation=val, test=test,
         input_shape=(height, width, channels), num_classes=len(class_names),
         preprocessing=preprocessing_record(scale, mean, std, image_size, record, class_names=class_names),
+        files={split: [os.path.relpath(f, path) for f in files[0]]
+               for split, files in (("train", train_files), ("validation", val_files), ("test", test_files))},
     )
 
 

@@ -31,6 +31,8 @@ class DataSplits:
         sizes: images per split, `{"train": n, "validation": n, "test": n}`, where known; None otherwise.
         plain_train: for pipelines, the training images un-augmented in one fixed (seeded) order; None for
             arrays (they are both already).
+        files: for a folder of images, each split's files in the split's order, as paths relative to the folder
+            (`{"train": [...], "validation": [...], "test": [...]}`); None for other data sets.
     """
 
     name: str
@@ -43,6 +45,7 @@ class DataSplits:
     sizes: dict = None  # images per split, {"train": n, "validation": n, "test": n}, where known
     # Pipelines: the training images un-augmented, in one fixed (seeded) order; arrays are both already.
     plain_train: object = None
+    files: dict = None  # a folder's files per split, relative to the folder, in the split's order
 
     @property
     def is_numpy(self):

@@ -21,8 +21,10 @@ import keras
 import numpy as np
 
 from lacnn_zoo.io import write_csv
-from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
+from lacnn_zoo.models.layer_attended import ATTENTION_LAYER, tap_names
 from lacnn_zoo.plotting import pyplot, save_figure
+
+FLAT = 0.005  # a trajectory within this of 1/n everywhere is said to be flat on the figure
 
 __all__ = ["LayerAttentionMonitor", "TapReader", "is_layer_attended", "layer_weights", "plot_layer_attention"]
 
@@ -161,32 +163,41 @@ class LayerAttentionMonitor(keras.callbacks.Callback):
         if self.rows:
             starts_equal = self._reader.starts_equal if self._reader is not None else True
             plot_layer_attention(self.rows, self.png_path, title=f"{self.model.name}: per-layer attention",
-                                 starts_equal=starts_equal)
+                                 starts_equal=starts_equal, names=tap_names(self.model))
 
 
-def plot_layer_attention(rows, path, title="per-layer attention", starts_equal=True):
+def plot_layer_attention(rows, path, title="per-layer attention", starts_equal=True, names=None):
     """Draw attention per layer against epoch (one line and colour per layer) to a PNG, atomically.
 
     The epoch-0 row (before training) is drawn as a dotted line per layer: the reference every
     trajectory is read against.  The 1/n line is drawn where the measure starts equal for identically
-    distributed taps (`starts_equal`).
+    distributed taps (`starts_equal`); when every weight stays within ±0.005 of it, the figure says so (its
+    y-axis is then a magnified view of a flat profile).
 
     Args:
         rows: rows `[epoch, weight_1, ..., weight_n]` (as in layer_attention.csv), in any order.
         path: the PNG file to write.
         title: the figure's title.
         starts_equal: whether to draw the 1/n line (the measure starts equal for identically distributed taps).
+        names: the taps' names in column order (`tap_names(model)`, as the report's lesion figure names them);
+            None labels them "layer 1" ... "layer n".
     """
     plt = pyplot()
     rows = np.asarray(sorted(rows), dtype=float)
     epochs, weights = rows[:, 0], rows[:, 1:]
     n = weights.shape[1]
+    if names is not None and len(names) != n:
+        raise ValueError(f"`names` must name each of the {n} taps of `rows`; received {len(names)} names.")
+    labels = list(names) if names is not None else [f"layer {i + 1}" for i in range(n)]
     colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, n))
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for i in range(n):
-        ax.plot(epochs, weights[:, i], marker="o", markersize=3, color=colours[i], label=f"layer {i + 1}")
+        ax.plot(epochs, weights[:, i], marker="o", markersize=3, color=colours[i], label=labels[i])
     if starts_equal:
         ax.axhline(1.0 / n, color="grey", linestyle=":", linewidth=1, label="equal (1/n)")
+        if np.max(np.abs(weights - 1.0 / n)) <= FLAT:
+            ax.text(0.02, 0.97, f"every weight within ±{FLAT} of uniform (1/n = {1.0 / n:.4f}): a magnified axis",
+                    transform=ax.transAxes, va="top", fontsize=8, color="dimgrey")
     if epochs.min() == 0:
         start = weights[np.argmin(epochs)]
         for i in range(n):

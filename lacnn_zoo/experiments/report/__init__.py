@@ -20,11 +20,17 @@ import secrets
 
 import numpy as np
 
-from lacnn_zoo.data import DatasetNotAvailableError, refuse_on_digits, unstandardise
+from lacnn_zoo.data import DatasetNotAvailableError, refuse_on_digits
 from lacnn_zoo.data.splits import MAX_IMAGE_SIDE, check_image_size
-from lacnn_zoo.errors import ZooError, one_line, spell
-from lacnn_zoo.experiments.report import figures, measures
+from lacnn_zoo.errors import ZooError, spell
+from lacnn_zoo.experiments.report import configuration, figures, measures
 from lacnn_zoo.experiments.report.page import Page
+from lacnn_zoo.experiments.report.sections import (
+    augmented_section,
+    layer_attention_section,
+    predictions_sections,
+    why,
+)
 from lacnn_zoo.experiments.report.tuning import is_tuning_project, tuning_page
 from lacnn_zoo.io import (
     LOCK_NAME,
@@ -33,12 +39,10 @@ from lacnn_zoo.io import (
     DamagedFileError,
     FolderLock,
     ForeignFilesError,
-    damaged,
     is_owned,
     is_temporary,
     mark_owned,
     printable,
-    read_csv_checked,
     remove_path,
     remove_stale_temporaries,
     unwritable,
@@ -47,13 +51,13 @@ from lacnn_zoo.io import (
 from lacnn_zoo.models.layer_attended import tap_names
 from lacnn_zoo.training.diagnostics import diagnose, lines
 from lacnn_zoo.training.inference import predictions
-from lacnn_zoo.training.monitor import TapReader, is_layer_attended, plot_layer_attention
+from lacnn_zoo.training.monitor import is_layer_attended
 from lacnn_zoo.training.report_folder import NUMBERS, PAGE, recorded_files
 from lacnn_zoo.training.run_folder import HISTORY, REPORT, RunFolder
 
 REPORT_DIR = REPORT  # the run folder names it
 EXAMPLES = 16
-# Rows of four images 308 pixels high: 256 images keep the figure far below matplotlib's 2**16 pixels a side.
+# Rows of four images 330 pixels high: 256 images keep the figure far below matplotlib's 2**16 pixels a side.
 MAX_EXAMPLES = 256
 
 
@@ -222,10 +226,6 @@ def _install(tmp, out, replaced):
     remove_path(tmp)
 
 
-def _why(error):
-    return one_line(error).rstrip(".")
-
-
 def run_page(path, out, *, dataset, examples, image_size, data_dir, download, log):
     """The page of a training run, its figures written into `out`; a section whose file is damaged is left out
     with one line naming the file."""
@@ -234,29 +234,43 @@ def run_page(path, out, *, dataset, examples, image_size, data_dir, download, lo
     try:
         metrics, unusable = folder.metrics(missing={}), None
     except DamagedFileError as e:
-        metrics, unusable = {}, _why(e)
+        metrics, unusable = {}, why(e)
     name = config.get("model")
-    page = Page(f"{name} on {os.path.basename(os.path.normpath(config['dataset']))}", f"Run folder {path}")
-    top = len(page.parts)  # the warnings go first; a run trained before they were recorded needs its test split
-    page.heading("Summary")
-    page.table(None, [["model", name], ["dataset", config.get("dataset")],
-                          ["test accuracy", metrics.get("test_accuracy")], ["parameters", metrics.get("params")],
-                          ["epochs", config.get("epochs")], ["recipe", config.get("recipe")],
-                          ["seed", config.get("seed")]])
+    page = Page(configuration.title(config), f"Run folder {path}")
+    top = len(page.parts)  # the warnings and the configuration go first; they need the test split and history
     if unusable:
-        page.left_out("The summary's test metrics", unusable)
+        page.left_out("The configuration's test metrics", unusable)
     history, unusable = _history(folder)
     predictions = _test_predictions(path, dataset, image_size, data_dir, download, page, log)
     _curves_section(page, out, history, unusable, config, metrics, predictions, name)
-    warnings = Page("")
-    _warnings_section(warnings, metrics, history, predictions)
-    page.parts[top:top] = warnings.parts
-    page.numbers.update(warnings.numbers)
+    first = Page("")
+    _warnings_section(first, metrics, history, predictions)
+    _configuration_section(first, config, metrics, history, predictions)
+    page.parts[top:top] = first.parts
+    page.numbers.update(first.numbers)
     if predictions is not None:
-        _predictions_sections(page, out, predictions, examples, log)
-    _layer_attention_section(page, out, folder, predictions, log)
-    _augmented_section(page, out, predictions, log)
+        predictions_sections(page, out, predictions, examples, log)
+    layer_attention_section(page, out, folder, predictions, log)
+    augmented_section(page, out, predictions, log)
     return page
+
+
+def _configuration_section(page, config, metrics, history, predictions):
+    """What the run was (model, data, recipe, headline results), from run.json, metrics.json, history.csv and,
+    when the test split was scored, the model's taps and the split sizes."""
+    best = _best_epoch(history)
+    data = getattr(predictions, "data", None)
+    splits = {s: data.size(s) for s in ("train", "validation", "test")} if data is not None else None
+    model = getattr(predictions, "model", None)
+    taps = tap_names(model) if model is not None and is_layer_attended(model) else None
+    page.heading("Configuration")
+    page.table(None, configuration.rows(config, metrics, epochs_run=len(history),
+                                        best_epoch=None if best is None else best + 1,
+                                        best_accuracy=None if best is None else _offer(history[best])[0],
+                                        splits=splits, taps=taps))
+    page.text("Epochs count from 1 on this page and in report.json (`best_epoch`), as best.keras.json counts them; "
+              "history.csv's `epoch` column counts from 0.", kind="note")
+    page.numbers["epochs_counted_from"] = 1
 
 
 def _warnings_section(page, metrics, history, predictions):
@@ -293,7 +307,7 @@ def _history(folder):
     try:
         rows = folder.history()
     except DamagedFileError as e:
-        return [], _why(e)
+        return [], why(e)
     if rows:
         return rows, None
     with open(path, "rb") as f:
@@ -311,12 +325,12 @@ def _test_predictions(path, dataset, image_size, data_dir, download, page, log):
         p = predictions(path, dataset, image_size=image_size, data_dir=data_dir, download=download,
                         keep_inputs=True)
     except DamagedFileError as e:  # metrics.json: the model's preprocessing is unknown
-        page.left_out("Test-split sections", _why(e))
+        page.left_out("Test-split sections", why(e))
         return None
     except DatasetNotAvailableError as e:
         if dataset is not None:  # the data set asked for: its absence is the user's to fix
             raise
-        page.left_out("Test-split sections", f"the run's data set cannot be loaded here ({_why(e)})")
+        page.left_out("Test-split sections", f"the run's data set cannot be loaded here ({why(e)})")
         return None
     if not len(p.labels):
         page.left_out("Test-split sections", f"the test split of {p.dataset!r} holds no image")
@@ -361,142 +375,14 @@ def _curves_section(page, out, history, unusable, config, metrics, predictions, 
             rates = measures.learning_rates(config, steps, len(history), replicas=metrics.get("replicas") or 1)
             page.numbers["learning_rates"] = rates
         except ValueError as e:  # a schedule run.json records but this version cannot rebuild
-            page.left_out("The learning-rate panel", f"the schedule in run.json cannot be rebuilt ({_why(e)})")
-    page.numbers["best_epoch"] = best
+            page.left_out("The learning-rate panel", f"the schedule in run.json cannot be rebuilt ({why(e)})")
+    page.numbers["best_epoch"] = None if best is None else best + 1  # from 1, as best.keras.json
     path = os.path.join(out, "learning_curves.png")
-    figures.learning_curves(history, rates, best, path, f"{name}: training and validation")
+    notes = figures.learning_curves(history, rates, best, path, f"{name}: training and validation")
     page.figure(path, "learning curves")
+    for note in notes:
+        page.text(note, kind="note")
     if best is not None:
         row = history[best]
         page.text(f"Best epoch {best + 1} of {len(history)}: validation accuracy {_offer(row)[0]:.4f} "
                   f"({_best_model(row)}its weights are best.keras, the model every other section uses).")
-
-
-def _floats(values):
-    return [None if v != v else float(v) for v in np.asarray(values, "float64")]
-
-
-def _class_names(predictions):
-    names = predictions.preprocessing.get("class_names")
-    k = predictions.log_p.shape[-1]
-    return list(names) if names and len(names) == k else [str(i) for i in range(k)]
-
-
-def _predictions_sections(page, out, p, examples, log):
-    names, k = _class_names(p), p.log_p.shape[-1]
-    predicted = p.log_p.argmax(axis=-1)
-    matrix = measures.confusion_matrix(p.labels, predicted, k)
-    precision, recall = measures.precision_recall(matrix)
-    accuracy = float(np.trace(matrix) / matrix.sum())
-    page.heading("Test confusion matrix")
-    page.text(f"{len(p.labels)} test images of {p.dataset!r} (split seed {p.seed}); top-1 accuracy {accuracy:.4f}.")
-    path = os.path.join(out, "confusion.png")
-    figures.confusion(matrix, names, path, f"test confusion matrix (accuracy {accuracy:.4f})")
-    page.figure(path, "confusion matrix")
-    page.numbers.update(test_images=int(len(p.labels)), confusion=matrix.tolist(), class_names=names,
-                        precision=_floats(precision), recall=_floats(recall))
-    page.table(["class", "images", "precision", "recall"],
-               [[n, int(matrix[i].sum()), float(precision[i]), float(recall[i])] for i, n in enumerate(names)])
-
-    page.heading("Highest-loss test images")
-    worst = measures.top_losses(p.log_p, p.labels, examples)
-    page.numbers["examples"] = {"asked": int(examples), "shown": int(len(worst))}
-    if len(worst) < examples:  # said, not silently capped
-        note = (f"{spell(f'examples={examples}', f'--examples {examples}')} asks for more images than the test "
-                f"split holds: all its {len(worst)} test images are shown.")
-        page.text(note, kind="note")
-        log(f"report: {note}")
-    probabilities = np.exp(p.log_p)
-    rows = [{"true": names[p.labels[i]], "predicted": names[predicted[i]],
-             "probability": float(probabilities[i, predicted[i]]), "loss": float(-p.log_p[i, p.labels[i]])}
-            for i in worst]
-    page.numbers["top_losses"] = [{"index": int(i), **row} for i, row in zip(worst, rows)]
-    images = unstandardise(p.inputs[worst], p.preprocessing)
-    path = os.path.join(out, "top_losses.png")
-    figures.top_losses(images, rows, path, f"the {len(worst)} test images with the highest loss")
-    page.figure(path, "highest-loss test images")
-
-    page.heading("Calibration")
-    bins = measures.reliability(probabilities, p.labels)
-    page.numbers["calibration"] = {"ece": bins["ece"], "counts": bins["counts"].tolist(),
-                                   "confidence": _floats(bins["confidence"]), "accuracy": _floats(bins["accuracy"])}
-    path = os.path.join(out, "reliability.png")
-    figures.reliability(bins, path, "reliability diagram")
-    page.figure(path, "reliability diagram")
-    page.text(f"Expected calibration error {bins['ece']:.4f} (10 equal-width confidence bins, Guo et al. 2017): "
-              "the image-weighted mean gap between the confidence and the accuracy of each bin.")
-
-
-def _layer_attention_section(page, out, folder, p, log):
-    page.heading("Layer attention")
-    if p is None:
-        page.left_out("Layer attention", "the test split was not scored (see the test-split sections above)")
-        return
-    if not is_layer_attended(p.model):
-        page.left_out("Layer attention", f"{p.model.name!r} is not a layer-attended model")
-        return
-    taps = tap_names(p.model)
-    csv_path = folder.file("layer_attention.csv")
-    try:
-        rows = layer_attention_rows(csv_path, len(taps)) if os.path.exists(csv_path) else None
-    except DamagedFileError as e:
-        rows = None
-        page.left_out("The weight trajectory", _why(e))
-    if rows:
-        path = os.path.join(out, "layer_attention.png")
-        plot_layer_attention(rows, path, title="per-layer attention weight during training",
-                             starts_equal=TapReader(p.model).starts_equal)
-        page.figure(path, "layer attention trajectory")
-    elif not os.path.exists(csv_path):
-        page.left_out("The weight trajectory", "the run has no layer_attention.csv")
-    log(f"report: accuracy with each of the {len(taps)} taps zeroed ...")
-    lesion = measures.tap_lesions(p.model, p.inputs, p.labels)
-    page.numbers["tap_lesions"] = {"taps": taps, **lesion}
-    path = os.path.join(out, "tap_lesions.png")
-    figures.lesions(taps, lesion["intact"], lesion["zeroed"], path, "test accuracy with each tap zeroed")
-    page.figure(path, "per-tap lesion profile")
-    drops = [lesion["intact"] - z for z in lesion["zeroed"]]
-    most = int(np.argmax(drops))
-    page.text(f"Intact accuracy {lesion['intact']:.4f}. Zeroing one tap as the head sees it (the backbone runs "
-              f"unchanged): the largest drop is {drops[most]:.4f}, for {taps[most]!r}; the smallest "
-              f"{min(drops):.4f}.")
-    page.table(["tap", "accuracy, tap zeroed", "drop"], [[t, z, d] for t, z, d in zip(taps, lesion["zeroed"], drops)])
-
-
-def layer_attention_rows(path, taps):
-    """The rows `[epoch, weight of each tap]` of a run's layer_attention.csv, for a model of `taps` taps;
-    DamagedFileError naming the file and what is wrong (empty, no epoch, a field that is not a number...)."""
-    header, rows = read_csv_checked(path, numeric=True)
-    if header is None:
-        raise damaged(path, "it is empty")
-    if header[0] != "epoch" or len(header) < 2:
-        raise damaged(path, f"its header ({','.join(header)[:80]}) is not 'epoch,layer_1,...'")
-    if len(header) - 1 != taps:
-        raise damaged(path, f"it has {len(header) - 1} layer columns, but the model has {taps} taps (another "
-                            "model's file?)")
-    if not rows:
-        raise damaged(path, "it holds no epoch, only its header")
-    for number, row in enumerate(rows, start=2):
-        if not row[0].isdigit() or "" in row:
-            raise damaged(path, f"row {number} ({','.join(row)[:60]}) lacks an epoch number or a weight")
-    return [[int(row[0]), *map(float, row[1:])] for row in rows]
-
-
-def _augmented_section(page, out, p, log, images=2):
-    if p is None:
-        return
-    chosen = measures.augmented_layers(p.model)
-    if not chosen:
-        return
-    page.heading("Attention maps")
-    page.text("Per head, the attention weights of three query pixels (crosses) over every position, for the first "
-              "attention-augmented layer of each stage and the first test images.")
-    raw = unstandardise(p.inputs[:images], p.preprocessing)
-    for name, block in chosen:
-        grid = block.conv1.grid
-        queries = measures.query_pixels(grid)
-        maps = measures.attention_maps(p.model, block, p.inputs[:images], queries)
-        page.numbers.setdefault("attention", {})[name] = {"queries": queries, "maps": maps.tolist()}
-        path = os.path.join(out, f"attention_{name}.png")
-        figures.attention(raw, maps, queries, grid, path, f"{name}: attention of query pixels, per head")
-        page.figure(path, f"attention maps of {name}")

@@ -29,6 +29,47 @@ def precision_recall(confusion):
     return precision, recall
 
 
+def f1(precision, recall):
+    """Per class: the harmonic mean of precision and recall; NaN where either is NaN, 0 where both are 0."""
+    precision, recall = np.asarray(precision, "float64"), np.asarray(recall, "float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = 2 * precision * recall / (precision + recall)
+    return np.where((precision == 0) & (recall == 0), 0.0, score)
+
+
+def macro(values):
+    """The unweighted mean over the classes that define the measure (NaN classes left out), NaN if none does."""
+    values = np.asarray(values, "float64")
+    return float(np.mean(values[~np.isnan(values)])) if np.any(~np.isnan(values)) else float("nan")
+
+
+def most_confused(confusion, names, least=1):
+    """fastai's `most_confused`: the off-diagonal cells of the confusion matrix with at least `least` images, as
+    `(true name, predicted name, images)`, most images first (ties in class order)."""
+    k = len(names)
+    cells = [(names[i], names[j], int(confusion[i, j])) for i in range(k) for j in range(k)
+             if i != j and confusion[i, j] >= least]
+    return sorted(cells, key=lambda c: -c[2])
+
+
+def row_normalised(confusion):
+    """Each row divided by its class's images (the recall of each predicted class per true class); a class
+    without test images gives a row of NaN."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return confusion / confusion.sum(axis=1, keepdims=True)
+
+
+def nll_brier(log_p, labels):
+    """The mean negative log-likelihood of the true class and the multi-class Brier score
+    (mean over images of sum_k (p_k - [k = true])^2)."""
+    labels = np.asarray(labels, "int64")
+    probabilities = np.exp(log_p)
+    target = np.zeros_like(probabilities)
+    target[np.arange(len(labels)), labels] = 1.0
+    return float(-np.mean(log_p[np.arange(len(labels)), labels])), \
+        float(np.mean(np.sum((probabilities - target) ** 2, axis=-1)))
+
+
 def top_losses(log_p, labels, n):
     """Indices of the `n` examples with the highest cross-entropy -log p(true class), highest first."""
     losses = -log_p[np.arange(len(labels)), labels]
