@@ -182,6 +182,26 @@ def test_the_figures_numbers_are_the_models(run):
         assert numbers["best_epoch"] == json.load(f)["epoch"] and numbers["epochs_counted_from"] == 1
 
 
+def test_the_configuration_says_what_the_run_was(run):
+    from lacnn_zoo import model_info, tap_names
+
+    folder, result, _, page = run
+    shown = _numbers(page)["configuration"]
+    knobs = model_info("lacnn_static_vector_tiny").knobs
+    assert shown["backbone"] == knobs["backbone"] and shown["mechanism"] == "static_vector"
+    taps = tap_names(result.model)
+    assert shown["taps"] == f"{len(taps)}: {', '.join(taps)}"
+    train, validation, test = map(int, shown["split sizes (train / validation / test)"].split(" / "))
+    assert train + validation + test == 1797 and test == _numbers(page)["test_images"]  # the UCI digits
+    assert shown["test loss"] == result.metrics["test_loss"] and shown["parameters"] == result.model.count_params()
+    history = [float(v) for v in _column(folder, "val_accuracy")]
+    best = int(np.argmax(history))  # no --ema, no tie in three epochs of this run
+    assert shown["best validation accuracy (epoch, from 1)"] == f"{history[best]:.4f} (epoch {best + 1})"
+    assert shown["epochs"] == 3 and shown["EMA of the weights"] == "off"
+    assert shown["learning rate"] == "0.003 (cosine; 1 warm-up epoch)"
+    assert "lacnn_static_vector_tiny (plain backbone) on digits" in open(page, encoding="utf-8").read()
+
+
 def _column(folder, name):
     import csv
 

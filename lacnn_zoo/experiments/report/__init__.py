@@ -264,10 +264,11 @@ def _configuration_section(page, config, metrics, history, predictions):
     model = getattr(predictions, "model", None)
     taps = tap_names(model) if model is not None and is_layer_attended(model) else None
     page.heading("Configuration")
-    page.table(None, configuration.rows(config, metrics, epochs_run=len(history),
-                                        best_epoch=None if best is None else best + 1,
-                                        best_accuracy=None if best is None else _offer(history[best])[0],
-                                        splits=splits, taps=taps))
+    rows = configuration.rows(config, metrics, epochs_run=len(history), best_epoch=None if best is None else best + 1,
+                              best_accuracy=None if best is None else _offer(history[best])[0], splits=splits,
+                              taps=taps)
+    page.table(None, rows)
+    page.numbers["configuration"] = dict(rows)
     page.text("Epochs count from 1 on this page and in report.json (`best_epoch`), as best.keras.json counts them; "
               "history.csv's `epoch` column counts from 0.", kind="note")
     page.numbers["epochs_counted_from"] = 1

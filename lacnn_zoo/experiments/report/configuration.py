@@ -4,6 +4,7 @@ results (test accuracy and loss, the best validation accuracy and its epoch). Ep
 in report.json, as best.keras.json counts them (history.csv's `epoch` column counts from 0)."""
 
 from lacnn_zoo.models.registry import model_info
+from lacnn_zoo.plotting import counted
 
 # The recipe keys of run.json shown as augmentation when they differ from "off".
 _AUGMENTATION = (("augment", "none"), ("mixup", 0.0), ("cutmix", 0.0), ("random_erasing", 0.0),
@@ -34,7 +35,7 @@ def _schedule(config):
         parts.append(f"×{config.get('decay_factor')} at {', '.join(f'{m:g}' for m in config['milestones'])} of "
                      "training")
     if config.get("warmup_epochs"):
-        parts.append(f"{config['warmup_epochs']} warm-up epochs")
+        parts.append(counted(config["warmup_epochs"], "warm-up epoch"))
     return "; ".join(parts)
 
 
