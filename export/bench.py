@@ -465,7 +465,7 @@ def main(argv=None):
 
     from lacnn_zoo.errors import run_command
 
-    return run_command("export.bench", _main, args, code=1)
+    return run_command("export.bench", _main, args)
 
 
 def _main(args):

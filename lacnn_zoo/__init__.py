@@ -46,7 +46,7 @@ def register_all():
 # attribute of the public API loads everything on first use.  Every other importer registers eagerly, so
 # `keras.saving.load_model` reads the zoo's `.keras` files right after `import lacnn_zoo`.
 if _launch.launched_as() is None:
-    register_all()
+    _launch.quiet_registration(register_all)  # TensorFlow's start-up lines filtered (TF_CPP_MIN_LOG_LEVEL=0 shows them)
 else:
     def __getattr__(name):  # whatever the eager import would have bound
         if not name.startswith("__"):

@@ -15,8 +15,8 @@ import re
 import sys
 import tempfile
 
-__all__ = ["CONSOLE_SCRIPTS", "MODULES", "filtered_stderr", "launched_as", "quiet_requested", "register_all",
-    "start_quietly"]
+__all__ = ["CONSOLE_SCRIPTS", "MODULES", "filtered_stderr", "launched_as", "quiet_registration", "quiet_requested",
+           "register_all", "start_quietly"]
 
 CONSOLE_SCRIPTS = {"lacnn-zoo": "lacnn-zoo", "lacnn-zoo-tune": "tuning", "lacnn-zoo-export": "export"}
 MODULES = {"lacnn_zoo": "lacnn-zoo", "tuning": "tuning", "export": "export"}
@@ -126,12 +126,26 @@ def start_quietly():
     chatter filtered out. Elsewhere (`import lacnn_zoo` registered eagerly, e.g. a test calling `main`) nothing."""
     if launched_as() is None:
         return
+    quiet_registration(register_all)
+
+
+def quiet_registration(register):
+    """Call `register` (which loads Keras and TensorFlow) with TensorFlow's start-up lines filtered out of stderr
+    and its device scan (cuInit) done inside the filter; any other line on stderr is written back. Unless the user
+    asked for TensorFlow's logs (`TF_CPP_MIN_LOG_LEVEL` 0 or 1), which then pass untouched. `import lacnn_zoo`
+    and the zoo's command lines start this way.
+
+    Args:
+        register: the function to call.
+    """
     quiet = quiet_requested()
     with filtered_stderr(quiet):
-        register_all()
+        register()
         tf = sys.modules.get("tensorflow")
         if tf is not None and quiet:
-            tf.config.list_physical_devices("GPU")  # cuInit happens here: inside the filter, not mid-command
+            # cuInit happens here, inside the filter; listing physical devices leaves the runtime unconfigured
+            # (tf.config.set_visible_devices and logical devices can still be set afterwards).
+            tf.config.list_physical_devices("GPU")
     if quiet:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         absl = sys.modules.get("absl.logging")

@@ -86,6 +86,21 @@ def test_a_command_prints_nothing_on_stderr():
     assert out.stderr == "", out.stderr
 
 
+def test_import_lacnn_zoo_is_quiet_unless_tensorflow_s_logs_are_asked_for():
+    """As a script or notebook imports it: TensorFlow's start-up lines (banner, oneDNN, cuda drivers, cuInit)
+    filtered, the devices still configurable; TF_CPP_MIN_LOG_LEVEL=0 brings the lines back."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "import lacnn_zoo, tensorflow as tf; tf.config.set_visible_devices([], 'GPU')"
+
+    def run(extra):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                              env={**env, "PYTHONPATH": ROOT, **extra})
+
+    quiet, loud = run({}), run({"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert loud.returncode == 0 and len(loud.stderr.splitlines()) > 1, loud.stderr
+
+
 def test_launched_as_names_only_the_zoos_command_lines():
     from lacnn_zoo.launch import launched_as
 

@@ -141,7 +141,7 @@ def test_cli(tmp_path, capsys):
     build_model("resnet8_beta", input_shape=(8, 8, 1)).save(path)
     assert main([str(path), "--out", str(tmp_path / "e"), "--format", "onnx"]) == 0
     assert "largest |difference|" in capsys.readouterr().out
-    assert main([str(path), "--out", str(tmp_path / "e")]) == 1
+    assert main([str(path), "--out", str(tmp_path / "e")]) == 2
     assert "already holds an export" in capsys.readouterr().err
 
 

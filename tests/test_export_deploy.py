@@ -149,7 +149,7 @@ def test_accuracy_gate_refuses_and_writes_nothing(run, monkeypatch, capsys):
     code = main([str(run / "best.keras"), "--out", str(out), "--format", "onnx", "--quantize", "int8",
                  "--calibration-images", "16"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert re.fullmatch(r"export: error: model_int8\.onnx: top-1 .* exceeds --max-accuracy-drop=1\.0\. "
                         r"Nothing was written\.\n", err), err
     assert not out.exists() and not [p for p in os.listdir(run.parent) if "refused" in p and p != ".refused.lock"]
@@ -184,7 +184,7 @@ def test_validate_prints_artifact_and_keras_top1(exported, capsys, tmp_path):
     assert f"top-1 {100 * figures['top1']:.2f}% on the test split of digits (360 images" in printed
     assert f"top-1 {100 * figures['keras_top1']:.2f}%; drop" in printed
     assert json.load(open(tmp_path / "v.json"))["top1"] == pytest.approx(figures["top1"])
-    assert main([str(out / "manifest.json")]) == 1
+    assert main([str(out / "manifest.json")]) == 2
     assert "must be an .onnx or .tflite file" in capsys.readouterr().err
 
 
@@ -256,7 +256,7 @@ def test_validate_judges_the_preprocessing_the_artifact_carries(exported, tmp_pa
         {**json.loads(props["preprocessing"]), **damage})
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(tmp_path / "model.onnx"))
-    assert main([str(tmp_path / "model.onnx")]) == 1
+    assert main([str(tmp_path / "model.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err and "damaged" in err, err
 

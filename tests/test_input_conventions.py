@@ -139,15 +139,17 @@ def test_check_preprocessing_refuses_what_cannot_be_applied(damage, needle):
 
 def test_a_run_started_before_conventions_resumes_with_its_own_statistics(tmp_path):
     from lacnn_zoo.training.loop import _input_convention
+    from lacnn_zoo.training.run_folder import RunFolder
 
+    run = RunFolder(tmp_path)  # the run's folder, as train builds it once per run
     knobs = {"backbone": "MobileNetV3Small"}
     name = "keras.applications.mobilenet_v3.preprocess_input"
-    assert _input_convention(knobs, str(tmp_path), resume=False)["convention"] == name
+    assert _input_convention(knobs, run, resume=False)["convention"] == name
     (tmp_path / "run.json").write_text(json.dumps({"model": "lacnn_static_vector"}))  # written before the key
-    assert _input_convention(knobs, str(tmp_path), resume=True) is None
+    assert _input_convention(knobs, run, resume=True) is None
     (tmp_path / "run.json").write_text(json.dumps({"model": "lacnn_static_vector", "input_convention": name}))
-    assert _input_convention(knobs, str(tmp_path), resume=True)["convention"] == name
-    assert _input_convention({"backbone": "plain"}, str(tmp_path), resume=False) is None
+    assert _input_convention(knobs, run, resume=True)["convention"] == name
+    assert _input_convention({"backbone": "plain"}, run, resume=False) is None
 
 
 def test_int8_calibration_and_test_inputs_use_the_models_own_standardisation(digits):

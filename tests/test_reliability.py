@@ -678,7 +678,7 @@ def test_a_file_dropped_into_the_destination_during_an_export_is_kept(finished_r
 def test_export_cli_one_line(tmp_path, capsys):
     from export.__main__ import main
 
-    assert main([str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert main([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("export: error:") and "folder" in err[0]
 
@@ -706,7 +706,7 @@ def test_a_write_that_cannot_fit_is_refused_before_it_starts(tmp_path, monkeypat
 def test_export_refuses_options_that_cannot_take_effect(finished_run, tmp_path, capsys, extra, needle):
     from export.__main__ import main
 
-    assert main([str(finished_run / "best.keras"), "--out", str(tmp_path / "out"), *extra]) == 1
+    assert main([str(finished_run / "best.keras"), "--out", str(tmp_path / "out"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "out").exists()
@@ -736,7 +736,7 @@ def test_a_full_disk_during_export_is_said_to_be_one(exported_run, tmp_path, mon
     else:
         monkeypatch.setattr(export.formats, "_write_saved_model", fail)
     assert main([str(finished_run / "best.keras"), "--out", str(dest), "--overwrite",
-                 "--format", "onnx" if where == "onnx" else "both"]) == 1
+                 "--format", "onnx" if where == "onnx" else "both"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left" in err[0] and "existing destination is unchanged" in err[0], err
     assert "tf2onnx could not convert" not in err[0] and "internal error" not in err[0]
@@ -777,7 +777,7 @@ def test_validate_refuses_what_cannot_take_effect_or_be_written(exported_run, tm
     (tmp_path / "folder.onnx").mkdir()
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     artifact = [] if argv[0].endswith(".onnx") else [str(exported / "model.onnx")]
-    assert main([*artifact, *argv]) == 1
+    assert main([*artifact, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0] and "No space" not in err[0], err
 
@@ -792,7 +792,7 @@ def test_export_names_the_true_cause(finished_run, tmp_path, capsys, argv, needl
 
     (tmp_path / "afile.txt").write_text("the user's notes")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    assert main([str(finished_run / "best.keras"), *argv]) == 1
+    assert main([str(finished_run / "best.keras"), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle.replace("{tmp}", str(tmp_path)) in err[0] and "Errno" not in err[0], err
     assert sorted(os.listdir(tmp_path)) == ["afile.txt"]

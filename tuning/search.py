@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -452,7 +453,12 @@ def report(search_tuner, data, hypermodel, objective, wall_time_s):
         raise ZooError(f"No trial completed in {project_dir!r}; see the trial logs there.")
     table = mechanism_table(rows, objective, hypermodel.mechanisms)
     best_hp = search_tuner.get_best_hyperparameters(1)[0]
-    best_model = search_tuner.get_best_models(1)[0]
+    with warnings.catch_warnings():
+        # keras-tuner restores the best checkpoint into a model built afresh, whose optimizer has no state yet;
+        # Keras warns that the checkpoint's optimizer variables are skipped. The model is evaluated and saved,
+        # never trained on: the optimizer state is not needed.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        best_model = search_tuner.get_best_models(1)[0]
     if data.is_numpy:
         test = best_model.evaluate(data.test[0], data.test[1], verbose=0, return_dict=True)
     else:
