@@ -13,7 +13,7 @@ runtime:
     keras               `tf.function(lambda x: model(x, training=False))` on the loaded .keras model (the reference)
     keras_predict       `model.predict_on_batch(x)`, for comparison with the usual Keras call
     saved_model         `tf.saved_model.load(...).serve(x)`
-    onnxruntime         model.onnx, session options of `export.runtimes.onnx_session`
+    onnxruntime         model.onnx, the session options of docs/deployment.md's snippets
     onnxruntime_int8    model_int8.onnx (static QDQ), same options
     litert              model.tflite through ai_edge_litert's Interpreter (XNNPACK)
     litert_int8         model_int8.tflite, same interpreter
@@ -24,7 +24,7 @@ the workers in interleaved rounds (order rotated each round), one worker busy at
 warms up at every batch size first, then each round times `--calls` calls per (runtime, batch), so each
 point has rounds x calls timed calls (>= 20). Reported: median ms per call, spread (25th-75th percentile
 as a percentage of the median), the fastest call (min ms: what a quiet machine gives), images/s, GFLOP/s
-(forward FLOPs per image from `lacnn_zoo.experiments.bench`, a multiply-add counting two) and the ratio of
+(forward FLOPs per image, as `lacnn-zoo bench` counts them, a multiply-add counting two) and the ratio of
 images/s to the Keras reference at each batch size (of the medians over all calls, and its
 range over the rounds: within a round the runtimes' blocks at one batch size run back to back, so a ratio
 per round is less exposed to a machine whose load changes), and the ratio of the fastest calls.

@@ -3,7 +3,7 @@
     python -m export.validate exported/digits/model_int8.onnx                 # data set: the run's (manifest)
     python -m export.validate exported/digits/model_int8.tflite --dataset digits --keras runs/digits/best.keras
 
-The artifact (.onnx or .tflite) runs with the deploy snippets' settings (`export.runtimes`); the preprocessing
+The artifact (.onnx or .tflite) runs with the settings of docs/deployment.md's snippets; the preprocessing
 is the one recorded inside the artifact, the Keras model is the manifest's `source` unless `--keras` names
 one. This is how quantised artifacts are judged: by accuracy against the labels, not by parity.
 """

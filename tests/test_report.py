@@ -323,6 +323,18 @@ def _cli(capsys, *args):
     return code, out, err.strip().splitlines()
 
 
+def test_the_time_said_is_the_commands_loading_included(tiny, tmp_path, capsys, monkeypatch):
+    """The report said "(2 s)" for a command that took 7.5 s: it timed the page alone, not the start."""
+    import time
+
+    from lacnn_zoo import launch
+
+    monkeypatch.setattr(launch, "start_quietly", lambda: time.sleep(1.5))  # a slow TensorFlow start
+    code, out, _ = _cli(capsys, _copy(tiny, tmp_path), "--examples", "2")
+    seconds = float(re.search(r" in ([\d.]+) s \(since the command started", out).group(1))
+    assert code == 0 and seconds >= 1.5, out
+
+
 def _files(folder):
     return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
 

@@ -1,7 +1,7 @@
 """`python -m tuning.gpu_check`: one training run and a small mechanism search on the embedded digits, on the
 accelerator and then on the CPU of the same machine, with images/s for each.
 
-Meant for a GPU machine that has JAX but no TensorFlow (see the README, "Search on a GPU"):
+Meant for a GPU machine that has JAX but no TensorFlow (see docs/search.md, "Search on a GPU"):
 
     KERAS_BACKEND=jax python -m tuning.gpu_check                # training + 4-trial search, GPU then CPU
     KERAS_BACKEND=jax python -m tuning.gpu_check --skip-cpu --out gpu.json

@@ -47,7 +47,8 @@ def add_override_option(parser, help):
 def _train_options(t):
     t.add_argument("--model", help="registered model name (see `lacnn-zoo list`)")
     add_data_options(t, dataset_help="'digits' (embedded, default), a folder with one subfolder of images per "
-                                     "class, or a TFDS name such as cifar10", image_size_help="resize TFDS images",
+                                     "class, or a TFDS name such as cifar10",
+                     image_size_help="resize the images (TFDS data sets and image folders)",
                      augment_help="training augmentation (TFDS, folders): none, crop-flip (pad 1/8, random crop, "
                                   "flip), randaugment (crop-flip + Keras RandAugment); default: the recipe's")
     t.add_argument("--epochs", type=bounded("epochs"))
