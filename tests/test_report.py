@@ -176,6 +176,20 @@ def test_the_figures_numbers_are_the_models(run):
     losses = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1) - logits[np.arange(len(y)), y]
     assert [r["index"] for r in numbers["top_losses"]] == np.argsort(-losses, kind="stable")[:6].tolist()
     assert [r["loss"] for r in numbers["top_losses"]] == pytest.approx(np.sort(losses)[::-1][:6], rel=1e-4)
+    # Each shown probability is the predicted class's (the top one), not the true class's.
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    for r in numbers["top_losses"]:
+        i = r["index"]
+        assert r["probability"] == pytest.approx(probabilities[i].max(), rel=1e-4)
+        assert r["predicted"] == numbers["class_names"][int(np.argmax(logits[i]))]
+    # precision: of the images predicted as c, the share of c; recall: of the images of c, the share predicted c
+    predicted = logits.argmax(1)
+    for c in range(len(numbers["class_names"])):
+        hits = np.sum((predicted == c) & (y == c))
+        if np.sum(predicted == c):
+            assert numbers["precision"][c] == pytest.approx(hits / np.sum(predicted == c))
+        assert numbers["recall"][c] == pytest.approx(hits / np.sum(y == c))
     # The learning rate drawn is the optimizer's at the end of each epoch (warm-up, then cosine).
     assert numbers["learning_rates"] == pytest.approx(rates, rel=1e-5)
     with open(folder / "best.keras.json") as f:  # the epoch best.keras comes from (accuracy, then loss)
