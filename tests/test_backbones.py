@@ -10,6 +10,7 @@ taps="blocks" adds the backbone's own output as the last tap.
 
 import json
 import os
+import re
 import string
 import subprocess
 import sys
@@ -245,6 +246,8 @@ def test_a_sequential_backbone_is_tapped_layer_by_layer():
         "d1", "d2"]
     with pytest.raises(ValueError, match="own input shape"):
         layer_attended(built, input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=r"own input shape \(16, 16, 3\).*\(16, 16, 1\)"):  # the channels count too
+        layer_attended(built, input_shape=(16, 16, 1))
 
 
 def test_layer_attended_takes_include_top_and_features_as_build_model_does():
@@ -278,8 +281,11 @@ def test_tap_positions_name_the_same_layers_in_any_build_order():
     assert names_first[2] == select_taps(first, "blocks")[0][-1]
     model = layer_attended(again, taps=positions)
     assert tap_names(model) == names_again
-    with pytest.raises(ValueError, match=r"'stages\[9\]' is outside the 4 stages"):
-        select_taps(first, ["stages[9]"])
+    stages = select_taps(first, "stages")[0]
+    for outside in ("stages[9]", "stages[4]", "stages[-5]"):  # one past each end is outside too
+        with pytest.raises(ValueError, match=rf"'{re.escape(outside)}' is outside the 4 stages"):
+            select_taps(first, [outside])
+    assert select_taps(first, ["stages[3]", "stages[-4]"])[0] == [stages[3], stages[0]]  # the ends themselves
 
 
 def test_stages_walk_back_only_over_a_widening_pointwise_convolution():

@@ -716,15 +716,18 @@ def test_export_refuses_options_that_cannot_take_effect(finished_run, tmp_path, 
     ("onnx", RuntimeError("tf2onnx: failed to write the graph")),  # what tf2onnx says on a full 1 MiB tmpfs
     ("saved_model", RuntimeError("ResourceExhaustedError: ... [Op:SaveV2]")),  # TensorFlow's words for it
 ])
-def test_a_full_disk_during_export_is_said_to_be_one(exported_run, tmp_path, monkeypatch, capsys, where, error):
+@pytest.mark.parametrize("fresh", [False, True], ids=["existing-destination", "new-destination"])
+def test_a_full_disk_during_export_is_said_to_be_one(exported_run, tmp_path, monkeypatch, capsys, where, error,
+                                                     fresh):
     import export.formats
     from export.__main__ import main
     from lacnn_zoo import io
 
     finished_run, exported = exported_run
     dest = tmp_path / "dest"
-    shutil.copytree(exported, dest)  # a previous export of the run, as the zoo wrote it
-    before = _tree(dest)
+    if not fresh:
+        shutil.copytree(exported, dest)  # a previous export of the run, as the zoo wrote it
+    before = None if fresh else _tree(dest)
     real_usage = io.shutil.disk_usage
 
     def fail(*args, **kwargs):  # the write fills the disk, then the writer fails in its own words
@@ -735,12 +738,14 @@ def test_a_full_disk_during_export_is_said_to_be_one(exported_run, tmp_path, mon
         monkeypatch.setattr(keras.Model, "export", fail)
     else:
         monkeypatch.setattr(export.formats, "_write_saved_model", fail)
-    assert main([str(finished_run / "best.keras"), "--out", str(dest), "--overwrite",
+    assert main([str(finished_run / "best.keras"), "--out", str(dest), *([] if fresh else ["--overwrite"]),
                  "--format", "onnx" if where == "onnx" else "both"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "No space left" in err[0] and "existing destination is unchanged" in err[0], err
+    kept = "nothing was written" if fresh else "existing destination is unchanged"
+    assert len(err) == 1 and "No space left" in err[0] and kept in err[0], err
     assert "tf2onnx could not convert" not in err[0] and "internal error" not in err[0]
-    assert _tree(dest) == before and not [p for p in os.listdir(tmp_path) if "lacnn-export" in p]
+    assert (not dest.exists() if fresh else _tree(dest) == before)
+    assert not [p for p in os.listdir(tmp_path) if "lacnn-export" in p]
 
 
 def test_an_export_made_with_relative_paths_validates_from_anywhere(finished_run, tmp_path, monkeypatch):
@@ -806,6 +811,18 @@ def test_a_write_that_fails_for_another_cause_is_not_called_a_full_disk(tmp_path
     assert not is_disk_full(OSError("Unable to create file (errno = 13, error message = 'Permission denied')"),
                             "/proc")
     assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"), str(tmp_path))
+    # The errno decides, not the message: a localised full disk or quota is one, an English-sounding other is not.
+    assert is_disk_full(OSError(errno.ENOSPC, "Kein Speicherplatz mehr verfügbar"), str(tmp_path))
+    assert is_disk_full(OSError(errno.EDQUOT, "Disk quota dépassé"), str(tmp_path))
+    assert not is_disk_full(OSError(errno.EACCES, "No space left on device (but permission denied)"), str(tmp_path))
+    # A converter's own error raised from a localised ENOSPC is a full disk too (tf2onnx, Keras wrap it).
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "Plus d'espace disponible sur le périphérique")
+        except OSError as cause:
+            raise RuntimeError("tf2onnx: failed to write the graph") from cause
+    except RuntimeError as wrapped:
+        assert is_disk_full(wrapped, str(tmp_path))
 
 
 def test_one_non_finite_value_in_one_weight_makes_the_model_non_finite():

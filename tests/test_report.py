@@ -770,5 +770,14 @@ def test_a_symlinked_out_is_refused_as_a_symlink(tiny, tmp_path, capsys):
     run = _copy(tiny, tmp_path)
     (tmp_path / "real").mkdir()
     os.symlink(tmp_path / "real", tmp_path / "link")
-    code, _, err = _cli(capsys, run, "--out", tmp_path / "link")
-    assert code == 2 and len(err) == 1 and "is a symbolic link" in err[0] and os.listdir(tmp_path / "real") == []
+    for extra in ([], ["--overwrite"]):  # --overwrite replaces the zoo's own report, never follows a link
+        code, _, err = _cli(capsys, run, "--out", tmp_path / "link", *extra)
+        assert code == 2 and len(err) == 1 and "is a symbolic link" in err[0] and os.listdir(tmp_path / "real") == []
+    from lacnn_zoo.io import check_output_file
+
+    (tmp_path / "real" / "scores.csv").write_text("mine")
+    os.symlink(tmp_path / "real" / "scores.csv", tmp_path / "scores.csv")
+    for overwrite in (False, True):  # a file path the user names (predict --csv, evaluate --out)
+        with pytest.raises(FileExistsError, match="is a symbolic link"):
+            check_output_file(tmp_path / "scores.csv", option="--csv", overwrite=overwrite)
+    assert (tmp_path / "real" / "scores.csv").read_text() == "mine"
