@@ -58,7 +58,10 @@ def run(args, prog="export"):
     """Run the parsed command: TensorFlow started quietly, expected failures in one line with exit status 2 (as
     every command of the zoo, and argparse's usage errors)."""
     launch.start_quietly()
-    return errors.run_command(prog, export, args)
+    # The converters print their own start-up lines mid-command (LiteRT's): filtered as TensorFlow's, on the
+    # command line only (an in-process caller keeps its stderr), TF_CPP_MIN_LOG_LEVEL=0 showing them.
+    with launch.filtered_stderr(launch.launched_as() is not None and launch.quiet_requested()):
+        return errors.run_command(prog, export, args)
 
 
 def _inapplicable(args):

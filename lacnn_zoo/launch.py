@@ -78,7 +78,11 @@ def register_all():
 # drivers") and, on a machine without a usable GPU, the cuInit failure.
 _NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
                     r"|[IW]\d{4} [\d:. ]+\d+ [\w./-]+:\d+\] .*"
-                    r"|E\d{4} [\d:. ]+\d+ [\w./-]+:\d+\] failed call to cuInit: .*)$")
+                    r"|E\d{4} [\d:. ]+\d+ [\w./-]+:\d+\] failed call to cuInit: .*"
+                    # the LiteRT converter's and interpreter's own lines (an int8 export printed 34 of them)
+                    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+                    r"|fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, "
+                    r"output_inference_type: \w+)$")
 
 
 def quiet_requested():

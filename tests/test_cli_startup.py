@@ -101,6 +101,23 @@ def test_import_lacnn_zoo_is_quiet_unless_tensorflow_s_logs_are_asked_for():
     assert loud.returncode == 0 and len(loud.stderr.splitlines()) > 1, loud.stderr
 
 
+def test_the_stderr_filter_drops_known_start_up_lines_and_keeps_every_other(capfd):
+    from lacnn_zoo.launch import filtered_stderr
+
+    lines = ["I0000 00:00:1796453689.280668   29108 port.cc:153] oneDNN custom operations are on.",
+             "E0000 00:00:1796454507.227390    7042 cuda_platform.cc:52] failed call to cuInit: INTERNAL: (303)",
+             "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+             "fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, output_inference_type: FLOAT32",
+             "E0000 00:00:1796454507.227390    7042 saver.cc:12] could not write the checkpoint",  # a real error
+             "Warning (batchnorm): the zoo's own line"]
+    with filtered_stderr(True):
+        os.write(2, ("\n".join(lines) + "\n").encode())
+    assert capfd.readouterr().err.splitlines() == lines[4:]
+    with filtered_stderr(False):  # TF_CPP_MIN_LOG_LEVEL=0 asked for them: untouched
+        os.write(2, (lines[2] + "\n").encode())
+    assert capfd.readouterr().err.splitlines() == [lines[2]]
+
+
 def test_launched_as_names_only_the_zoos_command_lines():
     from lacnn_zoo.launch import launched_as
 

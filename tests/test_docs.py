@@ -102,6 +102,36 @@ def anchors(path):
     return slugs
 
 
+def quoted_parameter_counts(text):
+    """`[(model, count)]` of every markdown table row whose first cell is a registered model name, read from the
+    table's `params` column."""
+    from lacnn_zoo import list_models
+
+    names, found, header = set(list_models()), [], None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
+        if cells is None:
+            header = None
+        elif header is None:
+            header = cells
+        elif "params" in header and cells[0] in names:
+            count = re.match(r"[\d,]+", cells[header.index("params")])
+            found.append((cells[0], int(count.group().replace(",", ""))))
+    return found
+
+
+def test_the_parameter_counts_the_results_quote_are_the_models():
+    """docs/results.md's comparison quoted 120,858 parameters for a model of 124,122 (its head had changed)."""
+    from lacnn_zoo import model_info
+
+    quoted = quoted_parameter_counts(open(os.path.join(ROOT, "docs", "results.md"), encoding="utf-8").read())
+    assert len(quoted) >= 9
+    for name, count in quoted:  # the comparison ran on the embedded digits: 8x8x1, 10 classes
+        assert model_info(name).num_params(input_shape=(8, 8, 1), num_classes=10) == count, name
+    planted = "| model | params |\n|---|---:|\n| resnet8 | 78,427 |\n"
+    assert quoted_parameter_counts(planted) == [("resnet8", 78427)]
+
+
 def test_every_relative_link_points_at_an_existing_file():
     checked = 0
     for page in PAGES:

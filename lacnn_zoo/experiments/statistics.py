@@ -62,9 +62,9 @@ MIN_SEEDS = 3
 
 
 def verdict(p, diff, n, sign):
-    """A criterion's verdict from a Welch test: "held" (p < ALPHA, difference of the predicted `sign`), "did not
-    hold" (significant the other way, or not significant with at least MIN_SEEDS values per side), or "not shown"
-    when the test had too few values per side (`n`) to tell.
+    """A criterion's verdict from a Welch test: "not shown" when the test had fewer than MIN_SEEDS values per side
+    (`n`) to tell, whatever its p-value (the quick study's 2 seeds); otherwise "held" (p < ALPHA, difference of the
+    predicted `sign`) or "did not hold" (significant the other way, or not significant).
 
     Args:
         p: the test's p-value, or None when the test is undefined.
@@ -75,8 +75,8 @@ def verdict(p, diff, n, sign):
     Returns:
         "held", "did not hold", or "not shown: n=<n> per side (...)".
     """
+    if n < MIN_SEEDS:  # Welch's test on 2 values a side has about one degree of freedom: it tells nothing
+        return f"not shown: n={n} per side (the criterion needs >= {MIN_SEEDS} seeds)"
     if p is not None and p < ALPHA and np.sign(diff) == sign:
         return "held"
-    if (p is not None and p < ALPHA) or n >= MIN_SEEDS:
-        return "did not hold"
-    return f"not shown: n={n} per side (the criterion needs >= {MIN_SEEDS} seeds)"
+    return "did not hold"
