@@ -26,6 +26,8 @@ _PUBLIC = {
     "LayerAttentionMonitor": "lacnn_zoo.training.monitor", "plot_layer_attention": "lacnn_zoo.training.monitor",
     "evaluate": "lacnn_zoo.training.inference", "predict": "lacnn_zoo.training.inference",
     "train": "lacnn_zoo.training.loop", "resume": "lacnn_zoo.training.loop",
+    # the report's measures and figures in a notebook (also `lacnn_zoo.report.Interpretation`)
+    "Interpretation": "lacnn_zoo.experiments.report.interpretation",
 }
 
 
@@ -38,6 +40,8 @@ def register_all():
     globals()["layer_attention"] = importlib.import_module("lacnn_zoo.layers.layer_attention")
     for name, module in _PUBLIC.items():
         globals()[name] = getattr(importlib.import_module(module), name)
+    if "report" in globals():  # defined below: bound there at the first import
+        globals()["report"].Interpretation = globals()["Interpretation"]
 
 
 # The zoo's own command lines (`lacnn-zoo`, `python -m lacnn_zoo`, and the tuning and export commands) skip
@@ -76,7 +80,12 @@ def report(run, **options):
     return write_report(run, **options)
 
 
+if "Interpretation" in globals():  # registered eagerly above (every importer but the command lines)
+    report.Interpretation = Interpretation  # noqa: F821  (bound by register_all)
+
+
 __all__ = [
+    "Interpretation",
     "LayerAttentionMonitor",
     "ModelInfo",
     "build_model",

@@ -1,5 +1,6 @@
 """`lacnn-zoo report`: every number behind a figure against a direct computation, and the page in a browser."""
 
+import dataclasses
 import json
 import os
 import re
@@ -214,6 +215,39 @@ def test_the_configuration_says_what_the_run_was(run):
     assert shown["epochs"] == 3 and shown["EMA of the weights"] == "off"
     assert shown["learning rate"] == "0.003 (cosine; 1 warm-up epoch)"
     assert "lacnn_static_vector_tiny (plain backbone) on digits" in open(page, encoding="utf-8").read()
+
+
+def test_interpretation_gives_the_pages_numbers_and_figures(run):
+    import matplotlib.figure
+
+    import lacnn_zoo
+    from lacnn_zoo import Interpretation
+
+    folder, result, _, page = run
+    numbers = _numbers(page)
+    interp = Interpretation.from_run(str(folder))
+    assert lacnn_zoo.report.Interpretation is Interpretation
+    assert interp.confusion_matrix().tolist() == numbers["confusion"]
+    shares = interp.confusion_matrix(normalise=True)
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    per_class = interp.per_class()
+    assert [None if v != v else v for v in per_class["precision"].tolist()] == pytest.approx(numbers["precision"])
+    assert per_class["macro"]["f1"] == pytest.approx(numbers["macro"]["f1"])
+    assert [list(c) for c in interp.most_confused()] == [[m["true"], m["predicted"], m["images"]]
+                                                         for m in numbers["most_confused"]]
+    assert interp.top_losses(6) == numbers["top_losses"]
+    calibration = interp.calibration()
+    assert (calibration["ece"], calibration["nll"], calibration["brier"]) == pytest.approx(
+        (numbers["calibration"]["ece"], numbers["calibration"]["nll"], numbers["calibration"]["brier"]))
+    lesions = interp.lesions()
+    assert lesions["taps"] == numbers["tap_lesions"]["taps"]
+    assert lesions["zeroed"] == pytest.approx(numbers["tap_lesions"]["zeroed"])
+    for plot in (interp.plot_confusion_matrix, interp.plot_top_losses, interp.plot_calibration,
+                 interp.plot_lesions):
+        fig = plot()
+        assert isinstance(fig, matplotlib.figure.Figure) and fig.axes
+    with pytest.raises(ValueError, match="keep its inputs"):
+        Interpretation(dataclasses.replace(interp.scored, inputs=None))
 
 
 def _column(folder, name):

@@ -1,9 +1,19 @@
-"""The report's figures, drawn from what `measures` computed (PNG files, written atomically)."""
+"""The report's figures, drawn from what `measures` computed: PNG files written atomically, or, with `path=None`,
+the matplotlib figure itself (`Interpretation`'s plots, for a notebook)."""
 
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from lacnn_zoo.plotting import pyplot, save_figure
+
+
+def _done(fig, path):
+    """Write `fig` to `path` and release it (None); with `path=None` return the figure."""
+    if path is None:
+        return fig
+    save_figure(fig, path)
+    return None
+
 
 OUTLIER = 2.0  # a first-epoch value above this many times the highest later value clips the axis
 
@@ -86,7 +96,7 @@ def confusion(matrix, names, path, title):
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
+    return _done(fig, path)
 
 
 def _show(ax, image):
@@ -114,7 +124,7 @@ def top_losses(images, rows, path, title):
                      f"loss {row['loss']:.2f}", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path)
+    return _done(fig, path)
 
 
 FEW = 10  # a reliability bin of fewer images is drawn faded: its accuracy says little
@@ -151,7 +161,7 @@ def reliability(bins, path, title):
     count_ax.set_xlabel("top-1 confidence")
     count_ax.set_ylabel("images")
     fig.tight_layout()
-    save_figure(fig, path)
+    return _done(fig, path)
 
 
 def lesions(names, intact, zeroed, path, title):
@@ -172,7 +182,7 @@ def lesions(names, intact, zeroed, path, title):
     ax.set_title(f"{title} (intact accuracy {intact:.4f})", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    save_figure(fig, path)
+    return _done(fig, path)
 
 
 def attention(images, maps, queries, grid, path, title):
@@ -200,7 +210,7 @@ def attention(images, maps, queries, grid, path, title):
             bar.set_label("weight", fontsize=6)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    save_figure(fig, path)
+    return _done(fig, path)
 
 
 def tuning_curves(curves, path, title, objective):
@@ -216,4 +226,4 @@ def tuning_curves(curves, path, title, objective):
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    save_figure(fig, path)
+    return _done(fig, path)
