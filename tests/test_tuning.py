@@ -207,6 +207,9 @@ def test_distributed_chief_and_two_workers(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0], outputs[0][-3000:]
     summary = json.load(open(tmp_path / "mechanisms" / "mechanisms.json"))
     assert len(summary["trials"]) == 4
+    # The chief's oracle draws the workers' trials too: each mechanism had a trial before either had a second.
+    first_two = sorted(summary["trials"], key=lambda t: int(t["trial"]))[:2]
+    assert {t["mechanism"] for t in first_two} == {"plain", "resnet_add"}, summary["trials"]
     assert "test accuracy of the best model" in outputs[0]
     trial_dirs = [d for d in os.listdir(tmp_path / "mechanisms") if d.startswith("trial_")]
     assert len(trial_dirs) == 4

@@ -172,7 +172,10 @@ def make_tuner(hypermodel, *, tuner, objective, max_trials, epochs, directory, p
         search = cls(hypermodel, max_epochs=epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=1, **common)
     else:
         search = cls(hypermodel, max_trials=max_trials, **common)
-    # Every asked mechanism gets a trial before any gets a second; then the tuner's own strategy.
+    # Every asked mechanism gets a trial before any gets a second; then the tuner's own strategy. In Keras Tuner's
+    # distributed mode the chief's oracle, so extended, draws every worker's trials; a worker's is a gRPC client.
+    if _is_worker():
+        return search
     return every_choice_first(search, "mechanism")
 
 
@@ -299,7 +302,7 @@ def _search(data, hypermodel, tuner, objective, max_trials, epochs, directory, p
     if tuner != "hyperband":
         fit["epochs"] = epochs
 
-    completed = _completed(search_tuner)
+    completed = None if _is_worker() else _completed(search_tuner)  # a worker's oracle is the chief's client
     start = time.perf_counter()
     search_tuner.search(**fit)
     wall = time.perf_counter() - start
