@@ -1,3 +1,4 @@
+import json
 import math
 import os
 
@@ -162,6 +163,24 @@ def test_bench_aa_refuses_attention_logits_larger_than_the_machine(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1, err
     assert "attention logits of --batch-size 64 x --heads 8 at --sizes 4096 takes" in err[0]
+
+
+def test_bench_aa_reports_every_variant_and_its_progress(tmp_path, capsys):
+    """The command as a user runs it, shrunk: one row per variant, keras_mha the 1.00x baseline, a progress line
+    per round on stderr (the default ran minutes with none)."""
+    from lacnn_zoo.experiments import bench_aa
+
+    out = tmp_path / "aa.json"
+    assert bench_aa.main(["--sizes", "4", "--batch-size", "2", "--channels", "8", "--heads", "2", "--dk", "4",
+                          "--dv", "4", "--rounds", "2", "--steps", "1", "--warmup", "0", "--no-memory",
+                          "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert [line.split(" (")[0] for line in captured.err.splitlines() if "round" in line] == [
+        "bench_aa: 4x4: round 1/2 timed", "bench_aa: 4x4: round 2/2 timed"]
+    rows = json.load(open(out))
+    assert [r["variant"] for r in rows] == list(bench_aa.VARIANTS)
+    assert [r["ratio_to_keras_mha"] for r in rows if r["variant"] == "keras_mha"] == [1.0]
+    assert all(r["step_ms_min"] <= r["step_ms"] <= r["step_ms_max"] for r in rows)
 
 
 def test_the_tables_report_medians_of_the_timed_rounds(monkeypatch):

@@ -58,9 +58,9 @@ def _step_fn(model, x, y):
     return step
 
 
-def time_step_samples(steps, *, rounds=5, steps_per_round=5, warmup=3):
+def time_step_samples(steps, *, rounds=5, steps_per_round=5, warmup=3, progress=None):
     """Seconds per call of each function in every round (a list per key), measured in interleaved rounds
-    whose order rotates from round to round."""
+    whose order rotates from round to round; `progress(text)`, when given, is told as each round ends."""
     for step in steps.values():
         for _ in range(warmup):
             step()
@@ -74,6 +74,8 @@ def time_step_samples(steps, *, rounds=5, steps_per_round=5, warmup=3):
             for _ in range(steps_per_round):
                 step()
             samples[key].append((time.perf_counter() - start) / steps_per_round)
+        if progress is not None:
+            progress(f"round {r + 1}/{rounds} timed")
     return samples
 
 

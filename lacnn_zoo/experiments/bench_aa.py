@@ -1,6 +1,7 @@
 """Attention-augmented convolution: time and peak memory against a tiling implementation and Keras MHA.
 
-    python -m lacnn_zoo.experiments.bench_aa            # 32x32 and 16x16, Nh=8, batch 32, Fout=Cin=160 (WRN stage 1)
+    python -m lacnn_zoo.experiments.bench_aa              # 16x16, Nh=8, batch 32, Fout=Cin=160 (WRN stage 1)
+    python -m lacnn_zoo.experiments.bench_aa --sizes 32 16   # also 32x32: minutes and several GiB on a CPU
 
 Forward + backward time of one training step is measured in one process, in
 interleaved rounds of `--steps` steps each after warm-up; the median over the
@@ -18,7 +19,7 @@ Peak memory is the growth of the peak resident set (Linux VmHWM, reset through
 /proc/self/clear_refs) over one training step at the full batch, after a
 warm-up step at batch 1 that traces and compiles without allocating the
 batch's working set; each variant runs in a fresh child process, so one
-variant's allocator cache cannot hide another's peak.
+variant's allocator cache cannot hide another's peak. Progress goes to stderr, the figures to stdout.
 """
 
 import argparse
@@ -27,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -120,20 +122,23 @@ def measure_memory(variant, size, args):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def measure_times(size, args):
+def measure_times(size, args, log=lambda text: None):
     """Seconds per training step of every variant in each round: {variant: [round, ...]}."""
+    log(f"{size}x{size}: building the {len(VARIANTS)} variants, {args.warmup} warm-up steps each ...")
     models = {v: build_variant(v, size, args.channels, args.heads, args.dk, args.dv) for v in VARIANTS}
     steps = {}
     for v, m in models.items():
         x, y = _batch(m, args.batch_size)
         steps[v] = functools.partial(m.train_on_batch, x, y)
-    return time_step_samples(steps, rounds=args.rounds, steps_per_round=args.steps, warmup=args.warmup)
+    return time_step_samples(steps, rounds=args.rounds, steps_per_round=args.steps, warmup=args.warmup,
+                             progress=lambda text: log(f"{size}x{size}: {text}"))
 
 
 def main(argv=None):
     parser = ArgumentParser(prog="python -m lacnn_zoo.experiments.bench_aa", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=bounded("image_side"), nargs="+", default=[32, 16])
+    parser.add_argument("--sizes", type=bounded("image_side"), nargs="+", default=[16],
+                        help="image sides to measure, each HxH (default: 16)")
     parser.add_argument("--batch-size", type=bounded("batch_size"), default=32)
     parser.add_argument("--channels", type=bounded("size"), default=160, help="input channels = Fout")
     parser.add_argument("--heads", type=bounded("size"), default=8)
@@ -162,13 +167,21 @@ def main(argv=None):
 
 
 def _run(args):
+    start = time.perf_counter()
+
+    def log(text):
+        print(f"bench_aa: {text} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+
     print(f"backend {keras.backend.backend()}, batch {args.batch_size}, Cin=Fout={args.channels}, "
           f"Nh={args.heads}, dk={args.dk}, dv={args.dv}; forward+backward (one SGD step); median [range] over "
           f"{args.rounds} interleaved rounds of {args.steps} steps")
     results = []
     for size in args.sizes:
-        samples = measure_times(size, args)
-        memory = {} if args.no_memory else {v: measure_memory(v, size, args) for v in VARIANTS}
+        samples = measure_times(size, args, log)
+        memory = {}
+        for i, v in enumerate([] if args.no_memory else VARIANTS):
+            log(f"{size}x{size}: peak memory of {v} in a child process ({i + 1}/{len(VARIANTS)}) ...")
+            memory[v] = measure_memory(v, size, args)
         logits_bytes = attention_memory_bytes(size, size, args.heads, batch=args.batch_size)
         print(f"\n{size}x{size}: logits tensor [B, Nh, HW, HW] = {logits_bytes / 2**20:.0f} MiB")
         print(f"  {'variant':<14} {'step ms [min-max]':>24} {'vs keras_mha [min-max]':>24} {'peak MiB':>9}")
