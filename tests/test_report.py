@@ -696,7 +696,8 @@ def test_the_mechanisms_plot_starts_its_bars_at_zero_and_says_an_unvisited_mecha
 
 def test_a_tuning_project_refuses_the_options_of_a_run(tmp_path, capsys):
     project = _tuning_project(tmp_path)
-    for args, flag in ((["--dataset", "digits"], "--dataset"), (["--examples", "4"], "--examples")):
+    for args, flag in ((["--dataset", "digits"], "--dataset"), (["--examples", "4"], "--examples"),
+                       (["--limit", "4"], "--limit")):
         code, _, err = _cli(capsys, project, *args)
         assert code == 2 and len(err) == 1 and flag in err[0] and "tuning project" in err[0], err
     assert "report" not in os.listdir(project)
@@ -732,6 +733,7 @@ def test_the_image_size_the_advice_names_is_an_option_of_report(tiny, tmp_path, 
     (["--data-dir", "/tmp"], "--data-dir"),
     (["--download"], "--download"),
     (["--image-size", "0", "8"], "--image-size"),
+    (["--limit", "0"], "--limit"),
 ])
 def test_options_that_cannot_take_effect_are_refused_before_any_work(tiny, tmp_path, capsys, args, words):
     run = _copy(tiny, tmp_path)
@@ -740,6 +742,52 @@ def test_options_that_cannot_take_effect_are_refused_before_any_work(tiny, tmp_p
     assert "report" not in os.listdir(run) and "scoring" not in out
     with pytest.raises(ValueError, match="`examples`"):
         report(run, examples=10 ** 9)
+
+
+def test_a_limited_report_scores_the_first_images_and_says_so(tiny, tmp_path, capsys):
+    from lacnn_zoo.training.inference import predictions
+
+    run = _copy(tiny, tmp_path)
+    code, out, err = _cli(capsys, run, "--limit", "50", "--examples", "4")
+    assert code == 0, err
+    numbers = json.load(open(os.path.join(run, "report", "report.json")))
+    full = predictions(run)  # every test image, scored apart from the report
+    assert numbers["limit"] == 50 and numbers["test_images"] == 50
+    expected = np.bincount(full.labels[:50] * 10 + full.log_p[:50].argmax(1), minlength=100).reshape(10, 10)
+    assert numbers["confusion"] == expected.tolist()
+    losses = -full.log_p[np.arange(50), full.labels[:50]]
+    assert [r["index"] for r in numbers["top_losses"]] == np.argsort(-losses, kind="stable")[:4].tolist()
+    said = f"first 50 test images of the {len(full.labels)} it holds (--limit 50)"
+    assert said in _text(os.path.join(run, "report", "report.html")) and said in out
+    with pytest.raises(ValueError, match="`limit`"):
+        report(run, limit=0)
+
+
+def test_the_scores_stream_keeping_only_the_inputs_asked_for(tiny):
+    """The report keeps the inputs of the highest-loss images and the first ones, chosen as the batches stream
+    by: the same images, and the same inputs, as scoring the whole split in memory and sorting its losses."""
+    from lacnn_zoo.training.inference import _Worst, predictions
+
+    full = predictions(tiny, keep_inputs=True, batch_size=16)
+    kept = predictions(tiny, keep_worst=5, keep_first=2, batch_size=16)
+    assert kept.inputs is None and np.array_equal(kept.log_p, full.log_p)
+    worst = np.argsort(-full.log_p[np.arange(len(full.labels)), full.labels], kind="stable")[:5]
+    assert set(kept.kept) == {*worst.tolist(), 0, 1}
+    assert np.array_equal(kept.images(worst), full.inputs[worst])
+    assert np.array_equal(kept.images([0, 1]), full.inputs[:2])
+    with pytest.raises(ValueError, match="not kept"):
+        kept.images([next(i for i in range(len(full.labels)) if i not in kept.kept)])
+    limited = predictions(tiny, limit=37, batch_size=16)
+    assert np.array_equal(limited.log_p, full.log_p[:37]) and limited.images_in_split == len(full.labels)
+    assert sum(len(y) for _, y in limited.batches()) == 37  # the second pass sees the same images
+    # Ties go to the earlier image, as a stable sort of the whole split does, whatever the batches.
+    losses = np.random.default_rng(0).integers(0, 4, 50).astype("float64")
+    selection = _Worst(7)
+    for start in range(0, 50, 6):
+        selection.add(losses[start:start + 6], start, np.arange(start, min(start + 6, 50))[:, None])
+    chosen = selection.inputs()
+    assert list(chosen) == np.argsort(-losses, kind="stable")[:7].tolist()
+    assert all(int(x[0]) == i for i, x in chosen.items())
 
 
 def test_an_out_under_a_file_names_the_file(tiny, tmp_path, capsys):

@@ -202,7 +202,7 @@ def report(args):
     start = getattr(args, "started", None) or time.perf_counter()  # the command's start (main sets it)
     page = report(args.run_dir, dataset=args.dataset, out=args.out, overwrite=args.overwrite, examples=args.examples,
                   image_size=tuple(args.image_size) if args.image_size else None, data_dir=args.data_dir,
-                  download=args.download)
+                  download=args.download, limit=args.limit)
     print(printable(f"Report written to {page} in {time.perf_counter() - start:.1f} s (since the command started, "
                     "loading TensorFlow included); its figures are PNG files "
                     "beside it."))

@@ -193,6 +193,8 @@ def _report_options(r):
     r.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"),
                    help="resize the test images of --dataset (a folder or TFDS data set)")
     r.add_argument("--examples", type=int, help="highest-loss test images shown (16; 1 to 256)")
+    r.add_argument("--limit", type=int, metavar="N",
+                   help="score only the first N test images (default: all; the page says so)")
     r.add_argument("--out", metavar="DIR", help="the report folder (default RUN/report)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
 

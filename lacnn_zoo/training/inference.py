@@ -124,6 +124,9 @@ class Predictions:
         preprocessing: what the model's inputs are: the run's recorded preprocessing, else the data set's.
         inputs: the model's inputs (standardised images) when asked for, else None.
         data: the `DataSplits` the split came from.
+        kept: the inputs kept without keeping them all, `{index in the split: input}` (the highest-loss and the
+            first images asked for), else None.
+        images_in_split: the images the split holds (more than `len(labels)` when `limit` cut it short).
     """
 
     model_path: str
@@ -136,10 +139,34 @@ class Predictions:
     preprocessing: dict  # what the model's inputs are: the run's record, else the data set's
     inputs: np.ndarray = None  # the model's inputs, when asked for
     data: object = None  # the DataSplits the split came from
+    kept: dict = None  # {index: input} of the highest-loss and first images, when only those were kept
+    images_in_split: int = None
+    reread: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    def images(self, indices):
+        """The model's inputs of the images at `indices` of the split, an array: from `inputs`, else from the
+        ones `kept`; ValueError for an image whose input was not kept."""
+        indices = [int(i) for i in indices]
+        if self.inputs is not None:
+            return self.inputs[indices]
+        missing = [i for i in indices if i not in (self.kept or {})]
+        if missing:
+            raise ValueError(f"the inputs of images {missing[:5]} were not kept: score with keep_inputs=True, or "
+                             "with keep_worst/keep_first covering them.")
+        shape = next(iter(self.kept.values())).shape if self.kept else (0,)
+        return np.stack([self.kept[i] for i in indices]) if indices else np.zeros((0, *shape), "float32")
+
+    def batches(self):
+        """The scored images again, `(inputs, labels)` batch by batch, as the model saw them (the same
+        standardisation, the same `limit`): a second pass over the split that holds one batch at a time."""
+        if self.reread is None:
+            yield from ((self.inputs[s:s + 256], self.labels[s:s + 256]) for s in range(0, len(self.labels), 256))
+            return
+        yield from self.reread()
 
 
 def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size=None, data_dir=None,
-                download=False, split="test", keep_inputs=False):
+                download=False, split="test", keep_inputs=False, limit=None, keep_worst=0, keep_first=0):
     """`Predictions` of a `.keras` file or run folder on a split (the run's data set and seed by default).
 
     Inputs are standardised with the model's recorded statistics (metrics.json beside it) when there are any,
@@ -155,7 +182,12 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
         data_dir: where TFDS keeps its data sets (refused with 'digits').
         download: whether TFDS may download the data set (refused with 'digits').
         split: 'test', 'validation' or 'train'.
-        keep_inputs: also keep the model's inputs in `Predictions.inputs`.
+        keep_inputs: also keep the model's inputs in `Predictions.inputs` (every image: memory grows with the
+            split).
+        limit: score only the first `limit` images of the split (default: all).
+        keep_worst: keep the inputs of this many highest-loss images (-log p of the true class, ties to the
+            earlier image) in `Predictions.kept`, selected as the batches stream by: memory stays fixed.
+        keep_first: keep the inputs of this many first images in `Predictions.kept`.
 
     Returns:
         A `Predictions`.
@@ -167,6 +199,11 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
     if split not in ("train", "validation", "test"):
         raise ValueError(f"`split` must be 'train', 'validation' or 'test'; received split={split!r}.")
     check_positive_int("batch_size", batch_size)
+    if limit is not None:
+        check_positive_int("limit", limit)
+    for name, value in (("keep_worst", keep_worst), ("keep_first", keep_first)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"`{name}` must be an integer >= 0; received {name}={value!r}.")
     model_path, run, metrics = resolve(model_or_run)
     dataset = dataset if dataset is not None else run.get("dataset")
     if not dataset:
@@ -184,18 +221,62 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
     data = load_dataset(dataset, seed=seed, batch_size=batch_size, **options)
     recorded = _check_fits(model, data, dataset, metrics.get("preprocessing") or {})
     same_scale = recorded.get("mean") is not None and recorded.get("scale") == data.preprocessing["scale"]
+
+    def model_inputs():
+        seen = 0
+        for x, y in _batches(data, split, batch_size):
+            if limit is not None:
+                if seen >= limit:
+                    return
+                x, y = x[:limit - seen], y[:limit - seen]
+            if same_scale:  # back to [0, 1] with the data set's statistics, then the model's own
+                x = restandardise(x, data.preprocessing, recorded)
+            seen += len(y)
+            yield np.asarray(x, "float32"), np.asarray(y, "int64")
+
     log_p, labels, inputs = [], [], []
-    for x, y in _batches(data, split, batch_size):
-        if same_scale:  # back to [0, 1] with the data set's statistics, then the model's own
-            x = restandardise(x, data.preprocessing, recorded)
+    worst, kept = _Worst(keep_worst), {}
+    for x, y in model_inputs():
+        start = sum(len(part) for part in labels)
         log_p.append(_log_probabilities(model, model.predict_on_batch(x)))
-        labels.append(np.asarray(y, "int64"))
+        labels.append(y)
         if keep_inputs:
-            inputs.append(np.asarray(x, "float32"))
+            inputs.append(x)
+        kept.update({start + i: x[i] for i in range(max(0, min(len(y), keep_first - start)))})
+        worst.add(-log_p[-1][np.arange(len(y)), y], start, x)
+    kept.update(worst.inputs())
+    k = _class_count(model)
     return Predictions(model_path=model_path, model=model, dataset=dataset, seed=seed, split=split,
-                       log_p=np.concatenate(log_p), labels=np.concatenate(labels),
+                       log_p=np.concatenate(log_p) if log_p else np.zeros((0, k)),
+                       labels=np.concatenate(labels) if labels else np.zeros((0,), "int64"),
                        preprocessing={**data.preprocessing, **(recorded if same_scale else {})},
-                       inputs=np.concatenate(inputs) if keep_inputs else None, data=data)
+                       inputs=(np.concatenate(inputs) if inputs else None) if keep_inputs else None, data=data,
+                       kept=kept if (keep_worst or keep_first) and not keep_inputs else None,
+                       images_in_split=data.size(split), reread=model_inputs)
+
+
+def _class_count(model):
+    return int(model.output_shape[-1])
+
+
+class _Worst:
+    """The inputs of the `k` highest losses seen so far (ties to the earlier image), as batches stream by: the
+    selection `numpy.argsort(-losses, kind="stable")[:k]` makes over the whole split, in fixed memory."""
+
+    def __init__(self, k):
+        self.k, self.losses, self.indices, self.x = k, np.zeros((0,)), np.zeros((0,), "int64"), None
+
+    def add(self, losses, start, x):
+        if not self.k:
+            return
+        losses = np.concatenate([self.losses, np.asarray(losses, "float64")])
+        indices = np.concatenate([self.indices, start + np.arange(len(x))])
+        x = x if self.x is None else np.concatenate([self.x, x])
+        order = np.lexsort((indices, -losses))[:self.k]  # highest loss first, then the earlier image
+        self.losses, self.indices, self.x = losses[order], indices[order], x[order]
+
+    def inputs(self):
+        return {} if self.x is None else {int(i): x for i, x in zip(self.indices, self.x)}
 
 
 def _check_fits(model, data, dataset, recorded):

@@ -26,6 +26,7 @@ from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.experiments.report import configuration, figures, measures
 from lacnn_zoo.experiments.report.page import Page
 from lacnn_zoo.experiments.report.sections import (
+    ATTENTION_IMAGES,
     augmented_section,
     layer_attention_section,
     predictions_sections,
@@ -62,7 +63,7 @@ MAX_EXAMPLES = 256
 
 
 def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image_size=None, data_dir=None,
-           download=False, log=print):
+           download=False, log=print, limit=None):
     """Write `report.html` and its PNG figures for a run folder of `lacnn-zoo train` or a tuning project;
     returns the path of the page.
 
@@ -73,9 +74,18 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image
             a report lacnn-zoo wrote (its files are replaced only with `overwrite`; nothing else there is).
         examples: how many highest-loss test images to show (16; at most the test split).
         image_size: `(height, width)` to resize the test images of `dataset` to (a folder or TFDS data set).
+        data_dir: where TFDS keeps its data sets.
+        download: whether TFDS may download the data set.
+        log: where progress lines go (`print`).
+        limit: score only the first `limit` test images (default: all); the page says so. The split streams by a
+            batch at a time either way: only the highest-loss images' inputs and the per-image scores are kept.
+
+    Returns:
+        The path of report.html.
     """
     path = os.fspath(run)
     _check_examples(examples)
+    _check_limit(limit)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"`run` {path!r} is not a folder; pass a run folder of `lacnn-zoo train` or a "
                                 "tuning project folder.")
@@ -83,7 +93,7 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image
     if not tuning and not RunFolder(path).is_run():
         raise ValueError(f"`run` {path!r} is neither a run folder of `lacnn-zoo train` (no run.json) nor a tuning "
                          "project (no oracle.json).")
-    _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download)
+    _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download, limit)
     out = os.path.abspath(out or os.path.join(path, REPORT_DIR))
     _check_out(out, overwrite)
     parent, base = os.path.split(out)
@@ -95,7 +105,7 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image
         try:
             page = (tuning_page(path, tmp, log) if tuning else
                     run_page(path, tmp, dataset=dataset, examples=examples or EXAMPLES, image_size=image_size,
-                             data_dir=data_dir, download=download, log=log))
+                             data_dir=data_dir, download=download, log=log, limit=limit))
             with open(os.path.join(tmp, PAGE), "w", encoding="utf-8") as f:
                 f.write(page.render())
             write_json(os.path.join(tmp, NUMBERS), page.numbers)
@@ -125,13 +135,19 @@ def _check_examples(examples):
                          f"highest-loss test images drawn in one figure); received {examples!r}.")
 
 
-def _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download):
+def _check_limit(limit):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1):
+        raise ValueError(f"{spell('`limit`', '--limit')} must be a positive integer (the first test images to "
+                         f"score); received {limit!r}.")
+
+
+def _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download, limit=None):
     """Refuse, before any work, an option that cannot take effect for this run (or tuning project)."""
     if tuning:
         given = [spell(python, cli) for python, cli, value in (
             ("`dataset`", "--dataset", dataset), ("`examples`", "--examples", examples),
             ("`image_size`", "--image-size", image_size), ("`data_dir`", "--data-dir", data_dir),
-            ("`download`", "--download", download)) if value not in (None, False)]
+            ("`download`", "--download", download), ("`limit`", "--limit", limit)) if value not in (None, False)]
         if given:
             raise ValueError(f"{given[0]} cannot take effect: {path!r} is a tuning project, whose report reads only "
                              "the project's files (no test split is scored); drop it.")
@@ -226,7 +242,7 @@ def _install(tmp, out, replaced):
     remove_path(tmp)
 
 
-def run_page(path, out, *, dataset, examples, image_size, data_dir, download, log):
+def run_page(path, out, *, dataset, examples, image_size, data_dir, download, log, limit=None):
     """The page of a training run, its figures written into `out`; a section whose file is damaged is left out
     with one line naming the file."""
     folder = RunFolder(path)
@@ -241,7 +257,7 @@ def run_page(path, out, *, dataset, examples, image_size, data_dir, download, lo
     if unusable:
         page.left_out("The configuration's test metrics", unusable)
     history, unusable = _history(folder)
-    predictions = _test_predictions(path, dataset, image_size, data_dir, download, page, log)
+    predictions = _test_predictions(path, dataset, image_size, data_dir, download, page, log, examples, limit)
     _curves_section(page, out, history, unusable, config, metrics, predictions, name)
     first = Page("")
     _warnings_section(first, metrics, history, predictions)
@@ -317,14 +333,15 @@ def _history(folder):
                 f"{path!r} holds no epoch, only its header (the run was stopped before it finished an epoch)")
 
 
-def _test_predictions(path, dataset, image_size, data_dir, download, page, log):
+def _test_predictions(path, dataset, image_size, data_dir, download, page, log, examples=EXAMPLES, limit=None):
     if not os.path.isfile(RunFolder(path).best):
         page.left_out("Test-split sections", "the run has no best.keras (it did not finish an epoch)")
         return None
     log(printable(f"report: scoring the test split with {RunFolder(path).best} ..."))
     try:
-        p = predictions(path, dataset, image_size=image_size, data_dir=data_dir, download=download,
-                        keep_inputs=True)
+        # Streamed: the inputs of the highest-loss images and of the attention maps' images are kept, no others.
+        p = predictions(path, dataset, image_size=image_size, data_dir=data_dir, download=download, limit=limit,
+                        keep_worst=examples, keep_first=ATTENTION_IMAGES)
     except DamagedFileError as e:  # metrics.json: the model's preprocessing is unknown
         page.left_out("Test-split sections", why(e))
         return None
@@ -336,6 +353,14 @@ def _test_predictions(path, dataset, image_size, data_dir, download, page, log):
     if not len(p.labels):
         page.left_out("Test-split sections", f"the test split of {p.dataset!r} holds no image")
         return None
+    page.numbers["limit"] = limit
+    if limit is not None:
+        total = p.images_in_split
+        of = f"of the {total} it holds" if total is not None else "(the split's size is not recorded)"
+        option = spell(f"limit={limit}", f"--limit {limit}")
+        page.text(f"Scored only the first {len(p.labels)} test images {of} ({option}): every test-split section "
+                  "below is on these images.", kind="note")
+        log(printable(f"report: scored the first {len(p.labels)} test images {of} ({option})."))
     return p
 
 

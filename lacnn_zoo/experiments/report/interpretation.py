@@ -41,7 +41,8 @@ class Interpretation:
         self.class_names = list(names) if names and len(names) == k else [str(i) for i in range(k)]
 
     @classmethod
-    def from_run(cls, run, dataset=None, *, split="test", image_size=None, data_dir=None, download=False):
+    def from_run(cls, run, dataset=None, *, split="test", image_size=None, data_dir=None, download=False,
+                 limit=None):
         """Score a run's best.keras (or a `.keras` file) on a split of its data set, as the report does.
 
         Args:
@@ -51,12 +52,14 @@ class Interpretation:
             image_size: `(height, width)` to resize the images of `dataset` to.
             data_dir: the TFDS data folder, for a TFDS `dataset`.
             download: let TFDS download `dataset`.
+            limit: score only the first `limit` images of the split (an `Interpretation` keeps every scored
+                image's input in memory, for its figures; `lacnn-zoo report` streams them).
 
         Returns:
             An `Interpretation`.
         """
         return cls(predictions(run, dataset, split=split, image_size=image_size, data_dir=data_dir,
-                               download=download, keep_inputs=True))
+                               download=download, keep_inputs=True, limit=limit))
 
     def confusion_matrix(self, normalise=False):
         """The confusion matrix.
@@ -137,7 +140,7 @@ class Interpretation:
         model = self.scored.model
         if not is_layer_attended(model):
             raise ValueError(f"{model.name!r} is not a layer-attended model: it has no taps to zero.")
-        result = measures.tap_lesions(model, self.scored.inputs, self.labels)
+        result = measures.tap_lesions(model, measures.array_batches(self.scored.inputs, self.labels))
         return {"taps": tap_names(model), **result, "drops": [result["intact"] - z for z in result["zeroed"]]}
 
     def plot_confusion_matrix(self, normalise=False):

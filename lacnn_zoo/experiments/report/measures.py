@@ -119,28 +119,35 @@ def head_and_taps(model):
     return keras.Model(model.inputs, taps), keras.Model(taps, model.outputs)
 
 
-def tap_lesions(model, x, y, batch_size=256):
+def tap_lesions(model, batches):
     """Top-1 accuracy with each tap zeroed as the head sees it (the mechanism receives zeros for that tap; the
     backbone and the other taps are untouched), beside the intact accuracy: which taps the classifier relies on.
+    `batches` yields `(inputs, labels)`; one batch is held at a time.
 
     Returns {"intact": accuracy, "zeroed": [accuracy with tap i zeroed, ...]}.
     """
     taps_model, head = head_and_taps(model)
-    formed = [[] for _ in taps_model.outputs]
-    for start in range(0, len(x), batch_size):
-        outputs = taps_model.predict_on_batch(x[start:start + batch_size])
-        for i, tap in enumerate(outputs if isinstance(outputs, (list, tuple)) else [outputs]):
-            formed[i].append(np.asarray(tap))
-    formed = [np.concatenate(parts) for parts in formed]
+    correct, zeroed, images = 0, np.zeros(len(taps_model.outputs), "int64"), 0
+    for x, y in batches:
+        taps = taps_model.predict_on_batch(x)
+        taps = [np.asarray(t) for t in (taps if isinstance(taps, (list, tuple)) else [taps])]
+        y = np.asarray(y)
 
-    def accuracy(taps):
-        predicted = np.concatenate([
-            np.asarray(head.predict_on_batch([t[start:start + batch_size] for t in taps])).argmax(axis=-1)
-            for start in range(0, len(y), batch_size)])
-        return float(np.mean(predicted == np.asarray(y)))
+        correct += _right(head, taps, y)
+        for i in range(len(taps)):
+            zeroed[i] += _right(head, [np.zeros_like(t) if j == i else t for j, t in enumerate(taps)], y)
+        images += len(y)
+    return {"intact": correct / images, "zeroed": [int(z) / images for z in zeroed]}
 
-    zeroed = [accuracy([np.zeros_like(t) if j == i else t for j, t in enumerate(formed)]) for i in range(len(formed))]
-    return {"intact": accuracy(formed), "zeroed": zeroed}
+
+def _right(head, taps, labels):
+    return int(np.sum(np.asarray(head.predict_on_batch(taps)).argmax(axis=-1) == labels))
+
+
+def array_batches(x, y, batch_size=256):
+    """`(x, y)` in batches of `batch_size`, for `tap_lesions`."""
+    for start in range(0, len(y), batch_size):
+        yield x[start:start + batch_size], y[start:start + batch_size]
 
 
 def augmented_layers(model):

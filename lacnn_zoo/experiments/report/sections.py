@@ -13,6 +13,8 @@ from lacnn_zoo.io import DamagedFileError, damaged, read_csv_checked
 from lacnn_zoo.models.layer_attended import tap_names
 from lacnn_zoo.training.monitor import TapReader, is_layer_attended, plot_layer_attention
 
+ATTENTION_IMAGES = 2  # the first test images whose attention maps are drawn
+
 
 def why(error):
     """The one-line message of an expected error, without its final period (for "left out: ..." lines)."""
@@ -84,7 +86,7 @@ def predictions_sections(page, out, p, examples, log):
             for i in worst]
     page.numbers["top_losses"] = [{"index": int(i), **({"file": files[i]} if files else {}),
                                    **{k: v for k, v in row.items() if k != "label"}} for i, row in zip(worst, rows)]
-    images = unstandardise(p.inputs[worst], p.preprocessing)
+    images = unstandardise(p.images(worst), p.preprocessing)
     path = os.path.join(out, "top_losses.png")
     figures.top_losses(images, rows, path, f"the {len(worst)} test images with the highest loss")
     page.figure(path, "highest-loss test images")
@@ -135,7 +137,7 @@ def layer_attention_section(page, out, folder, p, log):
     elif not os.path.exists(csv_path):
         page.left_out("The weight trajectory", "the run has no layer_attention.csv")
     log(f"report: accuracy with each of the {len(taps)} taps zeroed ...")
-    lesion = measures.tap_lesions(p.model, p.inputs, p.labels)
+    lesion = measures.tap_lesions(p.model, p.batches())  # a second pass, a batch at a time
     page.numbers["tap_lesions"] = {"taps": taps, **lesion}
     path = os.path.join(out, "tap_lesions.png")
     figures.lesions(taps, lesion["intact"], lesion["zeroed"], path, "test accuracy with each tap zeroed")
@@ -178,7 +180,7 @@ def layer_attention_rows(path, taps):
     return [[int(row[0]), *map(float, row[1:])] for row in rows]
 
 
-def augmented_section(page, out, p, log, images=2):
+def augmented_section(page, out, p, log, images=None):
     if p is None:
         return
     chosen = measures.augmented_layers(p.model)
@@ -187,11 +189,12 @@ def augmented_section(page, out, p, log, images=2):
     page.heading("Attention maps")
     page.text("Per head, the attention weights of three query pixels (crosses) over every position, for the first "
               "attention-augmented layer of each stage and the first test images.")
-    raw = unstandardise(p.inputs[:images], p.preprocessing)
+    first = p.images(range(min(images or ATTENTION_IMAGES, len(p.labels))))
+    raw = unstandardise(first, p.preprocessing)
     for name, block in chosen:
         grid = block.conv1.grid
         queries = measures.query_pixels(grid)
-        maps = measures.attention_maps(p.model, block, p.inputs[:images], queries)
+        maps = measures.attention_maps(p.model, block, first, queries)
         page.numbers.setdefault("attention", {})[name] = {"queries": queries, "maps": maps.tolist()}
         path = os.path.join(out, f"attention_{name}.png")
         figures.attention(raw, maps, queries, grid, path, f"{name}: attention of query pixels, per head")
