@@ -771,7 +771,8 @@ def test_the_scores_stream_keeping_only_the_inputs_asked_for(tiny):
     full = predictions(tiny, keep_inputs=True, batch_size=16)
     kept = predictions(tiny, keep_worst=5, keep_first=2, batch_size=16)
     assert kept.inputs is None and np.array_equal(kept.log_p, full.log_p)
-    worst = np.argsort(-full.log_p[np.arange(len(full.labels)), full.labels], kind="stable")[:5]
+    losses = -full.log_p[np.arange(len(full.labels)), full.labels]
+    worst = np.argsort(-losses, kind="stable")[:5]  # highest loss first
     assert set(kept.kept) == {*worst.tolist(), 0, 1}
     assert np.array_equal(kept.images(worst), full.inputs[worst])
     assert np.array_equal(kept.images([0, 1]), full.inputs[:2])

@@ -148,7 +148,7 @@ def compare(args):
                    image_size=tuple(args.image_size) if args.image_size else None)
     print()
     print_rows(rows)
-    print(f"\nTables and plots in {args.out}")
+    print(f"\nTables and plots in {args.out}; `lacnn-zoo report {args.out}` puts the runs on one page.")
     return 0
 
 
@@ -200,7 +200,8 @@ def report(args):
     from lacnn_zoo.experiments.report import report
 
     start = getattr(args, "started", None) or time.perf_counter()  # the command's start (main sets it)
-    page = report(args.run_dir, dataset=args.dataset, out=args.out, overwrite=args.overwrite, examples=args.examples,
+    runs = args.run_dir if isinstance(args.run_dir, str) or len(args.run_dir) > 1 else args.run_dir[0]
+    page = report(runs, dataset=args.dataset, out=args.out, overwrite=args.overwrite, examples=args.examples,
                   image_size=tuple(args.image_size) if args.image_size else None, data_dir=args.data_dir,
                   download=args.download, limit=args.limit)
     print(printable(f"Report written to {page} in {time.perf_counter() - start:.1f} s (since the command started, "

@@ -185,7 +185,9 @@ def _evaluate_and_predict_options(e, p):
 
 
 def _report_options(r):
-    r.add_argument("run_dir", metavar="RUN", help="a run folder of `lacnn-zoo train`, or a tuning project folder")
+    r.add_argument("run_dir", metavar="RUN", nargs="+",
+                   help="a run folder of `lacnn-zoo train`, a tuning project folder, a `lacnn-zoo compare` folder "
+                        "(its runs compared), or two or more run folders to compare (with --out)")
     r.add_argument("--dataset", help="test on this data set instead of the run's own ('digits', a folder, a TFDS "
                                      "name)")
     r.add_argument("--data-dir", help="TFDS data_dir holding prepared data")

@@ -1,5 +1,6 @@
 """`lacnn-zoo report RUN`: what a trained network learned, in one self-contained page (report.html) and its
-figures as PNG files.
+figures as PNG files. `lacnn-zoo report RUN_A RUN_B ... --out DIR` (or a `lacnn-zoo compare` folder): one page
+comparing runs (`comparison`).
 
 Every run: learning curves, the test confusion matrix with per-class precision and recall, the test images with
 the highest loss, a reliability diagram with the expected calibration error. Layer-attended models: the per-layer
@@ -18,12 +19,12 @@ import os
 import re
 import secrets
 
-import numpy as np
-
 from lacnn_zoo.data import DatasetNotAvailableError, refuse_on_digits
 from lacnn_zoo.data.splits import MAX_IMAGE_SIDE, check_image_size
 from lacnn_zoo.errors import ZooError, spell
 from lacnn_zoo.experiments.report import configuration, figures, measures
+from lacnn_zoo.experiments.report.comparison import compare_runs, comparison_page, is_compare_folder
+from lacnn_zoo.experiments.report.epochs import _best_epoch, _best_model, _history, _offer
 from lacnn_zoo.experiments.report.page import Page
 from lacnn_zoo.experiments.report.sections import (
     ATTENTION_IMAGES,
@@ -54,7 +55,7 @@ from lacnn_zoo.training.diagnostics import diagnose, lines
 from lacnn_zoo.training.inference import predictions
 from lacnn_zoo.training.monitor import is_layer_attended
 from lacnn_zoo.training.report_folder import NUMBERS, PAGE, recorded_files
-from lacnn_zoo.training.run_folder import HISTORY, REPORT, RunFolder
+from lacnn_zoo.training.run_folder import REPORT, RunFolder
 
 REPORT_DIR = REPORT  # the run folder names it
 EXAMPLES = 16
@@ -64,11 +65,13 @@ MAX_EXAMPLES = 256
 
 def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image_size=None, data_dir=None,
            download=False, log=print, limit=None):
-    """Write `report.html` and its PNG figures for a run folder of `lacnn-zoo train` or a tuning project;
-    returns the path of the page.
+    """Write `report.html` and its PNG figures for a run folder of `lacnn-zoo train` or a tuning project, or one
+    page comparing runs (a list of run folders, or a `lacnn-zoo compare` folder); returns the path of the page.
 
     Args:
-        run: the run folder (or the tuning project folder).
+        run: the run folder, the tuning project folder, a `lacnn-zoo compare` folder (its runs compared), or a
+            list of two or more run folders (compared; `out` is then needed). A comparison reads the runs' files:
+            no data option applies.
         dataset: the data set to test on (default: the run's own, with its seed and split).
         out: the report folder (default `RUN/report`): a new folder, an empty one (kept, and written into), or
             a report lacnn-zoo wrote (its files are replaced only with `overwrite`; nothing else there is).
@@ -83,9 +86,16 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image
     Returns:
         The path of report.html.
     """
-    path = os.fspath(run)
+    runs = [os.fspath(r) for r in run] if isinstance(run, (list, tuple)) else [os.fspath(run)]
+    if not runs:
+        raise ValueError("`run` is an empty list; pass a run folder, or two or more to compare.")
     _check_examples(examples)
     _check_limit(limit)
+    data_options = dict(dataset=dataset, examples=examples, image_size=image_size, data_dir=data_dir,
+                        download=download, limit=limit)
+    if len(runs) > 1 or (os.path.isdir(runs[0]) and is_compare_folder(runs[0])):
+        return _write(*_comparison(runs, out, data_options, log), overwrite, log)
+    path = runs[0]
     if not os.path.isdir(path):
         raise FileNotFoundError(f"`run` {path!r} is not a folder; pass a run folder of `lacnn-zoo train` or a "
                                 "tuning project folder.")
@@ -95,6 +105,46 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image
                          "project (no oracle.json).")
     _check_data_options(path, tuning, dataset, examples, image_size, data_dir, download, limit)
     out = os.path.abspath(out or os.path.join(path, REPORT_DIR))
+    if tuning:
+        return _write(out, lambda tmp: tuning_page(path, tmp, log), overwrite, log)
+    return _write(out, lambda tmp: run_page(path, tmp, dataset=dataset, examples=examples or EXAMPLES,
+                                            image_size=image_size, data_dir=data_dir, download=download, log=log,
+                                            limit=limit), overwrite, log)
+
+
+def _comparison(runs, out, data_options, log):
+    """`(out, page builder)` of a comparison of run folders (or of a `lacnn-zoo compare` folder's runs); refuses,
+    before any work, what cannot be compared."""
+    given = [spell(f"`{name}`", "--" + name.replace("_", "-")) for name, value in data_options.items()
+             if value not in (None, False)]
+    if given:
+        raise ValueError(f"{given[0]} cannot take effect: a comparison reads the runs' files (no test split is "
+                         "scored); drop it.")
+    title = None
+    if len(runs) == 1:  # a `lacnn-zoo compare` folder: its runs, its report folder
+        folder = runs[0]
+        runs = compare_runs(folder)
+        if len(runs) < 2:
+            raise ValueError(f"`run` {folder!r} is a `lacnn-zoo compare` folder holding {len(runs)} run folder(s); "
+                             "a comparison needs two or more.")
+        out = out or os.path.join(folder, REPORT_DIR)
+        title = f"lacnn-zoo compare: {os.path.basename(os.path.abspath(folder))}"
+    for run in runs:
+        if not os.path.isdir(run) or not RunFolder(run).is_run():
+            raise ValueError(f"`run` {run!r} is not a run folder of `lacnn-zoo train` (no run.json); a comparison "
+                             "takes run folders only.")
+        RunFolder(run).config()  # a damaged run.json: refused here, naming it
+    if len({os.path.realpath(r) for r in runs}) < len(runs):
+        raise ValueError("`run`: the same run folder is given twice; each run is compared once.")
+    if out is None:
+        raise ValueError(f"{spell('`out`', '--out')} is needed to compare several runs: the comparison page gets its "
+                         "own folder (e.g. --out reports/ema-vs-raw).")
+    return os.path.abspath(out), lambda tmp: comparison_page(runs, tmp, title=title, log=log)
+
+
+def _write(out, build, overwrite, log):
+    """Build a page into a new folder beside `out` and install it there atomically, under a lock; returns the
+    page's path."""
     _check_out(out, overwrite)
     parent, base = os.path.split(out)
     _make_parent(out, parent)
@@ -103,9 +153,7 @@ def report(run, *, dataset=None, out=None, overwrite=False, examples=None, image
         replaced = _check_out(out, overwrite)
         tmp = _new_folder(parent, base)
         try:
-            page = (tuning_page(path, tmp, log) if tuning else
-                    run_page(path, tmp, dataset=dataset, examples=examples or EXAMPLES, image_size=image_size,
-                             data_dir=data_dir, download=download, log=log, limit=limit))
+            page = build(tmp)
             with open(os.path.join(tmp, PAGE), "w", encoding="utf-8") as f:
                 f.write(page.render())
             write_json(os.path.join(tmp, NUMBERS), page.numbers)
@@ -316,21 +364,6 @@ def _warnings_section(page, metrics, history, predictions):
         page.text(note, kind="note")
 
 
-def _history(folder):
-    """`(rows, None)`, or `([], why the learning curves are left out)`."""
-    path = folder.file(HISTORY)
-    if not os.path.exists(path):
-        return [], f"the run has no {HISTORY}"
-    try:
-        rows = folder.history()
-    except DamagedFileError as e:
-        return [], why(e)
-    if rows:
-        return rows, None
-    with open(path, "rb") as f:
-        empty = not f.read().strip()
-    return [], (f"{path!r} is empty (the run was stopped before it finished an epoch)" if empty else
-                f"{path!r} holds no epoch, only its header (the run was stopped before it finished an epoch)")
 
 
 def _test_predictions(path, dataset, image_size, data_dir, download, page, log, examples=EXAMPLES, limit=None):
@@ -364,29 +397,12 @@ def _test_predictions(path, dataset, image_size, data_dir, download, page, log, 
     return p
 
 
-def _column(history, key):
-    return np.array([float(r.get(key) or "nan") for r in history], "float64")
 
 
-def _offer(row):
-    """(validation accuracy, loss, "ema" or "raw") of the model an epoch's row offers best.keras: the raw one,
-    or with `--ema` the better of it and the averaged one (accuracy, then lower loss), as the checkpoint does."""
-    raw, ema, loss, ema_loss = (_column([row], k)[0] for k in ("val_accuracy", "val_ema_accuracy", "val_loss",
-                                                                "val_ema_loss"))
-    return (ema, ema_loss, "ema") if ema > raw or (ema == raw and ema_loss < loss) else (raw, loss, "raw")
 
 
-def _best_epoch(history):
-    """The epoch (0-based) of best.keras, None without a finite validation accuracy: the highest accuracy, then
-    the lowest loss, the first of exact ties (`AtomicBestCheckpoint`'s rule)."""
-    offers = [(i, *_offer(r)) for i, r in enumerate(history)]
-    offers = [(i, a, loss if np.isfinite(loss) else np.inf) for i, a, loss, _ in offers if np.isfinite(a)]
-    return min(offers, key=lambda o: (-o[1], o[2], o[0]))[0] if offers else None
 
 
-def _best_model(row):
-    """"the averaged (EMA) model, " when that is what an epoch's row gave best.keras, else "" (the raw one)."""
-    return "the averaged (EMA) model, " if _offer(row)[2] == "ema" else ""
 
 
 def _curves_section(page, out, history, unusable, config, metrics, predictions, name):

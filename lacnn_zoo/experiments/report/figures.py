@@ -37,6 +37,35 @@ def _clip_first_epoch(ax, curves, label):
             "(the values are in history.csv).")
 
 
+def compared_curves(names, histories, path, title, colours=None):
+    """Validation accuracy and loss per epoch (from 1) of several runs, one line per run (its validation of the
+    averaged weights dotted, in the same colour, when it trained with --ema); `colours`: each run's colour number
+    (runs of one group share one), by default one per run."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for ax, key in zip(axes, ("accuracy", "loss")):
+        for i, (name, history) in enumerate(zip(names, histories)):
+            colour = f"C{(colours[i] if colours else i) % 10}"
+            epochs = [int(r["epoch"]) + 1 for r in history]
+            for prefix, style, suffix in (("val_", "-", ""), ("val_ema_", ":", " (averaged weights)")):
+                if not any(r.get(prefix + key) for r in history):
+                    continue
+                values = [float(r[prefix + key]) if r.get(prefix + key) not in (None, "") else np.nan
+                          for r in history]
+                ax.plot(epochs, values, style, color=colour, marker="." if len(epochs) < 30 else None,
+                        label=name + suffix)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"validation {key}", fontsize=9)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
+    return _done(fig, path)
+
+
 def learning_curves(history, rates, best, path, title):
     """Loss and accuracy (training and validation) per epoch, the learning rate, the best epoch marked. A
     first-epoch value that would flatten the rest of a panel (above `OUTLIER` times the highest later value) is

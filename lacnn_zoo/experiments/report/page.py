@@ -3,6 +3,7 @@
 import base64
 import html
 import os
+import urllib.parse
 
 from lacnn_zoo.io import printable
 
@@ -16,7 +17,15 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
 .note { color: #666; font-size: 0.9em; } .left-out { color: #8a5a00; }
 .warning { color: #a00000; font-weight: 600; }
+tr.differs td { background: #fff4c2; }
 """
+
+
+class Link:
+    """A table cell that links to `href` (a relative path), showing `text`."""
+
+    def __init__(self, href, text):
+        self.href, self.text = href, text
 
 
 class Page:
@@ -37,10 +46,13 @@ class Page:
         self.text(f"{section}: left out, {reason}.", kind="left-out")
         self.numbers.setdefault("left_out", {})[section] = reason
 
-    def table(self, header, rows):
-        """`header` None: a two-column table of names and values."""
+    def table(self, header, rows, highlight=()):
+        """`header` None: a two-column table of names and values; the rows at the indices `highlight` are
+        highlighted."""
         head = "".join(f"<th>{_escape(str(h))}</th>" for h in header or ())
-        body = "".join("<tr>" + "".join(f"<td>{_escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+        marked = set(highlight)
+        body = "".join(("<tr class=\"differs\">" if i in marked else "<tr>")
+                       + "".join(f"<td>{_td(v)}</td>" for v in row) + "</tr>" for i, row in enumerate(rows))
         self.parts.append(f"<table>{f'<tr>{head}</tr>' if head else ''}{body}</table>")
 
     def figure(self, path, alt):
@@ -58,6 +70,12 @@ class Page:
 def _escape(text):
     """HTML text of `text`; a path's bytes that are not UTF-8 are shown as \\xff, not lost in an encoding error."""
     return html.escape(printable(text))
+
+
+def _td(value):
+    if isinstance(value, Link):
+        return f'<a href="{html.escape(urllib.parse.quote(value.href.replace(os.sep, "/")))}">{_escape(value.text)}</a>'
+    return _escape(_cell(value))
 
 
 def _cell(value):
