@@ -165,16 +165,21 @@ def test_bench_aa_refuses_attention_logits_larger_than_the_machine(capsys):
     assert "attention logits of --batch-size 64 x --heads 8 at --sizes 4096 takes" in err[0]
 
 
-def test_bench_aa_reports_every_variant_and_its_progress(tmp_path, capsys):
+def test_bench_aa_reports_every_variant_and_its_progress(tmp_path, capsys, monkeypatch):
     """The command as a user runs it, shrunk: one row per variant, keras_mha the 1.00x baseline, a progress line
     per round on stderr (the default ran minutes with none)."""
     from lacnn_zoo.experiments import bench_aa
+
+    timed = []
+    real = bench_aa.time_step_samples
+    monkeypatch.setattr(bench_aa, "time_step_samples", lambda steps, **kw: timed.append(kw) or real(steps, **kw))
 
     out = tmp_path / "aa.json"
     assert bench_aa.main(["--sizes", "4", "--batch-size", "2", "--channels", "8", "--heads", "2", "--dk", "4",
                           "--dv", "4", "--rounds", "2", "--steps", "1", "--warmup", "0", "--no-memory",
                           "--json", str(out)]) == 0
     captured = capsys.readouterr()
+    assert [(t["rounds"], t["steps_per_round"], t["warmup"]) for t in timed] == [(2, 1, 0)]
     assert [line.split(" (")[0] for line in captured.err.splitlines() if "round" in line] == [
         "bench_aa: 4x4: round 1/2 timed", "bench_aa: 4x4: round 2/2 timed"]
     rows = json.load(open(out))

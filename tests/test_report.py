@@ -764,6 +764,8 @@ def test_a_limited_report_scores_the_first_images_and_says_so(tiny, tmp_path, ca
     assert [r["index"] for r in numbers["top_losses"]] == np.argsort(-losses, kind="stable")[:4].tolist()
     said = f"first 50 test images of the {len(full.labels)} it holds (--limit 50)"
     assert said in _text(os.path.join(run, "report", "report.html")) and said in out
+    page = report(run, limit=10 ** 6, out=os.path.join(run, "all"), log=lambda *a: None)  # the split is smaller
+    assert f"Scored only the first {len(full.labels)} test images" in _text(page)
     with pytest.raises(ValueError, match="`limit`"):
         report(run, limit=0)
 
@@ -773,9 +775,12 @@ def test_the_scores_stream_keeping_only_the_inputs_asked_for(tiny):
     by: the same images, and the same inputs, as scoring the whole split in memory and sorting its losses."""
     from lacnn_zoo.training.inference import _Worst, predictions
 
-    full = predictions(tiny, keep_inputs=True, batch_size=16)
+    full = predictions(tiny, keep_inputs=True, keep_worst=2, batch_size=16)
     kept = predictions(tiny, keep_worst=5, keep_first=2, batch_size=16)
     assert kept.inputs is None and np.array_equal(kept.log_p, full.log_p)
+    assert full.kept is None  # every input kept: nothing kept twice
+    again = dataclasses.replace(full, reread=None)  # a Predictions of arrays: its batches are its inputs
+    assert np.array_equal(np.concatenate([x for x, _ in again.batches()]), full.inputs)
     losses = -full.log_p[np.arange(len(full.labels)), full.labels]
     worst = np.argsort(-losses, kind="stable")[:5]  # highest loss first
     assert set(kept.kept) == {*worst.tolist(), 0, 1}

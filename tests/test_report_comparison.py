@@ -1,6 +1,7 @@
 """`lacnn-zoo report RUN_A RUN_B ... --out DIR` and `lacnn-zoo report COMPARE_FOLDER`: one page comparing runs.
 The runs are written by hand (run.json, metrics.json, history.csv): the comparison reads only those files."""
 
+import html
 import json
 import math
 import os
@@ -27,10 +28,10 @@ def write_run(folder, seed, accuracy, *, ema=False, model="plain_cnn_tiny"):
         json.dump({"test_accuracy": accuracy, "test_loss": 1 - accuracy, "params": 24282, "family": "plain"}, f)
     with open(os.path.join(folder, "history.csv"), "w") as f:
         f.write("epoch,accuracy,loss,val_accuracy,val_loss" + (",val_ema_accuracy,val_ema_loss\n" if ema else "\n"))
-        for epoch in range(3):  # with --ema, the averaged weights validate better at the last epoch only
+        for epoch in range(3):  # with --ema, the averaged weights validate best at the middle epoch, not the last
             val = accuracy - 0.05 * (2 - epoch)
             f.write(f"{epoch},{accuracy - 0.1 * (2 - epoch)},{0.5},{val},{0.4}"
-                    + (f",{val + (0.01 if epoch == 2 else -0.01)},0.3\n" if ema else "\n"))
+                    + (f",{val + (0.2 if epoch == 1 else -0.01)},0.3\n" if ema else "\n"))
 
 
 @pytest.fixture
@@ -48,6 +49,10 @@ def _cli(capsys, *args):
     code = cli.main(["report", *map(str, args)])
     out, err = capsys.readouterr()
     return code, out, err.strip().splitlines()
+
+
+def _text(page):
+    return html.unescape(re.sub(r"<[^>]+>", " ", open(page, encoding="utf-8").read()))
 
 
 def _welch(a, b):
@@ -69,10 +74,10 @@ def test_runs_that_differ_by_ema_over_seeds(runs, tmp_path, capsys):
     code, printed, err = _cli(capsys, *paths, "--out", out)
     assert code == 0, err
     numbers = json.load(open(out / "report.json"))
-    html = open(out / "report.html", encoding="utf-8").read()
+    page_html = open(out / "report.html", encoding="utf-8").read()
     # What differs is the EMA and the seed, highlighted; nothing else is.
     assert numbers["differences"] == ["EMA of the weights", "seed"]
-    assert html.count('<tr class="differs">') == 2
+    assert page_html.count('<tr class="differs">') == 2
     # Two groups (runs whose run.json differ only by the seed), each with mean, sample std and Student's t CI.
     groups = numbers["groups"]
     assert [g["runs"] for g in groups] == [[f"raw/seed{s}" for s in range(3)], [f"ema/seed{s}" for s in range(3)]]
@@ -85,13 +90,15 @@ def test_runs_that_differ_by_ema_over_seeds(runs, tmp_path, capsys):
     diff, t, df, p = _welch(RAW, EMA)
     assert (numbers["welch"]["diff"], numbers["welch"]["t"], numbers["welch"]["df"], numbers["welch"]["p"]) == \
         pytest.approx((diff, t, df, p))
-    said = re.sub(r"<[^>]+>", " ", html)
+    said = re.sub(r"<[^>]+>", " ", page_html)
     assert f"minus (EMA of the weights: off): {-diff:+.4f}" in said and "Significant at 0.05" in said
+    low, high = stats.t.interval(0.95, df, loc=-diff, scale=abs(diff / t))  # the CI of ema minus raw, low end first
+    assert f"95% CI {low:+.4f} to {high:+.4f}" in said
     # Metrics side by side, each run's own page linked where it has one.
     assert [m["test_accuracy"] for m in numbers["metrics"]] == RAW + EMA
-    assert [m["best_weights"] for m in numbers["metrics"]] == ["raw"] * 3 + ["averaged (EMA)"] * 3
-    link = re.search(r'<a href="([^"]+)">report</a>', html).group(1)
-    assert os.path.samefile(out / link, own / "report.html") and html.count("no page yet") == 5
+    assert [m["best_weights"] for m in numbers["metrics"]] == ["raw"] * 3 + ["averaged (EMA)"] * 3  # epoch 2's
+    link = re.search(r'<a href="([^"]+)">report</a>', page_html).group(1)
+    assert os.path.samefile(out / link, own / "report.html") and page_html.count("no page yet") == 5
     assert os.path.isfile(out / "comparison_curves.png")
     from test_report import renders_in_a_browser
 
@@ -99,16 +106,23 @@ def test_runs_that_differ_by_ema_over_seeds(runs, tmp_path, capsys):
 
 
 def test_too_few_seeds_is_said_not_shown(runs, tmp_path):
-    paths = [runs / "raw" / "seed0", runs / "raw" / "seed1", runs / "ema" / "seed0", runs / "ema" / "seed1"]
+    """2 seeds on one side and 3 on the other: the smaller side decides, not shown; a group of one run has no
+    interval and no test."""
+    paths = [runs / "raw" / "seed0", runs / "raw" / "seed1", *(runs / "ema" / f"seed{s}" for s in range(3))]
     page = report(paths, out=tmp_path / "two", log=lambda *a: None)
     html = re.sub(r"<[^>]+>", " ", open(page, encoding="utf-8").read())
     assert "too few degrees of freedom to tell: not shown" in html and "Significant" not in html
+    page = report(paths[:3], out=tmp_path / "one", log=lambda *a: None)
+    groups = json.load(open(tmp_path / "one" / "report.json"))["groups"]
+    assert [g["n"] for g in groups] == [2, 1] and groups[1]["ci_low"] is None
+    assert "Welch's test is undefined here" in _text(page)
 
 
 def test_a_compare_folder_reports_its_runs(runs, capsys):
     with open(runs / "compare.json", "w") as f:
         json.dump({"models": [], "seeds": [0, 1, 2]}, f)
     (runs / "raw" / "seed0" / "report").mkdir()  # a run's own report folder is not a run
+    write_run(str(runs / "raw" / "seed0" / "inner"), 5, 0.5)  # nor anything inside a run
     code, _, err = _cli(capsys, runs)
     assert code == 0, err
     numbers = json.load(open(runs / "report" / "report.json"))
@@ -120,13 +134,26 @@ def test_a_compare_folder_reports_its_runs(runs, capsys):
     ([], "--out is needed to compare several runs"),
     (["--out", "OUT", "--examples", "4"], "--examples cannot take effect: a comparison"),
     (["--out", "OUT", "--limit", "4"], "--limit cannot take effect: a comparison"),
+    (["--out", "OUT", "--download"], "--download cannot take effect: a comparison"),
+    (["SAME_OTHERWISE", "--out", "OUT"], "the same run folder is given twice"),
     (["NOT_A_RUN", "--out", "OUT"], "is not a run folder of `lacnn-zoo train`"),
     (["SAME", "--out", "OUT"], "the same run folder is given twice"),
 ])
 def test_what_cannot_be_compared_is_one_line(runs, tmp_path, capsys, extra, words):
     (tmp_path / "NOT_A_RUN").mkdir()
-    extra = [str(tmp_path / e) if e in ("OUT", "NOT_A_RUN") else str(runs / "raw" / "seed0") if e == "SAME" else e
-             for e in extra]
+    spelled = {"OUT": str(tmp_path / "OUT"), "NOT_A_RUN": str(tmp_path / "NOT_A_RUN"),
+               "SAME": str(runs / "raw" / "seed0"), "SAME_OTHERWISE": str(runs / "raw" / ".." / "raw" / "seed0")}
+    extra = [spelled.get(e, e) for e in extra]
     code, _, err = _cli(capsys, runs / "raw" / "seed0", runs / "ema" / "seed0", *extra)
     assert code == 2 and len(err) == 1 and words in err[0], err
     assert not (tmp_path / "OUT").exists()
+
+
+def test_a_compare_folder_of_one_run_is_one_line(runs, capsys):
+    compare = runs / "raw"
+    (compare / "seed1").rename(runs / "elsewhere1")
+    (compare / "seed2").rename(runs / "elsewhere2")
+    with open(compare / "compare.json", "w") as f:
+        json.dump({"models": []}, f)
+    code, _, err = _cli(capsys, compare)
+    assert code == 2 and len(err) == 1 and "holding 1 run folder(s); a comparison needs two or more" in err[0], err
