@@ -749,12 +749,17 @@ def test_options_that_cannot_take_effect_are_refused_before_any_work(tiny, tmp_p
         report(run, examples=10 ** 9)
 
 
-def test_a_limited_report_scores_the_first_images_and_says_so(tiny, tmp_path, capsys):
+def test_a_limited_report_scores_the_first_images_and_says_so(tiny, tmp_path, capsys, monkeypatch):
+    import lacnn_zoo.experiments.report as report_module
     from lacnn_zoo.training.inference import predictions
 
+    scored = []
+    monkeypatch.setattr(report_module, "predictions", lambda *a, **k: scored.append(predictions(*a, **k)) or scored[-1])
     run = _copy(tiny, tmp_path)
     code, out, err = _cli(capsys, run, "--limit", "50", "--examples", "4")
     assert code == 0, err
+    # What the report held of the split: 5 numbers an image and 4 + 2 inputs, no log-probabilities.
+    assert scored[0].log_p is None and scored[0].inputs is None and len(scored[0].kept) <= 6
     numbers = json.load(open(os.path.join(run, "report", "report.json")))
     full = predictions(run)  # every test image, scored apart from the report
     assert numbers["limit"] == 50 and numbers["test_images"] == 50
@@ -779,6 +784,14 @@ def test_the_scores_stream_keeping_only_the_inputs_asked_for(tiny):
     kept = predictions(tiny, keep_worst=5, keep_first=2, batch_size=16)
     assert kept.inputs is None and np.array_equal(kept.log_p, full.log_p)
     assert full.kept is None  # every input kept: nothing kept twice
+    # The per-image scores, from their definitions on the kept log-probabilities.
+    probabilities = np.exp(full.log_p)
+    onehot = np.eye(full.log_p.shape[1])[full.labels]
+    scores = predictions(tiny, keep_log_p=False, batch_size=16)
+    assert scores.log_p is None and np.array_equal(scores.predicted, full.log_p.argmax(1))
+    assert np.allclose(scores.losses, -np.log(probabilities[np.arange(len(full.labels)), full.labels]))
+    assert np.allclose(scores.confidence, probabilities.max(1))
+    assert np.allclose(scores.brier, ((probabilities - onehot) ** 2).sum(1))
     again = dataclasses.replace(full, reread=None)  # a Predictions of arrays: its batches are its inputs
     assert np.array_equal(np.concatenate([x for x, _ in again.batches()]), full.inputs)
     losses = -full.log_p[np.arange(len(full.labels)), full.labels]

@@ -124,6 +124,10 @@ class Predictions:
         preprocessing: what the model's inputs are: the run's recorded preprocessing, else the data set's.
         inputs: the model's inputs (standardised images) when asked for, else None.
         data: the `DataSplits` the split came from.
+        predicted: each image's predicted class (the highest log-probability), an array of shape (N,).
+        losses: each image's cross-entropy, -log p of its true class, shape (N,).
+        confidence: each image's top probability, shape (N,).
+        brier: each image's Brier term, sum_k (p_k - [k = true])^2, shape (N,).
         kept: the inputs kept without keeping them all, `{index in the split: input}` (the highest-loss and the
             first images asked for), else None.
         images_in_split: the images the split holds (more than `len(labels)` when `limit` cut it short).
@@ -134,12 +138,16 @@ class Predictions:
     dataset: str
     seed: int
     split: str
-    log_p: np.ndarray  # (N, classes)
+    log_p: np.ndarray  # (N, classes), None when not kept (`keep_log_p=False`)
     labels: np.ndarray  # (N,)
     preprocessing: dict  # what the model's inputs are: the run's record, else the data set's
     inputs: np.ndarray = None  # the model's inputs, when asked for
     data: object = None  # the DataSplits the split came from
     kept: dict = None  # {index: input} of the highest-loss and first images, when only those were kept
+    predicted: np.ndarray = None  # (N,) the per-image scores: what the report keeps of a large split
+    losses: np.ndarray = None
+    confidence: np.ndarray = None
+    brier: np.ndarray = None
     images_in_split: int = None
     reread: object = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -166,7 +174,8 @@ class Predictions:
 
 
 def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_size=None, data_dir=None,
-                download=False, split="test", keep_inputs=False, limit=None, keep_worst=0, keep_first=0):
+                download=False, split="test", keep_inputs=False, limit=None, keep_worst=0, keep_first=0,
+                keep_log_p=True):
     """`Predictions` of a `.keras` file or run folder on a split (the run's data set and seed by default).
 
     Inputs are standardised with the model's recorded statistics (metrics.json beside it) when there are any,
@@ -188,6 +197,9 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
         keep_worst: keep the inputs of this many highest-loss images (-log p of the true class, ties to the
             earlier image) in `Predictions.kept`, selected as the batches stream by: memory stays fixed.
         keep_first: keep the inputs of this many first images in `Predictions.kept`.
+        keep_log_p: keep every image's log-probabilities (`Predictions.log_p`, N x classes); without them the
+            per-image scores (`predicted`, `losses`, `confidence`, `brier`: 4 numbers an image) are all that is
+            kept of the split.
 
     Returns:
         A `Predictions`.
@@ -234,25 +246,42 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
             seen += len(y)
             yield np.asarray(x, "float32"), np.asarray(y, "int64")
 
-    log_p, labels, inputs = [], [], []
+    log_p, labels, inputs, scores = [], [], [], []
     worst, kept = _Worst(keep_worst), {}
     for x, y in model_inputs():
         start = sum(len(part) for part in labels)
-        log_p.append(_log_probabilities(model, model.predict_on_batch(x)))
+        batch = _log_probabilities(model, model.predict_on_batch(x))
+        if keep_log_p:
+            log_p.append(batch)
+        scores.append(_scores(batch, y))
         labels.append(y)
         if keep_inputs:
             inputs.append(x)
         kept.update({start + i: x[i] for i in range(max(0, min(len(y), keep_first - start)))})
-        worst.add(-log_p[-1][np.arange(len(y)), y], start, x)
+        worst.add(scores[-1][1], start, x)
     kept.update(worst.inputs())
     k = _class_count(model)
+    columns = list(zip(*scores)) if scores else [[]] * 4
+    predicted, losses, confidence, brier = (np.concatenate(c) if len(c) else np.zeros((0,), kind)
+                                            for c, kind in zip(columns, ("int64", "float64", "float64", "float64")))
     return Predictions(model_path=model_path, model=model, dataset=dataset, seed=seed, split=split,
-                       log_p=np.concatenate(log_p) if log_p else np.zeros((0, k)),
+                       log_p=(np.concatenate(log_p) if log_p else np.zeros((0, k))) if keep_log_p else None,
+                       predicted=predicted, losses=losses, confidence=confidence, brier=brier,
                        labels=np.concatenate(labels) if labels else np.zeros((0,), "int64"),
                        preprocessing={**data.preprocessing, **(recorded if same_scale else {})},
                        inputs=(np.concatenate(inputs) if inputs else None) if keep_inputs else None, data=data,
                        kept=kept if (keep_worst or keep_first) and not keep_inputs else None,
                        images_in_split=data.size(split), reread=model_inputs)
+
+
+def _scores(log_p, labels):
+    """Per image: the predicted class, -log p(true class), the top probability and the Brier term."""
+    rows = np.arange(len(labels))
+    probabilities = np.exp(log_p)
+    target = np.zeros_like(probabilities)
+    target[rows, labels] = 1.0
+    return (log_p.argmax(axis=-1).astype("int64"), -log_p[rows, labels], probabilities.max(axis=-1),
+            np.sum((probabilities - target) ** 2, axis=-1))
 
 
 def _class_count(model):

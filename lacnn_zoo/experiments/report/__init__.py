@@ -372,9 +372,10 @@ def _test_predictions(path, dataset, image_size, data_dir, download, page, log, 
         return None
     log(printable(f"report: scoring the test split with {RunFolder(path).best} ..."))
     try:
-        # Streamed: the inputs of the highest-loss images and of the attention maps' images are kept, no others.
+        # Streamed: per image 4 scores, and the inputs of the highest-loss images and of the attention maps'
+        # images; no log-probabilities, no other input.
         p = predictions(path, dataset, image_size=image_size, data_dir=data_dir, download=download, limit=limit,
-                        keep_worst=examples, keep_first=ATTENTION_IMAGES)
+                        keep_worst=examples, keep_first=ATTENTION_IMAGES, keep_log_p=False)
     except DamagedFileError as e:  # metrics.json: the model's preprocessing is unknown
         page.left_out("Test-split sections", why(e))
         return None

@@ -32,6 +32,9 @@ class Interpretation:
         if scored.inputs is None:
             raise ValueError("`scored` must keep its inputs (predictions(..., keep_inputs=True)): the top losses and "
                              "the lesions need the images.")
+        if scored.log_p is None:
+            raise ValueError("`scored` must keep its log-probabilities (predictions(..., keep_log_p=True), the "
+                             "default).")
         self.scored = scored
         self.log_p = np.asarray(scored.log_p, "float64")
         self.labels = np.asarray(scored.labels, "int64")

@@ -72,8 +72,12 @@ def nll_brier(log_p, labels):
 
 def top_losses(log_p, labels, n):
     """Indices of the `n` examples with the highest cross-entropy -log p(true class), highest first."""
-    losses = -log_p[np.arange(len(labels)), labels]
-    return np.argsort(-losses, kind="stable")[:n]
+    return highest(-log_p[np.arange(len(labels)), labels], n)
+
+
+def highest(losses, n):
+    """Indices of the `n` highest `losses`, highest first (ties to the earlier example)."""
+    return np.argsort(-np.asarray(losses), kind="stable")[:n]
 
 
 def reliability(probabilities, labels, bins=10):
@@ -82,8 +86,12 @@ def reliability(probabilities, labels, bins=10):
     Bin m holds the confidences in ((m-1)/M, m/M] (the first bin also 0); ECE = sum_m |B_m|/N |acc(B_m) - conf(B_m)|.
     Returns {"edges", "counts", "confidence", "accuracy" (NaN for empty bins), "ece"}.
     """
-    confidence = probabilities.max(axis=-1)
-    correct = probabilities.argmax(axis=-1) == labels
+    return reliability_of(probabilities.max(axis=-1), probabilities.argmax(axis=-1) == labels, bins)
+
+
+def reliability_of(confidence, correct, bins=10):
+    """`reliability` from each example's top-1 confidence and whether its prediction is right."""
+    confidence, correct = np.asarray(confidence, "float64"), np.asarray(correct, bool)
     index = np.clip(np.ceil(confidence * bins).astype("int64") - 1, 0, bins - 1)
     counts = np.bincount(index, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -27,13 +27,13 @@ def _floats(values):
 
 def _class_names(predictions):
     names = predictions.preprocessing.get("class_names")
-    k = predictions.log_p.shape[-1]
+    k = int(predictions.model.output_shape[-1])
     return list(names) if names and len(names) == k else [str(i) for i in range(k)]
 
 
 def predictions_sections(page, out, p, examples, log):
-    names, k = _class_names(p), p.log_p.shape[-1]
-    predicted = p.log_p.argmax(axis=-1)
+    names = _class_names(p)
+    k, predicted = len(names), p.predicted  # the per-image scores: the split's log-probabilities are not kept
     matrix = measures.confusion_matrix(p.labels, predicted, k)
     precision, recall = measures.precision_recall(matrix)
     accuracy = float(np.trace(matrix) / matrix.sum())
@@ -71,17 +71,16 @@ def predictions_sections(page, out, p, examples, log):
         page.text("No test image was predicted as another class.")
 
     page.heading("Highest-loss test images")
-    worst = measures.top_losses(p.log_p, p.labels, examples)
+    worst = measures.highest(p.losses, examples)
     page.numbers["examples"] = {"asked": int(examples), "shown": int(len(worst))}
     if len(worst) < examples:  # said, not silently capped
         note = (f"{spell(f'examples={examples}', f'--examples {examples}')} asks for more images than the test "
                 f"split holds: all its {len(worst)} test images are shown.")
         page.text(note, kind="note")
         log(f"report: {note}")
-    probabilities = np.exp(p.log_p)
     files = ((getattr(p.data, "files", None) or {}).get(p.split) if p.data is not None else None)
     rows = [{"true": names[p.labels[i]], "predicted": names[predicted[i]],
-             "probability": float(probabilities[i, predicted[i]]), "loss": float(-p.log_p[i, p.labels[i]]),
+             "probability": float(p.confidence[i]), "loss": float(p.losses[i]),
              "label": f"#{int(i)}" + (f" {files[i]}" if files else "")}
             for i in worst]
     page.numbers["top_losses"] = [{"index": int(i), **({"file": files[i]} if files else {}),
@@ -99,8 +98,8 @@ def predictions_sections(page, out, p, examples, log):
                  ")."), kind="note")
 
     page.heading("Calibration")
-    bins = measures.reliability(probabilities, p.labels)
-    bins["nll"], bins["brier"] = measures.nll_brier(p.log_p, p.labels)
+    bins = measures.reliability_of(p.confidence, p.predicted == p.labels)
+    bins["nll"], bins["brier"] = float(np.mean(p.losses)), float(np.mean(p.brier))
     page.numbers["calibration"] = {"ece": bins["ece"], "nll": bins["nll"], "brier": bins["brier"],
                                    "counts": bins["counts"].tolist(),
                                    "confidence": _floats(bins["confidence"]), "accuracy": _floats(bins["accuracy"])}
