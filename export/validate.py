@@ -122,9 +122,14 @@ def main(argv=None):
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     args = parser.parse_args(argv)
 
+    from lacnn_zoo import launch
     from lacnn_zoo.errors import run_command
 
-    return run_command("export.validate", _main, args)
+    # The LiteRT interpreter prints its own line ("Created TensorFlow Lite XNNPACK delegate"): filtered as
+    # TensorFlow's on the command line only (an in-process caller keeps its stderr), TF_CPP_MIN_LOG_LEVEL=0
+    # showing it.
+    with launch.filtered_stderr(__name__ == "__main__" and launch.quiet_requested()):
+        return run_command("export.validate", _main, args)
 
 
 def _main(args):

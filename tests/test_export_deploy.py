@@ -21,6 +21,8 @@ DEPLOYMENT = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "deploym
 ARTIFACTS = ("model.onnx", "model_int8.onnx", "model.tflite", "model_int8.tflite")
 
 
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir))
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from lacnn_zoo.training import train
@@ -186,6 +188,11 @@ def test_validate_prints_artifact_and_keras_top1(exported, capsys, tmp_path):
     assert json.load(open(tmp_path / "v.json"))["top1"] == pytest.approx(figures["top1"])
     assert main([str(out / "manifest.json")]) == 2
     assert "must be an .onnx or .tflite file" in capsys.readouterr().err
+    # On the command line nothing but the figures: LiteRT's XNNPACK line is filtered with TensorFlow's.
+    env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-m", "export.validate", str(out / "model_int8.tflite")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and done.stderr == "" and "top-1" in done.stdout, done.stderr
 
 
 @pytest.mark.parametrize("marker,artifact", [
