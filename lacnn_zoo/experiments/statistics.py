@@ -56,6 +56,25 @@ def mean_std(values):
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def mean_interval(values, confidence=CONFIDENCE):
+    """Mean, sample std and Student's t confidence interval of the mean.
+
+    Args:
+        values: the numbers (seeds' results).
+        confidence: the confidence level of the interval.
+
+    Returns:
+        `(mean, std, low, high)`; the interval is `(None, None)` for fewer than 2 values.
+    """
+    from scipy import stats  # lazy: SciPy's stats loads in about a second, only when a test is made
+
+    mean, std = mean_std(values)
+    if len(values) < 2:
+        return mean, std, None, None
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * std / math.sqrt(len(values))
+    return mean, std, mean - half, mean + half
+
+
 # Fewer seeds than this per side leave Welch's test with under 2 degrees of freedom (t_0.975 = 12.7 at df = 1):
 # a prediction that is not significant then is "not shown", not "did not hold".
 MIN_SEEDS = 3

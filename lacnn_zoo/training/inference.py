@@ -247,18 +247,18 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
             yield np.asarray(x, "float32"), np.asarray(y, "int64")
 
     log_p, labels, inputs, scores = [], [], [], []
-    worst, kept = _Worst(keep_worst), {}
+    worst, kept, start = _Worst(keep_worst), {}, 0
     for x, y in model_inputs():
-        start = sum(len(part) for part in labels)
         batch = _log_probabilities(model, model.predict_on_batch(x))
         if keep_log_p:
             log_p.append(batch)
-        scores.append(_scores(batch, y))
+        scores.append(image_scores(batch, y))
         labels.append(y)
         if keep_inputs:
             inputs.append(x)
         kept.update({start + i: x[i] for i in range(max(0, min(len(y), keep_first - start)))})
         worst.add(scores[-1][1], start, x)
+        start += len(y)
     kept.update(worst.inputs())
     k = _class_count(model)
     columns = list(zip(*scores)) if scores else [[]] * 4
@@ -274,8 +274,9 @@ def predictions(model_or_run, dataset=None, *, seed=None, batch_size=64, image_s
                        images_in_split=data.size(split), reread=model_inputs)
 
 
-def _scores(log_p, labels):
-    """Per image: the predicted class, -log p(true class), the top probability and the Brier term."""
+def image_scores(log_p, labels):
+    """Per image: the predicted class, -log p(true class), the top probability and the Brier term
+    (sum_k (p_k - [k = true])^2), four arrays of shape (N,), from log-probabilities (N, classes)."""
     rows = np.arange(len(labels))
     probabilities = np.exp(log_p)
     target = np.zeros_like(probabilities)

@@ -7,13 +7,12 @@ mean and, between two groups, Welch's test: the everyday question "did `--ema` (
 help, over seeds?". Each run's own page is linked when it has one.
 """
 
-import math
 import os
 
 from lacnn_zoo.experiments.report import configuration, figures
 from lacnn_zoo.experiments.report.epochs import _best_epoch, _history, _offer
 from lacnn_zoo.experiments.report.page import Link, Page
-from lacnn_zoo.experiments.statistics import ALPHA, CONFIDENCE, MIN_SEEDS, mean_std, welch
+from lacnn_zoo.experiments.statistics import ALPHA, CONFIDENCE, MIN_SEEDS, mean_interval, welch
 from lacnn_zoo.io import DamagedFileError, damaged, read_json
 from lacnn_zoo.training.report_folder import PAGE
 from lacnn_zoo.training.run_folder import REPORT, RunFolder
@@ -49,9 +48,9 @@ def compare_runs(path):
 
 
 def labels(paths):
-    """Short unique names of the runs: their paths relative to the folder they share."""
+    """Short unique names of two or more runs: their paths relative to the folder they share."""
     absolute = [os.path.abspath(p) for p in paths]
-    common = os.path.commonpath(absolute) if len(absolute) > 1 else os.path.dirname(absolute[0])
+    common = os.path.commonpath(absolute)
     names = [os.path.relpath(p, common) if p != common else os.path.basename(p) for p in absolute]
     return names if len(set(names)) == len(names) else absolute
 
@@ -63,18 +62,6 @@ def _seed_groups(configs):
         key = repr(sorted((k, repr(v)) for k, v in config.items() if k not in _NOT_THE_RUN))
         groups.setdefault(key, []).append(i)
     return list(groups.values())
-
-
-def mean_interval(values, confidence=CONFIDENCE):
-    """(mean, sample std, CI low, CI high) of `values`: Student's t interval of the mean; the interval is None
-    for fewer than 2 values."""
-    from scipy import stats
-
-    mean, std = mean_std(values)
-    if len(values) < 2:
-        return mean, std, None, None
-    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * std / math.sqrt(len(values))
-    return mean, std, mean - half, mean + half
 
 
 def comparison_page(paths, out, *, title=None, log=print):
@@ -105,18 +92,19 @@ def comparison_page(paths, out, *, title=None, log=print):
             page.left_out(f"The curves of {names[len(histories)]}", unusable)
         histories.append(rows)
     log(f"report: comparing {len(paths)} runs ...")
-    tables = []
-    for config, metric, history in zip(configs, metrics, histories):
-        best = _best_epoch(history)
-        tables.append(dict(configuration.rows(
-            config, metric, epochs_run=len(history), best_epoch=None if best is None else best + 1,
-            best_accuracy=None if best is None else _offer(history[best])[0])))
+    bests = [_best_epoch(history) for history in histories]  # 0-based, None without a validation accuracy
+    offers = [None if best is None else _offer(history[best]) for best, history in zip(bests, histories)]
+    tables = [dict(configuration.rows(config, metric, epochs_run=len(history),
+                                      best_epoch=None if best is None else best + 1,
+                                      best_accuracy=None if offer is None else offer[0]))
+              for config, metric, history, best, offer in zip(configs, metrics, histories, bests, offers)]
     what = [w for w in tables[0] if w not in _RESULTS and any(t.get(w) is not None for t in tables)]
     differ = [w for w in what if len({repr(t.get(w)) for t in tables}) > 1]
-    _seeds_section(page, names, configs, metrics, tables, [w for w in differ if w != "seed"])
+    groups = _seed_groups(configs)
+    _seeds_section(page, names, groups, configs, metrics, tables, [w for w in differ if w != "seed"])
 
     page.heading("Validation curves")
-    group_of = {i: g for g, group in enumerate(_seed_groups(configs)) for i in group}
+    group_of = {i: g for g, group in enumerate(groups) for i in group}
     path = os.path.join(out, "comparison_curves.png")
     figures.compared_curves(names, histories, path, "validation accuracy and loss per epoch",
                             colours=[group_of[i] for i in range(len(names))])
@@ -135,11 +123,10 @@ def comparison_page(paths, out, *, title=None, log=print):
 
     page.heading("Metrics")
     rows, numbers = [], []
-    for name, path, metric, table, history in zip(names, paths, metrics, tables, histories):
+    for name, path, metric, table, offer in zip(names, paths, metrics, tables, offers):
         own = os.path.join(path, REPORT, PAGE)
         link = Link(os.path.relpath(own, out), "report") if os.path.isfile(own) else "no page yet"
-        best = _best_epoch(history)
-        weights = None if best is None else "averaged (EMA)" if _offer(history[best])[2] == "ema" else "raw"
+        weights = None if offer is None else "averaged (EMA)" if offer[2] == "ema" else "raw"
         rows.append([name, metric.get("test_accuracy"), metric.get("test_loss"),
                      table.get("best validation accuracy (epoch, from 1)"), weights, metric.get("params"), link])
         numbers.append({"name": name, "test_accuracy": metric.get("test_accuracy"),
@@ -158,16 +145,15 @@ def comparison_page(paths, out, *, title=None, log=print):
 
 def _group_label(number, group, tables, differ):
     """What sets a group apart: its values of the rows that differ between the runs (seed aside)."""
-    said = "; ".join(f"{w}: {configuration_value(tables[group[0]].get(w))}" for w in differ)
+    said = "; ".join(f"{w}: {_value(tables[group[0]].get(w))}" for w in differ)
     return said or f"group {number}"
 
 
-def configuration_value(value):
+def _value(value):
     return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _seeds_section(page, names, configs, metrics, tables, differ):
-    groups = _seed_groups(configs)
+def _seeds_section(page, names, groups, configs, metrics, tables, differ):
     page.heading("Over seeds")
     if all(len(g) == 1 for g in groups):
         page.text("No two runs differ only by their seed: there is no spread to show (train the same "

@@ -11,7 +11,7 @@ from lacnn_zoo.training.run_folder import HISTORY
 
 
 def why(error):
-    """The one-line message of an expected error, without its final period."""
+    """The one-line message of an expected error, without its final period (for "left out: ..." lines)."""
     return one_line(error).rstrip(".")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from lacnn_zoo.layers.augmented_conv import AugmentedConv2D
 from lacnn_zoo.models.layer_attended import ATTENTION_LAYER
+from lacnn_zoo.training.inference import image_scores
 from lacnn_zoo.training.recipes import make_schedule
 
 
@@ -62,12 +63,8 @@ def row_normalised(confusion):
 def nll_brier(log_p, labels):
     """The mean negative log-likelihood of the true class and the multi-class Brier score
     (mean over images of sum_k (p_k - [k = true])^2)."""
-    labels = np.asarray(labels, "int64")
-    probabilities = np.exp(log_p)
-    target = np.zeros_like(probabilities)
-    target[np.arange(len(labels)), labels] = 1.0
-    return float(-np.mean(log_p[np.arange(len(labels)), labels])), \
-        float(np.mean(np.sum((probabilities - target) ** 2, axis=-1)))
+    _, losses, _, brier = image_scores(np.asarray(log_p), np.asarray(labels, "int64"))
+    return float(np.mean(losses)), float(np.mean(brier))
 
 
 def top_losses(log_p, labels, n):

@@ -7,18 +7,14 @@ import os
 import numpy as np
 
 from lacnn_zoo.data import unstandardise
-from lacnn_zoo.errors import one_line, spell
+from lacnn_zoo.errors import spell
 from lacnn_zoo.experiments.report import figures, measures
+from lacnn_zoo.experiments.report.epochs import why
 from lacnn_zoo.io import DamagedFileError, damaged, read_csv_checked
 from lacnn_zoo.models.layer_attended import tap_names
 from lacnn_zoo.training.monitor import TapReader, is_layer_attended, plot_layer_attention
 
 ATTENTION_IMAGES = 2  # the first test images whose attention maps are drawn
-
-
-def why(error):
-    """The one-line message of an expected error, without its final period (for "left out: ..." lines)."""
-    return one_line(error).rstrip(".")
 
 
 def _floats(values):
