@@ -396,3 +396,62 @@ def test_a_batch_larger_than_the_training_split_is_said_not_silently_capped():
     line = size_warning(split, 10**9)
     assert "batches of 1000000000 (a batch holds at most the 1149) give 1 optimizer step per epoch" in line
     assert "at most" not in size_warning(split, 1024)  # 2 steps: a real batch of 1024, nothing capped
+
+
+def test_write_digits_folder_writes_each_scan_scaled_and_resized_under_its_label(tmp_path):
+    from lacnn_zoo.data import write_digits_folder as write
+
+    images, labels = digits_uint8()
+    assert write(tmp_path / "a", size=16, per_class=3, channels=3, seed=1) == 30
+    files = sorted((tmp_path / "a").glob("*/*.png"))
+    assert len(files) == 30 and sorted({f.parent.name for f in files}) == [str(c) for c in range(10)]
+    for f in files:
+        index = int(f.stem)
+        assert labels[index] == int(f.parent.name)
+        expected = np.repeat(np.kron(images[index], np.ones((2, 2), "uint8"))[..., None], 3, axis=-1)
+        np.testing.assert_array_equal(np.asarray(Image.open(f)), expected)
+    write(tmp_path / "b", size=8, per_class=3, seed=1)
+    write(tmp_path / "c", size=8, per_class=3, seed=2)
+    names = {d: sorted(p.name for p in (tmp_path / d).glob("*/*.png")) for d in "abc"}
+    assert names["a"] == names["b"] != names["c"]
+    gray = np.asarray(Image.open(next((tmp_path / "b").glob("*/*.png"))))
+    assert gray.shape == (8, 8)
+
+
+def test_write_digits_folder_replaces_nothing_and_leaves_nothing_half_written(tmp_path, monkeypatch):
+    from lacnn_zoo.data import write_digits_folder as write
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    (tmp_path / "file").write_text("keep")
+    for root in ("mine", "file"):
+        with pytest.raises(ValueError, match=f"`root` '.*{root}' already exists and is not an empty folder"):
+            write(tmp_path / root, per_class=1)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep" and (tmp_path / "file").read_text() == "keep"
+    (tmp_path / "empty").mkdir()
+    assert write(tmp_path / "empty", size=8, per_class=1) == 10
+    with pytest.raises(ValueError, match=r"`per_class` must be an integer from 1 to 174 .* received 175"):
+        write(tmp_path / "big", per_class=175)
+    saved, calls = Image.Image.save, []
+
+    def fail_on_the_fifth(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError("disk trouble")
+        return saved(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", fail_on_the_fifth)
+    with pytest.raises(OSError, match="disk trouble"):
+        write(tmp_path / "cut", size=8, per_class=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file", "mine"]  # no 'cut', no temporary
+
+
+def test_digits_folder_command_writes_a_folder_the_trainer_reads(tmp_path, capsys):
+    from lacnn_zoo import cli
+
+    assert cli.main(["digits-folder", str(tmp_path / "photos"), "--size", "8", "--per-class", "4"]) == 0
+    assert "40 images of the embedded digits written to" in capsys.readouterr().out
+    assert cli.main(["digits-folder", str(tmp_path / "photos"), "--per-class", "1"]) == 2
+    assert capsys.readouterr().err.strip().startswith("lacnn-zoo: error: DIR ")
+    splits = load_dataset(str(tmp_path / "photos"), seed=0, test_fraction=0.25, validation_fraction=0.25)
+    assert splits.num_classes == 10 and splits.input_shape == (8, 8, 1)

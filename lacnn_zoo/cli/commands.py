@@ -208,3 +208,13 @@ def report(args):
                     "loading TensorFlow included); its figures are PNG files "
                     "beside it."))
     return 0
+
+
+def digits_folder(args):
+    from lacnn_zoo.data import write_digits_folder
+
+    written = write_digits_folder(args.dir, size=args.size, per_class=args.per_class, channels=args.channels,
+                                  seed=args.seed)
+    print(f"{written} images of the embedded digits written to {printable(args.dir)} (one subfolder per class, "
+          f"{args.size}x{args.size}, {args.channels} channel{'s' if args.channels > 1 else ''}).")
+    return 0

@@ -201,6 +201,15 @@ def _report_options(r):
     r.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
 
 
+def _digits_folder_options(p):
+    p.add_argument("dir", metavar="DIR", help="the folder to create (it must not exist, or be empty)")
+    p.add_argument("--size", type=bounded("image_side"), default=32, help="image side in pixels (default 32; 8 "
+                                                                          "keeps the scans' size)")
+    p.add_argument("--per-class", type=int, help="images per class, drawn with --seed (default: all 1797 images)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1 (grayscale, default) or 3 (RGB)")
+    p.add_argument("--seed", type=bounded("seed"), default=0, help="the seed of the --per-class draw (default 0)")
+
+
 def build_parser():
     """The whole tree; each subcommand's parser carries `func` (its command) or, for the commands that have
     their own entry point (tune, export), `run` (their runner, which reports errors itself)."""
@@ -227,6 +236,8 @@ def build_parser():
             help="top-1 (top-5) accuracy and loss of a .keras file or run folder on a data set"),
         add("predict", commands.predict, help="classify image files with a run's recorded preprocessing"))
     _report_options(add("report", commands.report, help="one page (report.html) of what a trained run learned"))
+    _digits_folder_options(add("digits-folder", commands.digits_folder,
+                               help="write the embedded digits as a folder of PNG images, one subfolder per class"))
     # The search and the export keep their own entry points (python -m tuning / export); these are the same
     # commands: the same options (their own builders) and the same runners.
     tune = sub.add_parser("tune", help="search the attention mechanism with Keras Tuner (as python -m tuning)",

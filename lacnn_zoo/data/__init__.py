@@ -10,7 +10,7 @@ to do.
 import os
 
 from lacnn_zoo.data.augmentation import AUGMENTS, check_augment, check_mixing, mix_batches, one_hot_labels
-from lacnn_zoo.data.digits import load_digits
+from lacnn_zoo.data.digits import load_digits, write_digits_folder
 from lacnn_zoo.data.folders import (
     IMAGE_FORMATS,
     decode_image,
@@ -29,7 +29,7 @@ __all__ = [
     "AUGMENTS", "DataSplits", "DatasetNotAvailableError", "IMAGE_FORMATS", "check_augment", "check_mixing",
     "check_preprocessing", "decode_image", "is_folder_name", "is_image_file", "list_images", "load_dataset",
     "load_digits", "load_image_folder", "load_tfds", "mix_batches", "one_hot_labels", "refuse_on_digits",
-    "restandardise", "standardise", "unstandardise",
+    "restandardise", "standardise", "unstandardise", "write_digits_folder",
 ]
 
 
