@@ -204,7 +204,7 @@ def test_deploy_snippets_run_without_tensorflow(exported, digits_test, marker, a
     out, _ = exported
     text = open(DEPLOYMENT).read()
     snippet = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S).group(1)
-    default = re.search(r'path = "(exported/digits(?:-all)?/model\.\w+)"', snippet).group(1)
+    default = re.search(r'path = "(exported/deploy(?:-all)?/model\.\w+)"', snippet).group(1)
     snippet = snippet.replace(default, f"exported/digits/{artifact}")
     import tensorflow as tf
 
@@ -307,7 +307,7 @@ def test_deploy_snippets_read_the_artifact_not_a_manifest_beside_it(exported, tm
 
     _stale_manifest_beside(exported, tmp_path / "exported" / "digits", [artifact])
     snippet = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", open(DEPLOYMENT).read(), re.S).group(1)
-    snippet = re.sub(r'path = "exported/digits(?:-all)?/model\.\w+"', f'path = "exported/digits/{artifact}"', snippet)
+    snippet = re.sub(r'path = "exported/deploy(?:-all)?/model\.\w+"', f'path = "exported/digits/{artifact}"', snippet)
     code = snippet + ("\nfrom sklearn.datasets import load_digits\nraw, labels = load_digits(return_X_y=True)\n"
                       "print([int(p) for p in predict(raw.reshape(-1, 8, 8, 1))])\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -57,7 +57,7 @@ def test_readme_lacnn_zoo_commands_parse(monkeypatch):
     from lacnn_zoo import cli
 
     commands = readme_commands([["lacnn-zoo"]])
-    assert len(commands) >= 25 and ["train"] in commands
+    assert len(commands) >= 25 and ["train", "--output-dir", "runs/main"] in commands  # the main job
     assert len(page_commands(README, [["lacnn-zoo"]])) >= 4  # the front page's tour
     for sub in ("train", "evaluate", "predict", "list", "info", "bench", "compare", "study"):
         assert any(argv[:1] == [sub] for argv in commands), sub
