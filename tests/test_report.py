@@ -802,7 +802,9 @@ def test_the_scores_stream_keeping_only_the_inputs_asked_for(tiny):
     with pytest.raises(ValueError, match="not kept"):
         kept.images([next(i for i in range(len(full.labels)) if i not in kept.kept)])
     limited = predictions(tiny, limit=37, batch_size=16)
-    assert np.array_equal(limited.log_p, full.log_p[:37]) and limited.images_in_split == len(full.labels)
+    # a 5-image last batch may round differently from the 16-image batches (oneDNN picks kernels by batch size)
+    assert np.allclose(limited.log_p, full.log_p[:37], rtol=0, atol=1e-5)
+    assert limited.images_in_split == len(full.labels)
     assert sum(len(y) for _, y in limited.batches()) == 37  # the second pass sees the same images
     # Ties go to the earlier image, as a stable sort of the whole split does, whatever the batches.
     losses = np.random.default_rng(0).integers(0, 4, 50).astype("float64")
