@@ -172,6 +172,11 @@ def shrunk(program, argv):
     return argv
 
 
+def exit_status(e):
+    """The status a process ending with SystemExit `e` returns, as the interpreter maps it."""
+    return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+
+
 class Walk:
     """Runs one page's commands in the current folder and records what it did."""
 
@@ -194,7 +199,7 @@ class Walk:
             exec(compile(code, where, "exec"), namespace)
             return 0
         except SystemExit as e:
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            return exit_status(e)
         finally:
             sys.argv = saved
 
@@ -215,7 +220,7 @@ class Walk:
             try:
                 return cli.main(shrunk("lacnn-zoo", words[1:]))
             except SystemExit as e:
-                return e.code
+                return exit_status(e)
         if words[:2] in (["python", "-m"], ["python3", "-m"]):
             module = words[2]
             saved = sys.argv
@@ -224,7 +229,7 @@ class Walk:
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
                 return 0
             except SystemExit as e:
-                return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                return exit_status(e)
             finally:
                 sys.argv = saved
         # anything else (ls, echo, mkdir): the real shell
@@ -353,4 +358,4 @@ def test_every_page_runs_in_order_in_one_fresh_folder(tmp_path, monkeypatch, cap
         for where, seconds in sorted(walk.ran, key=lambda r: -r[1])[:10]:
             print(f"  {seconds:6.1f} s  {where}")
     assert not walk.failures, "\n".join(walk.failures)
-    assert len(walk.ran) >= 60
+    assert len(walk.ran) >= 60 or os.environ.get("LACNN_ZOO_DOCS_WALK_PAGES")  # a subset runs fewer
