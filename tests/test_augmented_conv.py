@@ -404,3 +404,27 @@ def test_attention_map_is_the_softmax_of_eq_1_per_query_and_head(strides, relati
                                            rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="`queries` must be"):
         layer.attention_map(x, [(height, 0)])
+
+
+@pytest.mark.parametrize("image_loop", [True, False])
+def test_the_attention_loop_is_rematerialised_when_asked(monkeypatch, image_loop):
+    wrapped = []
+    real = keras.remat
+
+    def counting_remat(fn):
+        wrapped.append(fn.__name__)
+        return real(fn)
+
+    monkeypatch.setattr(keras, "remat", counting_remat)
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 4)).astype("float32")
+    for remat in (True, False):
+        wrapped.clear()
+        layer = AugmentedConv2D(8, kernel_size=3, dk=4, dv=4, heads=2, relative=True, query_chunk=12,
+                                rematerialize=remat, image_loop=image_loop)
+        layer(x)
+        if not remat:
+            assert wrapped == []
+        elif image_loop:
+            assert wrapped == ["one_image"]  # each image's attention, under remat
+        else:
+            assert wrapped and set(wrapped) == {"attend"}  # each query block

@@ -350,3 +350,26 @@ def test_backbone_weights_from_a_local_file_load_into_the_backbone(tmp_path):
                 np.testing.assert_array_equal(a, b)
             compared += 1
     assert compared > 50
+
+
+def test_reductions_of_a_non_square_input_are_per_side():
+    features = build_model("resnet8", input_shape=(16, 48, 3), include_top=False, features="stages")
+    assert [i["reduction"] for i in features.feature_info] == [1, 2, 4]
+    assert [tuple(o.shape[1:3]) for o in features.outputs] == [(16, 48), (8, 24), (4, 12)]
+
+
+def test_input_shape_must_match_a_model_backbone_in_every_dimension():
+    inputs = keras.Input((16, 16, 3))
+    backbone = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="c")(inputs))
+    for shape in [(16, 16, 1), (16, 8, 3)]:
+        with pytest.raises(ValueError, match="`input_shape`"):
+            layer_attended(backbone, taps=["c"], input_shape=shape)
+    layer_attended(backbone, taps=["c"], input_shape=(16, 16, 3))
+
+
+def test_resnet_v1_block_taps_follow_the_join_to_its_activation():
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    names, maps = select_taps(backbone, "blocks")
+    expected = [f"conv{s + 2}_block{b}_out" for s, n in enumerate([3, 4, 6, 3]) for b in range(1, n + 1)]
+    assert names == expected  # the ReLU after each Add (He et al. 2016: the block output is after the addition)
+    assert all(type(backbone.get_layer(n)).__name__ == "Activation" for n in names)

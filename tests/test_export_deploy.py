@@ -349,3 +349,16 @@ def test_bench_reports_medians_of_the_timed_calls(monkeypatch):
     assert onnx_row["images_per_s"] == pytest.approx(2 / 0.006)
     # Its 6 calls sorted, in ms: 5 5 6 6 10 10; 25th and 75th percentiles (linear) 5.25 and 9, over the median 6.
     assert onnx_row["spread_pct"] == pytest.approx(100 * (9.0 - 5.25) / 6.0)
+
+
+def test_int8_calibration_images_come_from_the_training_split_only(digits):
+    from export.quantize import load_quantization_data
+
+    calibration, test_x, test_y, description = load_quantization_data(
+        "digits", seed=0, calibration_images=64, preprocessing=digits.preprocessing)
+    train_rows = {x.tobytes() for x in digits.train[0]}
+    test_rows = {x.tobytes() for x in digits.test[0]} - train_rows
+    assert len(calibration) == 64 and all(x.tobytes() in train_rows for x in calibration)
+    assert not any(x.tobytes() in test_rows for x in calibration)
+    np.testing.assert_array_equal(test_x, digits.test[0])  # the test split, whole, for the accuracy
+    assert description["calibration_split"] == "train" and len(test_y) == len(digits.test[1])

@@ -488,3 +488,18 @@ def test_a_knob_added_to_a_mechanism_reaches_every_builder_and_its_checks(monkey
     assert given.get_layer("layer_attention").gate_units == 5
     with pytest.raises(ValueError, match="`gate_units` cannot take effect on this head: it sets the test's gate"):
         layer_attended(backbone, mechanism="self_attention", gate_units=5)
+
+
+@pytest.mark.parametrize("mechanism,extra", [
+    ("innate_static", {}), ("static_vector", {}), ("self_attention", {}),
+    ("dynamic_recurrent", {"lstm_readout": "attention"}), ("dynamic_recurrent", {"lstm_readout": "final_state"}),
+])
+def test_all_zero_taps_give_uniform_finite_weights(mechanism, extra):
+    model = build_model(f"lacnn_{mechanism}_tiny", **extra)
+    layer = model.get_layer("layer_attention")
+    taps = [keras.ops.zeros((3, int(t.shape[-1]))) for t in layer.input]
+    weights = keras.ops.convert_to_numpy(layer.layer_weights(taps))
+    assert np.isfinite(weights).all()
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
+    if mechanism != "self_attention":  # its layer embeddings tell zero taps apart by position, by design
+        np.testing.assert_allclose(weights, np.full((3, len(taps)), 1 / len(taps)), rtol=1e-5, atol=1e-6)

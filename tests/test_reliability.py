@@ -19,7 +19,17 @@ import pytest
 from conftest import EpochRecorder
 
 from lacnn_zoo import cli, training
-from lacnn_zoo.io import FolderLock, LockedError
+from lacnn_zoo.io import (
+    LOCK_NAME,
+    FolderLock,
+    ForeignFilesError,
+    LockedError,
+    atomic_path,
+    check_replaceable,
+    is_owned,
+    is_temporary,
+    mark_owned,
+)
 from lacnn_zoo.training import resume, train
 from lacnn_zoo.training.callbacks import AtomicBackupAndRestore
 
@@ -934,3 +944,51 @@ def test_a_history_shorter_than_its_backup_is_refused_not_silently_cut(killed_af
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "records 1 finished epoch" in err[0], err
     assert _tree(run) == before
+
+
+def test_ownership_needs_the_marker_or_the_signature_not_zoo_named_files(tmp_path):
+    folder = tmp_path / "looks_like_a_run"
+    folder.mkdir()
+    for name in ("best.keras", "history.csv", "metrics.json"):  # zoo-like names, written by someone else
+        (folder / name).write_text("not the zoo's")
+    assert not is_owned(str(folder), "run", "run.json")
+    with pytest.raises(ForeignFilesError, match="not a lacnn-zoo run"):
+        check_replaceable(str(folder), "run", lambda name: True, "run.json")
+    mark_owned(str(folder), "export")  # the marker of another kind does not make it a run
+    assert not is_owned(str(folder), "run", "run.json") and is_owned(str(folder), "export", "manifest.json")
+    mark_owned(str(folder), "run")
+    assert is_owned(str(folder), "run", "run.json")
+    assert sorted(check_replaceable(str(folder), "run", lambda name: True, "run.json")) == sorted(os.listdir(folder))
+
+
+def test_the_lock_is_taken_on_the_file_that_is_there_after_a_replace(tmp_path, monkeypatch):
+    import fcntl
+
+    path = tmp_path / LOCK_NAME
+    real_flock, calls = fcntl.flock, []
+
+    def flock_after_a_replace(fd, operation):
+        if not calls:  # another process removes and recreates the lock file between our open and our flock
+            os.remove(path)
+            path.write_text("")
+        calls.append(fd)
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_replace)
+    with FolderLock(str(path), "test") as lock:
+        assert len(calls) == 2  # retried on the new file
+        assert os.path.samestat(os.fstat(lock._fd), os.stat(path))
+        assert path.read_text() == str(os.getpid())
+
+
+@pytest.mark.parametrize("suffix", ["", ".keras", ".weights.h5"])
+def test_the_zoos_own_temporaries_are_recognised_as_its_own(tmp_path, suffix):
+    with atomic_path(tmp_path / f"best{suffix or '.json'}", suffix=suffix) as tmp:
+        assert is_temporary(os.path.basename(tmp))
+        open(tmp, "w").close()
+    for name in ("best.keras", ".best.keras.tmp", "notes.abcdef12.lacnn-tmp", ".x.abcdef1.lacnn-tmp"):
+        assert not is_temporary(name), name
+    # The earlier version's tempfile names count only for a file the folder's owner writes.
+    known = {"run.json", "best.keras"}.__contains__
+    assert is_temporary(".run.json.k2j4h5g6.tmp", known) and is_temporary(".best.keras.k2j4h5g6.tmp.keras", known)
+    assert not is_temporary(".notes.k2j4h5g6.tmp", known) and not is_temporary(".run.json.k2j4h5g6.tmp")
