@@ -373,3 +373,14 @@ def test_resnet_v1_block_taps_follow_the_join_to_its_activation():
     expected = [f"conv{s + 2}_block{b}_out" for s, n in enumerate([3, 4, 6, 3]) for b in range(1, n + 1)]
     assert names == expected  # the ReLU after each Add (He et al. 2016: the block output is after the addition)
     assert all(type(backbone.get_layer(n)).__name__ == "Activation" for n in names)
+
+
+def test_a_bgr_family_with_one_channel_has_no_channel_order_to_reverse():
+    """ResNet50's "caffe" preprocessing reverses RGB to BGR; a single grey channel has nothing to reverse, so its
+    convention is "RGB" (applied as is), with the channels' mean and std averaged."""
+    from lacnn_zoo.models.backbones import input_convention
+
+    colour, grey = input_convention("ResNet50"), input_convention("ResNet50", channels=1)
+    assert colour["channel_order"] == "BGR" and grey["channel_order"] == "RGB"
+    np.testing.assert_allclose(grey["mean"], [np.mean(colour["mean"])])
+    np.testing.assert_allclose(grey["std"], [np.mean(colour["std"])])

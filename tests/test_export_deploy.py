@@ -362,3 +362,29 @@ def test_int8_calibration_images_come_from_the_training_split_only(digits):
     assert not any(x.tobytes() in test_rows for x in calibration)
     np.testing.assert_array_equal(test_x, digits.test[0])  # the test split, whole, for the accuracy
     assert description["calibration_split"] == "train" and len(test_y) == len(digits.test[1])
+
+
+def test_int8_data_must_have_the_models_channels():
+    from export.quantize import load_quantization_data
+
+    with pytest.raises(ValueError, match=r"inputs of shape \(8, 8, 3\), but 'digits' gives \(8, 8, 1\)"):
+        load_quantization_data("digits", calibration_images=8, input_shape=(8, 8, 3))
+    assert len(load_quantization_data("digits", calibration_images=8, input_shape=(None, None, 1))[0]) == 8
+
+
+def test_int8_data_is_standardised_as_the_model_was_trained(digits):
+    """A model trained with another mean and std (another data set at the same scale) gets the pixels
+    standardised by its own: (pixels - its mean) / its std, the pixels being x * std + mean of the data set's."""
+    from export.quantize import load_quantization_data
+
+    own = digits.preprocessing
+    recorded = dict(own, mean=[0.2], std=[0.5])
+    calibration, test_x, test_y, _ = load_quantization_data("digits", seed=0, calibration_images=16,
+                                                            preprocessing=recorded)
+
+    def by_hand(x):
+        return (x * own["std"][0] + own["mean"][0] - 0.2) / 0.5
+
+    np.testing.assert_allclose(test_x, by_hand(digits.test[0]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(test_y, digits.test[1])
+    np.testing.assert_allclose(calibration, by_hand(digits.train[0][:16]), rtol=1e-5, atol=1e-5)  # the first 16

@@ -455,3 +455,61 @@ def test_digits_folder_command_writes_a_folder_the_trainer_reads(tmp_path, capsy
     assert capsys.readouterr().err.strip().startswith("lacnn-zoo: error: DIR ")
     splits = load_dataset(str(tmp_path / "photos"), seed=0, test_fraction=0.25, validation_fraction=0.25)
     assert splits.num_classes == 10 and splits.input_shape == (8, 8, 1)
+
+
+@pytest.mark.parametrize("per_class", [0, -1])
+def test_write_digits_folder_needs_at_least_one_image_a_class(tmp_path, per_class):
+    from lacnn_zoo.data import write_digits_folder as write
+
+    with pytest.raises(ValueError, match=rf"`per_class` must be an integer from 1 to .* received {per_class}"):
+        write(tmp_path / "out", per_class=per_class)
+    assert os.listdir(tmp_path) == []  # nothing written, not even empty class folders
+
+
+def test_write_digits_folder_never_writes_through_a_symbolic_link(tmp_path):
+    from lacnn_zoo.data import write_digits_folder as write
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    with pytest.raises(ValueError, match="`root` '.*link' already exists and is not an empty folder"):
+        write(tmp_path / "link", size=8, per_class=1)
+    assert os.path.islink(tmp_path / "link") and os.readlink(tmp_path / "link") == str(tmp_path / "empty")
+    assert os.listdir(tmp_path / "empty") == [] and sorted(os.listdir(tmp_path)) == ["empty", "link"]
+
+
+def test_train_and_test_folders_without_val_check_the_validation_fraction(tmp_path):
+    """The validation split is carved from train/ then, so `validation_fraction` applies and is checked."""
+    images, labels = few_per_class(2)
+    write_digits_folder(tmp_path / "train", images, labels)
+    write_digits_folder(tmp_path / "test", images, labels)
+    with pytest.raises(ValueError, match=r"`validation_fraction` must be a number in \[0, 1\)"):
+        load_dataset(str(tmp_path), validation_fraction=1.5)
+
+
+def test_hidden_files_are_not_images():
+    from lacnn_zoo.data import is_image_file
+
+    assert is_image_file("a.png") and is_image_file("photos/B.JPG")
+    for name in (".a.png", "._photo.jpg", "photos/.hidden.PNG"):
+        assert not is_image_file(name), name
+
+
+def test_a_hidden_file_in_a_class_folder_is_not_loaded(tmp_path):
+    from lacnn_zoo.data import list_images
+
+    images, labels = few_per_class(4)
+    write_digits_folder(tmp_path, images, labels)
+    (tmp_path / "3" / "._0000.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")  # not a PNG
+    assert not any(os.path.basename(f).startswith(".") for f in list_images(str(tmp_path)))
+    data = load_dataset(str(tmp_path), validation_fraction=0.25, test_fraction=0.25)
+    assert sum(len(split_arrays(data, s)[1]) for s in ("train", "validation", "test")) == 40
+
+
+def test_a_test_class_that_train_lacks_is_one_clear_error(tmp_path):
+    images, labels = few_per_class(2)
+    write_digits_folder(tmp_path / "train", images, labels)
+    write_digits_folder(tmp_path / "test", images, labels)
+    (tmp_path / "test" / "extra").mkdir()
+    Image.fromarray(images[0]).save(tmp_path / "test" / "extra" / "a.png")
+    with pytest.raises(ValueError, match=r"test folder .* has class folders that train/ lacks: \['extra'\]"):
+        load_dataset(str(tmp_path))

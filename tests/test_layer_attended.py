@@ -503,3 +503,9 @@ def test_all_zero_taps_give_uniform_finite_weights(mechanism, extra):
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
     if mechanism != "self_attention":  # its layer embeddings tell zero taps apart by position, by design
         np.testing.assert_allclose(weights, np.full((3, len(taps)), 1 / len(taps)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(2, 2, 2), (2,), ()])
+def test_a_resample_tap_size_must_be_height_and_width(size):
+    with pytest.raises(ValueError, match=r"`tap_size` must be \(height, width\)"):
+        TapForm("resample", size=size)

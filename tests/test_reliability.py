@@ -992,3 +992,74 @@ def test_the_zoos_own_temporaries_are_recognised_as_its_own(tmp_path, suffix):
     known = {"run.json", "best.keras"}.__contains__
     assert is_temporary(".run.json.k2j4h5g6.tmp", known) and is_temporary(".best.keras.k2j4h5g6.tmp.keras", known)
     assert not is_temporary(".notes.k2j4h5g6.tmp", known) and not is_temporary(".run.json.k2j4h5g6.tmp")
+
+
+def test_overwrite_takes_a_stale_temporary_of_the_zoo_in_its_own_run_folder(tmp_path):
+    """A kill mid-write leaves atomic_path's temporary in a run folder: still the zoo's own, so replaceable."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.json").write_text("{}")
+    mark_owned(str(folder), "run")
+    known = {"run.json", "best.keras"}.__contains__
+    with atomic_path(folder / "best.keras", suffix=".keras") as tmp:  # the writer is "killed" while tmp is there
+        open(tmp, "wb").close()
+        name = os.path.basename(tmp)
+        assert is_temporary(name) and not known(name)
+        entries = check_replaceable(str(folder), "run", known, "run.json")
+        assert sorted(entries) == sorted([".lacnn-zoo", "run.json", name])
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_output_file_that_is_a_symbolic_link_is_refused_and_left_alone(tmp_path, overwrite):
+    from lacnn_zoo.io import check_output_file
+
+    target = tmp_path / "target.txt"
+    target.write_text("mine")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        check_output_file(link, option="--out", overwrite=overwrite)
+    assert os.path.islink(link) and os.readlink(link) == str(target) and target.read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["link.txt", "target.txt"]
+
+
+def test_a_write_needs_exactly_its_bytes_free(tmp_path, monkeypatch):
+    """ENOSPC when the disk has less than `need_bytes` free; exactly `need_bytes` free is enough."""
+    from lacnn_zoo import io
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: usage._replace(free=4999))
+    with pytest.raises(OSError) as raised:
+        with io.atomic_path(tmp_path / "best.keras", need_bytes=5000) as tmp:
+            open(tmp, "wb").write(b"x" * 5000)
+    assert raised.value.errno == errno.ENOSPC and not os.listdir(tmp_path)
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: usage._replace(free=5000))
+    with io.atomic_path(tmp_path / "best.keras", need_bytes=5000) as tmp:
+        open(tmp, "wb").write(b"x" * 5000)
+    assert os.listdir(tmp_path) == ["best.keras"] and (tmp_path / "best.keras").read_bytes() == b"x" * 5000
+
+
+def test_an_export_into_an_empty_folder_puts_the_marker_first_and_the_manifest_last(tmp_path, monkeypatch):
+    """A kill while the export moves in leaves a folder the zoo may replace (its marker is there before any
+    artifact) and never one with a manifest but not every artifact (the manifest comes last)."""
+    import export.core as core
+
+    tmp, out = tmp_path / ".out.lacnn-export-x", tmp_path / "out"
+    tmp.mkdir()
+    out.mkdir()
+    names = ["a.onnx", "manifest.json", "model.onnx", "model.tflite", "z_saved_model"]
+    for name in names:
+        (tmp / name).write_text(name)
+    real_rename, moved = os.rename, []
+
+    def recording_rename(src, dst, *args, **kwargs):
+        if os.path.dirname(os.fspath(dst)) == str(out):
+            moved.append((os.path.basename(dst), os.path.exists(out / ".lacnn-zoo")))
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(core.os, "rename", recording_rename)
+    core._fill_in_place(str(tmp), str(out))
+    assert sorted(n for n, _ in moved) == names and moved[-1][0] == "manifest.json"
+    assert all(marked for _, marked in moved)
+    assert is_owned(str(out), "export") and not tmp.exists()
+    assert all((out / name).read_text() == name for name in names)

@@ -889,3 +889,44 @@ def test_a_symlinked_out_is_refused_as_a_symlink(tiny, tmp_path, capsys):
         with pytest.raises(FileExistsError, match="is a symbolic link"):
             check_output_file(tmp_path / "scores.csv", option="--csv", overwrite=overwrite)
     assert (tmp_path / "real" / "scores.csv").read_text() == "mine"
+
+
+@pytest.mark.parametrize("row", ["1.5,0.5,0.5", "x,0.5,0.5", "1,,0.5", "NA,0.5,0.5"])
+def test_a_layer_attention_row_without_a_whole_epoch_or_a_weight_is_a_damaged_file(tmp_path, row):
+    from lacnn_zoo.experiments.report.sections import layer_attention_rows
+    from lacnn_zoo.io import DamagedFileError
+
+    path = tmp_path / "layer_attention.csv"
+    path.write_text(f"epoch,layer_1,layer_2\n0,0.5,0.5\n{row}\n")
+    with pytest.raises(DamagedFileError, match="layer_attention.csv.*row 3"):
+        layer_attention_rows(str(path), 2)
+
+
+@pytest.mark.parametrize("counts,normalised", [((10, 12), False), ((10, 20), False), ((10, 21), True),
+                                               ((10, 25), True)])
+def test_the_row_normalised_confusion_is_drawn_only_for_unbalanced_classes(tmp_path, monkeypatch, counts,
+                                                                            normalised):
+    """Unbalanced: the largest class has more than twice the images of the smallest."""
+    import types
+
+    from lacnn_zoo.experiments.report import sections
+    from lacnn_zoo.experiments.report.page import Page
+
+    drawn = []
+
+    def draw(*args, **kwargs):  # every figure function takes (..., path, title)
+        drawn.append(os.path.basename(args[-2]))
+        open(args[-2], "wb").close()
+
+    for name in ("confusion", "top_losses", "reliability"):
+        monkeypatch.setattr(sections.figures, name, draw)
+    monkeypatch.setattr(sections, "unstandardise", lambda x, preprocessing: x)
+    labels = np.repeat([0, 1], counts)
+    n = len(labels)
+    p = types.SimpleNamespace(
+        preprocessing={"class_names": ["a", "b"]}, model=types.SimpleNamespace(output_shape=(None, 2)),
+        labels=labels, predicted=labels.copy(), dataset="digits", seed=0, split="test", data=None,
+        losses=np.linspace(0.1, 1, n), confidence=np.full(n, 0.9), brier=np.full(n, 0.02),
+        images=lambda indices: np.zeros((len(indices), 2, 2, 1), "float32"))
+    sections.predictions_sections(Page("t"), str(tmp_path), p, 2, lambda message: None)
+    assert "confusion.png" in drawn and ("confusion_normalised.png" in drawn) == normalised, drawn

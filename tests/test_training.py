@@ -620,3 +620,54 @@ def test_the_report_takes_the_best_epoch_over_both_models_of_an_ema_run():
     rows.append({"val_accuracy": "0.75", "val_loss": "1.5", "val_ema_accuracy": "0.6", "val_ema_loss": "1"})
     assert _best_epoch(rows) == 3  # as accurate as epoch 1's averaged model, with a lower loss
     assert _best_epoch([{k: v for k, v in r.items() if "ema" not in k} for r in rows[:3]]) == 2
+
+
+def test_better_prefers_the_averaged_model_only_when_it_does_strictly_better():
+    from lacnn_zoo.training.ema import better, ema_name
+
+    def logs(raw, ema, raw_loss=0.5, ema_loss=0.5, monitor="val_accuracy"):
+        return {monitor: raw, ema_name(monitor): ema, "val_loss": raw_loss, "val_ema_loss": ema_loss}
+
+    assert better(logs(0.8, 0.8)) == "raw"  # a full tie, accuracy and loss: the raw model is kept
+    assert better(logs(0.8, 0.8, 0.5, 0.4)) == "ema" and better(logs(0.8, 0.8, 0.4, 0.5)) == "raw"
+    assert better(logs(0.8, 0.9)) == "ema" and better(logs(0.9, 0.8)) == "raw"
+    # A monitor to minimise: the lower value is the better one, in both directions.
+    assert better({"val_loss": 0.2, "val_ema_loss": 0.3}, "val_loss", "min") == "raw"
+    assert better({"val_loss": 0.3, "val_ema_loss": 0.2}, "val_loss", "min") == "ema"
+
+
+def test_an_average_window_longer_than_the_run_is_warned_even_when_short():
+    from lacnn_zoo.training.ema import window_warning
+
+    ema = {"ema": True, "ema_decay": 0.99}  # a window of about 100 optimizer steps
+    assert window_warning(ema, epochs=1, steps_per_epoch=50) is not None  # a run of 50
+    assert "this run's 90 (3 epochs of 30 steps)" in window_warning(ema, 3, 30)
+    assert window_warning(ema, epochs=1, steps_per_epoch=101) is None and window_warning(ema, 4, 50) is None
+
+
+def test_the_averaged_models_batch_statistics_follow_its_weights_after_more_training(digits):
+    """Estimated once per optimizer step: after a further step, the averaged model gets the statistics of its
+    new weights, not those estimated for the earlier average."""
+    from lacnn_zoo import build_model
+    from lacnn_zoo.training.ema import EMAValidation
+
+    model = build_model("plain_cnn_tiny", input_shape=(8, 8, 1), num_classes=10, widths=(8, 8, 16))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True)  # no tracing
+    (x, y), (xv, yv) = digits.train, digits.validation
+    ema = EMAValidation({"x": xv, "y": yv, "batch_size": 64}, x[:100], batch_size=32)
+    ema.set_model(model)
+    before = None
+    for step in range(3):
+        model.train_on_batch(x[32 * step:32 * step + 32], y[32 * step:32 * step + 32])
+        with ema.averaged():  # after the first step, a cached estimate exists for an earlier average
+            optimizer = model.optimizer  # its average is built at the first step
+            for w, a in zip(_numpy(optimizer._trainable_variables), _numpy(optimizer._model_variables_moving_average)):
+                np.testing.assert_array_equal(w, a)
+            expected = _batchnorm_statistics_by_hand(model, ema.sample, 32)
+            got = _statistics(model)
+        if before is not None:  # the new average needs statistics of its own
+            assert any(np.abs(b - e).max() > 1e-3 for b, e in zip(before, expected))
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+        before = expected
