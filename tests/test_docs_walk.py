@@ -9,8 +9,10 @@ What the walk changes, and nothing else (docs/development.md, "The docs walk"):
   the number of mechanisms searched; `lacnn-zoo study`, `compare` and `ema_check` run seed 0 only (a warm-up
   of W epochs gets W + 1);
 - TFDS sets run on `tfds.testing.mock_data` (no data set can be downloaded here);
-- the commands run in this process (`lacnn-zoo ...` through `lacnn_zoo.cli.main`, `python -m M` through runpy,
-  `python -c` and `python - <<'PY'` through exec): the same code, without importing TensorFlow sixty times.
+- the commands run in one process (`lacnn-zoo ...` through `lacnn_zoo.cli.main`, `python -m M` through runpy,
+  `python -c` and `python - <<'PY'` through exec): the same code, without importing TensorFlow sixty times. That
+  process is the walk's own (the test starts pytest again on itself), so what the walk leaves alive slows no
+  other test.
 
 What it does not run, each said in the summary it prints:
 - the set-up (`python3.11 -m venv`, `pip`, `python -m pytest`, `bash .ci/run`, `ruff`, `mkdocs`): the test runs in it;
@@ -29,6 +31,8 @@ import shlex
 import subprocess
 import sys
 import time
+
+import pytest
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), os.pardir))
 README = os.path.join(ROOT, "README.md")
@@ -329,7 +333,24 @@ class Walk:
                 self.line(page, number, line, heredoc)
 
 
-def test_every_page_runs_in_order_in_one_fresh_folder(tmp_path, monkeypatch, capsys):
+CHILD = "LACNN_ZOO_DOCS_WALK_PROCESS"
+
+
+@pytest.mark.long  # about 5.5 minutes
+def test_every_page_runs_in_order_in_one_fresh_folder(tmp_path, monkeypatch, capsys, pytestconfig):
+    if os.environ.get(CHILD) != "1":
+        # The walk runs in a process of its own, as a newcomer's commands do: it leaves hundreds of thousands of
+        # TensorFlow graph objects alive, which made every later test of the same pytest worker several times
+        # slower (the garbage collector scans them again and again).
+        env = {**os.environ, CHILD: "1"}
+        this = f"{__file__}::{test_every_page_runs_in_order_in_one_fresh_folder.__name__}"
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                   "--basetemp", str(tmp_path / "walk"), this]
+        if pytestconfig.getoption("capture") == "no":  # pytest -s: the walk's summary and trace as it goes
+            command.insert(3, "-s")
+        returncode = subprocess.run(command, env=env, cwd=ROOT, timeout=3600).returncode
+        assert returncode == 0, "the docs walk failed: see its output (captured stdout)"
+        return
     import keras
     import matplotlib
     import tensorflow_datasets as tfds

@@ -217,6 +217,7 @@ def test_variants_reach_the_stated_depths():
         assert model.get_layer("stage1_block1").mixing == "beta"
 
 
+@pytest.mark.long
 def test_tiny_study_writes_its_tables_reuses_finished_runs_and_refuses_other_configurations(tmp_path, monkeypatch):
     from scipy import stats
 

@@ -142,6 +142,7 @@ def test_tiny_search_end_to_end(tmp_path):
     assert (project / "notes.txt").read_text() == "mine" and (project / "oracle.json").exists()
 
 
+@pytest.mark.long
 def test_resume_does_not_rerun_finished_trials(tmp_path):
     kwargs = dict(mechanisms=["plain", "resnet_add"], max_trials=3, epochs=1, directory=str(tmp_path), seed=3)
     with pytest.raises(KeyboardInterrupt):
@@ -186,6 +187,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.long
 def test_distributed_chief_and_two_workers(tmp_path):
     port = str(_free_port())
     command = [sys.executable, "-m", "tuning", "--mechanisms", "plain,resnet_add", "--trials", "4", "--epochs", "1",
@@ -276,6 +278,7 @@ def test_search_on_an_image_folder_with_size_and_augmentation(tmp_path, capsys):
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.long
 def test_executions_per_trial_repeats_each_trial_and_the_table_gives_mean_and_std(tmp_path, capsys):
     import numpy as np
 
@@ -318,6 +321,7 @@ def test_executions_per_trial_repeats_each_trial_and_the_table_gives_mean_and_st
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.long
 def test_every_asked_mechanism_gets_a_trial_and_an_epoch_time_excludes_tracing(tmp_path, capsys):
     import numpy as np
 
