@@ -379,7 +379,8 @@ def onnx_profile_summary(path, top=8):
     return [(op, 100 * us / whole) for op, us in sorted(totals.items(), key=lambda kv: -kv[1])[:top]]
 
 
-def print_table(rows, stream=sys.stdout):
+def print_table(rows, stream=None):
+    stream = sys.stdout if stream is None else stream  # today's stdout, not the one of the import
     header = (f"{'model':<22} {'runtime':<17} {'batch':>5} {'calls':>5} {'median ms':>10} {'spread':>7} {'min ms':>8} "
               f"{'images/s':>9} {'GFLOP/s':>8} {'x keras':>8} {'per round':>11} {'x keras min':>11}")
     print(header, file=stream)

@@ -70,7 +70,10 @@ def atomic_path(path, *, suffix="", need_bytes=0):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # a file where a folder of the path should be, a folder that takes no new entry
+        raise type(e)(f"{path!r} cannot be written: {unwritable(folder, e)}") from None
     if need_bytes and shutil.disk_usage(folder).free < need_bytes:
         raise OSError(errno.ENOSPC, f"No space left on the device to write {path!r} (about {need_bytes:,} bytes "
                       f"needed, {shutil.disk_usage(folder).free:,} free)")

@@ -433,3 +433,17 @@ def test_a_format_added_to_the_table_reaches_the_runner_validate_bench_and_expor
         assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "model.fake"]
         assert manifest["formats"] == {"fake": {"path": "model.fake"}} and set(manifest["parity"]["max_abs_diff"]) == {
             "fake"}
+
+
+def test_the_bench_table_goes_to_the_stdout_of_the_call_not_of_the_import(monkeypatch, capsys):
+    import importlib
+    import io
+
+    from export import bench
+
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # export.bench imported under a stdout that is long gone
+    importlib.reload(bench)
+    monkeypatch.undo()
+    bench.print_table([])
+    assert capsys.readouterr().out.startswith("model ")
+

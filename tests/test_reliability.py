@@ -1063,3 +1063,17 @@ def test_an_export_into_an_empty_folder_puts_the_marker_first_and_the_manifest_l
     assert all(marked for _, marked in moved)
     assert is_owned(str(out), "export") and not tmp.exists()
     assert all((out / name).read_text() == name for name in names)
+
+
+def test_a_path_under_a_file_is_one_line_naming_the_file_and_the_file_is_kept(tmp_path, capsys):
+    from lacnn_zoo.cli import main
+
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(OSError, match=r"cannot be written: '.*notes' is a file, not a folder"):
+        with atomic_path(tmp_path / "notes" / "runs" / "best.keras"):
+            raise AssertionError("the write must not start")
+    assert main(["digits-folder", str(tmp_path / "notes" / "photos"), "--per-class", "1", "--size", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes' is a file, not a folder" in err[0] and "Errno" not in err[0], err
+    assert (tmp_path / "notes").read_text() == "mine" and os.listdir(tmp_path) == ["notes"]
+
